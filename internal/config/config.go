@@ -1,0 +1,259 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Config is the complete service configuration. The yaml tags are also the
+// source of the environment variable names, so renaming a tag renames its
+// variable.
+type Config struct {
+	Server    Server    `yaml:"server"`
+	Database  Database  `yaml:"database"`
+	Redis     Redis     `yaml:"redis"`
+	Auth      Auth      `yaml:"auth"`
+	Ingest    Ingest    `yaml:"ingest"`
+	Retention Retention `yaml:"retention"`
+	Integrity Integrity `yaml:"integrity"`
+	Logging   Logging   `yaml:"logging"`
+}
+
+// Server configures the HTTP listeners and their limits.
+type Server struct {
+	Host        string `yaml:"host"`
+	Port        int    `yaml:"port"`
+	MetricsPort int    `yaml:"metricsPort"`
+	// MaxBatchSize caps the number of events in one batch request.
+	MaxBatchSize int `yaml:"maxBatchSize"`
+	// MaxBodySize caps the size of a request body.
+	MaxBodySize ByteSize `yaml:"maxBodySize"`
+	// ShutdownTimeout bounds the whole graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// EndpointPropagationDelay is how long the server keeps serving after
+	// readiness turns 503, so load balancers stop routing to it first.
+	EndpointPropagationDelay Duration `yaml:"endpointPropagationDelay"`
+	ReadHeaderTimeout        Duration `yaml:"readHeaderTimeout"`
+	ReadTimeout              Duration `yaml:"readTimeout"`
+	WriteTimeout             Duration `yaml:"writeTimeout"`
+	IdleTimeout              Duration `yaml:"idleTimeout"`
+	// RequestTimeout is the deadline given to each request's context.
+	RequestTimeout Duration `yaml:"requestTimeout"`
+	TLS            TLS      `yaml:"tls"`
+}
+
+// TLS is reserved for serving HTTPS. It is not built yet, so both fields
+// must stay empty.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Database configures the PostgreSQL connection pool. The connection is
+// given either as URL or as Host, Name and User (with optional Port and
+// SSLMode), never both.
+type Database struct {
+	// URL is a postgres:// URL or a keyword/value DSN.
+	URL     string `yaml:"url"`
+	Host    string `yaml:"host"`
+	Port    int    `yaml:"port"`
+	Name    string `yaml:"name"`
+	User    string `yaml:"user"`
+	SSLMode string `yaml:"sslMode"`
+	// SecretsFile is a YAML or JSON map holding the password under
+	// PasswordKey; it keeps the password out of the config file and the
+	// environment, where it would leak into process listings and dumps.
+	SecretsFile string `yaml:"secretsFile"`
+	PasswordKey string `yaml:"passwordKey"`
+	// MaxConns is the pool size; it is not part of ConnString.
+	MaxConns int `yaml:"maxConns"`
+	// ConnectTimeout bounds dialling one connection; it is not part of
+	// ConnString either.
+	ConnectTimeout Duration `yaml:"connectTimeout"`
+	// Password is read from SecretsFile by Load, never from YAML or the
+	// environment.
+	Password string `yaml:"-"`
+}
+
+// Redis configures the spool (the fallback queue and the dead-letter queue).
+type Redis struct {
+	// Addr is host:port.
+	Addr        string `yaml:"addr"`
+	SecretsFile string `yaml:"secretsFile"`
+	PasswordKey string `yaml:"passwordKey"`
+	DB          int    `yaml:"db"`
+	// DLQMaxLen caps the dead-letter stream so a long outage cannot exhaust
+	// Redis memory.
+	DLQMaxLen int64 `yaml:"dlqMaxLen"`
+	// Password is read from SecretsFile by Load.
+	Password string `yaml:"-"`
+}
+
+// Auth selects how API callers are authenticated. Only "none" is built;
+// TokenFile and Namespace belong to the modes that are not.
+type Auth struct {
+	Mode      string `yaml:"mode"`
+	TokenFile string `yaml:"tokenFile"`
+	Namespace string `yaml:"namespace"`
+}
+
+// Ingest tunes the write path.
+type Ingest struct {
+	// MaxEventAge is how far in the past an event timestamp may lie.
+	MaxEventAge Duration `yaml:"maxEventAge"`
+	// MaxClockSkew is how far in the future an event timestamp may lie.
+	MaxClockSkew Duration `yaml:"maxClockSkew"`
+	// Writers is the number of group-commit writer goroutines.
+	Writers int `yaml:"writers"`
+	// MaxBatch is the number of events written in one commit.
+	MaxBatch int `yaml:"maxBatch"`
+	// QueueSize is the number of events that may wait for a writer.
+	QueueSize int `yaml:"queueSize"`
+}
+
+// Retention configures deletion of old events. It is not built yet, so
+// Enabled must stay false.
+type Retention struct {
+	Enabled     bool `yaml:"enabled"`
+	DefaultDays int  `yaml:"defaultDays"`
+}
+
+// Integrity configures the event hash chain.
+type Integrity struct {
+	// HMACKeyFile, when set, switches the chain from plain SHA-256 to
+	// HMAC-SHA256 with the key stored in this file.
+	HMACKeyFile string `yaml:"hmacKeyFile"`
+	// HMACKey is the content of HMACKeyFile without trailing line breaks,
+	// filled by Load; nil means plain SHA-256.
+	HMACKey []byte `yaml:"-"`
+}
+
+// Logging configures the slog handler.
+type Logging struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// SlogLevel returns the slog.Level for Level. Load has already rejected
+// unknown levels; anything else maps to slog.LevelInfo.
+func (l Logging) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+const (
+	envPrefix       = "DATASTORAGE_"
+	defaultPGPort   = 5432
+	defaultSSLMode  = "prefer"
+	maxDBMaxConns   = 1000
+	defaultPassword = "password"
+)
+
+// Default returns the configuration used when nothing overrides it.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Host:                     "0.0.0.0",
+			Port:                     8080,
+			MetricsPort:              9090,
+			MaxBatchSize:             5000,
+			MaxBodySize:              16 * MiB,
+			ShutdownTimeout:          Duration{60 * time.Second},
+			EndpointPropagationDelay: Duration{5 * time.Second},
+			ReadHeaderTimeout:        Duration{10 * time.Second},
+			ReadTimeout:              Duration{30 * time.Second},
+			WriteTimeout:             Duration{60 * time.Second},
+			IdleTimeout:              Duration{120 * time.Second},
+			RequestTimeout:           Duration{30 * time.Second},
+		},
+		Database: Database{
+			PasswordKey: defaultPassword,
+			// Capped so that a very large machine still gets a valid default.
+			MaxConns:       min(4*runtime.NumCPU(), maxDBMaxConns),
+			ConnectTimeout: Duration{5 * time.Second},
+		},
+		Redis: Redis{
+			Addr:        "127.0.0.1:6379",
+			PasswordKey: defaultPassword,
+			DLQMaxLen:   1_000_000,
+		},
+		Auth: Auth{Mode: "none"},
+		Ingest: Ingest{
+			MaxEventAge:  Duration{168 * time.Hour},
+			MaxClockSkew: Duration{60 * time.Minute},
+			Writers:      2,
+			MaxBatch:     2000,
+			QueueSize:    20000,
+		},
+		Retention: Retention{DefaultDays: 2555},
+		Logging:   Logging{Level: "info", Format: "json"},
+	}
+}
+
+// Load builds the configuration from the defaults, the YAML file at path
+// ("" means no file), the DATASTORAGE_ variables in environ (in the form of
+// os.Environ, passed in so tests control it) and the secret files, then
+// validates it. All problems are returned at once, joined, each naming its
+// key. Load does not require a database; see Config.RequireDatabase.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	var errs []error
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: read file: %w", err)
+		}
+		fileErrs, err := decodeYAML(data, &cfg)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", path, err)
+		}
+		errs = append(errs, fileErrs...)
+	}
+	errs = append(errs, applyEnv(&cfg, environ)...)
+	cfg.Database.fillPartDefaults()
+	errs = append(errs, cfg.validate()...)
+	errs = append(errs, cfg.readSecrets()...)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// RequireDatabase reports whether a database connection is configured. Load
+// leaves this to the commands that need one so the others run without it.
+func (c Config) RequireDatabase() error {
+	if c.Database.URL == "" && c.Database.Host == "" {
+		return errors.New("config: database.url: required (set database.url or database.host/name/user, or DATASTORAGE_DATABASE_URL)")
+	}
+	return nil
+}
+
+// ResolvePath picks the config file path: the flag value if given, else
+// CONFIG_PATH from environ, else "" (defaults and environment only).
+func ResolvePath(flagValue string, environ []string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	path := ""
+	// Later entries win, as they do for duplicated variables in a real
+	// environment.
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "CONFIG_PATH="); ok {
+			path = v
+		}
+	}
+	return path
+}

@@ -1,0 +1,184 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// problems collects validation errors so that all of them are reported in
+// one go.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("config: "+key+": "+format, args...))
+}
+
+func between[T int | int64](p *problems, key string, v, lo, hi T) {
+	if v < lo || v > hi {
+		p.add(key, "must be between %d and %d, got %d", lo, hi, v)
+	}
+}
+
+func atLeast[T int | int64](p *problems, key string, v, lo T) {
+	if v < lo {
+		p.add(key, "must be at least %d, got %d", lo, v)
+	}
+}
+
+func positive(p *problems, key string, d Duration) {
+	if d.Duration <= 0 {
+		p.add(key, "must be greater than 0, got %s", d)
+	}
+}
+
+func oneOf(p *problems, key, v string, allowed []string) {
+	if !slices.Contains(allowed, v) {
+		p.add(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+}
+
+func (c Config) validate() []error {
+	var p problems
+
+	s := c.Server
+	between(&p, "server.port", s.Port, 1, 65535)
+	between(&p, "server.metricsPort", s.MetricsPort, 1, 65535)
+	if s.MetricsPort == s.Port {
+		p.add("server.metricsPort", "must differ from server.port, both are %d", s.Port)
+	}
+	between(&p, "server.maxBatchSize", s.MaxBatchSize, 1, 100_000)
+	if s.MaxBodySize < 1 {
+		p.add("server.maxBodySize", "must be at least 1 byte, got %d", int64(s.MaxBodySize))
+	}
+	positive(&p, "server.shutdownTimeout", s.ShutdownTimeout)
+	if s.EndpointPropagationDelay.Duration < 0 {
+		p.add("server.endpointPropagationDelay", "must not be negative, got %s", s.EndpointPropagationDelay)
+	}
+	positive(&p, "server.readHeaderTimeout", s.ReadHeaderTimeout)
+	positive(&p, "server.readTimeout", s.ReadTimeout)
+	positive(&p, "server.writeTimeout", s.WriteTimeout)
+	positive(&p, "server.idleTimeout", s.IdleTimeout)
+	positive(&p, "server.requestTimeout", s.RequestTimeout)
+	// Refused rather than ignored so nobody believes traffic is encrypted.
+	if s.TLS.CertFile != "" {
+		p.add("server.tls.certFile", "TLS is not supported yet (leave server.tls empty and terminate TLS in front of the service)")
+	}
+	if s.TLS.KeyFile != "" {
+		p.add("server.tls.keyFile", "TLS is not supported yet (leave server.tls empty and terminate TLS in front of the service)")
+	}
+
+	c.Database.validate(&p)
+
+	r := c.Redis
+	if !validHostPort(r.Addr) {
+		p.add("redis.addr", "must be host:port with a port between 1 and 65535, got %q", r.Addr)
+	}
+	if r.SecretsFile != "" && r.PasswordKey == "" {
+		p.add("redis.passwordKey", "required when redis.secretsFile is set")
+	}
+	between(&p, "redis.db", r.DB, 0, 15)
+	atLeast(&p, "redis.dlqMaxLen", r.DLQMaxLen, 1)
+
+	switch c.Auth.Mode {
+	case "none":
+	case "static", "kubernetes":
+		p.add("auth.mode", "%q is not supported yet (only \"none\")", c.Auth.Mode)
+	default:
+		oneOf(&p, "auth.mode", c.Auth.Mode, []string{"none", "static", "kubernetes"})
+	}
+
+	in := c.Ingest
+	positive(&p, "ingest.maxEventAge", in.MaxEventAge)
+	if in.MaxClockSkew.Duration < 0 {
+		p.add("ingest.maxClockSkew", "must not be negative, got %s", in.MaxClockSkew)
+	}
+	between(&p, "ingest.writers", in.Writers, 1, 64)
+	between(&p, "ingest.maxBatch", in.MaxBatch, 1, 100_000)
+	// A queue smaller than one batch would stop batches from ever filling.
+	if in.QueueSize < in.MaxBatch {
+		p.add("ingest.queueSize", "must be at least ingest.maxBatch (%d), got %d", in.MaxBatch, in.QueueSize)
+	}
+
+	if c.Retention.Enabled {
+		p.add("retention.enabled", "retention is not supported yet")
+	}
+	between(&p, "retention.defaultDays", c.Retention.DefaultDays, 1, 2555)
+
+	oneOf(&p, "logging.level", c.Logging.Level, []string{"debug", "info", "warn", "error"})
+	oneOf(&p, "logging.format", c.Logging.Format, []string{"json", "text"})
+
+	return p
+}
+
+func (d Database) validate(p *problems) {
+	if d.URL != "" {
+		// Mixing both forms would leave it unclear which one wins.
+		for _, part := range []struct {
+			key string
+			set bool
+		}{
+			{"database.host", d.Host != ""},
+			{"database.port", d.Port != 0},
+			{"database.name", d.Name != ""},
+			{"database.user", d.User != ""},
+			{"database.sslMode", d.SSLMode != ""},
+		} {
+			if part.set {
+				p.add(part.key, "must be empty when database.url is set")
+			}
+		}
+		if err := checkDatabaseURL(d.URL); err != nil {
+			p.add("database.url", "%v", err)
+		}
+	} else if d.usesParts() {
+		for _, part := range []struct{ key, value string }{
+			{"database.host", d.Host}, {"database.name", d.Name}, {"database.user", d.User},
+		} {
+			if part.value == "" {
+				p.add(part.key, "required when the database is given as parts (or set database.url instead)")
+			}
+		}
+		between(p, "database.port", d.Port, 1, 65535)
+		oneOf(p, "database.sslMode", d.SSLMode, []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+	}
+	if d.SecretsFile != "" && d.PasswordKey == "" {
+		p.add("database.passwordKey", "required when database.secretsFile is set")
+	}
+	between(p, "database.maxConns", d.MaxConns, 1, maxDBMaxConns)
+	positive(p, "database.connectTimeout", d.ConnectTimeout)
+}
+
+// checkDatabaseURL checks the shape of a URL or DSN. It never quotes the
+// value, which may hold a password.
+func checkDatabaseURL(s string) error {
+	if !isPostgresURL(s) {
+		if strings.Contains(s, "://") || !strings.Contains(s, "=") {
+			return errors.New("must be a postgres:// URL or a keyword/value DSN such as \"host=db dbname=datastorage\"")
+		}
+		return nil
+	}
+	if _, err := url.Parse(s); err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the wrapper repeats the whole URL, password included
+		}
+		return fmt.Errorf("is not a valid URL: %v", err)
+	}
+	return nil
+}
+
+// validHostPort reports whether addr is host:port with a non-empty host and
+// a port in range.
+func validHostPort(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
+}
