@@ -1,0 +1,116 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/query"
+)
+
+// Ingester is the write pipeline as the handlers see it.
+type Ingester interface {
+	Submit(ctx context.Context, events []*audit.Event) (ingest.Outcome, error)
+}
+
+// Reader answers event reads.
+type Reader interface {
+	List(ctx context.Context, p query.ListParams) (query.ListResult, error)
+	Get(ctx context.Context, id uuid.UUID) (audit.Event, error)
+}
+
+// NotificationWriter stores legacy notification audits.
+type NotificationWriter interface {
+	InsertNotification(ctx context.Context, n audit.Notification) (audit.Notification, error)
+}
+
+// Health reports what readiness needs to know.
+type Health interface {
+	// Check pings the database and the spool; it must return within ctx.
+	Check(ctx context.Context) (databaseUp, spoolUp bool)
+	// ShuttingDown reports whether the process has begun to stop.
+	ShuttingDown() bool
+}
+
+// Config is everything the API needs. Every field is required unless noted.
+type Config struct {
+	Validator     *audit.Validator
+	Ingest        Ingester
+	Reader        Reader
+	Notifications NotificationWriter
+	Health        Health
+	Log           *slog.Logger
+	// Registerer receives the HTTP metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+
+	MaxBatchSize   int
+	MaxBodySize    int64
+	RequestTimeout time.Duration
+	// Now is the clock for relative query times; nil means time.Now.
+	Now func() time.Time
+}
+
+// API is the HTTP API of CONTRACT §1, as one http.Handler.
+type API struct {
+	validator      *audit.Validator
+	ingest         Ingester
+	reader         Reader
+	notifications  NotificationWriter
+	health         Health
+	log            *slog.Logger
+	metrics        *httpMetrics
+	maxBatch       int
+	maxBody        int64
+	requestTimeout time.Duration
+	now            func() time.Time
+	handler        http.Handler
+}
+
+// New builds the API.
+func New(c Config) *API {
+	a := &API{
+		validator:      c.Validator,
+		ingest:         c.Ingest,
+		reader:         c.Reader,
+		notifications:  c.Notifications,
+		health:         c.Health,
+		log:            c.Log,
+		metrics:        newHTTPMetrics(c.Registerer),
+		maxBatch:       c.MaxBatchSize,
+		maxBody:        c.MaxBodySize,
+		requestTimeout: c.RequestTimeout,
+		now:            c.Now,
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.requestTimeout <= 0 {
+		a.requestTimeout = 30 * time.Second
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/audit/events/batch", a.writeBatch)
+	mux.HandleFunc("POST /api/v1/audit/events", a.writeOne)
+	mux.HandleFunc("GET /api/v1/audit/events", a.listEvents)
+	mux.HandleFunc("GET /api/v1/audit/events/{event_id}", a.getEvent)
+	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
+	for _, p := range []string{"/healthz", "/health/live"} {
+		mux.HandleFunc("GET "+p, a.live)
+	}
+	for _, p := range []string{"/readyz", "/health/ready", "/health"} {
+		mux.HandleFunc("GET "+p, a.ready)
+	}
+	a.handler = a.instrument(routeProblems(mux))
+	return a
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }

@@ -1,0 +1,227 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/store"
+)
+
+// retryAfter is what a 503 tells clients to wait. Short, because the usual
+// cause (a full queue, a database failover) clears in seconds.
+const retryAfter = 2 * time.Second
+
+type batchCreated struct {
+	EventIDs []string `json:"event_ids"`
+	Message  string   `json:"message"`
+}
+
+type eventCreated struct {
+	EventID        string     `json:"event_id"`
+	EventTimestamp audit.Time `json:"event_timestamp"`
+	Message        string     `json:"message"`
+}
+
+type accepted struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+func (a *API) writeBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	events, fe, err := a.validator.DecodeBatch(body, a.maxBatch)
+	if err != nil || fe != nil {
+		a.invalidBody(w, r, err, fe, "events")
+		return
+	}
+	outcome, err := a.ingest.Submit(r.Context(), events)
+	if err != nil {
+		a.writeFailed(w, r, err, true)
+		return
+	}
+	_ = outcome // a spooled batch still answers 201: CONTRACT §3
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID.String()
+	}
+	writeJSON(w, http.StatusCreated, batchCreated{
+		EventIDs: ids,
+		Message:  fmt.Sprintf("%d audit events created successfully", len(events)),
+	})
+}
+
+func (a *API) writeOne(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	ev, fe, err := a.validator.DecodeOne(body)
+	if err != nil || fe != nil {
+		a.invalidBody(w, r, err, fe, "event")
+		return
+	}
+	outcome, err := a.ingest.Submit(r.Context(), []*audit.Event{ev})
+	if err != nil {
+		a.writeFailed(w, r, err, false)
+		return
+	}
+	if outcome == ingest.Queued {
+		writeJSON(w, http.StatusAccepted, accepted{Status: "accepted", Message: "audit event queued for async processing"})
+		return
+	}
+	writeJSON(w, http.StatusCreated, eventCreated{
+		EventID:        ev.ID.String(),
+		EventTimestamp: ev.Timestamp,
+		Message:        "Audit event created successfully",
+	})
+}
+
+// readBody reads the whole request body up to the configured limit; past it
+// the client gets 413 and the connection is not read further.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeProblem(w, r, kindTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", a.maxBody), nil)
+			return nil, false
+		}
+		writeProblem(w, r, kindValidation, "request body could not be read: "+err.Error(), map[string]string{"body": "could not be read"})
+		return nil, false
+	}
+	return body, true
+}
+
+// invalidBody answers a body that failed decoding or validation.
+func (a *API) invalidBody(w http.ResponseWriter, r *http.Request, err error, fe audit.FieldErrors, noun string) {
+	var tooMany *audit.BatchTooLargeError
+	switch {
+	case errors.As(err, &tooMany):
+		a.metrics.validationFailure("body")
+		writeProblem(w, r, kindBatchSize, tooMany.Error(), map[string]string{"body": tooMany.Error()})
+	case err != nil:
+		a.metrics.validationFailure("body")
+		writeProblem(w, r, kindValidation, err.Error(), map[string]string{"body": err.Error()})
+	default:
+		for k := range fe {
+			a.metrics.validationFailure(k)
+		}
+		writeProblem(w, r, kindValidation, fmt.Sprintf("the %s failed validation in %d field(s); nothing was written", noun, len(fe)), fe)
+	}
+}
+
+// writeFailed answers a Submit error.
+func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, batch bool) {
+	var missing *ingest.MissingParentsError
+	var rejected *ingest.RejectedError
+	switch {
+	case errors.As(err, &missing):
+		fe := audit.FieldErrors{}
+		for _, i := range missing.Indices {
+			key := "parent_event_id"
+			if batch {
+				key = "[" + strconv.Itoa(i) + "]." + key
+			}
+			fe[key] = "no event with this id exists (a parent must be stored before, or earlier in the same batch)"
+			a.metrics.validationFailure(key)
+		}
+		writeProblem(w, r, kindValidation, "parent event not found; nothing was written", fe)
+	case errors.As(err, &rejected):
+		writeProblem(w, r, kindValidation, "the database refused the events; nothing was written: "+rejected.Err.Error(), nil)
+	case errors.Is(err, ingest.ErrBusy):
+		writeUnavailable(w, r, retryAfter, "the write queue is full; retry later")
+	case errors.Is(err, ingest.ErrClosed):
+		writeUnavailable(w, r, retryAfter, "the server is shutting down; retry on another replica")
+	case errors.Is(err, ingest.ErrUnavailable):
+		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+	default:
+		a.internalError(w, r, err)
+	}
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	p, fe := query.ParseList(r.URL.Query(), a.now())
+	if fe != nil {
+		for k := range fe {
+			a.metrics.validationFailure(k)
+		}
+		writeProblem(w, r, kindValidation, "invalid query parameters", fe)
+		return
+	}
+	res, err := a.reader.List(r.Context(), p)
+	if err != nil {
+		a.readFailed(w, r, err)
+		return
+	}
+	out := listResponse{Data: res.Events, Pagination: pagination{
+		Limit:      res.Limit,
+		Offset:     res.Offset,
+		Total:      res.Total,
+		TotalExact: res.TotalExact,
+		HasMore:    res.HasMore,
+		NextCursor: res.NextCursor,
+	}}
+	if out.Data == nil {
+		out.Data = []audit.Event{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type listResponse struct {
+	Data       []audit.Event `json:"data"`
+	Pagination pagination    `json:"pagination"`
+}
+
+type pagination struct {
+	Limit      int    `json:"limit"`
+	Offset     int    `json:"offset"`
+	Total      int64  `json:"total"`
+	TotalExact bool   `json:"total_is_exact"`
+	HasMore    bool   `json:"has_more"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
+	id, err := audit.ParseUUID(r.PathValue("event_id"))
+	if err != nil {
+		a.metrics.validationFailure("event_id")
+		writeProblem(w, r, kindValidation, "event_id must be a UUID", map[string]string{"event_id": "must be a UUID"})
+		return
+	}
+	ev, err := a.reader.Get(r.Context(), id)
+	if err != nil {
+		a.readFailed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+// readFailed answers a read error: 404 for nothing found, 503 while the
+// database is unreachable or slow, 500 otherwise.
+func (a *API) readFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, r, kindNotFound, "no such audit event", nil)
+	case store.IsUnavailable(err):
+		a.log.Warn("read failed: database unavailable", "request_id", RequestID(r.Context()), "error", err)
+		writeUnavailable(w, r, retryAfter, "the database is unavailable or too slow right now; retry later")
+	default:
+		a.internalError(w, r, err)
+	}
+}
+
+func (a *API) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	id := RequestID(r.Context())
+	a.log.Error("request failed", "request_id", id, "error", err)
+	writeProblem(w, r, kindInternal, "the server hit an unexpected error; it has been logged with request id "+id, nil)
+}

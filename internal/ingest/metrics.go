@@ -1,0 +1,56 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Values of the result label of datastorage_ingest_events_total.
+const (
+	resultCommitted   = "committed"
+	resultDuplicate   = "duplicate"
+	resultQueued      = "queued"
+	resultRejected    = "rejected"
+	resultUnavailable = "unavailable"
+	resultBusy        = "busy"
+)
+
+// Metrics are the pipeline's Prometheus metrics.
+type Metrics struct {
+	// Events counts submitted events by what became of them.
+	Events *prometheus.CounterVec
+	// BatchSize observes the events per successful commit.
+	BatchSize prometheus.Histogram
+	// CommitSeconds observes the duration of each commit attempt.
+	CommitSeconds prometheus.Histogram
+	// QueueDepth is the number of events waiting for a writer.
+	QueueDepth prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "datastorage_ingest_events_total",
+			Help: "Audit events submitted for writing, by result: committed, duplicate (already stored), queued (spooled), rejected (refused by the database), unavailable, busy (queue full).",
+		}, []string{"result"}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "datastorage_ingest_batch_size",
+			Help:    "Events written per group commit.",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000},
+		}),
+		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "datastorage_ingest_commit_duration_seconds",
+			Help:    "Duration of one group commit (one INSERT and COMMIT), including failed attempts.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "datastorage_ingest_queue_depth",
+			Help: "Events waiting for a group-commit writer.",
+		}),
+	}
+	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy} {
+		m.Events.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Events, m.BatchSize, m.CommitSeconds, m.QueueDepth)
+	}
+	return m
+}

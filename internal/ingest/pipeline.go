@@ -1,0 +1,311 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/store"
+)
+
+// Outcome says where Submit put the events.
+type Outcome int
+
+const (
+	// Committed means the events are committed to PostgreSQL.
+	Committed Outcome = iota + 1
+	// Queued means the events are durably in the spool and will be committed
+	// exactly once, under the same ids, when PostgreSQL is back.
+	Queued
+)
+
+// ErrUnavailable is returned by Submit when neither PostgreSQL nor the spool
+// could take the events. Nothing was accepted; the client should retry.
+var ErrUnavailable = errors.New("ingest: the database and the spool are both unavailable")
+
+// ErrBusy is returned by Submit when the write queue stayed full until the
+// request's deadline. Nothing was accepted.
+var ErrBusy = errors.New("ingest: write queue is full")
+
+// ErrClosed is returned by Submit after Close has begun. Nothing was accepted.
+var ErrClosed = errors.New("ingest: pipeline is shutting down")
+
+// MissingParentsError is returned by Submit when events name a parent_event_id
+// that is neither stored nor earlier in the same request.
+type MissingParentsError struct {
+	// Indices are the positions of those events in the submitted slice.
+	Indices []int
+}
+
+func (e *MissingParentsError) Error() string {
+	return fmt.Sprintf("ingest: %d event(s) name a parent event that does not exist", len(e.Indices))
+}
+
+// RejectedError is returned by Submit when PostgreSQL refused the request's
+// data although it passed validation. Nothing of the request was written.
+type RejectedError struct{ Err error }
+
+func (e *RejectedError) Error() string {
+	return "ingest: the database refused the events: " + e.Err.Error()
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Store is the part of the PostgreSQL store the pipeline writes through.
+type Store interface {
+	InsertEvents(ctx context.Context, events []*audit.Event) (int64, error)
+	ResolveParents(ctx context.Context, events []*audit.Event) error
+}
+
+// Spool durably queues events that PostgreSQL could not take.
+type Spool interface {
+	// Append stores all events or none, and returns only once they are durable.
+	Append(ctx context.Context, events []*audit.Event) error
+}
+
+// Options tune the pipeline.
+type Options struct {
+	// Writers is the number of concurrent commits.
+	Writers int
+	// MaxBatch is the number of events a writer gathers into one commit.
+	MaxBatch int
+	// QueueSize bounds the events waiting for a writer.
+	QueueSize int
+	// CommitTimeout bounds one commit, and one spool append after it.
+	CommitTimeout time.Duration
+}
+
+// Pipeline is the group-commit write pipeline. Create it with New, stop it
+// with Close.
+type Pipeline struct {
+	store   Store
+	spool   Spool
+	opts    Options
+	log     *slog.Logger
+	metrics *Metrics
+
+	queue chan *pending
+	slots *semaphore.Weighted
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// pending is one Submit call waiting for its commit.
+type pending struct {
+	events []*audit.Event
+	done   chan result
+}
+
+type result struct {
+	outcome Outcome
+	err     error
+}
+
+// New starts the pipeline's writers. spool may be nil: then a database outage
+// answers ErrUnavailable.
+func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger) *Pipeline {
+	if opts.Writers <= 0 {
+		opts.Writers = 2
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 2000
+	}
+	if opts.QueueSize < opts.MaxBatch {
+		opts.QueueSize = 10 * opts.MaxBatch
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = 10 * time.Second
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	p := &Pipeline{
+		store:   st,
+		spool:   spool,
+		opts:    opts,
+		log:     log,
+		metrics: metrics,
+		// Every pending holds at least one event and the slots bound the
+		// events, so a send on this channel never blocks.
+		queue: make(chan *pending, opts.QueueSize),
+		slots: semaphore.NewWeighted(int64(opts.QueueSize)),
+	}
+	p.wg.Add(opts.Writers)
+	for range opts.Writers {
+		go p.writer()
+	}
+	return p
+}
+
+// Submit writes events (already validated, with their ids) and reports where
+// they went. It never splits them: all are committed, or all are queued, or
+// none is accepted. Once the events are queued for a writer, Submit waits for
+// the outcome even if ctx ends, so that an answer is never lost for an event
+// that was written.
+func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, error) {
+	if len(events) == 0 {
+		return Committed, nil
+	}
+	// Parents are checked before queueing so a missing parent is the client's
+	// 400, not a failed commit. If PostgreSQL is down the check is left to the
+	// replay, which resolves parents again before its commit.
+	if err := p.store.ResolveParents(ctx, events); err != nil {
+		var missing *store.MissingParentError
+		if errors.As(err, &missing) {
+			return 0, &MissingParentsError{Indices: missing.Indices}
+		}
+		if !store.IsUnavailable(err) {
+			return 0, fmt.Errorf("ingest: resolve parents: %w", err)
+		}
+	}
+	weight := int64(min(len(events), p.opts.QueueSize))
+	if err := p.slots.Acquire(ctx, weight); err != nil {
+		p.metrics.Events.WithLabelValues(resultBusy).Add(float64(len(events)))
+		return 0, ErrBusy
+	}
+	pend := &pending{events: events, done: make(chan result, 1)}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		p.slots.Release(weight)
+		return 0, ErrClosed
+	}
+	p.metrics.QueueDepth.Add(float64(len(events)))
+	p.queue <- pend
+	p.mu.RUnlock()
+
+	r := <-pend.done
+	p.slots.Release(weight)
+	return r.outcome, r.err
+}
+
+// Close stops accepting events, lets the writers commit (or spool) everything
+// already queued, and returns when they are done or ctx ends.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.queue)
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ingest: close: %w", ctx.Err())
+	}
+}
+
+// writer gathers whatever is queued into one batch and commits it, until the
+// queue is closed and empty.
+func (p *Pipeline) writer() {
+	defer p.wg.Done()
+	var batch []*pending
+	var events []*audit.Event
+	for first := range p.queue {
+		batch = append(batch[:0], first)
+		n := len(first.events)
+	gather:
+		for n < p.opts.MaxBatch {
+			select {
+			case next, ok := <-p.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, next)
+				n += len(next.events)
+			default:
+				break gather
+			}
+		}
+		p.metrics.QueueDepth.Sub(float64(n))
+		events = events[:0]
+		for _, pd := range batch {
+			events = append(events, pd.events...)
+		}
+		p.commit(batch, events)
+		clear(batch) // drop references so finished requests can be collected
+		clear(events)
+	}
+}
+
+// commit writes the events of batch (events is their concatenation) and
+// answers every waiter.
+func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	start := time.Now()
+	inserted, err := p.store.InsertEvents(ctx, events)
+	cancel()
+	p.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		p.metrics.BatchSize.Observe(float64(len(events)))
+		p.metrics.Events.WithLabelValues(resultCommitted).Add(float64(inserted))
+		if dup := int64(len(events)) - inserted; dup > 0 {
+			p.metrics.Events.WithLabelValues(resultDuplicate).Add(float64(dup))
+		}
+		finish(batch, Committed, nil)
+	case store.IsUnavailable(err):
+		p.fallback(batch, events, err)
+	case len(batch) > 1:
+		// The database refused something: commit the halves on their own so
+		// only the request that holds the bad event fails.
+		half := len(batch) / 2
+		p.commit(batch[:half], flatten(batch[:half]))
+		p.commit(batch[half:], flatten(batch[half:]))
+	default:
+		p.metrics.Events.WithLabelValues(resultRejected).Add(float64(len(events)))
+		var missing *store.MissingParentError
+		if errors.As(err, &missing) {
+			finish(batch, 0, &MissingParentsError{Indices: missing.Indices})
+			return
+		}
+		p.log.Warn("database refused a validated request", "events", len(events), "error", err)
+		finish(batch, 0, &RejectedError{Err: err})
+	}
+}
+
+// fallback spools a batch PostgreSQL could not take.
+func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error) {
+	if p.spool == nil {
+		p.log.Error("database unavailable and no spool configured", "events", len(events), "error", cause)
+		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
+		finish(batch, 0, ErrUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	defer cancel()
+	if err := p.spool.Append(ctx, events); err != nil {
+		p.log.Error("database and spool both unavailable", "events", len(events), "db_error", cause, "spool_error", err)
+		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
+		finish(batch, 0, ErrUnavailable)
+		return
+	}
+	p.log.Warn("database unavailable, events spooled", "events", len(events), "error", cause)
+	p.metrics.Events.WithLabelValues(resultQueued).Add(float64(len(events)))
+	finish(batch, Queued, nil)
+}
+
+func finish(batch []*pending, o Outcome, err error) {
+	for _, pd := range batch {
+		pd.done <- result{outcome: o, err: err}
+	}
+}
+
+func flatten(batch []*pending) []*audit.Event {
+	var out []*audit.Event
+	for _, pd := range batch {
+		out = append(out, pd.events...)
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// MigrationStatus is one migration and whether it is applied.
+type MigrationStatus struct {
+	Version int64
+	Name    string
+	Applied bool
+}
+
+// provider builds a goose provider over a database/sql handle, which goose
+// requires; it is used only for migrations. The session locker takes a
+// PostgreSQL advisory lock so replicas starting together migrate one at a time.
+func (s *Store) provider(log *slog.Logger) (*goose.Provider, func() error, error) {
+	db := stdlib.OpenDBFromPool(s.pool)
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: migration lock: %w", err)
+	}
+	opts := []goose.ProviderOption{goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true)}
+	if log != nil {
+		opts = append(opts, goose.WithSlog(log))
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, opts...)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	return p, db.Close, nil
+}
+
+// Migrate applies every pending migration and returns how many it applied.
+func (s *Store) Migrate(ctx context.Context, log *slog.Logger) (int, error) {
+	p, closeDB, err := s.provider(log)
+	if err != nil {
+		return 0, err
+	}
+	defer closeDB()
+	res, err := p.Up(ctx)
+	if err != nil {
+		return len(res), fmt.Errorf("store: migrate up: %w", err)
+	}
+	return len(res), nil
+}
+
+// MigrationStatus lists every known migration and whether it is applied.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationStatus, error) {
+	p, closeDB, err := s.provider(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDB()
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migration status: %w", err)
+	}
+	out := make([]MigrationStatus, 0, len(st))
+	for _, m := range st {
+		out = append(out, MigrationStatus{
+			Version: m.Source.Version,
+			Name:    m.Source.Path,
+			Applied: m.State == goose.StateApplied,
+		})
+	}
+	return out, nil
+}

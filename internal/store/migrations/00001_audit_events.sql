@@ -1,0 +1,85 @@
+-- +goose Up
+
+-- audit_events holds every accepted audit event. It is range-partitioned by
+-- month on event_date (the UTC date of event_timestamp) so that time-bounded
+-- queries prune partitions and retention drops whole months. Partitions are
+-- created by the service (store.EnsurePartitions), not here, because they roll
+-- forward with the calendar.
+CREATE TABLE audit_events (
+    event_id          uuid        NOT NULL,
+    event_date        date        NOT NULL,
+    event_timestamp   timestamptz NOT NULL,
+    version           text        NOT NULL,
+    event_type        text        NOT NULL,
+    event_category    text        NOT NULL,
+    event_action      text        NOT NULL,
+    event_outcome     text        NOT NULL,
+    correlation_id    text        NOT NULL,
+    event_data        jsonb       NOT NULL,
+    actor_type        text        NOT NULL,
+    actor_id          text        NOT NULL,
+    actor_ip          text,
+    resource_type     text        NOT NULL,
+    resource_id       text        NOT NULL,
+    parent_event_id   uuid,
+    parent_event_date date,
+    namespace         text,
+    cluster_id        text,
+    severity          text        NOT NULL,
+    duration_ms       integer,
+    error_code        text,
+    error_message     text,
+    retention_days    integer     NOT NULL,
+    is_sensitive      boolean     NOT NULL DEFAULT false,
+    -- Integrity (hash chain per correlation_id); filled by the write path once
+    -- chains are enabled, empty until then.
+    chain_seq           bigint,
+    event_hash          text,
+    previous_event_hash text,
+    hash_algorithm      text,
+    legal_hold           boolean NOT NULL DEFAULT false,
+    legal_hold_reason    text,
+    legal_hold_placed_by text,
+    legal_hold_placed_at timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (event_id, event_date),
+    CONSTRAINT audit_events_parent_fk FOREIGN KEY (parent_event_id, parent_event_date)
+        REFERENCES audit_events (event_id, event_date),
+    CONSTRAINT audit_events_outcome_check CHECK (event_outcome IN ('success', 'failure', 'pending')),
+    CONSTRAINT audit_events_parent_date_check CHECK ((parent_event_id IS NULL) = (parent_event_date IS NULL))
+) PARTITION BY RANGE (event_date);
+
+-- Every list is ordered by (event_timestamp, event_id); each filter index ends
+-- with those columns so a filtered page is an ordered index range scan, and a
+-- keyset cursor continues where the previous page stopped.
+CREATE INDEX audit_events_time_idx        ON audit_events (event_timestamp DESC, event_id DESC);
+CREATE INDEX audit_events_correlation_idx ON audit_events (correlation_id, event_timestamp DESC, event_id DESC);
+CREATE INDEX audit_events_type_idx        ON audit_events (event_type, event_timestamp DESC, event_id DESC);
+CREATE INDEX audit_events_category_idx    ON audit_events (event_category, event_timestamp DESC, event_id DESC);
+CREATE INDEX audit_events_namespace_idx   ON audit_events (namespace, event_timestamp DESC, event_id DESC)
+    WHERE namespace IS NOT NULL;
+CREATE INDEX audit_events_resource_idx    ON audit_events (resource_id, event_timestamp DESC, event_id DESC);
+CREATE INDEX audit_events_actor_idx       ON audit_events (actor_id, event_timestamp DESC, event_id DESC);
+
+-- notification_audit is the legacy typed notification record (CONTRACT §9).
+CREATE TABLE notification_audit (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    remediation_id   text        NOT NULL,
+    notification_id  text        NOT NULL,
+    recipient        text        NOT NULL,
+    channel          text        NOT NULL,
+    message_summary  text        NOT NULL,
+    status           text        NOT NULL,
+    sent_at          timestamptz NOT NULL,
+    delivery_status  text,
+    error_message    text,
+    escalation_level integer,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT notification_audit_notification_id_key UNIQUE (notification_id)
+);
+CREATE INDEX notification_audit_remediation_idx ON notification_audit (remediation_id, sent_at DESC);
+
+-- +goose Down
+DROP TABLE notification_audit;
+DROP TABLE audit_events;

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// EventFilter selects events. Zero values mean "no condition"; all conditions
+// must hold.
+type EventFilter struct {
+	CorrelationID string
+	EventType     string
+	EventCategory string
+	EventOutcome  string
+	Severity      string
+	Namespace     string
+	ClusterID     string
+	ActorID       string
+	ResourceType  string
+	ResourceID    string
+	// Since and Until bound event_timestamp, both inclusive.
+	Since, Until time.Time
+	// DetailKey and DetailValue match a top-level key of event_data, compared
+	// as text. The caller checks DetailKey against ^[a-zA-Z0-9_]+$.
+	DetailKey, DetailValue string
+}
+
+// Keyset is a position in the (event_timestamp, event_id) order.
+type Keyset struct {
+	Timestamp time.Time
+	ID        uuid.UUID
+}
+
+// Page says which slice of the ordered matches to return.
+type Page struct {
+	Limit  int
+	Offset int
+	// After continues strictly after this position (in the page's order).
+	After *Keyset
+	// Ascending orders oldest first; the default is newest first.
+	Ascending bool
+}
+
+// eventColumns is the select list that scanEvent reads.
+const eventColumns = `event_id, event_date, event_timestamp, version, event_type, event_category,
+	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id, actor_ip,
+	resource_type, resource_id, parent_event_id, parent_event_date, namespace, cluster_id,
+	severity, duration_ms, error_code, error_message, retention_days, is_sensitive,
+	event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
+	legal_hold_placed_by, legal_hold_placed_at, created_at`
+
+// GetEvent returns the event with the given id, or ErrNotFound.
+func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE event_id = $1 LIMIT 1`, id)
+	if err != nil {
+		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
+	}
+	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return audit.Event{}, ErrNotFound
+	}
+	if err != nil {
+		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
+	}
+	return ev, nil
+}
+
+// ListEvents returns one page of the events that match f, ordered by
+// (event_timestamp, event_id) descending, or ascending if p.Ascending.
+func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, error) {
+	var b sqlBuilder
+	b.filter(f)
+	if p.After != nil {
+		// A row comparison on the index's own columns: the scan starts right
+		// after the cursor instead of counting its way there.
+		op, dateOp := "<", "<="
+		if p.Ascending {
+			op, dateOp = ">", ">="
+		}
+		b.where("(event_timestamp, event_id) "+op+" ("+b.arg(p.After.Timestamp)+", "+b.arg(p.After.ID)+")",
+			"event_date "+dateOp+" "+b.arg(audit.DateOf(p.After.Timestamp).Std())+"::date")
+	}
+	dir := "DESC"
+	if p.Ascending {
+		dir = "ASC"
+	}
+	sql := `SELECT ` + eventColumns + ` FROM audit_events` + b.whereClause() +
+		` ORDER BY event_timestamp ` + dir + `, event_id ` + dir +
+		` LIMIT ` + strconv.Itoa(p.Limit)
+	if p.Offset > 0 {
+		sql += ` OFFSET ` + strconv.Itoa(p.Offset)
+	}
+	rows, err := s.pool.Query(ctx, sql, b.args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list events: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, fmt.Errorf("store: list events: %w", err)
+	}
+	return events, nil
+}
+
+// CountEvents counts the events that match f, stopping at limit: counting
+// every match of a broad filter over millions of rows would cost more than
+// the page itself. A result equal to limit means "at least limit".
+func (s *Store) CountEvents(ctx context.Context, f EventFilter, limit int) (int64, error) {
+	var b sqlBuilder
+	b.filter(f)
+	sql := `SELECT count(*) FROM (SELECT 1 FROM audit_events` + b.whereClause() +
+		` LIMIT ` + strconv.Itoa(limit) + `) AS matches`
+	var n int64
+	if err := s.pool.QueryRow(ctx, sql, b.args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count events: %w", err)
+	}
+	return n, nil
+}
+
+// sqlBuilder collects WHERE conditions and their positional arguments.
+type sqlBuilder struct {
+	conds []string
+	args  []any
+}
+
+func (b *sqlBuilder) arg(v any) string {
+	b.args = append(b.args, v)
+	return "$" + strconv.Itoa(len(b.args))
+}
+
+func (b *sqlBuilder) where(conds ...string) { b.conds = append(b.conds, conds...) }
+
+func (b *sqlBuilder) whereClause() string {
+	if len(b.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(b.conds, " AND ")
+}
+
+func (b *sqlBuilder) eq(column, value string) {
+	if value != "" {
+		b.where(column + " = " + b.arg(value))
+	}
+}
+
+func (b *sqlBuilder) filter(f EventFilter) {
+	b.eq("correlation_id", f.CorrelationID)
+	b.eq("event_type", f.EventType)
+	b.eq("event_category", f.EventCategory)
+	b.eq("event_outcome", f.EventOutcome)
+	b.eq("severity", f.Severity)
+	b.eq("namespace", f.Namespace)
+	b.eq("cluster_id", f.ClusterID)
+	b.eq("actor_id", f.ActorID)
+	b.eq("resource_type", f.ResourceType)
+	b.eq("resource_id", f.ResourceID)
+	// Each time bound also bounds event_date, the partition key, so the
+	// planner skips whole months.
+	if !f.Since.IsZero() {
+		b.where("event_timestamp >= "+b.arg(f.Since),
+			"event_date >= "+b.arg(audit.DateOf(f.Since).Std())+"::date")
+	}
+	if !f.Until.IsZero() {
+		b.where("event_timestamp <= "+b.arg(f.Until),
+			"event_date <= "+b.arg(audit.DateOf(f.Until).Std())+"::date")
+	}
+	if f.DetailKey != "" {
+		b.where("event_data ->> " + b.arg(f.DetailKey) + " = " + b.arg(f.DetailValue))
+	}
+}
+
+// scanEvent reads one row of eventColumns.
+func scanEvent(row pgx.CollectableRow) (audit.Event, error) {
+	var (
+		e                                                 audit.Event
+		date, stamp, created                              time.Time
+		actorIP, namespace, cluster, errCode, errMsg      pgtype.Text
+		hash, prevHash, hashAlg, holdReason, holdPlacedBy pgtype.Text
+		parentID                                          pgtype.UUID
+		parentDate                                        pgtype.Date
+		duration                                          pgtype.Int4
+		holdPlacedAt                                      pgtype.Timestamptz
+	)
+	err := row.Scan(&e.ID, &date, &stamp, &e.Version, &e.Type, &e.Category,
+		&e.Action, &e.Outcome, &e.CorrelationID, &e.Data, &e.ActorType, &e.ActorID, &actorIP,
+		&e.ResourceType, &e.ResourceID, &parentID, &parentDate, &namespace, &cluster,
+		&e.Severity, &duration, &errCode, &errMsg, &e.RetentionDays, &e.IsSensitive,
+		&hash, &prevHash, &hashAlg, &e.LegalHold, &holdReason,
+		&holdPlacedBy, &holdPlacedAt, &created)
+	if err != nil {
+		return e, err
+	}
+	e.Date = audit.Date(date.UTC())
+	e.Timestamp = audit.NewTime(stamp)
+	e.CreatedAt = audit.NewTime(created)
+	e.ActorIP, e.Namespace, e.ClusterID = actorIP.String, namespace.String, cluster.String
+	e.ErrorCode, e.ErrorMessage = errCode.String, errMsg.String
+	e.Hash, e.HashAlgorithm = hash.String, hashAlg.String
+	if prevHash.Valid {
+		e.PreviousHash = &prevHash.String
+	}
+	e.HoldReason, e.HoldPlacedBy = holdReason.String, holdPlacedBy.String
+	if parentID.Valid {
+		id := uuid.UUID(parentID.Bytes)
+		e.ParentID = &id
+	}
+	if parentDate.Valid {
+		t := audit.Time(parentDate.Time.UTC())
+		e.ParentDate = &t
+	}
+	if duration.Valid {
+		d := duration.Int32
+		e.DurationMS = &d
+	}
+	if holdPlacedAt.Valid {
+		t := audit.NewTime(holdPlacedAt.Time)
+		e.HoldPlacedAt = &t
+	}
+	return e, nil
+}

@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Options tune the connection pool.
+type Options struct {
+	// MaxConns bounds the pool; 0 keeps pgx's default.
+	MaxConns int32
+	// ConnectTimeout bounds each new connection; 0 means 5 s.
+	ConnectTimeout time.Duration
+}
+
+// Open creates the pool. It does not wait for PostgreSQL: the service must start
+// (and answer with its spool) while the database is down, so the first
+// connection is made on first use.
+func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse connection string: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	// Broken connections are found on use; a short health check period sheds
+	// them quickly after a PostgreSQL restart instead of failing one request each.
+	cfg.HealthCheckPeriod = 5 * time.Second
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "datastorage"
+	// Every timestamp is read and written in UTC.
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: create pool: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool, waiting for connections in use to be released.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that PostgreSQL answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "SELECT 1"); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Pool exposes the pool for its statistics (metrics) and for tests.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
