@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"kubernaut.ai/datastorage/internal/config"
+	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/telemetry"
+)
+
+func loadConfig(flagPath string, environ []string, logOut io.Writer) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(config.ResolvePath(flagPath, environ), environ)
+	if err != nil {
+		return cfg, nil, err
+	}
+	log, err := telemetry.NewLogger(logOut, cfg.Logging.SlogLevel(), cfg.Logging.Format)
+	return cfg, log, err
+}
+
+func openStore(ctx context.Context, cfg config.Config) (*store.Store, error) {
+	return store.Open(ctx, cfg.Database.ConnString(), store.Options{
+		MaxConns:       int32(cfg.Database.MaxConns),
+		ConnectTimeout: cfg.Database.ConnectTimeout.Duration,
+	})
+}
+
+// migrateWithRetry applies migrations, waiting up to patience for PostgreSQL
+// to accept connections: in a fresh deployment the database often starts
+// after the service.
+func migrateWithRetry(ctx context.Context, st *store.Store, log *slog.Logger, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	for {
+		n, err := st.Migrate(ctx, log)
+		if err == nil {
+			if n > 0 {
+				log.Info("applied migrations", "count", n)
+			}
+			return nil
+		}
+		if !store.IsUnavailable(err) || time.Now().After(deadline) {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		log.Warn("database not reachable yet; retrying migration", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/config"
+	"kubernaut.ai/datastorage/internal/httpapi"
+	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/telemetry"
+	"kubernaut.ai/datastorage/internal/version"
+)
+
+// partitionsAhead is how many months beyond the current one always have a
+// partition; the previous month is kept too, for events up to maxEventAge old.
+const partitionsAhead = 3
+
+func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (default $CONFIG_PATH)")
+	noMigrate := fs.Bool("no-migrate", false, "do not apply schema migrations at start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, log, err := loadConfig(*configPath, environ, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.RequireDatabase(); err != nil {
+		return err
+	}
+	log.Info("starting datastorage", "version", version.Version, "api", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)),
+		"metrics", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.MetricsPort)))
+
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if !*noMigrate {
+		if err := migrateWithRetry(ctx, st, log, time.Minute); err != nil {
+			return err
+		}
+	}
+	if err := ensurePartitions(ctx, st, log); err != nil {
+		// Writes create a missing month on demand, so a failure here is
+		// worth a warning, not a refusal to start.
+		log.Warn("could not create partitions ahead at start", "error", err)
+	}
+
+	reg := telemetry.NewRegistry()
+	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
+	pipeline := ingest.New(st, nil, ingest.Options{
+		Writers:   cfg.Ingest.Writers,
+		MaxBatch:  cfg.Ingest.MaxBatch,
+		QueueSize: cfg.Ingest.QueueSize,
+	}, ingest.NewMetrics(reg), log)
+
+	health := &healthState{store: st}
+	api := httpapi.New(httpapi.Config{
+		Validator: &audit.Validator{
+			MaxAge:               cfg.Ingest.MaxEventAge.Duration,
+			MaxSkew:              cfg.Ingest.MaxClockSkew.Duration,
+			DefaultRetentionDays: int32(cfg.Retention.DefaultDays),
+		},
+		Ingest:         pipeline,
+		Reader:         query.New(st),
+		Notifications:  st,
+		Health:         health,
+		Log:            log,
+		Registerer:     reg,
+		MaxBatchSize:   cfg.Server.MaxBatchSize,
+		MaxBodySize:    int64(cfg.Server.MaxBodySize),
+		RequestTimeout: cfg.Server.RequestTimeout.Duration,
+	})
+
+	apiSrv := &http.Server{
+		Addr:              net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)),
+		Handler:           api,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Duration,
+		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
+		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
+		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", telemetry.MetricsHandler(reg))
+	metricsSrv := &http.Server{
+		Addr:              net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.MetricsPort)),
+		Handler:           metricsMux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	// Listen before serving so a port clash stops the start with a clear error.
+	apiLn, err := net.Listen("tcp", apiSrv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on server.port: %w", err)
+	}
+	metricsLn, err := net.Listen("tcp", metricsSrv.Addr)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("listen on server.metricsPort: %w", err)
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go maintainPartitions(bg, st, log)
+
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- apiSrv.Serve(apiLn) }()
+	go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+	log.Info("serving", "api", apiLn.Addr().String(), "metrics", metricsLn.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutdown requested")
+	case err := <-serveErr:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	return shutdown(cfg, log, health, apiSrv, metricsSrv, pipeline)
+}
+
+// shutdown follows ARCHITECTURE §6: readiness turns 503, the endpoints have
+// time to drop this pod, in-flight requests finish, the pipeline commits (or
+// spools) what it holds, and only then do the pools close (deferred by the
+// caller). Every request either completes or was never accepted.
+func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, metricsSrv *http.Server, pipeline *ingest.Pipeline) error {
+	health.shuttingDown.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
+	defer cancel()
+	if d := cfg.Server.EndpointPropagationDelay.Duration; d > 0 {
+		log.Info("readiness is 503; waiting for endpoints to drop this instance", "delay", d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	var errs []error
+	if err := apiSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain HTTP: %w", err))
+	}
+	if err := pipeline.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := metricsSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop metrics: %w", err))
+	}
+	if len(errs) == 0 {
+		log.Info("shutdown complete")
+	}
+	return errors.Join(errs...)
+}
+
+// healthState answers readiness.
+type healthState struct {
+	store        *store.Store
+	shuttingDown atomic.Bool
+}
+
+func (h *healthState) Check(ctx context.Context) (dbUp, spoolUp bool) {
+	return h.store.Ping(ctx) == nil, false
+}
+
+func (h *healthState) ShuttingDown() bool { return h.shuttingDown.Load() }
+
+func ensurePartitions(ctx context.Context, st *store.Store, log *slog.Logger) error {
+	n, err := st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), partitionsAhead+1)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("created partitions", "count", n)
+	}
+	return nil
+}
+
+// maintainPartitions keeps partitions ahead of the calendar. Hourly is far
+// more often than needed for months, but it is one cheap query and it heals
+// soon after a database outage.
+func maintainPartitions(ctx context.Context, st *store.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := ensurePartitions(ctx, st, log); err != nil {
+				log.Warn("could not create partitions ahead", "error", err)
+			}
+		}
+	}
+}
