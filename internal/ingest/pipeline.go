@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,10 +99,13 @@ type Pipeline struct {
 	wg     sync.WaitGroup
 }
 
-// pending is one Submit call waiting for its commit.
+// pending is one Submit (or Replay) call waiting for its commit.
 type pending struct {
 	events []*audit.Event
 	done   chan result
+	// replay marks events that came from the spool: on a database outage
+	// they stay where they are instead of being spooled again.
+	replay bool
 }
 
 type result struct {
@@ -166,12 +170,29 @@ func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, 
 			return 0, fmt.Errorf("ingest: resolve parents: %w", err)
 		}
 	}
+	return p.enqueue(ctx, events, false)
+}
+
+// Replay commits events taken from the spool through the same group commits
+// as live writes (so they get the same treatment, hash chains included). It
+// never spools: while PostgreSQL is unavailable it returns ErrUnavailable and
+// the caller leaves the entries in the spool. Parents are resolved inside the
+// commit; a missing one yields *MissingParentsError.
+func (p *Pipeline) Replay(ctx context.Context, events []*audit.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	_, err := p.enqueue(ctx, events, true)
+	return err
+}
+
+func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bool) (Outcome, error) {
 	weight := int64(min(len(events), p.opts.QueueSize))
 	if err := p.slots.Acquire(ctx, weight); err != nil {
 		p.metrics.Events.WithLabelValues(resultBusy).Add(float64(len(events)))
 		return 0, ErrBusy
 	}
-	pend := &pending{events: events, done: make(chan result, 1)}
+	pend := &pending{events: events, done: make(chan result, 1), replay: replay}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -275,8 +296,23 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 	}
 }
 
-// fallback spools a batch PostgreSQL could not take.
+// fallback spools a batch PostgreSQL could not take. Replayed events are
+// already in the spool: they are answered ErrUnavailable and stay there.
 func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error) {
+	if slices.ContainsFunc(batch, func(pd *pending) bool { return pd.replay }) {
+		var live []*pending
+		for _, pd := range batch {
+			if pd.replay {
+				finish([]*pending{pd}, 0, ErrUnavailable)
+			} else {
+				live = append(live, pd)
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		batch, events = live, flatten(live)
+	}
 	if p.spool == nil {
 		p.log.Error("database unavailable and no spool configured", "events", len(events), "error", cause)
 		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
