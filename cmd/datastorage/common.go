@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
@@ -25,6 +26,7 @@ func openStore(ctx context.Context, cfg config.Config) (*store.Store, error) {
 	return store.Open(ctx, cfg.Database.ConnString(), store.Options{
 		MaxConns:       int32(cfg.Database.MaxConns),
 		ConnectTimeout: cfg.Database.ConnectTimeout.Duration,
+		Hasher:         audit.NewHasher(cfg.Integrity.HMACKey),
 	})
 }
 

@@ -243,6 +243,15 @@ func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Ti
 		}
 	}
 	ev.Data = c.object("event_data", &r.EventData)
+	if ev.Data != nil {
+		// The canonical form is needed for the hash chain anyway; computing it
+		// here also refuses numbers that PostgreSQL's jsonb cannot store.
+		cd, err := CanonicalData(ev.Data)
+		if err != nil {
+			c.fail("event_data", "holds a number outside PostgreSQL's numeric range")
+		}
+		ev.canonData = cd
+	}
 	if id, ok := c.uuid("event_id", &r.EventID); ok {
 		if id == uuid.Nil {
 			c.fail("event_id", "must not be the nil UUID")
@@ -272,6 +281,7 @@ func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Ti
 			id = uuid.New()
 		}
 		ev.ID = id
+		ev.serverID = true
 	}
 	ev.applyDefaults()
 	return ev

@@ -56,6 +56,9 @@ type Config struct {
 	Now func() time.Time
 }
 
+// batchPath is the batch write endpoint, the production write path.
+const batchPath = "/api/v1/audit/events/batch"
+
 // API is the HTTP API of CONTRACT §1, as one http.Handler.
 type API struct {
 	validator      *audit.Validator
@@ -97,7 +100,7 @@ func New(c Config) *API {
 		a.requestTimeout = 30 * time.Second
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/audit/events/batch", a.writeBatch)
+	mux.HandleFunc("POST "+batchPath, a.writeBatch)
 	mux.HandleFunc("POST /api/v1/audit/events", a.writeOne)
 	mux.HandleFunc("GET /api/v1/audit/events", a.listEvents)
 	mux.HandleFunc("GET /api/v1/audit/events/{event_id}", a.getEvent)

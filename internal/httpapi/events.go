@@ -137,7 +137,9 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 		}
 		writeProblem(w, r, kindValidation, "parent event not found; nothing was written", fe)
 	case errors.As(err, &rejected):
-		writeProblem(w, r, kindValidation, "the database refused the events; nothing was written: "+rejected.Err.Error(), nil)
+		// Validation is meant to catch everything the database would refuse;
+		// reaching this is a gap in it, so it is the server's error.
+		a.internalError(w, r, err)
 	case errors.Is(err, ingest.ErrBusy):
 		writeUnavailable(w, r, retryAfter, "the write queue is full; retry later")
 	case errors.Is(err, ingest.ErrClosed):
@@ -192,6 +194,13 @@ type pagination struct {
 }
 
 func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("event_id") == "batch" {
+		// "/events/batch" is a path of its own (POST only); the mux cannot
+		// tell it from an event id for other methods.
+		w.Header().Set("Allow", "POST")
+		writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: POST", nil)
+		return
+	}
 	id, err := audit.ParseUUID(r.PathValue("event_id"))
 	if err != nil {
 		a.metrics.validationFailure("event_id")

@@ -130,8 +130,13 @@ func routeProblems(mux *http.ServeMux) http.Handler {
 		h.ServeHTTP(rec, r)
 		switch rec.status {
 		case http.StatusMethodNotAllowed:
-			w.Header().Set("Allow", rec.header.Get("Allow"))
-			writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+rec.header.Get("Allow"), nil)
+			allow := rec.header.Get("Allow")
+			if r.URL.Path == batchPath {
+				// The mux also counts "GET /events/{event_id}" as a match.
+				allow = http.MethodPost
+			}
+			w.Header().Set("Allow", allow)
+			writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow, nil)
 		case http.StatusNotFound, 0:
 			writeProblem(w, r, kindNotFound, "no such endpoint: "+r.URL.Path, nil)
 		default:

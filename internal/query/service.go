@@ -58,6 +58,12 @@ func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
 		last := res.Events[len(res.Events)-1]
 		res.NextCursor = Cursor{Timestamp: last.Timestamp.Std(), ID: last.ID, Ascending: p.Ascending}.Encode()
 	}
+	if !res.HasMore && p.Cursor == nil && (len(res.Events) > 0 || p.Offset == 0) {
+		// The page reached the end: everything before it was skipped by
+		// offset, so the total is known without counting.
+		res.Total, res.TotalExact = int64(p.Offset+len(res.Events)), true
+		return res, nil
+	}
 	n, err := s.store.CountEvents(ctx, p.Filter, CountCap+1)
 	if err != nil {
 		return ListResult{}, fmt.Errorf("query: count: %w", err)

@@ -59,3 +59,10 @@ func IsUnavailable(err error) bool {
 	// the server never looked at the rows.
 	return true
 }
+
+// isRetryable reports a transaction that failed only because of another
+// one (deadlock, serialization failure) and is worth running again at once.
+func isRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -31,29 +32,63 @@ INSERT INTO audit_events (
 	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id,
 	actor_ip, resource_type, resource_id, parent_event_id, parent_event_date,
 	namespace, cluster_id, severity, duration_ms, error_code, error_message,
-	retention_days, is_sensitive)
+	retention_days, is_sensitive, chain_seq, event_hash, previous_event_hash, hash_algorithm)
 SELECT * FROM unnest(
 	$1::uuid[], $2::date[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
 	$7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::text[],
 	$13::text[], $14::text[], $15::text[], $16::uuid[], $17::date[],
 	$18::text[], $19::text[], $20::text[], $21::int4[], $22::text[], $23::text[],
-	$24::int4[], $25::bool[])
+	$24::int4[], $25::bool[], $26::int8[], $27::text[], $28::text[], $29::text[])
 ON CONFLICT (event_id, event_date) DO NOTHING`
 
-// InsertEvents stores events in one transaction and returns how many were new
-// (the rest were already stored: same event_id and event_date). Parents not
-// yet resolved are looked up first, inside the same transaction; an event
-// whose parent is missing fails the batch with *MissingParentError. A batch
-// that meets a month without a partition creates it and is retried once.
+// Statements of the hash chain. The advisory locks are taken in the order of
+// the (sorted) array, so two writers touching the same correlations queue
+// instead of deadlocking; a lock is per correlation, not per table, so
+// unrelated remediations never wait for each other.
+const (
+	lockChainsSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) FROM unnest($1::text[]) AS c`
+	readHeadsSQL  = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
+	storedIDsSQL  = `SELECT event_id FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
+	writeHeadsSQL = `
+INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)
+SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])
+ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash`
+)
+
+// errChainRace means a concurrent transaction stored one of our events
+// between our duplicate check and our insert; the hashes computed for it are
+// void, so the whole transaction is retried.
+var errChainRace = errors.New("store: event stored concurrently")
+
+// maxInsertAttempts bounds the retries of InsertEvents (missing partition,
+// concurrent duplicate, deadlock or serialization failure).
+const maxInsertAttempts = 4
+
+// InsertEvents stores events in one transaction, extending each
+// correlation's hash chain, and returns how many were new (the others were
+// already stored: same event_id and event_date; they keep their place in the
+// chain). Parents not yet resolved are looked up first, inside the same
+// transaction; an event whose parent is missing fails the batch with
+// *MissingParentError. A month without a partition is created and the batch
+// retried.
 func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
-	n, err := s.insertEvents(ctx, events)
-	if isMissingPartition(err) {
-		if _, perr := s.ensureMonths(ctx, monthsOf(events)); perr != nil {
-			return 0, perr
-		}
+	var err error
+	for range maxInsertAttempts {
+		var n int64
 		n, err = s.insertEvents(ctx, events)
+		switch {
+		case err == nil:
+			return n, nil
+		case isMissingPartition(err):
+			if _, perr := s.ensureMonths(ctx, monthsOf(events)); perr != nil {
+				return 0, perr
+			}
+		case errors.Is(err, errChainRace), isRetryable(err):
+		default:
+			return 0, err
+		}
 	}
-	return n, err
+	return 0, err
 }
 
 func (s *Store) insertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
@@ -62,9 +97,25 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event) (int64,
 		if err := resolveParents(ctx, tx, events); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, insertEventsSQL, columns(events)...)
+		fresh, heads, err := s.chain(ctx, tx, events)
 		if err != nil {
 			return err
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		b := &pgx.Batch{}
+		var tag pgconn.CommandTag
+		b.Queue(insertEventsSQL, s.columns(fresh)...).Exec(func(t pgconn.CommandTag) error {
+			tag = t
+			return nil
+		})
+		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		if tag.RowsAffected() != int64(len(fresh)) {
+			return errChainRace
 		}
 		inserted = tag.RowsAffected()
 		return nil
@@ -73,6 +124,105 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event) (int64,
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	return inserted, nil
+}
+
+// chainHeads is the new last link of each correlation a batch touches.
+type chainHeads struct {
+	ids    []string
+	seqs   []int64
+	hashes []string
+}
+
+// chain locks the chains of the batch's correlations, drops events already
+// stored (and repeats within the batch), and links the rest: each gets the
+// next sequence number of its correlation and a hash over its predecessor's.
+// It returns the events to insert and the new chain heads.
+func (s *Store) chain(ctx context.Context, tx pgx.Tx, events []*audit.Event) ([]*audit.Event, chainHeads, error) {
+	type head struct {
+		seq  int64
+		hash string
+	}
+	heads := make(map[string]*head)
+	var check []uuid.UUID
+	var minDate, maxDate time.Time
+	for _, e := range events {
+		heads[e.CorrelationID] = nil
+		if !e.ServerID() {
+			check = append(check, e.ID)
+			d := e.Date.Std()
+			if minDate.IsZero() || d.Before(minDate) {
+				minDate = d
+			}
+			if d.After(maxDate) {
+				maxDate = d
+			}
+		}
+	}
+	corrs := slices.Sorted(maps.Keys(heads))
+
+	b := &pgx.Batch{}
+	b.Queue(lockChainsSQL, corrs)
+	b.Queue(readHeadsSQL, corrs).Query(func(rows pgx.Rows) error {
+		var c string
+		var h head
+		_, err := pgx.ForEachRow(rows, []any{&c, &h.seq, &h.hash}, func() error {
+			hh := h
+			heads[c] = &hh
+			return nil
+		})
+		return err
+	})
+	stored := map[uuid.UUID]bool{}
+	if len(check) > 0 {
+		b.Queue(storedIDsSQL, check, minDate, maxDate).Query(func(rows pgx.Rows) error {
+			var id uuid.UUID
+			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+				stored[id] = true
+				return nil
+			})
+			return err
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, chainHeads{}, err
+	}
+
+	fresh := make([]*audit.Event, 0, len(events))
+	type key struct {
+		id   uuid.UUID
+		date time.Time
+	}
+	seen := make(map[key]bool, len(events))
+	for _, e := range events {
+		k := key{e.ID, e.Date.Std()}
+		if seen[k] || stored[e.ID] && !e.ServerID() {
+			continue
+		}
+		seen[k] = true
+		h := heads[e.CorrelationID]
+		if h == nil {
+			h = &head{}
+			heads[e.CorrelationID] = h
+		}
+		canon, err := e.Canonical()
+		if err != nil {
+			return nil, chainHeads{}, err
+		}
+		prev := h.hash
+		h.seq++
+		h.hash = s.hasher.Link(prev, canon)
+		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = h.seq, h.hash, &prev, s.hasher.Algorithm()
+		fresh = append(fresh, e)
+	}
+	var out chainHeads
+	for _, c := range corrs {
+		if h := heads[c]; h != nil && h.seq > 0 {
+			out.ids = append(out.ids, c)
+			out.seqs = append(out.seqs, h.seq)
+			out.hashes = append(out.hashes, h.hash)
+		}
+	}
+	return fresh, out, nil
 }
 
 // ResolveParents sets ParentDate on every event whose parent is stored or
@@ -135,8 +285,8 @@ func resolveParents(ctx context.Context, q querier, events []*audit.Event) error
 	return nil
 }
 
-// columns turns events into the 25 array parameters of insertEventsSQL.
-func columns(events []*audit.Event) []any {
+// columns turns events into the 29 array parameters of insertEventsSQL.
+func (s *Store) columns(events []*audit.Event) []any {
 	n := len(events)
 	var (
 		ids          = make([]uuid.UUID, n)
@@ -164,6 +314,10 @@ func columns(events []*audit.Event) []any {
 		errMessages  = make([]pgtype.Text, n)
 		retention    = make([]int32, n)
 		sensitive    = make([]bool, n)
+		seqs         = make([]int64, n)
+		hashes       = make([]string, n)
+		prevHashes   = make([]string, n)
+		algorithms   = make([]string, n)
 	)
 	for i, e := range events {
 		ids[i] = e.ID
@@ -195,11 +349,15 @@ func columns(events []*audit.Event) []any {
 		errMessages[i] = optText(e.ErrorMessage)
 		retention[i] = e.RetentionDays
 		sensitive[i] = e.IsSensitive
+		seqs[i] = e.ChainSeq
+		hashes[i] = e.Hash
+		prevHashes[i] = *e.PreviousHash
+		algorithms[i] = e.HashAlgorithm
 	}
 	return []any{ids, dates, stamps, versions, types, categories, actions, outcomes,
 		correlations, data, actorTypes, actorIDs, actorIPs, resTypes, resIDs, parentIDs,
 		parentDates, namespaces, clusters, severities, durations, errCodes, errMessages,
-		retention, sensitive}
+		retention, sensitive, seqs, hashes, prevHashes, algorithms}
 }
 
 // optText stores an empty optional string as NULL.

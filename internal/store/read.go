@@ -56,7 +56,7 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id, actor_ip,
 	resource_type, resource_id, parent_event_id, parent_event_date, namespace, cluster_id,
 	severity, duration_ms, error_code, error_message, retention_days, is_sensitive,
-	event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
+	chain_seq, event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
 // GetEvent returns the event with the given id, or ErrNotFound.
@@ -194,7 +194,7 @@ func scanEvent(row pgx.CollectableRow) (audit.Event, error) {
 		&e.Action, &e.Outcome, &e.CorrelationID, &e.Data, &e.ActorType, &e.ActorID, &actorIP,
 		&e.ResourceType, &e.ResourceID, &parentID, &parentDate, &namespace, &cluster,
 		&e.Severity, &duration, &errCode, &errMsg, &e.RetentionDays, &e.IsSensitive,
-		&hash, &prevHash, &hashAlg, &e.LegalHold, &holdReason,
+		&e.ChainSeq, &hash, &prevHash, &hashAlg, &e.LegalHold, &holdReason,
 		&holdPlacedBy, &holdPlacedAt, &created)
 	if err != nil {
 		return e, err

@@ -6,11 +6,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kubernaut.ai/datastorage/internal/audit"
 )
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	hasher audit.Hasher
 }
 
 // Options tune the connection pool.
@@ -19,6 +22,8 @@ type Options struct {
 	MaxConns int32
 	// ConnectTimeout bounds each new connection; 0 means 5 s.
 	ConnectTimeout time.Duration
+	// Hasher links the hash chains; the zero value is plain SHA-256.
+	Hasher audit.Hasher
 }
 
 // Open creates the pool. It does not wait for PostgreSQL: the service must start
@@ -49,7 +54,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, hasher: opts.Hasher}, nil
 }
 
 // Close closes the pool, waiting for connections in use to be released.

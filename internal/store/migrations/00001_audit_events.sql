@@ -31,12 +31,11 @@ CREATE TABLE audit_events (
     error_message     text,
     retention_days    integer     NOT NULL,
     is_sensitive      boolean     NOT NULL DEFAULT false,
-    -- Integrity (hash chain per correlation_id); filled by the write path once
-    -- chains are enabled, empty until then.
-    chain_seq           bigint,
-    event_hash          text,
-    previous_event_hash text,
-    hash_algorithm      text,
+    -- Integrity: the event's place in its correlation's hash chain (CONTRACT §8).
+    chain_seq           bigint NOT NULL,
+    event_hash          text   NOT NULL,
+    previous_event_hash text   NOT NULL,
+    hash_algorithm      text   NOT NULL,
     legal_hold           boolean NOT NULL DEFAULT false,
     legal_hold_reason    text,
     legal_hold_placed_by text,
@@ -61,6 +60,16 @@ CREATE INDEX audit_events_namespace_idx   ON audit_events (namespace, event_time
 CREATE INDEX audit_events_resource_idx    ON audit_events (resource_id, event_timestamp DESC, event_id DESC);
 CREATE INDEX audit_events_actor_idx       ON audit_events (actor_id, event_timestamp DESC, event_id DESC);
 
+-- audit_chain_heads holds the last link of every correlation's hash chain, so
+-- a write finds its predecessor with one primary-key lookup instead of
+-- searching audit_events across partitions. Writers hold a transaction-scoped
+-- advisory lock per correlation (taken in sorted order) while they extend it.
+CREATE TABLE audit_chain_heads (
+    correlation_id text   PRIMARY KEY,
+    last_seq       bigint NOT NULL,
+    last_hash      text   NOT NULL
+);
+
 -- notification_audit is the legacy typed notification record (CONTRACT §9).
 CREATE TABLE notification_audit (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -82,4 +91,5 @@ CREATE INDEX notification_audit_remediation_idx ON notification_audit (remediati
 
 -- +goose Down
 DROP TABLE notification_audit;
+DROP TABLE audit_chain_heads;
 DROP TABLE audit_events;
