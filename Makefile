@@ -1,0 +1,52 @@
+# Data Storage — `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X kubernaut.ai/datastorage/internal/version.Version=$(VERSION)
+
+.PHONY: help
+help: ## List the targets
+	@echo "Usage: make TARGET"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## Run the service locally with private PostgreSQL and Redis under .dev/ (Ctrl-C stops all)
+	@bash scripts/dev.sh
+
+.PHONY: build
+build: ## Build bin/datastorage, stamped with the git version
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
+
+.PHONY: test
+test: ## Install PostgreSQL/Redis if missing, then run all tests (unit and integration)
+	@bash scripts/deps.sh
+	$(GO) test -count=1 -timeout 15m ./...
+
+.PHONY: test-short
+test-short: ## Run the unit tests only (integration tests skip under -short)
+	$(GO) test -short ./...
+
+.PHONY: vet
+vet: ## Check formatting (gofmt) and run go vet
+	@unformatted=$$(find . \( -path ./.git -o -path ./.dev -o -name testdata \) -prune -o -name '*.go' -print | xargs gofmt -l); \
+	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: bench
+bench: ## Run the load benchmark (cmd/dsbench)
+	@if [[ ! -d cmd/dsbench ]]; then echo "bench: not yet (cmd/dsbench does not exist)"; exit 1; fi
+	$(GO) run ./cmd/dsbench $(BENCH_ARGS)
+
+.PHONY: clean
+clean: ## Remove build output (bin/); keeps the .dev/ data
+	rm -rf bin
+
+.PHONY: clean-dev
+clean-dev: ## Stop the local servers and delete their data (.dev/)
+	@bash scripts/dev.sh stop
+	rm -rf .dev
