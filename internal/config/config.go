@@ -87,9 +87,22 @@ type Redis struct {
 	SecretsFile string `yaml:"secretsFile"`
 	PasswordKey string `yaml:"passwordKey"`
 	DB          int    `yaml:"db"`
-	// DLQMaxLen caps the dead-letter stream so a long outage cannot exhaust
-	// Redis memory.
+	// DLQMaxLen caps the spool streams so a long outage cannot exhaust Redis
+	// memory. The streams are never trimmed (that would drop accepted events):
+	// at the cap the spool refuses, and a write PostgreSQL cannot take
+	// answers 503 so the client keeps the event.
 	DLQMaxLen int64 `yaml:"dlqMaxLen"`
+	// ClaimIdle is how long a spooled entry may stay delivered to a replay
+	// worker without being acknowledged before another worker takes it over;
+	// it is the delay before the entries of a crashed replica are replayed
+	// elsewhere.
+	ClaimIdle Duration `yaml:"claimIdle"`
+	// ReplayBatch is the number of spooled entries a replay worker reads and
+	// commits at once.
+	ReplayBatch int `yaml:"replayBatch"`
+	// MaxDeliveries is how many times an entry that fails for a data reason
+	// is tried before it moves to the dead-letter stream.
+	MaxDeliveries int `yaml:"maxDeliveries"`
 	// Password is read from SecretsFile by Load.
 	Password string `yaml:"-"`
 }
@@ -186,9 +199,12 @@ func Default() Config {
 			ConnectTimeout: Duration{5 * time.Second},
 		},
 		Redis: Redis{
-			Addr:        "127.0.0.1:6379",
-			PasswordKey: defaultPassword,
-			DLQMaxLen:   1_000_000,
+			Addr:          "127.0.0.1:6379",
+			PasswordKey:   defaultPassword,
+			DLQMaxLen:     1_000_000,
+			ClaimIdle:     Duration{30 * time.Second},
+			ReplayBatch:   500,
+			MaxDeliveries: 5,
 		},
 		Auth: Auth{Mode: "none"},
 		Ingest: Ingest{

@@ -111,6 +111,9 @@ redis:
   addr: redis.internal:6380
   db: 3
   dlqMaxLen: 42
+  claimIdle: 5s
+  replayBatch: 100
+  maxDeliveries: 3
 auth:
   mode: none
 ingest:
@@ -143,7 +146,8 @@ logging:
 		SecretsFile: secrets, PasswordKey: "pw", MaxConns: 7, ConnectTimeout: Duration{2 * time.Second},
 		Password: "hunter2",
 	}
-	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42}
+	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42,
+		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3}
 	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, MaxBatch: 500, QueueSize: 500}
 	want.Retention.DefaultDays = 30
 	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key")}
@@ -294,7 +298,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "tls cert", env: []string{"DATASTORAGE_SERVER_TLS_CERTFILE=/tls/crt"}, want: []string{"config: server.tls.certFile: TLS is not supported yet"}},
 		{name: "tls key", yaml: "server:\n  tls:\n    keyFile: /k\n", want: []string{"config: server.tls.keyFile: TLS is not supported yet"}},
 		{name: "redis addr without port", yaml: "redis:\n  addr: localhost\n", want: []string{`config: redis.addr: must be host:port with a port between 1 and 65535, got "localhost"`}},
-		{name: "redis db", yaml: "redis:\n  db: 16\n", want: []string{"config: redis.db: must be between 0 and 15, got 16"}},
+		{name: "redis db", yaml: "redis:\n  db: -1\n", want: []string{"config: redis.db: must be between 0 and 65536, got -1"}},
 		{name: "dlq max len", yaml: "redis:\n  dlqMaxLen: 0\n", want: []string{"config: redis.dlqMaxLen: must be at least 1, got 0"}},
 		{name: "auth static", yaml: "auth:\n  mode: static\n", want: []string{`config: auth.mode: "static" is not supported yet (only "none")`}},
 		{name: "auth kubernetes", env: []string{"DATASTORAGE_AUTH_MODE=kubernetes"}, want: []string{`config: auth.mode: "kubernetes" is not supported yet (only "none")`}},

@@ -95,7 +95,9 @@ func applyEnv(cfg *Config, environ []string) []error {
 	values := map[string]string{}
 	for _, kv := range environ {
 		name, value, ok := strings.Cut(kv, "=")
-		if ok && strings.HasPrefix(name, envPrefix) {
+		// DATASTORAGE_TEST_* belongs to the test harness (internal/testenv),
+		// which shares the prefix; it is never a config key.
+		if ok && strings.HasPrefix(name, envPrefix) && !strings.HasPrefix(name, envPrefix+"TEST_") {
 			values[name] = value
 		}
 	}

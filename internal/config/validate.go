@@ -81,8 +81,12 @@ func (c Config) validate() []error {
 	if r.SecretsFile != "" && r.PasswordKey == "" {
 		p.add("redis.passwordKey", "required when redis.secretsFile is set")
 	}
-	between(&p, "redis.db", r.DB, 0, 15)
+	// Redis has 16 databases by default; servers configured with more are fine.
+	between(&p, "redis.db", r.DB, 0, 1<<16)
 	atLeast(&p, "redis.dlqMaxLen", r.DLQMaxLen, 1)
+	positive(&p, "redis.claimIdle", r.ClaimIdle)
+	between(&p, "redis.replayBatch", r.ReplayBatch, 1, 10_000)
+	between(&p, "redis.maxDeliveries", r.MaxDeliveries, 1, 1000)
 
 	switch c.Auth.Mode {
 	case "none":

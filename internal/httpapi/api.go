@@ -43,6 +43,8 @@ type Config struct {
 	Validator     *audit.Validator
 	Ingest        Ingester
 	Reader        Reader
+	Timelines     TimelineReader
+	Aggregator    Aggregator
 	Notifications NotificationWriter
 	Health        Health
 	Log           *slog.Logger
@@ -54,6 +56,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Now is the clock for relative query times; nil means time.Now.
 	Now func() time.Time
+
+	// NotificationSpool queues notifications while PostgreSQL is
+	// unavailable (CONTRACT §9); nil answers 503 then.
+	NotificationSpool NotificationSpool
 }
 
 // batchPath is the batch write endpoint, the production write path.
@@ -64,7 +70,10 @@ type API struct {
 	validator      *audit.Validator
 	ingest         Ingester
 	reader         Reader
+	timelines      TimelineReader
+	aggregator     Aggregator
 	notifications  NotificationWriter
+	notifSpool     NotificationSpool
 	health         Health
 	log            *slog.Logger
 	metrics        *httpMetrics
@@ -81,7 +90,10 @@ func New(c Config) *API {
 		validator:      c.Validator,
 		ingest:         c.Ingest,
 		reader:         c.Reader,
+		timelines:      c.Timelines,
+		aggregator:     c.Aggregator,
 		notifications:  c.Notifications,
+		notifSpool:     c.NotificationSpool,
 		health:         c.Health,
 		log:            c.Log,
 		metrics:        newHTTPMetrics(c.Registerer),
@@ -104,6 +116,8 @@ func New(c Config) *API {
 	mux.HandleFunc("POST /api/v1/audit/events", a.writeOne)
 	mux.HandleFunc("GET /api/v1/audit/events", a.listEvents)
 	mux.HandleFunc("GET /api/v1/audit/events/{event_id}", a.getEvent)
+	mux.HandleFunc("GET /api/v1/audit/timeline/{correlation_id}", a.getTimeline)
+	mux.HandleFunc("GET /api/v1/audit/aggregations/{name}", a.getAggregation)
 	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
 	for _, p := range []string{"/healthz", "/health/live"} {
 		mux.HandleFunc("GET "+p, a.live)

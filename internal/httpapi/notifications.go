@@ -1,11 +1,22 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"time"
 
+	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/store"
 )
+
+// NotificationSpool durably queues notification audit records that
+// PostgreSQL cannot take; the replay worker stores them later.
+type NotificationSpool interface {
+	// AppendNotification returns only once n is durable, or an error when it
+	// could not be queued (then nothing was).
+	AppendNotification(ctx context.Context, n audit.Notification) error
+}
 
 func (a *API) writeNotification(w http.ResponseWriter, r *http.Request) {
 	body, ok := a.readBody(w, r)
@@ -24,8 +35,26 @@ func (a *API) writeNotification(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrConflict):
 		writeProblem(w, r, kindConflict, "a notification with notification_id "+n.NotificationID+" is already recorded", nil)
 	case store.IsUnavailable(err):
-		writeUnavailable(w, r, retryAfter, "the database is unavailable; nothing was accepted, retry later")
+		a.spoolNotification(w, r, *n, err)
 	default:
 		a.internalError(w, r, err)
 	}
+}
+
+// spoolNotification answers a notification PostgreSQL could not take: 202
+// once the spool holds it, 503 when the spool cannot take it either.
+// A repeated notification_id is not detected while queued: the replay finds
+// it taken and keeps the first record, as a 409 would have.
+func (a *API) spoolNotification(w http.ResponseWriter, r *http.Request, n audit.Notification, dbErr error) {
+	if a.notifSpool == nil {
+		writeUnavailable(w, r, retryAfter, "the database is unavailable; nothing was accepted, retry later")
+		return
+	}
+	if err := a.notifSpool.AppendNotification(r.Context(), n); err != nil {
+		a.log.Error("database and spool both unavailable for a notification", "request_id", RequestID(r.Context()),
+			"db_error", dbErr, "spool_error", err)
+		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, accepted{Status: "accepted", Message: "notification audit queued for async processing"})
 }

@@ -36,6 +36,7 @@ type bundle struct {
 }
 
 type options struct {
+	maxAge       time.Duration
 	maxClockSkew time.Duration
 	maxBatch     int
 	maxBody      int64
@@ -44,7 +45,7 @@ type options struct {
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
 	t.Helper()
-	o := options{maxClockSkew: time.Hour, maxBatch: 5000, maxBody: 16 << 20}
+	o := options{maxAge: 7 * 24 * time.Hour, maxClockSkew: time.Hour, maxBatch: 5000, maxBody: 16 << 20}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -66,9 +67,11 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	health := &fakeHealth{db: true}
 	api := httpapi.New(httpapi.Config{
-		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: o.maxClockSkew, DefaultRetentionDays: 2555},
+		Validator:      &audit.Validator{MaxAge: o.maxAge, MaxSkew: o.maxClockSkew, DefaultRetentionDays: 2555},
 		Ingest:         pipe,
 		Reader:         reader,
+		Timelines:      query.NewTimelines(st),
+		Aggregator:     query.NewAggregator(st),
 		Notifications:  st,
 		Health:         health,
 		Log:            log,

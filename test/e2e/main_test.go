@@ -99,9 +99,11 @@ func start(t *testing.T, env ...string) *server {
 		exited:  make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary, "serve")
+	redisAddr, redisDB := testenv.NewRedisDB(t)
 	s.cmd.Env = append(os.Environ(),
 		"DATASTORAGE_DATABASE_URL="+testenv.NewDatabase(t),
-		"DATASTORAGE_REDIS_ADDR="+testenv.SharedRedis(t),
+		"DATASTORAGE_REDIS_ADDR="+redisAddr,
+		"DATASTORAGE_REDIS_DB="+strconv.Itoa(redisDB),
 		"DATASTORAGE_SERVER_HOST=127.0.0.1",
 		"DATASTORAGE_SERVER_PORT="+strconv.Itoa(port),
 		"DATASTORAGE_SERVER_METRICSPORT="+strconv.Itoa(mport),
