@@ -44,14 +44,36 @@ type Server struct {
 	IdleTimeout              Duration `yaml:"idleTimeout"`
 	// RequestTimeout is the deadline given to each request's context.
 	RequestTimeout Duration `yaml:"requestTimeout"`
-	TLS            TLS      `yaml:"tls"`
+	// Pprof serves Go's profiling handlers (/debug/pprof/) on the metrics
+	// port, never on the API port. Off by default: a profile costs CPU
+	// while it runs and shows the program's internals.
+	Pprof bool `yaml:"pprof"`
+	TLS   TLS  `yaml:"tls"`
+	// RateLimit limits each client's request rate on the API routes.
+	RateLimit RateLimit `yaml:"rateLimit"`
 }
 
-// TLS is reserved for serving HTTPS. It is not built yet, so both fields
-// must stay empty.
+// TLS makes the API port serve HTTPS (TLS 1.2 or later) with a certificate
+// and key from PEM files, both or neither. Replaced files are picked up
+// without a restart (e.g. a cert-manager Secret). The metrics port stays
+// plain HTTP.
 type TLS struct {
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// RateLimit is a token bucket per client: the authenticated caller, else the
+// client address. The probes are never limited.
+type RateLimit struct {
+	// RequestsPerSecond is the rate each client may sustain; 0 disables the
+	// limit (the default).
+	RequestsPerSecond int `yaml:"requestsPerSecond"`
+	// Burst is how many requests a client may send at once; 0 means
+	// RequestsPerSecond.
+	Burst int `yaml:"burst"`
 }
 
 // Database configures the PostgreSQL connection pool. The connection is
@@ -107,11 +129,16 @@ type Redis struct {
 	Password string `yaml:"-"`
 }
 
-// Auth selects how API callers are authenticated. Only "none" is built;
-// TokenFile and Namespace belong to the modes that are not.
+// Auth selects how API callers are authenticated (CONTRACT §11): "none",
+// "static" (bearer tokens with their verbs from TokenFile, re-read when it
+// changes) or "kubernetes" (TokenReview and SubjectAccessReview against the
+// Kubernetes API, for the data-storage-service Service in Namespace).
 type Auth struct {
-	Mode      string `yaml:"mode"`
+	Mode string `yaml:"mode"`
+	// TokenFile is the static mode's token file; only allowed in that mode.
 	TokenFile string `yaml:"tokenFile"`
+	// Namespace is where the kubernetes mode's data-storage-service Service
+	// lives; required in that mode, ignored in the others.
 	Namespace string `yaml:"namespace"`
 }
 

@@ -94,9 +94,13 @@ server:
   writeTimeout: 4s
   idleTimeout: 5s
   requestTimeout: 6s
+  pprof: true
   tls:
-    certFile: ""
-    keyFile: ""
+    certFile: /tls/tls.crt
+    keyFile: /tls/tls.key
+  rateLimit:
+    requestsPerSecond: 200
+    burst: 400
 database:
   host: db.internal
   port: 6432
@@ -115,7 +119,9 @@ redis:
   replayBatch: 100
   maxDeliveries: 3
 auth:
-  mode: none
+  mode: static
+  tokenFile: /secrets/tokens.yaml
+  namespace: kubernaut
 ingest:
   maxEventAge: 24h
   maxClockSkew: 0s
@@ -139,8 +145,11 @@ logging:
 		ShutdownTimeout: Duration{90 * time.Second}, EndpointPropagationDelay: Duration{0},
 		ReadHeaderTimeout: Duration{2 * time.Second}, ReadTimeout: Duration{3 * time.Second},
 		WriteTimeout: Duration{4 * time.Second}, IdleTimeout: Duration{5 * time.Second},
-		RequestTimeout: Duration{6 * time.Second},
+		RequestTimeout: Duration{6 * time.Second}, Pprof: true,
+		TLS:       TLS{CertFile: "/tls/tls.crt", KeyFile: "/tls/tls.key"},
+		RateLimit: RateLimit{RequestsPerSecond: 200, Burst: 400},
 	}
+	want.Auth = Auth{Mode: "static", TokenFile: "/secrets/tokens.yaml", Namespace: "kubernaut"}
 	want.Database = Database{
 		Host: "db.internal", Port: 6432, Name: "audit", User: "writer", SSLMode: "verify-full",
 		SecretsFile: secrets, PasswordKey: "pw", MaxConns: 7, ConnectTimeout: Duration{2 * time.Second},
@@ -295,13 +304,17 @@ func TestLoadErrors(t *testing.T) {
 		{name: "zero shutdown timeout", yaml: "server:\n  shutdownTimeout: 0s\n", want: []string{"config: server.shutdownTimeout: must be greater than 0, got 0s"}},
 		{name: "negative propagation delay", yaml: "server:\n  endpointPropagationDelay: -1s\n", want: []string{"config: server.endpointPropagationDelay: must not be negative"}},
 		{name: "zero request timeout", env: []string{"DATASTORAGE_SERVER_REQUESTTIMEOUT=0"}, want: []string{"config: server.requestTimeout: must be greater than 0"}},
-		{name: "tls cert", env: []string{"DATASTORAGE_SERVER_TLS_CERTFILE=/tls/crt"}, want: []string{"config: server.tls.certFile: TLS is not supported yet"}},
-		{name: "tls key", yaml: "server:\n  tls:\n    keyFile: /k\n", want: []string{"config: server.tls.keyFile: TLS is not supported yet"}},
+		{name: "tls cert without key", env: []string{"DATASTORAGE_SERVER_TLS_CERTFILE=/tls/crt"}, want: []string{"config: server.tls.keyFile: required when server.tls.certFile is set"}},
+		{name: "tls key without cert", yaml: "server:\n  tls:\n    keyFile: /k\n", want: []string{"config: server.tls.certFile: required when server.tls.keyFile is set"}},
+		{name: "negative rate", yaml: "server:\n  rateLimit:\n    requestsPerSecond: -1\n", want: []string{"config: server.rateLimit.requestsPerSecond: must be between 0 and 1000000, got -1"}},
+		{name: "negative burst", env: []string{"DATASTORAGE_SERVER_RATELIMIT_BURST=-5"}, want: []string{"config: server.rateLimit.burst: must be between 0 and 1000000, got -5"}},
 		{name: "redis addr without port", yaml: "redis:\n  addr: localhost\n", want: []string{`config: redis.addr: must be host:port with a port between 1 and 65535, got "localhost"`}},
 		{name: "redis db", yaml: "redis:\n  db: -1\n", want: []string{"config: redis.db: must be between 0 and 65536, got -1"}},
 		{name: "dlq max len", yaml: "redis:\n  dlqMaxLen: 0\n", want: []string{"config: redis.dlqMaxLen: must be at least 1, got 0"}},
-		{name: "auth static", yaml: "auth:\n  mode: static\n", want: []string{`config: auth.mode: "static" is not supported yet (only "none")`}},
-		{name: "auth kubernetes", env: []string{"DATASTORAGE_AUTH_MODE=kubernetes"}, want: []string{`config: auth.mode: "kubernetes" is not supported yet (only "none")`}},
+		{name: "auth static without file", yaml: "auth:\n  mode: static\n", want: []string{"config: auth.tokenFile: required when auth.mode is static"}},
+		{name: "auth kubernetes without namespace", env: []string{"DATASTORAGE_AUTH_MODE=kubernetes"}, want: []string{"config: auth.namespace: required when auth.mode is kubernetes"}},
+		{name: "token file without static", yaml: "auth:\n  tokenFile: /t\n", want: []string{`config: auth.tokenFile: only used when auth.mode is static, but auth.mode is "none"`}},
+		{name: "token file in kubernetes mode", yaml: "auth:\n  mode: kubernetes\n  namespace: ns\n  tokenFile: /t\n", want: []string{`config: auth.tokenFile: only used when auth.mode is static, but auth.mode is "kubernetes"`}},
 		{name: "auth unknown", yaml: "auth:\n  mode: oauth\n", want: []string{`config: auth.mode: must be one of none, static, kubernetes, got "oauth"`}},
 		{name: "max event age zero", yaml: "ingest:\n  maxEventAge: 0s\n", want: []string{"config: ingest.maxEventAge: must be greater than 0"}},
 		{name: "negative clock skew", yaml: "ingest:\n  maxClockSkew: -1m\n", want: []string{"config: ingest.maxClockSkew: must not be negative, got -1m0s"}},

@@ -64,13 +64,16 @@ func (c Config) validate() []error {
 	positive(&p, "server.writeTimeout", s.WriteTimeout)
 	positive(&p, "server.idleTimeout", s.IdleTimeout)
 	positive(&p, "server.requestTimeout", s.RequestTimeout)
-	// Refused rather than ignored so nobody believes traffic is encrypted.
-	if s.TLS.CertFile != "" {
-		p.add("server.tls.certFile", "TLS is not supported yet (leave server.tls empty and terminate TLS in front of the service)")
+	// One without the other is refused rather than ignored, so nobody
+	// believes traffic is encrypted when it is not.
+	if s.TLS.CertFile != "" && s.TLS.KeyFile == "" {
+		p.add("server.tls.keyFile", "required when server.tls.certFile is set")
 	}
-	if s.TLS.KeyFile != "" {
-		p.add("server.tls.keyFile", "TLS is not supported yet (leave server.tls empty and terminate TLS in front of the service)")
+	if s.TLS.KeyFile != "" && s.TLS.CertFile == "" {
+		p.add("server.tls.certFile", "required when server.tls.keyFile is set")
 	}
+	between(&p, "server.rateLimit.requestsPerSecond", s.RateLimit.RequestsPerSecond, 0, 1_000_000)
+	between(&p, "server.rateLimit.burst", s.RateLimit.Burst, 0, 1_000_000)
 
 	c.Database.validate(&p)
 
@@ -88,12 +91,22 @@ func (c Config) validate() []error {
 	between(&p, "redis.replayBatch", r.ReplayBatch, 1, 10_000)
 	between(&p, "redis.maxDeliveries", r.MaxDeliveries, 1, 1000)
 
-	switch c.Auth.Mode {
-	case "none":
-	case "static", "kubernetes":
-		p.add("auth.mode", "%q is not supported yet (only \"none\")", c.Auth.Mode)
+	a := c.Auth
+	switch a.Mode {
+	case "none", "kubernetes":
+		if a.Mode == "kubernetes" && a.Namespace == "" {
+			p.add("auth.namespace", "required when auth.mode is kubernetes (the namespace of the data-storage-service Service)")
+		}
+		// Refused rather than ignored, so nobody believes tokens are checked.
+		if a.TokenFile != "" {
+			p.add("auth.tokenFile", "only used when auth.mode is static, but auth.mode is %q", a.Mode)
+		}
+	case "static":
+		if a.TokenFile == "" {
+			p.add("auth.tokenFile", "required when auth.mode is static")
+		}
 	default:
-		oneOf(&p, "auth.mode", c.Auth.Mode, []string{"none", "static", "kubernetes"})
+		oneOf(&p, "auth.mode", a.Mode, []string{"none", "static", "kubernetes"})
 	}
 
 	in := c.Ingest

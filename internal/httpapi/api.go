@@ -60,6 +60,14 @@ type Config struct {
 	// NotificationSpool queues notifications while PostgreSQL is
 	// unavailable (CONTRACT §9); nil answers 503 then.
 	NotificationSpool NotificationSpool
+
+	// Auth checks the bearer token of every request to a route under /api/
+	// (never the probes); nil serves without authentication (auth.mode
+	// none).
+	Auth Authorizer
+	// RateLimit limits each client's request rate on the routes under
+	// /api/; the zero value disables it.
+	RateLimit RateLimit
 }
 
 // batchPath is the batch write endpoint, the production write path.
@@ -81,6 +89,9 @@ type API struct {
 	maxBody        int64
 	requestTimeout time.Duration
 	now            func() time.Time
+	authz          Authorizer
+	limiter        *rateLimiter
+	guardMetrics   *guardMetrics
 	handler        http.Handler
 }
 
@@ -101,7 +112,10 @@ func New(c Config) *API {
 		maxBody:        c.MaxBodySize,
 		requestTimeout: c.RequestTimeout,
 		now:            c.Now,
+		authz:          c.Auth,
+		limiter:        newRateLimiter(c.RateLimit, nil),
 	}
+	a.guardMetrics = newGuardMetrics(c.Registerer, a.limiter)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -125,7 +139,7 @@ func New(c Config) *API {
 	for _, p := range []string{"/readyz", "/health/ready", "/health"} {
 		mux.HandleFunc("GET "+p, a.ready)
 	}
-	a.handler = a.instrument(routeProblems(mux))
+	a.handler = a.instrument(a.guard(mux, routeProblems(mux)))
 	return a
 }
 

@@ -44,6 +44,7 @@ func (a *API) writeBatch(w http.ResponseWriter, r *http.Request) {
 		a.invalidBody(w, r, err, fe, "events")
 		return
 	}
+	applyCaller(r.Context(), events) // auth: a person is the actor (CONTRACT §2.1)
 	outcome, err := a.ingest.Submit(r.Context(), events)
 	if err != nil {
 		a.writeFailed(w, r, err, true)
@@ -70,6 +71,7 @@ func (a *API) writeOne(w http.ResponseWriter, r *http.Request) {
 		a.invalidBody(w, r, err, fe, "event")
 		return
 	}
+	applyCaller(r.Context(), []*audit.Event{ev}) // auth: a person is the actor (CONTRACT §2.1)
 	outcome, err := a.ingest.Submit(r.Context(), []*audit.Event{ev})
 	if err != nil {
 		a.writeFailed(w, r, err, false)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/apitest"
@@ -41,6 +42,10 @@ type options struct {
 	maxBatch     int
 	maxBody      int64
 	reader       httpapi.Reader
+	// auth, rateLimit and registerer go to httpapi.Config unchanged.
+	auth       httpapi.Authorizer
+	rateLimit  httpapi.RateLimit
+	registerer prometheus.Registerer
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -78,6 +83,9 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		MaxBatchSize:   o.maxBatch,
 		MaxBodySize:    o.maxBody,
 		RequestTimeout: 10 * time.Second,
+		Auth:           o.auth,
+		RateLimit:      o.rateLimit,
+		Registerer:     o.registerer,
 	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)

@@ -92,7 +92,7 @@ func TestConfigErrorsStopTheStartAndNameTheKey(t *testing.T) {
 		{"config path from CONFIG_PATH", []string{db, "CONFIG_PATH=" + write("c.yaml", "ingest:\n  maxEventAge: 300\n")}, []string{"serve"}, "ingest.maxEventAge"},
 		{"bad env override", []string{db, "DATASTORAGE_SERVER_PORT=eighty"}, []string{"serve"}, "server.port"},
 		{"unknown env variable", []string{db, "DATASTORAGE_SERVER_PROT=80"}, []string{"serve"}, "DATASTORAGE_SERVER_PROT"},
-		{"feature not built yet", []string{db, "DATASTORAGE_AUTH_MODE=static"}, []string{"serve"}, "auth.mode"},
+		{"static auth without a token file", []string{db, "DATASTORAGE_AUTH_MODE=static"}, []string{"serve"}, "auth.tokenFile"},
 		{"missing database", nil, []string{"serve"}, "database.url"},
 		{"missing config file", []string{db}, []string{"serve", "--config", dir + "/nope.yaml"}, "nope.yaml"},
 	}
