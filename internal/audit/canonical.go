@@ -158,9 +158,11 @@ func normalizeNumbers(v any) (any, error) {
 
 // Limits of PostgreSQL's numeric type, which jsonb uses for every number.
 const (
-	maxNumericIntDigits   = 131072
-	maxNumericFracDigits  = 16383
-	maxNumericExponentLen = 9
+	maxNumericIntDigits  = 131072
+	maxNumericFracDigits = 16383
+	// maxNumericExponent bounds the exponent numeric_in accepts at all
+	// (INT_MAX/2, exclusive), whatever the digits: 0e1073741822 is 0.
+	maxNumericExponent = 1<<30 - 1
 )
 
 // ErrNumberRange is returned (wrapped) by NormalizeNumber and CanonicalData
@@ -175,12 +177,9 @@ func NormalizeNumber(s string) (string, error) {
 	s = strings.TrimPrefix(s, "-")
 	mant, exp := s, 0
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		if len(s)-i-1 > maxNumericExponentLen+1 {
-			return "", fmt.Errorf("audit: %s: %w", s, ErrNumberRange)
-		}
-		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		e, err := parseExponent(s[i+1:])
 		if err != nil {
-			return "", fmt.Errorf("audit: bad number %q: %w", s, err)
+			return "", fmt.Errorf("audit: number %q: %w", s, err)
 		}
 		mant, exp = s[:i], e
 	}
@@ -200,7 +199,18 @@ func NormalizeNumber(s string) (string, error) {
 	digits := intPart + frac
 	point := len(intPart) + exp // position of the decimal point within digits
 	scale := max(0, len(frac)-exp)
-	if point > maxNumericIntDigits+len(digits) || scale > maxNumericFracDigits {
+	if scale > maxNumericFracDigits {
+		return "", fmt.Errorf("audit: number: %w", ErrNumberRange)
+	}
+	if strings.Trim(digits, "0") == "" {
+		// Zero has no magnitude to overflow, whatever its exponent
+		// (0e200000 is 0); only its scale counts.
+		if scale == 0 {
+			return "0", nil
+		}
+		return "0." + strings.Repeat("0", scale), nil
+	}
+	if point > maxNumericIntDigits+len(digits) {
 		return "", fmt.Errorf("audit: number: %w", ErrNumberRange)
 	}
 	var ip, fp string
@@ -237,4 +247,37 @@ func NormalizeNumber(s string) (string, error) {
 		out = "-" + out
 	}
 	return out, nil
+}
+
+// parseExponent reads the digits after e or E the way numeric_in does:
+// optional sign, any number of leading zeros, and a value below INT_MAX/2.
+func parseExponent(s string) (int, error) {
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	}
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("bad exponent %q", s)
+	}
+	s = strings.TrimLeft(s, "0")
+	if len(s) > len(strconv.Itoa(maxNumericExponent)) {
+		return 0, ErrNumberRange
+	}
+	e := 0
+	if s != "" {
+		var err error
+		if e, err = strconv.Atoi(s); err != nil {
+			return 0, fmt.Errorf("bad exponent %q: %w", s, err)
+		}
+	}
+	if e >= maxNumericExponent {
+		return 0, ErrNumberRange
+	}
+	if neg {
+		e = -e
+	}
+	return e, nil
 }

@@ -78,16 +78,16 @@ func (v *Validator) now() time.Time {
 // returns field errors keyed by field name and no event; a body that is not a
 // JSON object yields a *SyntaxError or ErrNotObject.
 func (v *Validator) DecodeOne(body []byte) (*Event, FieldErrors, error) {
-	body = bytes.TrimSpace(body)
+	body, lead := trimJSONSpace(body)
 	if len(body) == 0 || body[0] != '{' {
-		if err := checkSyntax(body); err != nil {
+		if err := checkSyntax(body, lead); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrNotObject
 	}
 	var r request
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, nil, syntaxError(err)
+		return nil, nil, syntaxError(err, lead)
 	}
 	fe := FieldErrors{}
 	ev := v.build(&r, "", fe, v.now())
@@ -102,16 +102,16 @@ func (v *Validator) DecodeOne(body []byte) (*Event, FieldErrors, error) {
 // (keys `[i].field`) and no events. maxItems bounds the array length; a longer
 // array yields a *BatchTooLargeError.
 func (v *Validator) DecodeBatch(body []byte, maxItems int) ([]*Event, FieldErrors, error) {
-	body = bytes.TrimSpace(body)
+	body, lead := trimJSONSpace(body)
 	if len(body) == 0 || body[0] != '[' {
-		if err := checkSyntax(body); err != nil {
+		if err := checkSyntax(body, lead); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrNotArray
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, nil, syntaxError(err)
+		return nil, nil, syntaxError(err, lead)
 	}
 	if len(raws) == 0 {
 		return nil, nil, ErrEmptyBatch
@@ -150,20 +150,29 @@ func (e *BatchTooLargeError) Error() string {
 	return fmt.Sprintf("batch holds %d events; the maximum is %d", e.Got, e.Max)
 }
 
-func checkSyntax(body []byte) error {
+// trimJSONSpace removes the white space JSON allows around a value (space,
+// tab, CR, LF; not every Unicode space) and returns how many bytes it removed
+// in front, so that a syntax error's offset still counts from the start of
+// the body.
+func trimJSONSpace(body []byte) ([]byte, int64) {
+	t := bytes.TrimLeft(body, " \t\r\n")
+	return bytes.TrimRight(t, " \t\r\n"), int64(len(body) - len(t))
+}
+
+func checkSyntax(body []byte, lead int64) error {
 	var x any
 	if err := json.Unmarshal(body, &x); err != nil {
-		return syntaxError(err)
+		return syntaxError(err, lead)
 	}
 	return nil
 }
 
-func syntaxError(err error) error {
+func syntaxError(err error, lead int64) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &SyntaxError{Offset: se.Offset, Err: err}
+		return &SyntaxError{Offset: lead + se.Offset, Err: err}
 	}
-	return &SyntaxError{Err: err}
+	return &SyntaxError{Offset: lead, Err: err}
 }
 
 // request is the decoding target of one AuditEventRequest. Every member records
@@ -326,6 +335,9 @@ func (c checker) str(field string, s *jstr, min, max int) string {
 	case s.wrongType:
 		c.fail(field, "must be a string")
 		return ""
+	case s.badUTF8:
+		c.fail(field, "must be valid UTF-8")
+		return ""
 	case !s.set || s.null:
 		if min > 0 {
 			c.fail(field, "is required")
@@ -436,9 +448,9 @@ func (c checker) object(field string, r *jraw) json.RawMessage {
 	case !utf8.Valid(r.v):
 		c.fail(field, "must be valid UTF-8")
 		return nil
-	case bytes.Contains(r.v, []byte(`\u0000`)):
-		// jsonb cannot store U+0000; see str.
-		c.fail(field, `must not contain the escaped NUL character \u0000`)
+	}
+	if msg := badEscape(r.v); msg != "" {
+		c.fail(field, msg)
 		return nil
 	}
 	if d := depth(r.v); d > MaxDataDepth {
@@ -446,6 +458,50 @@ func (c checker) object(field string, r *jraw) json.RawMessage {
 		return nil
 	}
 	return r.v
+}
+
+// badEscape finds the string escapes that PostgreSQL's json parser refuses
+// although encoding/json accepts them, so that they are a field error and not
+// a database error: \u0000 (jsonb cannot store U+0000; see str) and a UTF-16
+// surrogate escape that is not a high one followed by a low one (encoding/json
+// would turn it into U+FFFD). b is valid JSON. It returns "" when all is well.
+func badEscape(b []byte) string {
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		switch {
+		case !inStr:
+			inStr = b[i] == '"'
+		case b[i] == '"':
+			inStr = false
+		case b[i] != '\\':
+		case b[i+1] != 'u':
+			i++ // a two-character escape
+		default:
+			r := hex4(b[i+2 : i+6])
+			i += 5
+			switch {
+			case r == 0:
+				return `must not contain the escaped NUL character \u0000`
+			case r >= 0xD800 && r < 0xDC00:
+				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+					if lo := hex4(b[i+3 : i+7]); lo >= 0xDC00 && lo < 0xE000 {
+						i += 6
+						continue
+					}
+				}
+				return `must not contain an unpaired UTF-16 surrogate escape such as \ud800`
+			case r >= 0xDC00 && r < 0xE000:
+				return `must not contain an unpaired UTF-16 surrogate escape such as \ud800`
+			}
+		}
+	}
+	return ""
+}
+
+// hex4 decodes the four hex digits of a \u escape (valid JSON: they are hex).
+func hex4(b []byte) rune {
+	n, _ := strconv.ParseUint(string(b), 16, 32)
+	return rune(n)
 }
 
 // depth returns the deepest nesting of objects and arrays in a valid JSON value.
@@ -477,8 +533,8 @@ func depth(b []byte) int {
 
 // jstr is a JSON member that should be a string.
 type jstr struct {
-	set, null, wrongType bool
-	v                    string
+	set, null, wrongType, badUTF8 bool
+	v                             string
 }
 
 func (s *jstr) UnmarshalJSON(b []byte) error {
@@ -488,6 +544,10 @@ func (s *jstr) UnmarshalJSON(b []byte) error {
 		s.null = true
 	case len(b) < 2 || b[0] != '"':
 		s.wrongType = true
+	case !utf8.Valid(b):
+		// encoding/json does not check UTF-8: PostgreSQL would refuse the
+		// raw bytes, and decoding them would silently alter the value.
+		s.badUTF8 = true
 	case bytes.IndexByte(b, '\\') < 0:
 		// Fast path: no escapes, so the bytes between the quotes are the value
 		// (encoding/json has already checked the token).

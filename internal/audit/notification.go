@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -48,16 +47,16 @@ type notificationRequest struct {
 // DecodeNotification decodes and validates a notification audit request,
 // returning every failing field at once.
 func (v *Validator) DecodeNotification(body []byte) (*Notification, FieldErrors, error) {
-	body = bytes.TrimSpace(body)
+	body, lead := trimJSONSpace(body)
 	if len(body) == 0 || body[0] != '{' {
-		if err := checkSyntax(body); err != nil {
+		if err := checkSyntax(body, lead); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrNotObject
 	}
 	var r notificationRequest
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, nil, syntaxError(err)
+		return nil, nil, syntaxError(err, lead)
 	}
 	fe := FieldErrors{}
 	c := checker{fe: fe}

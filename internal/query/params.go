@@ -1,6 +1,7 @@
 package query
 
 import (
+	"math"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -128,8 +129,10 @@ func ParseList(v url.Values, now time.Time) (ListParams, audit.FieldErrors) {
 func ParseTime(s string, now time.Time) (time.Time, error) {
 	if m := daysRe.FindStringSubmatch(s); m != nil {
 		days, err := strconv.ParseFloat(m[1], 64)
-		if err == nil {
-			return now.Add(-time.Duration(days * float64(24*time.Hour))), nil
+		// Beyond ~106,751 days the product does not fit a Duration, and the
+		// conversion would yield an arbitrary time instead of an error.
+		if d := days * float64(24*time.Hour); err == nil && d < math.MaxInt64 {
+			return now.Add(-time.Duration(d)), nil
 		}
 	}
 	if d, err := time.ParseDuration(s); err == nil && !strings.HasPrefix(s, "-") {

@@ -70,8 +70,12 @@ func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
 	}
 	res.Total, res.TotalExact = n, n <= CountCap
 	if !res.TotalExact {
-		// A lower bound: at least the rows up to the end of this page.
-		seen := int64(p.Offset + len(res.Events))
+		// A lower bound: at least the rows up to the end of this page. An
+		// empty page proves nothing about the rows its offset skipped.
+		var seen int64
+		if len(res.Events) > 0 {
+			seen = int64(p.Offset + len(res.Events))
+		}
 		if res.HasMore {
 			seen++
 		}
