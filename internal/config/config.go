@@ -156,11 +156,20 @@ type Ingest struct {
 	QueueSize int `yaml:"queueSize"`
 }
 
-// Retention configures deletion of old events. It is not built yet, so
-// Enabled must stay false.
+// Retention configures the deletion of expired events (docs/integrity.md).
 type Retention struct {
-	Enabled     bool `yaml:"enabled"`
-	DefaultDays int  `yaml:"defaultDays"`
+	// Enabled runs the retention job in serve: every replica tries, one at a
+	// time runs it (a PostgreSQL advisory lock decides).
+	Enabled bool `yaml:"enabled"`
+	// DefaultDays is retention_days for events that do not set it.
+	DefaultDays int `yaml:"defaultDays"`
+	// Interval is the time between two runs.
+	Interval Duration `yaml:"interval"`
+	// BatchSize is the number of rows one DELETE aims at; it halves after
+	// a batch times out.
+	BatchSize int `yaml:"batchSize"`
+	// BatchTimeout is the statement timeout of one batch.
+	BatchTimeout Duration `yaml:"batchTimeout"`
 }
 
 // Integrity configures the event hash chain.
@@ -171,6 +180,13 @@ type Integrity struct {
 	// HMACKey is the content of HMACKeyFile without trailing line breaks,
 	// filled by Load; nil means plain SHA-256.
 	HMACKey []byte `yaml:"-"`
+	// SigningKeyFile holds the Ed25519 private key that signs exports: PEM
+	// (PKCS #8) or the 32-byte seed (raw, hex or base64). Empty means an
+	// ephemeral key generated at start, whose public key is logged.
+	SigningKeyFile string `yaml:"signingKeyFile"`
+	// SigningKey is the content of SigningKeyFile, filled by Load and parsed
+	// by the integrity package.
+	SigningKey []byte `yaml:"-"`
 }
 
 // Logging configures the slog handler.
@@ -241,8 +257,13 @@ func Default() Config {
 			MaxBatch:     2000,
 			QueueSize:    20000,
 		},
-		Retention: Retention{DefaultDays: 2555},
-		Logging:   Logging{Level: "info", Format: "json"},
+		Retention: Retention{
+			DefaultDays:  2555,
+			Interval:     Duration{time.Hour},
+			BatchSize:    5000,
+			BatchTimeout: Duration{30 * time.Second},
+		},
+		Logging: Logging{Level: "info", Format: "json"},
 	}
 }
 

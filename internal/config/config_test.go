@@ -79,6 +79,7 @@ func TestEmptyFileMeansDefaults(t *testing.T) {
 func TestLoadFullFile(t *testing.T) {
 	t.Parallel()
 	hmac := writeFile(t, "hmac.key", "s3cret-key\n")
+	signing := writeFile(t, "signing.pem", "PRIVATE KEY PEM\n")
 	secrets := writeFile(t, "db.yaml", "pw: hunter2\n")
 	cfg, err := loadYAML(t, `
 server:
@@ -129,10 +130,14 @@ ingest:
   maxBatch: 500
   queueSize: 500
 retention:
-  enabled: false
+  enabled: true
   defaultDays: 30
+  interval: 15m
+  batchSize: 100
+  batchTimeout: 5s
 integrity:
   hmacKeyFile: `+hmac+`
+  signingKeyFile: `+signing+`
 logging:
   level: debug
   format: text
@@ -158,8 +163,10 @@ logging:
 	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42,
 		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3}
 	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, MaxBatch: 500, QueueSize: 500}
-	want.Retention.DefaultDays = 30
-	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key")}
+	want.Retention = Retention{Enabled: true, DefaultDays: 30, Interval: Duration{15 * time.Minute},
+		BatchSize: 100, BatchTimeout: Duration{5 * time.Second}}
+	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key"),
+		SigningKeyFile: signing, SigningKey: []byte("PRIVATE KEY PEM\n")}
 	want.Logging = Logging{Level: "debug", Format: "text"}
 	assert.Equal(t, want, cfg)
 	assert.Equal(t, slog.LevelDebug, cfg.Logging.SlogLevel())
@@ -321,7 +328,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "writers", yaml: "ingest:\n  writers: 65\n", want: []string{"config: ingest.writers: must be between 1 and 64, got 65"}},
 		{name: "max batch", yaml: "ingest:\n  maxBatch: 0\n", want: []string{"config: ingest.maxBatch: must be between 1 and 100000, got 0"}},
 		{name: "queue smaller than batch", yaml: "ingest:\n  maxBatch: 100\n  queueSize: 99\n", want: []string{"config: ingest.queueSize: must be at least ingest.maxBatch (100), got 99"}},
-		{name: "retention enabled", yaml: "retention:\n  enabled: true\n", want: []string{"config: retention.enabled: retention is not supported yet"}},
+		{name: "retention interval", yaml: "retention:\n  interval: 0s\n", want: []string{"config: retention.interval: must be greater than 0, got 0s"}},
+		{name: "retention batch size", yaml: "retention:\n  batchSize: 0\n", want: []string{"config: retention.batchSize: must be between 1 and 100000, got 0"}},
+		{name: "retention batch timeout", env: []string{"DATASTORAGE_RETENTION_BATCHTIMEOUT=-1s"}, want: []string{"config: retention.batchTimeout: must be greater than 0"}},
+		{name: "signing key missing", yaml: "integrity:\n  signingKeyFile: /nonexistent/key.pem\n", want: []string{"config: integrity.signingKeyFile: open /nonexistent/key.pem"}},
 		{name: "retention days", yaml: "retention:\n  defaultDays: 2556\n", want: []string{"config: retention.defaultDays: must be between 1 and 2555, got 2556"}},
 		{name: "log level", env: []string{"DATASTORAGE_LOGGING_LEVEL=loud"}, want: []string{`config: logging.level: must be one of debug, info, warn, error, got "loud"`}},
 		{name: "log format", yaml: "logging:\n  format: xml\n", want: []string{`config: logging.format: must be one of json, text, got "xml"`}},

@@ -43,10 +43,10 @@
 //
 // # Features not built yet
 //
-// Some keys exist in the file format before the feature behind them
-// (retention). Setting them is refused with an explicit "not supported yet"
-// error instead of being accepted and ignored, which would leave the operator
-// believing, for example, that old events are deleted. For the same reason a
+// A key that exists in the file format before the feature behind it is
+// refused with an explicit "not supported yet" error instead of being
+// accepted and ignored, which would leave the operator believing, for
+// example, that old events are deleted. For the same reason a
 // half-configured security feature is refused: server.tls.certFile without
 // keyFile (or the reverse), auth.tokenFile outside the static mode.
 //

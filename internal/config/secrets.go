@@ -41,6 +41,17 @@ func (c *Config) readSecrets() []error {
 			c.Integrity.HMACKey = key
 		}
 	}
+	if path := c.Integrity.SigningKeyFile; path != "" {
+		data, err := os.ReadFile(path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("config: integrity.signingKeyFile: %w", err))
+		case len(bytes.TrimSpace(data)) == 0:
+			errs = append(errs, fmt.Errorf("config: integrity.signingKeyFile: %s is empty", path))
+		default:
+			c.Integrity.SigningKey = data
+		}
+	}
 	return errs
 }
 

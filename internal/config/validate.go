@@ -121,10 +121,10 @@ func (c Config) validate() []error {
 		p.add("ingest.queueSize", "must be at least ingest.maxBatch (%d), got %d", in.MaxBatch, in.QueueSize)
 	}
 
-	if c.Retention.Enabled {
-		p.add("retention.enabled", "retention is not supported yet")
-	}
 	between(&p, "retention.defaultDays", c.Retention.DefaultDays, 1, 2555)
+	positive(&p, "retention.interval", c.Retention.Interval)
+	between(&p, "retention.batchSize", c.Retention.BatchSize, 1, 100_000)
+	positive(&p, "retention.batchTimeout", c.Retention.BatchTimeout)
 
 	oneOf(&p, "logging.level", c.Logging.Level, []string{"debug", "info", "warn", "error"})
 	oneOf(&p, "logging.format", c.Logging.Format, []string{"json", "text"})

@@ -68,6 +68,8 @@ type Config struct {
 	// RateLimit limits each client's request rate on the routes under
 	// /api/; the zero value disables it.
 	RateLimit RateLimit
+	// Integrity serves verify-chain, legal holds and export; nil leaves those routes out.
+	Integrity Integrity
 }
 
 // batchPath is the batch write endpoint, the production write path.
@@ -133,6 +135,7 @@ func New(c Config) *API {
 	mux.HandleFunc("GET /api/v1/audit/timeline/{correlation_id}", a.getTimeline)
 	mux.HandleFunc("GET /api/v1/audit/aggregations/{name}", a.getAggregation)
 	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
+	a.registerIntegrity(mux, c.Integrity)
 	for _, p := range []string{"/healthz", "/health/live"} {
 		mux.HandleFunc("GET "+p, a.live)
 	}
