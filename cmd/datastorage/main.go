@@ -2,6 +2,11 @@
 //
 //	datastorage serve [--config FILE] [--no-migrate]
 //	datastorage migrate [up|status] [--config FILE]
+//	datastorage dlq stats|replay|dead-letters [--config FILE]
+//	datastorage events [filters] [--output table|json]
+//	datastorage timeline CORRELATION_ID [--output tree|json]
+//	datastorage retention run [--dry-run] [--config FILE]
+//	datastorage verify-export FILE --public-key KEY [--hmac-key-file FILE]
 //	datastorage version
 package main
 
@@ -23,6 +28,11 @@ const usage = `Usage: datastorage <command> [flags]
 Commands:
   serve     run the HTTP API (migrates the database first unless --no-migrate)
   migrate   apply pending schema migrations (up, the default) or list them (status)
+  dlq       inspect and replay the spool: stats, replay, dead-letters list|redrive
+  events    list events through the API, as a table (--output json for scripts)
+  timeline  show one remediation as a tree through the API (--output json for scripts)
+  retention run: delete expired events now, never held ones (--dry-run previews)
+  verify-export FILE --public-key KEY: check a signed export offline
   version   print the version
 
 Every command that talks to the database takes --config FILE (or CONFIG_PATH);
@@ -50,6 +60,16 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], environ, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], environ, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], environ, stdout, stderr)
+	case "events":
+		err = cmdEvents(ctx, args[1:], environ, stdout, stderr)
+	case "timeline":
+		err = cmdTimeline(ctx, args[1:], environ, stdout, stderr)
+	case "retention":
+		err = cmdRetention(ctx, args[1:], environ, stdout, stderr)
+	case "verify-export":
+		err = cmdVerifyExport(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "datastorage", version.Version)
 	case "help", "-h", "--help":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,14 +11,19 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
 	"kubernaut.ai/datastorage/internal/version"
@@ -42,6 +48,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err := cfg.RequireDatabase(); err != nil {
 		return err
 	}
+	authz, tlsCfg, err := apiSecurity(cfg, environ, log)
+	if err != nil {
+		return err
+	}
 	log.Info("starting datastorage", "version", version.Version, "api", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)),
 		"metrics", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.MetricsPort)))
 
@@ -63,13 +73,39 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 
 	reg := telemetry.NewRegistry()
 	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
-	pipeline := ingest.New(st, nil, ingest.Options{
+
+	// The spool does not need Redis at start either: while Redis is down,
+	// writes commit to PostgreSQL as usual and readiness says "spool":"down".
+	redis.SetLogger(redisLog{log})
+	rdb := openRedis(cfg.Redis)
+	defer rdb.Close()
+	sp := spool.New(rdb, spool.Options{MaxLen: cfg.Redis.DLQMaxLen, Metrics: spool.NewMetrics(reg)})
+	reg.MustRegister(spool.NewCollector(sp))
+
+	pipeline := ingest.New(st, sp, ingest.Options{
 		Writers:   cfg.Ingest.Writers,
 		MaxBatch:  cfg.Ingest.MaxBatch,
 		QueueSize: cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
+	worker, err := sp.NewWorker(spool.WorkerOptions{
+		BatchSize:     cfg.Redis.ReplayBatch,
+		ClaimIdle:     cfg.Redis.ClaimIdle.Duration,
+		MaxDeliveries: cfg.Redis.MaxDeliveries,
+		Events:        eventReplayer{pipeline},
+		Notifications: notificationReplayer{st},
+		Database:      st,
+		Log:           log,
+	})
+	if err != nil {
+		return err
+	}
 
-	health := &healthState{store: st}
+	signer, err := newSigner(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	health := &healthState{store: st, spool: sp}
 	api := httpapi.New(httpapi.Config{
 		Validator: &audit.Validator{
 			MaxAge:               cfg.Ingest.MaxEventAge.Duration,
@@ -78,6 +114,8 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		},
 		Ingest:         pipeline,
 		Reader:         query.New(st),
+		Timelines:      query.NewTimelines(st),
+		Aggregator:     query.NewAggregator(st),
 		Notifications:  st,
 		Health:         health,
 		Log:            log,
@@ -85,6 +123,11 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		MaxBatchSize:   cfg.Server.MaxBatchSize,
 		MaxBodySize:    int64(cfg.Server.MaxBodySize),
 		RequestTimeout: cfg.Server.RequestTimeout.Duration,
+		Auth:           authz,
+		RateLimit:      apiRateLimit(cfg.Server.RateLimit),
+
+		NotificationSpool: sp,
+		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
 	})
 
 	apiSrv := &http.Server{
@@ -98,6 +141,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", telemetry.MetricsHandler(reg))
+	if cfg.Server.Pprof {
+		registerPprof(metricsMux)
+	}
 	metricsSrv := &http.Server{
 		Addr:              net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.MetricsPort)),
 		Handler:           metricsMux,
@@ -108,6 +154,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("listen on server.port: %w", err)
 	}
+	if tlsCfg != nil {
+		apiLn = tls.NewListener(apiLn, tlsCfg)
+	}
 	metricsLn, err := net.Listen("tcp", metricsSrv.Addr)
 	if err != nil {
 		apiLn.Close()
@@ -116,7 +165,13 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	go maintainPartitions(bg, st, log)
+	go maintainPartitions(bg, st, log, newPartitionHorizon(reg))
+	startRetention(bg, cfg, st, reg, log)
+	replay := startReplay(worker)
+	// On the error paths below the worker must still be stopped before the
+	// deferred closes of Redis and the pool; after shutdown this is a no-op.
+	defer func() { _ = replay.Stop(context.Background()) }()
+	log.Info("replay worker started", "consumer", worker.Consumer(), "group", spool.Group)
 
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- apiSrv.Serve(apiLn) }()
@@ -129,14 +184,17 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	case err := <-serveErr:
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return shutdown(cfg, log, health, apiSrv, metricsSrv, pipeline)
+	return shutdown(cfg, log, health, apiSrv, metricsSrv, pipeline, replay)
 }
 
 // shutdown follows ARCHITECTURE §6: readiness turns 503, the endpoints have
-// time to drop this pod, in-flight requests finish, the pipeline commits (or
-// spools) what it holds, and only then do the pools close (deferred by the
-// caller). Every request either completes or was never accepted.
-func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, metricsSrv *http.Server, pipeline *ingest.Pipeline) error {
+// time to drop this pod, in-flight requests finish while the replay worker
+// stops (its commit in progress is finished and acknowledged, anything else
+// it holds stays pending for another replica), the pipeline commits (or
+// spools) what it holds, and only then do Redis and the pool close (deferred
+// by the caller). Every request either completes or was never accepted.
+func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, metricsSrv *http.Server,
+	pipeline *ingest.Pipeline, replay *replayWorker) error {
 	health.shuttingDown.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
 	defer cancel()
@@ -148,8 +206,15 @@ func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, 
 		}
 	}
 	var errs []error
+	// Replay and the HTTP drain stop side by side; the pipeline closes only
+	// after both, since both feed it.
+	replayErr := make(chan error, 1)
+	go func() { replayErr <- replay.Stop(ctx) }()
 	if err := apiSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain HTTP: %w", err))
+	}
+	if err := <-replayErr; err != nil {
+		errs = append(errs, err)
 	}
 	if err := pipeline.Close(ctx); err != nil {
 		errs = append(errs, err)
@@ -166,11 +231,18 @@ func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, 
 // healthState answers readiness.
 type healthState struct {
 	store        *store.Store
+	spool        *spool.Spool
 	shuttingDown atomic.Bool
 }
 
+// Check pings PostgreSQL and Redis side by side, so a hanging one costs the
+// probe one timeout, not two.
 func (h *healthState) Check(ctx context.Context) (dbUp, spoolUp bool) {
-	return h.store.Ping(ctx) == nil, false
+	var wg sync.WaitGroup
+	wg.Go(func() { dbUp = h.store.Ping(ctx) == nil })
+	wg.Go(func() { spoolUp = h.spool.Ping(ctx) == nil })
+	wg.Wait()
+	return dbUp, spoolUp
 }
 
 func (h *healthState) ShuttingDown() bool { return h.shuttingDown.Load() }
@@ -189,7 +261,8 @@ func ensurePartitions(ctx context.Context, st *store.Store, log *slog.Logger) er
 // maintainPartitions keeps partitions ahead of the calendar. Hourly is far
 // more often than needed for months, but it is one cheap query and it heals
 // soon after a database outage.
-func maintainPartitions(ctx context.Context, st *store.Store, log *slog.Logger) {
+func maintainPartitions(ctx context.Context, st *store.Store, log *slog.Logger, horizon *partitionHorizon) {
+	horizon.update(ctx, st, time.Now())
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -200,6 +273,7 @@ func maintainPartitions(ctx context.Context, st *store.Store, log *slog.Logger) 
 			if err := ensurePartitions(ctx, st, log); err != nil {
 				log.Warn("could not create partitions ahead", "error", err)
 			}
+			horizon.update(ctx, st, time.Now())
 		}
 	}
 }
