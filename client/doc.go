@@ -1,0 +1,41 @@
+// Package client is the Go SDK of the Data Storage service: a typed client for
+// every endpoint of its API (api/openapi.yaml) and a buffered [Emitter] that
+// services use to send their audit events without waiting for the network.
+//
+// # The typed client
+//
+// [New] returns a [Client] for one base URL. Each method is one HTTP call;
+// none of them retries (the [Emitter] does). A 4xx or 5xx answer is returned
+// as a *[Problem], the server's RFC 7807 document, which errors.Is matches
+// against the sentinel errors of this package:
+//
+//	ev, err := c.GetEvent(ctx, id)
+//	switch {
+//	case errors.Is(err, client.ErrNotFound):
+//		// no such event
+//	case err != nil:
+//		var p *client.Problem
+//		if errors.As(err, &p) { log.Println(p.FieldErrors) }
+//	}
+//
+// Lists page with an opaque cursor; [Client.Events] walks every page for you.
+//
+// # Authentication
+//
+// The server may require a bearer token (auth.mode static or kubernetes).
+// [WithToken] sends a fixed token; [WithTokenFile] reads it from a file and
+// reads it again whenever the file changes, which is what a Kubernetes
+// projected service-account token needs: the kubelet rotates it in place.
+//
+// # The emitter
+//
+// [NewEmitter] starts a background sender. [Emitter.Emit] puts an event in a
+// bounded in-memory buffer and returns; the sender posts the buffer to the
+// batch endpoint in batches (by size and by interval), retrying with
+// exponential backoff and jitter while the server or the network fails.
+// Every event gets its event_id (a UUIDv7) when it is emitted, so a retried
+// batch can never store an event twice. [Emitter.Flush] and [Emitter.Close]
+// wait, within a deadline, until what was emitted has been sent. See
+// [EmitterOptions] for the overflow policy and the limits. The emitter is a
+// prometheus.Collector: register it with the host service's registry.
+package client
