@@ -7,11 +7,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,10 +42,10 @@ func TestEmitterDeliversExactlyOnceAcrossAServerRestart(t *testing.T) {
 		producers = 4
 		restartAt = total / 2
 	)
-	bin := buildBinary(t)
+	bin := testenv.ServiceBinary(t)
 	dbURL := testenv.NewDatabase(t)
 	redisAddr, redisDB := testenv.NewRedisDB(t)
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
 	env := []string{
 		"DATASTORAGE_DATABASE_URL=" + dbURL,
 		"DATASTORAGE_REDIS_ADDR=" + redisAddr,
@@ -191,30 +189,6 @@ func checkServedMetrics(t *testing.T, url string) {
 	}
 }
 
-// buildBinary builds cmd/datastorage into the test's temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "datastorage")
-	out, err := exec.Command("go", "build", "-o", bin, "kubernaut.ai/datastorage/cmd/datastorage").CombinedOutput()
-	require.NoError(t, err, "go build:\n%s", out)
-	return bin
-}
-
-// freePort returns a free loopback port below Linux's ephemeral range.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		port := 15000 + int(uuid.New().ID()%17000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // process is a running `datastorage serve`.
 type process struct {
 	cmd    *exec.Cmd
@@ -253,8 +227,7 @@ func startBinary(t *testing.T, bin string, env []string, base string) *process {
 	}
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, p.cmd.Start())
+	require.NoError(t, testenv.StartChild(p.cmd))
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()

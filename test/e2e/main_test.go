@@ -8,14 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,39 +21,7 @@ import (
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
-// binary is the datastorage binary built once for this test process.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "datastorage-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "datastorage")
-	out, err := exec.Command("go", "build", "-o", binary, "kubernaut.ai/datastorage/cmd/datastorage").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building the binary: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	defer os.RemoveAll(dir)
-	testenv.Main(m)
-}
-
-// freePort returns a free loopback port below the ephemeral range.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		port := 15000 + int(time.Now().UnixNano()%17000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // server is a running datastorage process.
 type server struct {
@@ -75,7 +40,7 @@ func run(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, testenv.ServiceBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -91,14 +56,14 @@ func run(t *testing.T, env []string, args ...string) (int, string) {
 // waits until it answers /healthz.
 func start(t *testing.T, env ...string) *server {
 	t.Helper()
-	port, mport := freePort(t), freePort(t)
+	port, mport := testenv.FreePort(t), testenv.FreePort(t)
 	s := &server{
 		t:       t,
 		base:    fmt.Sprintf("http://127.0.0.1:%d", port),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport),
 		exited:  make(chan struct{}),
 	}
-	s.cmd = exec.Command(binary, "serve")
+	s.cmd = exec.Command(testenv.ServiceBinary(t), "serve")
 	redisAddr, redisDB := testenv.NewRedisDB(t)
 	s.cmd.Env = append(os.Environ(),
 		"DATASTORAGE_DATABASE_URL="+testenv.NewDatabase(t),
@@ -112,8 +77,7 @@ func start(t *testing.T, env ...string) *server {
 	)
 	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, s.cmd.Start())
+	require.NoError(t, testenv.StartChild(s.cmd))
 	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Kill()

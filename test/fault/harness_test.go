@@ -16,13 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +34,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/testenv"
 )
-
-// binary is the datastorage binary, built once per test process.
-var binary string
 
 // defaultParallel is how many of these tests run at once unless -parallel
 // says otherwise. They spend their time waiting on servers and clocks, not
@@ -58,21 +52,7 @@ func TestMain(m *testing.M) {
 		// Every test here needs real servers and skips under -short.
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "datastorage-fault-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "datastorage")
-	out, err := exec.Command("go", "build", "-o", binary, "kubernaut.ai/datastorage/cmd/datastorage").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building the binary: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testenv.Main(m)
 }
 
 // stack is one test's PostgreSQL and Redis.
@@ -169,7 +149,7 @@ func (s *stack) startServer(name string, extra ...string) *server {
 }
 
 func (s *stack) tryStart(name string, extra []string) (*server, error) {
-	port, mport := freePort(), freePort()
+	port, mport := testenv.FreePort(s.t), testenv.FreePort(s.t)
 	srv := &server{
 		t:       s.t,
 		name:    name,
@@ -183,14 +163,13 @@ func (s *stack) tryStart(name string, extra []string) (*server, error) {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	srv.cmd = exec.Command(binary, "serve")
+	srv.cmd = exec.Command(testenv.ServiceBinary(s.t), "serve")
 	srv.cmd.Env = s.env(append([]string{
 		"DATASTORAGE_SERVER_PORT=" + strconv.Itoa(port),
 		"DATASTORAGE_SERVER_METRICSPORT=" + strconv.Itoa(mport),
 	}, extra...)...)
 	srv.cmd.Stdout, srv.cmd.Stderr = logf, logf
-	srv.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := startOnSpawner(srv.cmd); err != nil {
+	if err := testenv.StartChild(srv.cmd); err != nil {
 		return nil, err
 	}
 	go func() { _ = srv.cmd.Wait(); close(srv.exited) }()
@@ -281,49 +260,12 @@ func (srv *server) metric(sample string) (float64, bool) {
 	return 0, false
 }
 
-// freePort returns a loopback port that was free a moment ago, below the
-// ephemeral range so outgoing connections never hold it.
-func freePort() int {
-	for {
-		port := 15000 + rand.IntN(17000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-}
-
-// The service processes get Pdeathsig so they die with the test binary even
-// on a timeout or a SIGKILL. Linux sends it when the thread that forked the
-// child exits, not the process, so every fork happens on one goroutine locked
-// to a thread that lives as long as the test binary.
-var (
-	spawnOnce sync.Once
-	spawnCh   chan func()
-)
-
-func startOnSpawner(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnCh = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the process
-			for f := range spawnCh {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawnCh <- func() { errc <- cmd.Start() }
-	return <-errc
-}
-
 // runCLI runs a datastorage command to completion.
 func (s *stack) runCLI(extraEnv []string, args ...string) (code int, stdout, stderr string) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, testenv.ServiceBinary(s.t), args...)
 	cmd.Env = s.env(extraEnv...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
