@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -93,6 +94,10 @@ type Pipeline struct {
 
 	queue chan *pending
 	slots *semaphore.Weighted
+
+	// lastLog throttles the outage messages: during an outage every commit
+	// fails the same way, and one line a second says all there is to say.
+	lastLog atomic.Int64
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -314,7 +319,7 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 		batch, events = live, flatten(live)
 	}
 	if p.spool == nil {
-		p.log.Error("database unavailable and no spool configured", "events", len(events), "error", cause)
+		p.throttled(slog.LevelError, "database unavailable and no spool configured", "events", len(events), "error", cause)
 		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
 		finish(batch, 0, ErrUnavailable)
 		return
@@ -322,12 +327,13 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
 	defer cancel()
 	if err := p.spool.Append(ctx, events); err != nil {
-		p.log.Error("database and spool both unavailable", "events", len(events), "db_error", cause, "spool_error", err)
+		// The spool says why it refused (down, or full at redis.dlqMaxLen).
+		p.throttled(slog.LevelError, "database unavailable and the spool refused the events", "events", len(events), "db_error", cause, "spool_error", err)
 		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
 		finish(batch, 0, ErrUnavailable)
 		return
 	}
-	p.log.Warn("database unavailable, events spooled", "events", len(events), "error", cause)
+	p.throttled(slog.LevelWarn, "database unavailable, events spooled", "events", len(events), "error", cause)
 	p.metrics.Events.WithLabelValues(resultQueued).Add(float64(len(events)))
 	finish(batch, Queued, nil)
 }
@@ -344,4 +350,14 @@ func flatten(batch []*pending) []*audit.Event {
 		out = append(out, pd.events...)
 	}
 	return out
+}
+
+// throttled logs msg at most once a second; the metrics count every event.
+func (p *Pipeline) throttled(level slog.Level, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := p.lastLog.Load()
+	if now-last < int64(time.Second) || !p.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.log.Log(context.Background(), level, msg, args...)
 }
