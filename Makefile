@@ -47,9 +47,10 @@ vet: ## Check formatting (gofmt) and run go vet
 	cd deploy && $(GO) vet -mod=mod ./...
 
 .PHONY: bench
-bench: ## Run the load benchmark (cmd/dsbench)
-	@if [[ ! -d cmd/dsbench ]]; then echo "bench: not yet (cmd/dsbench does not exist)"; exit 1; fi
-	$(GO) run ./cmd/dsbench $(BENCH_ARGS)
+bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 min; writes bench/results/latest.md
+	@bash scripts/deps.sh
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
+	$(GO) run ./cmd/dsbench -server bin/datastorage $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove build output (bin/); keeps the .dev/ data

@@ -4,11 +4,19 @@
 //
 // # Writes
 //
-// [Store.InsertEvents] writes a whole group-commit batch with one INSERT …
-// SELECT FROM unnest(…) statement in one transaction. The statement text never
-// changes, so pgx prepares it once per connection. ON CONFLICT DO NOTHING on the
-// primary key (event_id, event_date) makes a repeated write of the same event a
-// no-op, which is what makes client retries and spool replays idempotent.
+// [Store.InsertEvents] writes a whole group-commit batch in one transaction and
+// two round trips: BEGIN, the per-correlation chain locks, the chain heads, the
+// duplicate check and the parent lookup in one pipeline; then one INSERT …
+// SELECT FROM unnest(…) (or, from a few hundred rows, a COPY), the new chain
+// heads and COMMIT. The statement texts never change, so pgx prepares each once
+// per connection. Events already stored (same event_id and event_date) are
+// dropped under the chain locks before the insert, which is what makes client
+// retries and spool replays idempotent; one stored concurrently by a writer that
+// did not hold the same lock makes the insert fail on the primary key, and the
+// transaction is run again.
+//
+// Every statement that reads audit_events is bounded by event_date, so the
+// planner opens only the partitions that can hold the rows.
 //
 // # Partitions
 //

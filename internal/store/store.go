@@ -12,8 +12,9 @@ import (
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool   *pgxpool.Pool
-	hasher audit.Hasher
+	pool    *pgxpool.Pool
+	hasher  audit.Hasher
+	parents parentLookups // coalesces concurrent parent lookups (parents.go)
 }
 
 // Options tune the connection pool.

@@ -51,6 +51,22 @@ CREATE TABLE audit_events (
 -- Every list is ordered by (event_timestamp, event_id); each filter index ends
 -- with those columns so a filtered page is an ordered index range scan, and a
 -- keyset cursor continues where the previous page stopped.
+--
+-- What they cost (bench/results/experiments.md, `dsbench -experiments`): each
+-- B-tree below adds some 3-5 µs of PostgreSQL CPU and 100-150 bytes of WAL to
+-- every inserted row; together they are most of an insert's cost (the table
+-- with its primary key alone takes a row for about a quarter of it). Each serves
+-- a filter of CONTRACT §5 or an aggregation of §7; audit_events_category_idx
+-- is the weakest (14 values; the time index serves pages of the common
+-- categories), the first to drop if writes ever matter more than those reads.
+--
+-- There is deliberately no index on event_data. A GIN index adds 25 % (with
+-- jsonb_path_ops) to 65 % (jsonb_ops) to the WAL of every insert, and up to
+-- three quarters to its CPU, and it serves only containment (@>), not the
+-- detail_key/detail_value filter, which compares event_data ->> key as text
+-- and is bounded by time like every list. Should
+-- one key's filter become hot (workflow_id, say), an expression B-tree on
+-- (event_data ->> 'workflow_id') serves it for the price of one more B-tree.
 CREATE INDEX audit_events_time_idx        ON audit_events (event_timestamp DESC, event_id DESC);
 CREATE INDEX audit_events_correlation_idx ON audit_events (correlation_id, event_timestamp DESC, event_id DESC);
 CREATE INDEX audit_events_type_idx        ON audit_events (event_type, event_timestamp DESC, event_id DESC);

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/testenv"
+)
+
+// pgSettings are the PostgreSQL settings of the benchmark: durable like
+// production (fsync, full-page writes and synchronous commit on), with the
+// memory and WAL sizing a production instance of this size would get.
+// pg_stat_statements is loaded to show where the server spends its time.
+var pgSettings = [][2]string{
+	{"fsync", "on"},
+	{"synchronous_commit", "on"},
+	{"full_page_writes", "on"},
+	{"wal_level", "replica"},
+	{"shared_buffers", "1GB"},
+	{"wal_buffers", "16MB"},
+	{"max_wal_size", "4GB"},
+	{"checkpoint_timeout", "15min"},
+	{"max_connections", "100"},
+	{"shared_preload_libraries", "pg_stat_statements"},
+	{"pg_stat_statements.track", "all"},
+	{"pg_stat_statements.track_planning", "on"},
+	{"track_io_timing", "on"},
+	{"track_wal_io_timing", "on"},
+}
+
+// benchDB is the database the server writes to.
+const benchDB = "datastorage_bench"
+
+// env is the PostgreSQL, Redis and server processes of one run.
+type env struct {
+	pg      *testenv.Postgres
+	redis   *testenv.Redis
+	dbURL   string
+	server  *exec.Cmd
+	srvDone chan error
+	srvLog  string
+	bin     string
+	api     string // http://127.0.0.1:port
+	apiAddr string // 127.0.0.1:port
+	metrics string
+	pprof   bool
+}
+
+func startEnv(ctx context.Context, bin, workDir string, serverEnv []string) (*env, error) {
+	opts := make([]testenv.PostgresOption, 0, len(pgSettings))
+	for _, s := range pgSettings {
+		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
+	}
+	e := &env{bin: bin}
+	var err error
+	logf("starting PostgreSQL (fsync on, synchronous_commit on, shared_buffers 1GB)")
+	if e.pg, err = testenv.StartPostgres(opts...); err != nil {
+		return nil, err
+	}
+	logf("starting Redis")
+	if e.redis, err = testenv.StartRedis(); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.dbURL, err = e.pg.CreateDatabase(ctx, benchDB); err != nil {
+		e.close()
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	_, err = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+	conn.Close(ctx)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("create pg_stat_statements: %w", err)
+	}
+	// Ask for the pprof handlers on the metrics port; a server that does not
+	// know the switch refuses the variable, and runs without it.
+	err = e.startServer(ctx, workDir, append([]string{"DATASTORAGE_SERVER_PPROF=true"}, serverEnv...))
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "pprof") {
+		logf("the server has no server.pprof switch; running without profiles")
+		err = e.startServer(ctx, workDir, serverEnv)
+	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string) error {
+	apiPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	e.apiAddr = "127.0.0.1:" + strconv.Itoa(apiPort)
+	e.api = "http://" + e.apiAddr
+	e.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort)
+	e.srvLog = filepath.Join(workDir, "server.log")
+	logFile, err := os.Create(e.srvLog)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+
+	// The service refuses DATASTORAGE_ variables it does not know, so the
+	// server gets only ours.
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATASTORAGE_") {
+			environ = append(environ, kv)
+		}
+	}
+	environ = append(environ,
+		"DATASTORAGE_DATABASE_URL="+e.dbURL,
+		"DATASTORAGE_REDIS_ADDR="+e.redis.Addr(),
+		"DATASTORAGE_SERVER_HOST=127.0.0.1",
+		"DATASTORAGE_SERVER_PORT="+strconv.Itoa(apiPort),
+		"DATASTORAGE_SERVER_METRICSPORT="+strconv.Itoa(metricsPort),
+		"DATASTORAGE_SERVER_ENDPOINTPROPAGATIONDELAY=0s",
+		"DATASTORAGE_LOGGING_LEVEL=warn",
+	)
+	environ = append(environ, extraEnv...)
+	cmd := exec.Command(e.bin, "serve")
+	cmd.Env = environ
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = childAttr()
+	if err := startOnSpawnerThread(cmd); err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	e.server = cmd
+	e.srvDone = make(chan error, 1)
+	go func() { e.srvDone <- cmd.Wait() }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-e.srvDone:
+			e.server = nil
+			return fmt.Errorf("server exited during start: %v\n%s", err, tail(e.srvLog, 20))
+		default:
+		}
+		if ready(ctx, e.api+"/readyz") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not ready after 60s\n%s", tail(e.srvLog, 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.pprof = ready(ctx, e.metrics+"/debug/pprof/cmdline")
+	return nil
+}
+
+func ready(ctx context.Context, url string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := loopbackClient(4).Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// serverPID is the server's process id.
+func (e *env) serverPID() int { return e.server.Process.Pid }
+
+// postmasterPID reads the first line of postmaster.pid.
+func (e *env) postmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(e.pg.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(line))
+	return pid
+}
+
+func (e *env) stopServer() error {
+	if e.server == nil {
+		return nil
+	}
+	_ = e.server.Process.Signal(os.Interrupt)
+	select {
+	case err := <-e.srvDone:
+		e.server = nil
+		return err
+	case <-time.After(30 * time.Second):
+		_ = e.server.Process.Kill()
+		<-e.srvDone
+		e.server = nil
+		return errors.New("server did not stop within 30s; killed")
+	}
+}
+
+func (e *env) close() {
+	if err := e.stopServer(); err != nil {
+		logf("server stop: %v", err)
+	}
+	if e.redis != nil {
+		_ = e.redis.Close()
+	}
+	if e.pg != nil {
+		_ = e.pg.Close()
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// buildServer builds ./cmd/datastorage into dir.
+func buildServer(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "datastorage")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/datastorage")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/datastorage: %w", err)
+	}
+	return out, nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
