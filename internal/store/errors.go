@@ -26,6 +26,21 @@ func (e *MissingParentError) Error() string {
 	return fmt.Sprintf("parent event not found for %d event(s)", len(e.Indices))
 }
 
+// InvalidEventError is returned (wrapped) by InsertEvents when an event has
+// no canonical form for its hash (event_data with a number PostgreSQL cannot
+// hold, say). Request validation refuses such events, so in practice only a
+// damaged spool entry gets here; it is a data error, never an outage.
+type InvalidEventError struct {
+	EventID string
+	Err     error
+}
+
+func (e *InvalidEventError) Error() string {
+	return "event " + e.EventID + ": " + e.Err.Error()
+}
+
+func (e *InvalidEventError) Unwrap() error { return e.Err }
+
 // IsUnavailable reports whether err means PostgreSQL could not take the work
 // right now (down, unreachable, shutting down, read-only, out of connections,
 // timed out) as opposed to refusing the data. The write path spools events on
@@ -35,7 +50,8 @@ func IsUnavailable(err error) bool {
 		return false
 	}
 	var missing *MissingParentError
-	if errors.As(err, &missing) {
+	var invalid *InvalidEventError
+	if errors.As(err, &missing) || errors.As(err, &invalid) {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

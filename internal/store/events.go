@@ -114,7 +114,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 		}
 		c, err := e.Canonical()
 		if err != nil {
-			return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &InvalidEventError{EventID: e.ID.String(), Err: err})
 		}
 		canon[i] = c
 	}
@@ -337,7 +337,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		if c == nil {
 			var err error
 			if c, err = e.Canonical(); err != nil {
-				return nil, chainHeads{}, err
+				return nil, chainHeads{}, &InvalidEventError{EventID: e.ID.String(), Err: err}
 			}
 		}
 		prev := h.hash
