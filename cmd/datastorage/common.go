@@ -9,6 +9,8 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/config"
+	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
 )
@@ -22,7 +24,12 @@ func loadConfig(flagPath string, environ []string, logOut io.Writer) (config.Con
 	return cfg, log, err
 }
 
+// openStore opens the PostgreSQL pool of cfg; a config without a database
+// is refused here, naming the key, for every command that needs one.
 func openStore(ctx context.Context, cfg config.Config) (*store.Store, error) {
+	if err := cfg.RequireDatabase(); err != nil {
+		return nil, err
+	}
 	return store.Open(ctx, cfg.Database.ConnString(), store.Options{
 		MaxConns:       int32(cfg.Database.MaxConns),
 		ConnectTimeout: cfg.Database.ConnectTimeout.Duration,
@@ -53,4 +60,18 @@ func migrateWithRetry(ctx context.Context, st *store.Store, log *slog.Logger, pa
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// newReplayWorker builds the spool's replay worker over pipeline, as serve
+// and dlq replay both run it.
+func newReplayWorker(cfg config.Config, sp *spool.Spool, pipeline *ingest.Pipeline, st *store.Store, log *slog.Logger) (*spool.Worker, error) {
+	return sp.NewWorker(spool.WorkerOptions{
+		BatchSize:     cfg.Redis.ReplayBatch,
+		ClaimIdle:     cfg.Redis.ClaimIdle.Duration,
+		MaxDeliveries: cfg.Redis.MaxDeliveries,
+		Events:        eventReplayer{pipeline},
+		Notifications: notificationReplayer{st},
+		Database:      st,
+		Log:           log,
+	})
 }

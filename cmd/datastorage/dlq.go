@@ -263,9 +263,6 @@ func dlqList(ctx context.Context, sp *spool.Spool, kind spool.Kind, limit int64,
 // service (hash chains included), with a consumer of its own in the group so
 // it can run beside live replicas.
 func dlqReplay(ctx context.Context, cfg config.Config, log *slog.Logger, sp *spool.Spool, stdout, stderr io.Writer) error {
-	if err := cfg.RequireDatabase(); err != nil {
-		return err
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -279,15 +276,7 @@ func dlqReplay(ctx context.Context, cfg config.Config, log *slog.Logger, sp *spo
 	}
 	pipeline := ingest.New(st, nil, ingest.Options{Writers: 1, MaxBatch: cfg.Redis.ReplayBatch}, nil, log)
 	defer func() { _ = pipeline.Close(context.Background()) }()
-	w, err := sp.NewWorker(spool.WorkerOptions{
-		BatchSize:     cfg.Redis.ReplayBatch,
-		ClaimIdle:     cfg.Redis.ClaimIdle.Duration,
-		MaxDeliveries: cfg.Redis.MaxDeliveries,
-		Events:        eventReplayer{pipeline},
-		Notifications: notificationReplayer{st},
-		Database:      st,
-		Log:           log,
-	})
+	w, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err
 	}

@@ -42,9 +42,6 @@ func cmdRetention(ctx context.Context, args, environ []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	if err := cfg.RequireDatabase(); err != nil {
-		return err
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err

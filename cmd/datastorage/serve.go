@@ -45,9 +45,6 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if err := cfg.RequireDatabase(); err != nil {
-		return err
-	}
 	authz, tlsCfg, err := apiSecurity(cfg, environ, log)
 	if err != nil {
 		return err
@@ -87,15 +84,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		MaxBatch:  cfg.Ingest.MaxBatch,
 		QueueSize: cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
-	worker, err := sp.NewWorker(spool.WorkerOptions{
-		BatchSize:     cfg.Redis.ReplayBatch,
-		ClaimIdle:     cfg.Redis.ClaimIdle.Duration,
-		MaxDeliveries: cfg.Redis.MaxDeliveries,
-		Events:        eventReplayer{pipeline},
-		Notifications: notificationReplayer{st},
-		Database:      st,
-		Log:           log,
-	})
+	worker, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err
 	}
