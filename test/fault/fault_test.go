@@ -33,7 +33,8 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	srv := s.startServer("ds")
-	l := startLoad(t, "pg-outage", srv, steady())
+	// The issue's figure is at 500 events/s: 2×50 singles + 2×50 batches of 4.
+	l := startLoad(t, "pg-outage", srv, loadSpec{singles: 2, batches: 2, batchSize: 4, perWorker: 50})
 
 	time.Sleep(3 * time.Second)
 	require.NoError(t, s.pg.Stop())
@@ -94,7 +95,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	enq, _ := srv.metric(`datastorage_spool_enqueued_total{stream="events"}`)
 	replayed, _ := srv.metric(`datastorage_replay_events_total{result="committed",stream="events"}`)
 	assert.Equal(t, enq, replayed, "everything spooled was replayed once")
-	t.Logf("FIGURES test 1 (PostgreSQL stopped 15 s at ~400 events/s): %s", c)
+	t.Logf("FIGURES test 1 (PostgreSQL stopped 15 s at ~500 events/s): %s", c)
 	t.Logf("FIGURES test 1: spooled=%.0f replayed=%.0f; spool depth at PostgreSQL's return=%d; "+
 		"PostgreSQL return -> replay resumed %s -> spool empty %s (replay %.0f events/s, under live load)",
 		enq, replayed, depthAtReturn, tm.resumed.Round(time.Millisecond), tm.empty.Round(time.Millisecond),
