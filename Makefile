@@ -52,6 +52,15 @@ bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -server bin/datastorage $(BENCH_ARGS)
 
+# Not part of `make bench`: loading and indexing 10M events alone takes longer than
+# the ~10 minutes `make bench` may take on a 2-CPU machine. Smaller: READ_EVENTS=2000000.
+READ_EVENTS ?= 10000000
+.PHONY: bench-read
+bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/timeline/aggregations over HTTP; ~25 min at 10M; writes bench/results/read.md
+	@bash scripts/deps.sh
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
+	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove build output (bin/); keeps the .dev/ data
 	rm -rf bin

@@ -18,6 +18,7 @@
 //
 //	go run ./cmd/dsbench [-duration 10s] [-warmup 3s] [-out bench/results/latest.md]
 //	go run ./cmd/dsbench -experiments   # write-path design measurements → bench/results/experiments.md
+//	go run ./cmd/dsbench -read [-read-events 10000000]   # read-path benchmark → bench/results/read.md
 package main
 
 import (
@@ -43,6 +44,13 @@ type options struct {
 	serverEnv   []string
 	only        string
 	skipRaw     bool
+
+	// The read benchmark (read*.go).
+	read            bool
+	readEvents      int64
+	readRequests    int
+	readBudget      time.Duration
+	readCursorPages int
 }
 
 func main() {
@@ -63,7 +71,17 @@ func main() {
 	})
 	flag.StringVar(&o.only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	flag.BoolVar(&o.read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
+	flag.Int64Var(&o.readEvents, "read-events", 10_000_000, "events the read benchmark loads")
+	flag.IntVar(&o.readRequests, "read-requests", 200, "timed requests per read shape")
+	flag.DurationVar(&o.readBudget, "read-budget", 60*time.Second, "most time spent timing one read shape")
+	flag.IntVar(&o.readCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
 	flag.Parse()
+	if o.readEvents < 10_000 || o.readEvents > 50_000_000 || o.readRequests < 1 || o.readRequests > 10_000 ||
+		o.readBudget <= 0 || o.readBudget > 10*time.Minute || o.readCursorPages < 1 || o.readCursorPages > 100_000 {
+		fmt.Fprintln(os.Stderr, "dsbench: -read-events in [10k, 50M], -read-requests in [1, 10k], -read-budget in (0, 10m], -read-cursor-pages in [1, 100k]")
+		os.Exit(2)
+	}
 	if o.duration <= 0 || o.duration > 2*time.Minute || o.warmup < 0 || o.warmup > time.Minute {
 		fmt.Fprintln(os.Stderr, "dsbench: -duration must be in (0, 2m] and -warmup in [0, 1m]")
 		os.Exit(2)
@@ -73,15 +91,25 @@ func main() {
 		if o.experiments {
 			o.out = "bench/results/experiments.md"
 		}
+		if o.read {
+			o.out = "bench/results/read.md"
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// A hard bound on the whole run, whatever happens.
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	limit := 20 * time.Minute
+	if o.read {
+		// Loading and indexing 10M events takes most of this on 2 CPUs.
+		limit = 2 * time.Hour
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
 	var err error
-	if o.experiments {
+	if o.read {
+		err = runRead(ctx, o)
+	} else if o.experiments {
 		err = runExperiments(ctx, o)
 	} else {
 		err = runBench(ctx, o)
