@@ -51,6 +51,10 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	cfg.ConnConfig.RuntimeParams["application_name"] = "datastorage"
 	// Every timestamp is read and written in UTC.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	// JIT compilation pays off for long analytic queries; ours are short or
+	// bounded, and the read benchmark saw it add 10-55 ms to each
+	// aggregation (bench/results/read.md).
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
