@@ -71,14 +71,9 @@ func (s *Store) CountByNamespace(ctx context.Context, w Window) ([]NamespaceCoun
 	var b sqlBuilder
 	w.where(&b)
 	b.where("namespace IS NOT NULL")
-	// Grouping by (namespace, correlation) first and counting the groups is
-	// a hash aggregate; count(DISTINCT) would sort every row of the window
-	// and spill to disk at scale.
 	rows, err := s.pool.Query(ctx, `
-		SELECT namespace, count(*), sum(n)::bigint
-		FROM (SELECT namespace, correlation_id, count(*) AS n
-		      FROM audit_events`+b.whereClause()+`
-		      GROUP BY namespace, correlation_id) AS per_remediation
+		SELECT namespace, count(DISTINCT correlation_id), count(*)
+		FROM audit_events`+b.whereClause()+`
 		GROUP BY namespace
 		ORDER BY 2 DESC, 3 DESC, 1`, b.args...)
 	if err != nil {
