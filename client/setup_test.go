@@ -20,6 +20,7 @@ import (
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
@@ -113,14 +114,7 @@ func (storeHealth) ShuttingDown() bool                       { return false }
 // checks bearer tokens as auth.mode static or kubernetes does.
 func startLiveServer(t *testing.T, authz ...httpapi.Authorizer) *liveServer {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.NewDatabase(t), store.Options{MaxConns: 8})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 3)
-	require.NoError(t, err)
+	st, _ := storetest.New(t, store.Options{MaxConns: 8}, 2)
 
 	log := slog.New(slog.DiscardHandler)
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 1000}, nil, log)

@@ -21,7 +21,7 @@ import (
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
-	"kubernaut.ai/datastorage/internal/testenv"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 )
 
 // namedCaller authenticates every request as one caller.
@@ -35,14 +35,7 @@ func (n namedCaller) Authorize(context.Context, string, auth.Verb) (auth.Identit
 // as "alice" unless anonymous.
 func setupIntegrity(t *testing.T, anonymous bool) (*bundle, *integrity.Signer) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.NewDatabase(t), store.Options{MaxConns: 8})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 2)
-	require.NoError(t, err)
+	st, _ := storetest.New(t, store.Options{MaxConns: 8}, 1)
 	signer, err := integrity.GenerateSigner()
 	require.NoError(t, err)
 

@@ -21,6 +21,7 @@ import (
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
@@ -54,14 +55,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.NewDatabase(t), store.Options{MaxConns: 8})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 4)
-	require.NoError(t, err)
+	st, _ := storetest.New(t, store.Options{MaxConns: 8}, 3)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)

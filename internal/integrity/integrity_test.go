@@ -20,6 +20,7 @@ import (
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
@@ -35,15 +36,8 @@ type env struct {
 
 func newEnv(t *testing.T, hmacKey string) *env {
 	t.Helper()
-	ctx := context.Background()
 	hasher := audit.NewHasher([]byte(hmacKey))
-	st, err := store.Open(ctx, testenv.NewDatabase(t), store.Options{MaxConns: 12, Hasher: hasher})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 2)
-	require.NoError(t, err)
+	st, _ := storetest.New(t, store.Options{MaxConns: 12, Hasher: hasher}, 1)
 	signer, err := integrity.GenerateSigner()
 	require.NoError(t, err)
 	return &env{t: t, st: st, svc: integrity.NewService(st, hasher, signer), signer: signer, hasher: hasher}

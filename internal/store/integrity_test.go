@@ -16,6 +16,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
@@ -34,14 +35,7 @@ func openStore(t *testing.T, url string) *store.Store {
 
 func newStore(t *testing.T) (*store.Store, string) {
 	t.Helper()
-	url := testenv.NewDatabase(t)
-	st := openStore(t, url)
-	ctx := context.Background()
-	_, err := st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 2)
-	require.NoError(t, err)
-	return st, url
+	return storetest.New(t, store.Options{MaxConns: 8}, 1)
 }
 
 // newEvent builds a valid event of correlation corr at ts.
