@@ -17,26 +17,37 @@ func childAttr() *syscall.SysProcAttr {
 // is 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// procCPU returns the user+system CPU seconds pid has used.
-func procCPU(pid int) float64 {
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (which may itself hold spaces and parentheses): state is [0], ppid [1],
+// utime [11], stime [12], cutime [13], cstime [14]. Nil if pid is gone.
+func statFields(pid int) []string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
-	// After the command: state(0) ppid(1) ... utime(11) stime(12).
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / clockTicks
+	return strings.Fields(s[i+1:])
 }
+
+// ticks sums the fields at the given indices, in seconds.
+func ticks(f []string, idx ...int) float64 {
+	var total float64
+	for _, i := range idx {
+		if i >= len(f) {
+			return 0
+		}
+		v, _ := strconv.ParseFloat(f[i], 64)
+		total += v
+	}
+	return total / clockTicks
+}
+
+// procCPU returns the user+system CPU seconds pid has used.
+func procCPU(pid int) float64 { return ticks(statFields(pid), 11, 12) }
 
 // treeCPU returns the CPU seconds of pid and its direct children (the
 // postmaster and its backends), plus what already-exited children left in
@@ -60,16 +71,7 @@ func treeCPU(pid int) float64 {
 }
 
 func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
+	f := statFields(pid)
 	if len(f) < 2 {
 		return 0
 	}
@@ -77,21 +79,7 @@ func parentOf(pid int) int {
 	return p
 }
 
-func childrenDone(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	if len(f) < 15 {
-		return 0
-	}
-	cu, _ := strconv.ParseFloat(f[13], 64)
-	cs, _ := strconv.ParseFloat(f[14], 64)
-	return (cu + cs) / clockTicks
-}
+func childrenDone(pid int) float64 { return ticks(statFields(pid), 13, 14) }
 
 // selfCPU returns the CPU seconds this process has used.
 func selfCPU() float64 { return procCPU(os.Getpid()) }
