@@ -10,6 +10,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 )
 
 func monthStart(t time.Time) time.Time {
@@ -96,6 +97,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	require.True(t, parts[partitionName(base)], "month 0 kept: it holds held events")
 	require.True(t, parts[partitionName(base.AddDate(0, 4, 0))], "month 4 kept: referenced")
 	require.Equal(t, total-6, e.count(`SELECT count(*) FROM audit_events`))
+	storetest.RequireRollupsMatchEvents(t, e.st) // dropped months and deleted rows leave the aggregations
 
 	// A is gone, B is intact, and every chain that remains still verifies:
 	// retention's gaps are recorded.
@@ -117,6 +119,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	require.Equal(t, []string{partitionName(base)}, rep.PartitionsDropped)
 	require.Equal(t, int64(2), rep.EventsDeleted)
 	require.False(t, e.partitions()[partitionName(base)])
+	storetest.RequireRollupsMatchEvents(t, e.st)
 
 	// Metrics count both runs (the dry run deleted nothing).
 	got := map[string]float64{}
@@ -163,6 +166,7 @@ func TestRetentionRowsInPartlyExpiredMonth(t *testing.T) {
 	require.Empty(t, rep.PartitionsDropped)
 	require.Equal(t, int64(4), rep.EventsDeleted, "%+v", rep)
 	require.Equal(t, int64(1), e.count(`SELECT count(*) FROM audit_events`))
+	storetest.RequireRollupsMatchEvents(t, e.st)
 	v := e.verify("rr-P")
 	require.True(t, v.IsValid, "%s", v.Message)
 	require.Equal(t, int64(1), v.TotalEvents)
@@ -225,4 +229,5 @@ func TestRetentionFinishesAnInterruptedDetach(t *testing.T) {
 	require.Equal(t, int64(2), rep.EventsDeleted)
 	require.False(t, e.partitions()[name])
 	require.Equal(t, int64(0), e.count(`SELECT count(*) FROM pg_class WHERE relname = $1`, name))
+	storetest.RequireRollupsMatchEvents(t, e.st)
 }

@@ -26,6 +26,60 @@ func (w Window) where(b *sqlBuilder) {
 		"event_date <= "+b.arg(audit.DateOf(w.To).Std())+"::date")
 }
 
+// Aggregations read the rollups (rollup.go) for the whole UTC hours of their
+// window and audit_events only for the partial hours at its edges: a 7-day
+// window costs some 170 hours × keys rollup rows and at most two hours of
+// events, however many events the week holds.
+
+// hours returns the whole UTC hours [from, to) inside w; ok is false when
+// there is none. w.To is inclusive at microsecond precision.
+func (w Window) hours() (from, to time.Time, ok bool) {
+	from = w.From.UTC().Truncate(time.Hour)
+	if from.Before(w.From) {
+		from = from.Add(time.Hour)
+	}
+	to = w.To.Add(time.Microsecond).UTC().Truncate(time.Hour)
+	return from, to, from.Before(to)
+}
+
+// spanConds bounds event_timestamp to from…to (the operators say which ends
+// are open) and event_date to the days those can fall on.
+func spanConds(b *sqlBuilder, from time.Time, fromOp string, to time.Time, toOp string) []string {
+	lastDay := to
+	if toOp == "<" {
+		lastDay = to.Add(-time.Microsecond)
+	}
+	return []string{"event_timestamp " + fromOp + " " + b.arg(from), "event_timestamp " + toOp + " " + b.arg(to),
+		"event_date >= " + b.arg(audit.DateOf(from).Std()) + "::date",
+		"event_date <= " + b.arg(audit.DateOf(lastDay).Std()) + "::date"}
+}
+
+// rolledUp is the FROM item of an aggregation over w: the rollup table's
+// rows of the whole hours (selecting rollupCols where rollupConds hold),
+// and audit_events' rows of the edges (selecting rawCols where rawConds
+// hold). Both selections must yield the same columns; the count column is
+// conventionally n (the rollup's events, 1 per raw row).
+func rolledUp(b *sqlBuilder, w Window, table, rollupCols string, rollupConds []string, rawCols string, rawConds []string) string {
+	var parts []string
+	raw := func(span []string) {
+		parts = append(parts, "SELECT "+rawCols+" FROM audit_events WHERE "+strings.Join(append(span, rawConds...), " AND "))
+	}
+	from, to, ok := w.hours()
+	if !ok {
+		raw(spanConds(b, w.From, ">=", w.To, "<="))
+	} else {
+		conds := append([]string{"bucket >= " + b.arg(from), "bucket < " + b.arg(to)}, rollupConds...)
+		parts = append(parts, "SELECT "+rollupCols+" FROM "+table+" WHERE "+strings.Join(conds, " AND "))
+		if w.From.Before(from) {
+			raw(spanConds(b, w.From, ">=", from, "<"))
+		}
+		if !to.After(w.To) {
+			raw(spanConds(b, to, ">=", w.To, "<="))
+		}
+	}
+	return "(" + strings.Join(parts, "\n\t\tUNION ALL ") + ") AS s"
+}
+
 // OutcomeCounts are the events of a selection by outcome.
 type OutcomeCounts struct {
 	Successes, Failures, Pending int64
@@ -39,18 +93,29 @@ type SuccessFilter struct {
 // CountOutcomes counts the events in w matching f by outcome.
 func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (OutcomeCounts, error) {
 	var b sqlBuilder
-	w.where(&b)
-	b.eq("event_type", f.EventType)
-	b.eq("event_category", f.EventCategory)
+	var from string
 	if f.WorkflowID != "" {
+		// workflow_id lives in event_data, which the rollups do not keep;
+		// the partial index audit_events_workflow_idx serves it.
+		w.where(&b)
 		b.where("event_data ->> 'workflow_id' = " + b.arg(f.WorkflowID))
+		from = "(SELECT event_outcome, 1 AS n FROM audit_events" + b.whereClause() + ") AS s"
+	} else {
+		var conds []string
+		if f.EventType != "" {
+			conds = append(conds, "event_type = "+b.arg(f.EventType))
+		}
+		if f.EventCategory != "" {
+			conds = append(conds, "event_category = "+b.arg(f.EventCategory))
+		}
+		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
 	var c OutcomeCounts
 	err := s.pool.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE event_outcome = 'success'),
-		       count(*) FILTER (WHERE event_outcome = 'failure'),
-		       count(*) FILTER (WHERE event_outcome = 'pending')
-		FROM audit_events`+b.whereClause(), b.args...).Scan(&c.Successes, &c.Failures, &c.Pending)
+		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
+		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
+		       coalesce(sum(n) FILTER (WHERE event_outcome = 'pending'), 0)::bigint
+		FROM `+from, b.args...).Scan(&c.Successes, &c.Failures, &c.Pending)
 	if err != nil {
 		return c, fmt.Errorf("store: count outcomes: %w", err)
 	}
@@ -69,11 +134,14 @@ type NamespaceCount struct {
 // left out.
 func (s *Store) CountByNamespace(ctx context.Context, w Window) ([]NamespaceCount, error) {
 	var b sqlBuilder
-	w.where(&b)
-	b.where("namespace IS NOT NULL")
+	// A correlation row that retention took down to 0 events is no longer
+	// a remediation of its hour.
+	from := rolledUp(&b, w, "audit_rollup_correlations",
+		"namespace, correlation_id, events AS n", []string{"namespace <> ''", "events > 0"},
+		"namespace, correlation_id, 1 AS n", []string{"namespace IS NOT NULL"})
 	rows, err := s.pool.Query(ctx, `
-		SELECT namespace, count(DISTINCT correlation_id), count(*)
-		FROM audit_events`+b.whereClause()+`
+		SELECT namespace, count(DISTINCT correlation_id), sum(n)::bigint
+		FROM `+from+`
 		GROUP BY namespace
 		ORDER BY 2 DESC, 3 DESC, 1`, b.args...)
 	if err != nil {
@@ -100,25 +168,24 @@ func (s *Store) Trend(ctx context.Context, w Window, interval string) ([]TrendPo
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
 	}
 	var b sqlBuilder
-	from, to := b.arg(w.From), b.arg(w.To)
-	step := "'1 " + interval + "'::interval"
+	first, last := b.arg(w.From), b.arg(w.To)
+	from := rolledUp(&b, w, "audit_rollup_hourly", "bucket, event_outcome, events AS n", nil,
+		"date_trunc('hour', event_timestamp, 'UTC') AS bucket, event_outcome, 1 AS n", nil)
 	// The buckets come from generate_series, so an empty bucket is a row
-	// with zeros rather than a gap the client has to fill.
+	// with zeros rather than a gap the client has to fill. Sessions run in
+	// UTC (Open), so days are UTC days.
 	sql := `
 		WITH buckets AS (
-			SELECT generate_series(date_trunc('` + interval + `', ` + from + `::timestamptz),
-			                       date_trunc('` + interval + `', ` + to + `::timestamptz), ` + step + `) AS bucket
+			SELECT generate_series(date_trunc('` + interval + `', ` + first + `::timestamptz),
+			                       date_trunc('` + interval + `', ` + last + `::timestamptz), '1 ` + interval + `'::interval) AS bucket
 		), counts AS (
-			SELECT date_trunc('` + interval + `', event_timestamp) AS bucket,
-			       count(*) AS n,
-			       count(*) FILTER (WHERE event_outcome = 'failure') AS failures
-			FROM audit_events
-			WHERE event_timestamp >= ` + from + ` AND event_timestamp <= ` + to + `
-			  AND event_date >= ` + b.arg(audit.DateOf(w.From).Std()) + `::date
-			  AND event_date <= ` + b.arg(audit.DateOf(w.To).Std()) + `::date
+			SELECT date_trunc('` + interval + `', bucket) AS bucket,
+			       sum(n) AS n,
+			       sum(n) FILTER (WHERE event_outcome = 'failure') AS failures
+			FROM ` + from + `
 			GROUP BY 1
 		)
-		SELECT b.bucket, coalesce(c.n, 0), coalesce(c.failures, 0)
+		SELECT b.bucket, coalesce(c.n, 0)::bigint, coalesce(c.failures, 0)::bigint
 		FROM buckets b LEFT JOIN counts c USING (bucket)
 		ORDER BY b.bucket`
 	rows, err := s.pool.Query(ctx, sql, b.args...)
@@ -134,6 +201,14 @@ func (s *Store) Trend(ctx context.Context, w Window, interval string) ([]TrendPo
 
 // GroupColumns are the columns a counts aggregation may group by.
 var GroupColumns = []string{"event_category", "event_type", "event_outcome", "severity", "namespace", "cluster_id"}
+
+// Which rollup serves a grouping: audit_rollup_hourly keeps the first four
+// of GroupColumns, audit_rollup_correlations the last two. A grouping that
+// mixes the two sets reads audit_events for the whole window.
+var (
+	hourlyColumns      = GroupColumns[:4]
+	correlationColumns = GroupColumns[4:]
+)
 
 // Group is one group of a counts aggregation: the values of the grouped
 // columns (nil for NULL) and how many events have them.
@@ -154,12 +229,31 @@ func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) ([]
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
 		}
 	}
+	within := func(set []string) bool {
+		return !slices.ContainsFunc(columns, func(c string) bool { return !slices.Contains(set, c) })
+	}
 	var b sqlBuilder
-	w.where(&b)
 	cols := strings.Join(columns, ", ")
+	var from string
+	switch {
+	case within(hourlyColumns):
+		from = rolledUp(&b, w, "audit_rollup_hourly", cols+", events AS n", nil, cols+", 1 AS n", nil)
+	case within(correlationColumns):
+		// The rollup keeps '' for no namespace or cluster; the answer has NULL.
+		exprs := make([]string, len(columns))
+		for i, c := range columns {
+			exprs[i] = "nullif(" + c + ", '') AS " + c
+		}
+		from = rolledUp(&b, w, "audit_rollup_correlations", strings.Join(exprs, ", ")+", events AS n", nil,
+			cols+", 1 AS n", nil)
+	default:
+		w.where(&b)
+		from = "(SELECT " + cols + ", 1 AS n FROM audit_events" + b.whereClause() + ") AS s"
+	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT `+cols+`, count(*) FROM audit_events`+b.whereClause()+`
-		GROUP BY `+cols+` ORDER BY count(*) DESC, `+cols+` LIMIT `+fmt.Sprint(maxGroups), b.args...)
+		SELECT `+cols+`, sum(n)::bigint FROM `+from+`
+		GROUP BY `+cols+` HAVING sum(n) > 0
+		ORDER BY sum(n) DESC, `+cols+` LIMIT `+fmt.Sprint(maxGroups), b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: count groups: %w", err)
 	}

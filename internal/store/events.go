@@ -152,7 +152,7 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 
 // insertEvents runs one attempt in two round trips: BEGIN, the chain locks,
 // the chain heads, the duplicate check and the parent lookup in one
-// pipeline; the INSERT, the new chain heads and COMMIT in the next (a big
+// pipeline; the INSERT, the new chain heads, the rollups and COMMIT in the next (a big
 // batch's COPY takes a round trip of its own between the two).
 func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
@@ -196,6 +196,13 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return nil
 		})
 		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
+	}
+	if len(fresh) > 0 {
+		// Last before COMMIT: the rollup rows stay locked from here to the
+		// end of the commit, the shortest time possible.
+		shard, release := s.shards.acquire()
+		defer release()
+		newRollupDelta(fresh).queue(b, shard)
 	}
 	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
 		commit = t

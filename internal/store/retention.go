@@ -370,11 +370,29 @@ func named(sql string) string { return placeholders.Replace(sql) }
 // placeholders lists $today before $to: a Replacer tries its pairs in order.
 var placeholders = strings.NewReplacer("$today", "$1", "$from", "$2", "$to", "$3")
 
-// tombstonesFrom is the tail of a statement that records the links in a
-// CTE named gone (correlation_id, chain_seq, event_hash) as tombstones, one
-// range per run of consecutive chain_seq of a correlation.
+// goneColumns are what tombstonesFrom needs of each deleted row.
+const goneColumns = `correlation_id, chain_seq, event_hash, event_timestamp, event_type, event_category,
+	event_outcome, severity, namespace, cluster_id`
+
+// tombstonesFrom is the tail of a statement that deletes the rows in a CTE
+// named gone (goneColumns): it records their links as tombstones, one range
+// per run of consecutive chain_seq of a correlation, and subtracts them from
+// the rollups (under shard -1, so that it never waits on a writer's
+// rows of audit_rollup_hourly), in the transaction that deletes them.
 const tombstonesFrom = `
-ranked AS (
+minus_hourly AS (
+	INSERT INTO audit_rollup_hourly AS r (bucket, event_type, event_category, event_outcome, severity, shard, events)
+	SELECT date_trunc('hour', event_timestamp, 'UTC'), event_type, event_category, event_outcome, severity, -1, -count(*)
+	FROM gone GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+	ON CONFLICT (bucket, event_type, event_category, event_outcome, severity, shard)
+	DO UPDATE SET events = r.events + EXCLUDED.events
+), minus_correlations AS (
+	INSERT INTO audit_rollup_correlations AS r (bucket, correlation_id, namespace, cluster_id, events)
+	SELECT date_trunc('hour', event_timestamp, 'UTC'), correlation_id, coalesce(namespace, ''), coalesce(cluster_id, ''), -count(*)
+	FROM gone GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+	ON CONFLICT (bucket, correlation_id, namespace, cluster_id)
+	DO UPDATE SET events = r.events + EXCLUDED.events
+), ranked AS (
 	SELECT correlation_id, chain_seq, event_hash,
 	       chain_seq - row_number() OVER (PARTITION BY correlation_id ORDER BY chain_seq) AS island
 	FROM gone
@@ -395,7 +413,7 @@ func (r *retentionRun) deleteRows(ctx context.Context, p Partition) (int64, erro
 		DELETE FROM ` + ident + ` e
 		WHERE e.ctid >= $2::tid AND e.ctid < $3::tid
 		  AND ` + expiredCond + ` AND ` + unheldCond + ` AND ` + leafCond + `
-		RETURNING e.correlation_id, e.chain_seq, e.event_hash
+		RETURNING ` + goneColumns + `
 	),` + tombstonesFrom)
 	var total int64
 	for {
@@ -553,7 +571,7 @@ func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int
 		if !ok {
 			return nil
 		}
-		if err := tx.QueryRow(ctx, `WITH gone AS (SELECT correlation_id, chain_seq, event_hash FROM `+ident+`),`+
+		if err := tx.QueryRow(ctx, `WITH gone AS (SELECT `+goneColumns+` FROM `+ident+`),`+
 			tombstonesFrom).Scan(&n); err != nil {
 			return err
 		}
@@ -660,7 +678,7 @@ func (r *retentionRun) deleteIDs(ctx context.Context, partition string, ids []uu
 		DELETE FROM ` + pgx.Identifier{partition}.Sanitize() + ` e
 		WHERE e.event_id = ANY($2::uuid[])
 		  AND ` + expiredCond + ` AND ` + unheldCond + ` AND ` + leafCond + `
-		RETURNING e.correlation_id, e.chain_seq, e.event_hash
+		RETURNING ` + goneColumns + `
 	),` + tombstonesFrom)
 	var n int64
 	err := r.batchTx(ctx, func(tx pgx.Tx) error {

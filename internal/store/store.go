@@ -15,6 +15,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	hasher  audit.Hasher
 	parents parentLookups // coalesces concurrent parent lookups (parents.go)
+	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 }
 
 // Options tune the connection pool.
@@ -59,7 +60,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	return &Store{pool: pool, hasher: opts.Hasher}, nil
+	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet()}, nil
 }
 
 // Close closes the pool, waiting for connections in use to be released.

@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -32,4 +33,35 @@ func New(t testing.TB, opts store.Options, ahead int) (*store.Store, string) {
 		t.Fatal(err)
 	}
 	return st, url
+}
+
+// rollupMismatchSQL counts the keys on which a rollup table and a count of
+// audit_events itself disagree (rows that add up to 0 count as absent).
+const rollupMismatchSQL = `
+WITH r AS (
+	SELECT %[1]s, sum(events)::bigint AS n FROM %[2]s GROUP BY %[1]s HAVING sum(events) <> 0
+), e AS (
+	SELECT %[3]s, count(*) AS n FROM audit_events GROUP BY %[1]s
+)
+SELECT count(*) FROM ((SELECT * FROM r EXCEPT ALL SELECT * FROM e) UNION ALL (SELECT * FROM e EXCEPT ALL SELECT * FROM r)) AS x`
+
+// RequireRollupsMatchEvents fails the test unless both rollup tables hold
+// exactly the counts of the rows in audit_events, hour by hour and key by key.
+func RequireRollupsMatchEvents(t testing.TB, st *store.Store) {
+	t.Helper()
+	hour := "date_trunc('hour', event_timestamp, 'UTC') AS bucket"
+	for _, c := range []struct{ table, keys, exprs string }{
+		{"audit_rollup_hourly", "bucket, event_type, event_category, event_outcome, severity",
+			hour + ", event_type, event_category, event_outcome, severity"},
+		{"audit_rollup_correlations", "bucket, correlation_id, namespace, cluster_id",
+			hour + ", correlation_id, coalesce(namespace, '') AS namespace, coalesce(cluster_id, '') AS cluster_id"},
+	} {
+		var n int64
+		if err := st.Pool().QueryRow(context.Background(), fmt.Sprintf(rollupMismatchSQL, c.keys, c.table, c.exprs)).Scan(&n); err != nil {
+			t.Fatalf("compare %s with audit_events: %v", c.table, err)
+		}
+		if n != 0 {
+			t.Fatalf("%s disagrees with audit_events on %d key(s)", c.table, n)
+		}
+	}
 }

@@ -1,0 +1,209 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// The rollups (migration 00003) count the events of audit_events per UTC
+// hour. InsertEvents adds each commit's events to them in the same
+// transaction; retention subtracts what it deletes (retention.go); the
+// aggregations read them for the whole hours of a window (aggregate.go).
+
+// Statements that add a commit's counts to the rollups. The rows arrive
+// sorted by key, so two transactions that do meet on a row lock it in the
+// same order and queue instead of deadlocking.
+const (
+	addHourlySQL = `
+INSERT INTO audit_rollup_hourly AS r (bucket, event_type, event_category, event_outcome, severity, shard, events)
+SELECT b, t, c, o, s, $6, n FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $7::int8[]) AS u(b, t, c, o, s, n)
+ON CONFLICT (bucket, event_type, event_category, event_outcome, severity, shard)
+DO UPDATE SET events = r.events + EXCLUDED.events`
+
+	addCorrelationsSQL = `
+INSERT INTO audit_rollup_correlations AS r (bucket, correlation_id, namespace, cluster_id, events)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::int8[])
+ON CONFLICT (bucket, correlation_id, namespace, cluster_id)
+DO UPDATE SET events = r.events + EXCLUDED.events`
+)
+
+// hourlyKey is a row of audit_rollup_hourly, less its shard.
+type hourlyKey struct {
+	bucket                           time.Time
+	typ, category, outcome, severity string
+}
+
+// correlationKey is a row of audit_rollup_correlations.
+type correlationKey struct {
+	bucket                   time.Time
+	correlation, ns, cluster string
+}
+
+// rollupBucket is the UTC hour an event is counted in. Truncate works on
+// absolute time, so the hour is the same in every zone that is a whole
+// number of hours from UTC, and exactly UTC's.
+func rollupBucket(e *audit.Event) time.Time { return e.Timestamp.Std().Truncate(time.Hour).UTC() }
+
+// rollupDelta is what one commit adds to the rollups.
+type rollupDelta struct {
+	hourly       map[hourlyKey]int64
+	correlations map[correlationKey]int64
+}
+
+func newRollupDelta(events []*audit.Event) rollupDelta {
+	d := rollupDelta{
+		hourly:       make(map[hourlyKey]int64, len(events)),
+		correlations: make(map[correlationKey]int64, len(events)),
+	}
+	for _, e := range events {
+		b := rollupBucket(e)
+		d.hourly[hourlyKey{b, e.Type, e.Category, e.Outcome, e.Severity}]++
+		d.correlations[correlationKey{b, e.CorrelationID, e.Namespace, e.ClusterID}]++
+	}
+	return d
+}
+
+// queue adds the delta's two upserts to b, the hourly counts under shard.
+func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
+	hk := make([]hourlyKey, 0, len(d.hourly))
+	for k := range d.hourly {
+		hk = append(hk, k)
+	}
+	slices.SortFunc(hk, func(a, b hourlyKey) int {
+		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.typ, b.typ), cmp.Compare(a.category, b.category),
+			cmp.Compare(a.outcome, b.outcome), cmp.Compare(a.severity, b.severity))
+	})
+	var (
+		buckets                          = make([]time.Time, len(hk))
+		types, cats, outcomes, sevs, ids []string
+		counts                           = make([]int64, len(hk))
+	)
+	types, cats, outcomes, sevs = make([]string, len(hk)), make([]string, len(hk)), make([]string, len(hk)), make([]string, len(hk))
+	for i, k := range hk {
+		buckets[i], types[i], cats[i], outcomes[i], sevs[i], counts[i] = k.bucket, k.typ, k.category, k.outcome, k.severity, d.hourly[k]
+	}
+	b.Queue(addHourlySQL, buckets, types, cats, outcomes, sevs, shard, counts)
+
+	ck := make([]correlationKey, 0, len(d.correlations))
+	for k := range d.correlations {
+		ck = append(ck, k)
+	}
+	slices.SortFunc(ck, func(a, b correlationKey) int {
+		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.correlation, b.correlation),
+			cmp.Compare(a.ns, b.ns), cmp.Compare(a.cluster, b.cluster))
+	})
+	buckets, counts = make([]time.Time, len(ck)), make([]int64, len(ck))
+	ids, nss, clusters := make([]string, len(ck)), make([]string, len(ck)), make([]string, len(ck))
+	for i, k := range ck {
+		buckets[i], ids[i], nss[i], clusters[i], counts[i] = k.bucket, k.correlation, k.ns, k.cluster, d.correlations[k]
+	}
+	b.Queue(addCorrelationsSQL, buckets, ids, nss, clusters, counts)
+}
+
+// shardSet hands each concurrent InsertEvents transaction a distinct
+// rollup shard. It gives out the lowest free number, so a store with two
+// busy writers uses two shards, not one per pooled connection (every shard
+// is a row more per hour and key for the readers to add up). Numbers start
+// at a random base per process, so replicas writing at the same moment
+// rarely share one; if they do, one commit waits for the other's row lock,
+// which costs time, not correctness.
+type shardSet struct {
+	base int16
+	mu   sync.Mutex
+	busy []bool
+}
+
+// shardBases is how many distinct bases a process can draw: shards stay
+// below 32,767 even with 1,023 concurrent transactions in one process.
+const shardBases = 31
+
+func newShardSet() *shardSet {
+	return &shardSet{base: int16(1 + rand.IntN(shardBases)*1024)}
+}
+
+func (s *shardSet) acquire() (shard int16, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.busy, false)
+	if i < 0 {
+		i = len(s.busy)
+		s.busy = append(s.busy, false)
+	}
+	if i >= 1023 {
+		i = 1023 // beyond this many concurrent commits, share the last shard
+	} else {
+		s.busy[i] = true
+	}
+	return s.base + int16(i), func() {
+		s.mu.Lock()
+		if i < 1023 {
+			s.busy[i] = false
+		}
+		s.mu.Unlock()
+	}
+}
+
+// rebuildRollupsSQL counts the events of the hours [$1, $2) into the
+// rollups, under shard 0 (retention writes under -1, writers from 1 up);
+// the hours' old rows are deleted first.
+const rebuildRollupsSQL = `
+WITH events AS (
+	SELECT date_trunc('hour', event_timestamp, 'UTC') AS bucket, event_type, event_category, event_outcome,
+	       severity, correlation_id, coalesce(namespace, '') AS namespace, coalesce(cluster_id, '') AS cluster_id
+	FROM audit_events
+	WHERE event_timestamp >= $1 AND event_timestamp < $2 AND event_date >= $3::date AND event_date <= $4::date
+), hourly AS (
+	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)
+	SELECT bucket, event_type, event_category, event_outcome, severity, 0, count(*)
+	FROM events GROUP BY 1, 2, 3, 4, 5
+	RETURNING events
+), correlations AS (
+	INSERT INTO audit_rollup_correlations (bucket, correlation_id, namespace, cluster_id, events)
+	SELECT bucket, correlation_id, namespace, cluster_id, count(*)
+	FROM events GROUP BY 1, 2, 3, 4
+)
+SELECT coalesce(sum(events), 0) FROM hourly`
+
+// RebuildRollups recomputes the rollups of every hour that overlaps
+// [from, to) from audit_events, and returns the number of events counted.
+// The rollups are kept exact by the writes themselves; this is for data
+// that reached audit_events another way (a bulk load, a restore, writes by
+// a version before the rollups existed).
+//
+// It locks both rollup tables against writers for its duration, so that no
+// commit adds to an hour between the recount and its end: a commit waiting
+// on the lock adds its events after the recount, which did not see them.
+// Rebuild a month at a time on a busy system.
+func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time) (int64, error) {
+	from = from.UTC().Truncate(time.Hour)
+	if t := to.UTC().Truncate(time.Hour); t.Before(to) {
+		to = t.Add(time.Hour)
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE audit_rollup_hourly, audit_rollup_correlations IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_rollup_hourly WHERE bucket >= $1 AND bucket < $2`, from, to); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_rollup_correlations WHERE bucket >= $1 AND bucket < $2`, from, to); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, rebuildRollupsSQL, from, to,
+			audit.DateOf(from).Std(), audit.DateOf(to).Std()).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: rebuild rollups %s – %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
