@@ -50,6 +50,10 @@ func (s *Store) ensureMonths(ctx context.Context, months []time.Time) (int, erro
 			if exists {
 				continue
 			}
+			// The partition copies its columns' storage settings from the
+			// parent (event_data's lz4 compression, migration 00004), so
+			// none are given here. toast_tuple_target is left at its
+			// default on purpose: docs/storage.md says why.
 			sql := fmt.Sprintf(`CREATE TABLE %s PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
 				pgx.Identifier{name}.Sanitize(), m.Format(time.DateOnly), m.AddDate(0, 1, 0).Format(time.DateOnly))
 			if _, err := tx.Exec(ctx, sql); err != nil {
