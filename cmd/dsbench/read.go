@@ -68,6 +68,7 @@ type readReport struct {
 	results           []*readResult
 	explains          []readExplain
 	sizes             []partSize
+	rollupSizes       []partSize
 	firstPageMS       float64
 	cursorDepth       int
 }
@@ -109,6 +110,9 @@ func runRead(ctx context.Context, o options) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	if r.sizes, err = readSizes(ctx, e); err != nil {
+		return err
+	}
+	if r.rollupSizes, err = tableSizes(ctx, e, "audit_rollup_hourly", "audit_rollup_correlations"); err != nil {
 		return err
 	}
 
@@ -273,6 +277,29 @@ func runRead(ctx context.Context, o options) error {
 
 const readMarker = "<!-- analysis: written by hand, kept by dsbench -read across runs -->"
 
+// tableSizes measures the named tables.
+func tableSizes(ctx context.Context, e *env, names ...string) ([]partSize, error) {
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `
+		SELECT c.relname, c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid)
+		FROM pg_class c WHERE c.relname = ANY($1) ORDER BY 1`, names)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanPartSize)
+}
+
+func scanPartSize(row pgx.CollectableRow) (partSize, error) {
+	var p partSize
+	err := row.Scan(&p.name, &p.rows, &p.heap, &p.idx, &p.total)
+	p.rows = max(p.rows, 0)
+	return p, err
+}
+
 // readSizes measures every partition of audit_events.
 func readSizes(ctx context.Context, e *env) ([]partSize, error) {
 	conn, err := pgx.Connect(ctx, e.dbURL)
@@ -287,10 +314,5 @@ func readSizes(ctx context.Context, e *env) ([]partSize, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (partSize, error) {
-		var p partSize
-		err := row.Scan(&p.name, &p.rows, &p.heap, &p.idx, &p.total)
-		p.rows = max(p.rows, 0)
-		return p, err
-	})
+	return pgx.CollectRows(rows, scanPartSize)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/store"
 )
 
 // readEventColumns mirrors internal/store's eventColumns (read.go), the
@@ -21,9 +22,10 @@ const readEventColumns = `event_id, event_date, event_timestamp, version, event_
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
 // readExplains EXPLAINs (ANALYZE, BUFFERS) the statements the server runs
-// for each timed request shape, written as internal/store/read.go and
-// aggregate.go write them (kept in step by hand), with the benchmark's
-// values as parameters.
+// for each timed request shape: the list statements written as
+// internal/store/read.go writes them (kept in step by hand), the
+// aggregations exactly as the store sends them, with the benchmark's values
+// as parameters.
 func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cursor) []readExplain {
 	now := time.Now().UTC()
 	week := now.Add(-7 * 24 * time.Hour)
@@ -31,8 +33,6 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 	var lastTS time.Time
 	_ = conn.QueryRow(ctx, `SELECT max(event_timestamp) FROM audit_events`).Scan(&lastTS)
 	hourFrom := lastTS.Add(-72 * time.Hour).Truncate(time.Hour)
-	win := `event_timestamp >= $1 AND event_timestamp <= $2 AND event_date >= $3::date AND event_date <= $4::date`
-	wargs := []any{week, now, day(week), day(now)}
 	count := `SELECT count(*) FROM (SELECT 1 FROM audit_events%s LIMIT 10001) AS matches`
 	shapes := []struct {
 		name, sql string
@@ -52,33 +52,48 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 			AND event_timestamp <= $4 AND event_date <= $5::date LIMIT 10001) AS matches`,
 			[]any{"aiagent.llm.response", hourFrom, day(hourFrom), hourFrom.Add(time.Hour), day(hourFrom.Add(time.Hour))}},
 	}
-	outcomes := `SELECT count(*) FILTER (WHERE event_outcome = 'success'), count(*) FILTER (WHERE event_outcome = 'failure'),
-		count(*) FILTER (WHERE event_outcome = 'pending') FROM audit_events WHERE ` + win
-	trend := func(iv string) string {
-		return `WITH buckets AS (SELECT generate_series(date_trunc('` + iv + `', $1::timestamptz), date_trunc('` + iv + `', $2::timestamptz), '1 ` + iv + `'::interval) AS bucket),
-		counts AS (SELECT date_trunc('` + iv + `', event_timestamp) AS bucket, count(*) AS n, count(*) FILTER (WHERE event_outcome = 'failure') AS failures
-			FROM audit_events WHERE ` + win + ` GROUP BY 1)
-		SELECT b.bucket, coalesce(c.n, 0), coalesce(c.failures, 0) FROM buckets b LEFT JOIN counts c USING (bucket) ORDER BY b.bucket`
-	}
-	for _, a := range []struct {
-		name, sql string
-		extra     []any
-	}{
-		{"success-rate event_type", outcomes + ` AND event_type = $5`, []any{"aiagent.llm.response"}},
-		{"success-rate event_category", outcomes + ` AND event_category = $5`, []any{"workflowexecution"}},
-		{"success-rate workflow_id", outcomes + ` AND event_data ->> 'workflow_id' = $5`, []any{"wf-007"}},
-		{"by-namespace", `SELECT namespace, count(DISTINCT correlation_id), count(*) FROM audit_events WHERE ` + win +
-			` AND namespace IS NOT NULL GROUP BY namespace ORDER BY 2 DESC, 3 DESC, 1`, nil},
-		{"by-severity", `SELECT severity, count(*) FROM audit_events WHERE ` + win + ` GROUP BY severity ORDER BY count(*) DESC, severity LIMIT 1000`, nil},
-		{"trend 7d / day", trend("day"), nil},
-		{"trend 7d / hour", trend("hour"), nil},
-		{"counts event_category,event_outcome", `SELECT event_category, event_outcome, count(*) FROM audit_events WHERE ` + win +
-			` GROUP BY event_category, event_outcome ORDER BY count(*) DESC, event_category, event_outcome LIMIT 1000`, nil},
-	} {
-		shapes = append(shapes, struct {
-			name, sql string
-			args      []any
-		}{a.name, a.sql, append(append([]any{}, wargs...), a.extra...)})
+	// The aggregations are EXPLAINed as the store sends them: a store
+	// with a tracer runs each one, and the statement it sent is replayed
+	// under EXPLAIN.
+	rec := &lastStatement{}
+	ds, err := store.Open(ctx, conn.Config().ConnString(), store.Options{Tracer: rec})
+	if err == nil {
+		defer ds.Close()
+		w := store.Window{From: week, To: now}
+		for _, a := range []struct {
+			name string
+			run  func() error
+		}{
+			{"success-rate event_type", func() error {
+				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{EventType: "aiagent.llm.response"})
+				return err
+			}},
+			{"success-rate event_category", func() error {
+				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{EventCategory: "workflowexecution"})
+				return err
+			}},
+			{"success-rate workflow_id", func() error {
+				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{WorkflowID: "wf-007"})
+				return err
+			}},
+			{"by-namespace", func() error { _, err := ds.CountByNamespace(ctx, w); return err }},
+			{"by-severity", func() error { _, err := ds.CountGroups(ctx, w, []string{"severity"}); return err }},
+			{"trend 7d / day", func() error { _, err := ds.Trend(ctx, w, "day"); return err }},
+			{"trend 7d / hour", func() error { _, err := ds.Trend(ctx, w, "hour"); return err }},
+			{"counts event_category,event_outcome", func() error {
+				_, err := ds.CountGroups(ctx, w, []string{"event_category", "event_outcome"})
+				return err
+			}},
+		} {
+			if err := a.run(); err != nil {
+				logf("  %s: %v", a.name, err)
+				continue
+			}
+			shapes = append(shapes, struct {
+				name, sql string
+				args      []any
+			}{a.name, rec.sql, rec.args})
+		}
 	}
 	var out []readExplain
 	for _, s := range shapes {
@@ -97,3 +112,16 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 	}
 	return out
 }
+
+// lastStatement is a pgx tracer that keeps the last statement sent.
+type lastStatement struct {
+	sql  string
+	args []any
+}
+
+func (l *lastStatement) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	l.sql, l.args = d.SQL, d.Args
+	return ctx
+}
+
+func (l *lastStatement) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}

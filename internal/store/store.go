@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"kubernaut.ai/datastorage/internal/audit"
@@ -26,6 +27,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Hasher links the hash chains; the zero value is plain SHA-256.
 	Hasher audit.Hasher
+	// Tracer, if set, sees every statement the store runs (the read
+	// benchmark uses it to EXPLAIN exactly what the aggregations send).
+	Tracer pgx.QueryTracer
 }
 
 // Open creates the pool. It does not wait for PostgreSQL: the service must start
@@ -40,6 +44,9 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
