@@ -21,6 +21,7 @@ import (
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
@@ -156,4 +157,36 @@ func TestRetentionCommand(t *testing.T) {
 	code, out = runCLI(t, env, "retention")
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "Usage: datastorage retention run")
+}
+
+func TestRollupsRebuildCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.NewDatabase(t)
+	st, err := store.Open(ctx, url, store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.Migrate(ctx, nil)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	_, err = st.EnsurePartitions(ctx, now.AddDate(0, -1, 0), 1)
+	require.NoError(t, err)
+	_, err = st.InsertEvents(ctx, []*audit.Event{cliEvent("rr-roll", now.Add(-50*time.Hour), 10),
+		cliEvent("rr-roll", now.Add(-2*time.Hour), 10), cliEvent("rr-roll", now.Add(-time.Minute), 10)})
+	require.NoError(t, err)
+	_, err = st.Pool().Exec(ctx, `TRUNCATE audit_rollup_hourly, audit_rollup_correlations`)
+	require.NoError(t, err)
+	env := []string{"DATASTORAGE_DATABASE_URL=" + url, "DATASTORAGE_LOGGING_LEVEL=warn"}
+
+	code, out := runCLI(t, env, "rollups", "rebuild", "--since", "3d", "--step", "5h")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, ": 3 event(s)")
+	storetest.RequireRollupsMatchEvents(t, st)
+
+	code, out = runCLI(t, env, "rollups", "rebuild", "--since", "yesterday")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "--since")
+	code, out = runCLI(t, env, "rollups")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "Usage: datastorage rollups rebuild")
 }

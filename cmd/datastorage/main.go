@@ -32,6 +32,7 @@ Commands:
   events    list events through the API, as a table (--output json for scripts)
   timeline  show one remediation as a tree through the API (--output json for scripts)
   retention run: delete expired events now, never held ones (--dry-run previews)
+  rollups   rebuild: recount the aggregation rollups from the events (after a restore or bulk load)
   verify-export FILE --public-key KEY: check a signed export offline
   version   print the version
 
@@ -68,6 +69,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdTimeline(ctx, args[1:], environ, stdout, stderr)
 	case "retention":
 		err = cmdRetention(ctx, args[1:], environ, stdout, stderr)
+	case "rollups":
+		err = cmdRollups(ctx, args[1:], environ, stdout, stderr)
 	case "verify-export":
 		err = cmdVerifyExport(args[1:], stdout, stderr)
 	case "version", "--version":
