@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -74,35 +75,25 @@ func newRollupDelta(events []*audit.Event) rollupDelta {
 
 // queue adds the delta's two upserts to b, the hourly counts under shard.
 func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
-	hk := make([]hourlyKey, 0, len(d.hourly))
-	for k := range d.hourly {
-		hk = append(hk, k)
-	}
-	slices.SortFunc(hk, func(a, b hourlyKey) int {
+	hk := slices.SortedFunc(maps.Keys(d.hourly), func(a, b hourlyKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.typ, b.typ), cmp.Compare(a.category, b.category),
 			cmp.Compare(a.outcome, b.outcome), cmp.Compare(a.severity, b.severity))
 	})
-	var (
-		buckets                          = make([]time.Time, len(hk))
-		types, cats, outcomes, sevs, ids []string
-		counts                           = make([]int64, len(hk))
-	)
-	types, cats, outcomes, sevs = make([]string, len(hk)), make([]string, len(hk)), make([]string, len(hk)), make([]string, len(hk))
+	n := len(hk)
+	buckets, counts := make([]time.Time, n), make([]int64, n)
+	types, cats, outcomes, sevs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, k := range hk {
 		buckets[i], types[i], cats[i], outcomes[i], sevs[i], counts[i] = k.bucket, k.typ, k.category, k.outcome, k.severity, d.hourly[k]
 	}
 	b.Queue(addHourlySQL, buckets, types, cats, outcomes, sevs, shard, counts)
 
-	ck := make([]correlationKey, 0, len(d.correlations))
-	for k := range d.correlations {
-		ck = append(ck, k)
-	}
-	slices.SortFunc(ck, func(a, b correlationKey) int {
+	ck := slices.SortedFunc(maps.Keys(d.correlations), func(a, b correlationKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.correlation, b.correlation),
 			cmp.Compare(a.ns, b.ns), cmp.Compare(a.cluster, b.cluster))
 	})
-	buckets, counts = make([]time.Time, len(ck)), make([]int64, len(ck))
-	ids, nss, clusters := make([]string, len(ck)), make([]string, len(ck)), make([]string, len(ck))
+	n = len(ck)
+	buckets, counts = make([]time.Time, n), make([]int64, n)
+	ids, nss, clusters := make([]string, n), make([]string, n), make([]string, n)
 	for i, k := range ck {
 		buckets[i], ids[i], nss[i], clusters[i], counts[i] = k.bucket, k.correlation, k.ns, k.cluster, d.correlations[k]
 	}
