@@ -12,8 +12,16 @@
 // waits for company. Concurrent single-event requests and large client batches
 // share the same commits.
 //
-// A client batch is never split across transactions: it is committed whole or
-// not at all, as CONTRACT §3 promises.
+// Each writer owns the correlations that hash to it, so two commits of one
+// process never extend the same hash chain at once and never wait on each
+// other's chain locks. A single event, and a batch whose correlations all
+// belong to one writer, is one transaction, committed whole or not at all. A
+// batch that spans writers is split, one transaction per writer, committed in
+// parallel (an event stays with a parent that is earlier in the batch); the
+// request is answered when every part is committed or spooled. The cost is in
+// one failure: when PostgreSQL fails between two parts and the spool is down
+// too, the request answers 503 although some parts were committed (see
+// [Pipeline.route]).
 //
 // # Failure
 //

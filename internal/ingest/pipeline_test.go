@@ -355,7 +355,7 @@ func TestMaxBatchBoundsWhatOneCommitGathers(t *testing.T) {
 	assert.Equal(t, []int{4, 4, 2}, sizes)
 }
 
-func TestAClientBatchIsNeverSplitAcrossCommits(t *testing.T) {
+func TestOneWriterNeverSplitsAClientBatchAcrossCommits(t *testing.T) {
 	t.Parallel()
 	const maxBatch = 4
 	g := newGate(t)
