@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -95,10 +97,11 @@ func (c chainRun) rowsPerSec() float64 {
 	return float64(c.rows) / c.elapsed.Seconds()
 }
 
-// chainCost measures the store's write with the hash chain (Store.InsertEvents:
-// advisory locks, chain-head read, hashing, insert, chain-head write, in one
-// transaction) against the same INSERT alone in a transaction, through pgx,
-// for big batches from one writer and group-commit-sized ones from two.
+// chainCost measures the product's write (the ingest pipeline's group
+// commit over Store.InsertEvents: advisory locks, chain-head read, hashing,
+// insert, chain-head write, rollups, in one transaction per writer) against
+// the same rows alone in a transaction, through pgx, for big batches from one
+// writer and group-commit-sized ones from two.
 func chainCost(ctx context.Context, e *env, gen *eventGen) ([]chainRun, error) {
 	st, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 4})
 	if err != nil {
@@ -141,6 +144,15 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 	}
 	close(work)
 
+	// With chains, the writes go through the product's own group commit
+	// (ingest.Pipeline over store.InsertEvents) with as many writers as
+	// there are submitters, so correlations are routed to writers as in
+	// the server.
+	var pipe *ingest.Pipeline
+	if chain {
+		pipe = ingest.New(st, nil, ingest.Options{Writers: writers, MaxBatch: 2000}, nil, slog.New(slog.DiscardHandler))
+		defer pipe.Close(context.Background())
+	}
 	pgPID := e.postmasterPID()
 	pg0, go0 := treeCPU(pgPID), selfCPU()
 	deadline := time.Now().Add(time.Minute)
@@ -161,7 +173,9 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 				var err error
 				if chain {
 					part := events[i*batch : min((i+1)*batch, total)]
-					n, err = st.InsertEvents(ctx, part)
+					if _, err = pipe.Submit(ctx, part); err == nil {
+						n = int64(len(part))
+					}
 				} else {
 					err = pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
 						if batch >= storeCopyMinRows {

@@ -236,7 +236,7 @@ func (r *report) markdown() string {
 
 	p("## Cost of the hash chains")
 	p("")
-	p("The product has no switch to turn chains off (it would weaken integrity), so this is measured below the HTTP layer, through pgx from dsbench against the same table: *off* is the store's own write of the rows alone in a transaction (INSERT … SELECT FROM unnest, or COPY from %d rows on, as the store does); *on* is `store.InsertEvents` (advisory locks per correlation, chain-head read, canonical JSON and SHA-256 per event, the same write, chain-head upsert, one transaction). Same decoded events for both; events are decoded before the clock starts.", storeCopyMinRows)
+	p("The product has no switch to turn chains off (it would weaken integrity), so this is measured below the HTTP layer, through pgx from dsbench against the same table: *off* is the store's own write of the rows alone in a transaction (INSERT … SELECT FROM unnest, or COPY from %d rows on, as the store does); *on* is the product's own group commit (`ingest.Pipeline` with as many writers as submitters, correlations routed to writers as in the server, over `store.InsertEvents`: advisory locks per correlation, chain-head read, canonical JSON and SHA-256 per event, the same write, chain-head upsert, the aggregation rollups, one transaction per writer). Same decoded events for both; events are decoded before the clock starts. The cost therefore includes the rollups (two small upserts per commit) as well as the chains.", storeCopyMinRows)
 	p("")
 	p("| batch × writers | chains | rows/s | PostgreSQL CPU µs/row | Go CPU µs/row | chain cost |")
 	p("|---|---|--:|--:|--:|--:|")
