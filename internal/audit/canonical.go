@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 // Hash algorithms, as reported in hash_algorithm.
@@ -50,42 +56,17 @@ func (h Hasher) Link(previous string, canonical []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// canonicalEvent fixes the members an event hash covers and their order
-// (alphabetical). The hash fields, legal hold and created_at are left out:
-// they are set around or after the hash, and a legal hold must not look
-// like tampering.
-type canonicalEvent struct {
-	ActorID         string          `json:"actor_id"`
-	ActorIP         string          `json:"actor_ip"`
-	ActorType       string          `json:"actor_type"`
-	ClusterID       string          `json:"cluster_id"`
-	CorrelationID   string          `json:"correlation_id"`
-	DurationMS      *int32          `json:"duration_ms"`
-	ErrorCode       string          `json:"error_code"`
-	ErrorMessage    string          `json:"error_message"`
-	EventAction     string          `json:"event_action"`
-	EventCategory   string          `json:"event_category"`
-	EventData       json.RawMessage `json:"event_data"`
-	EventDate       Date            `json:"event_date"`
-	EventID         string          `json:"event_id"`
-	EventOutcome    string          `json:"event_outcome"`
-	EventTimestamp  Time            `json:"event_timestamp"`
-	EventType       string          `json:"event_type"`
-	IsSensitive     bool            `json:"is_sensitive"`
-	Namespace       string          `json:"namespace"`
-	ParentEventDate *Time           `json:"parent_event_date"`
-	ParentEventID   string          `json:"parent_event_id"`
-	ResourceID      string          `json:"resource_id"`
-	ResourceType    string          `json:"resource_type"`
-	RetentionDays   int32           `json:"retention_days"`
-	Severity        string          `json:"severity"`
-	Version         string          `json:"version"`
-}
-
 // Canonical returns the bytes the event's hash covers: its members in a fixed
 // order, with event_data in canonical form (see CanonicalData). The same event
 // gives the same bytes whether it comes from a client, from PostgreSQL or from
 // an export file.
+//
+// The members are those of an alphabetically ordered JSON object. The hash
+// fields, legal hold and created_at are left out: they are set around or
+// after the hash, and a legal hold must not look like tampering. The bytes
+// are exactly what json.Marshal made of such an object before this was
+// written by hand (stored hashes depend on them); the reference in the tests
+// keeps the two equal.
 func (e *Event) Canonical() ([]byte, error) {
 	data := e.canonData
 	if data == nil {
@@ -95,20 +76,91 @@ func (e *Event) Canonical() ([]byte, error) {
 		}
 		e.canonData = data
 	}
-	c := canonicalEvent{
-		ActorID: e.ActorID, ActorIP: e.ActorIP, ActorType: e.ActorType, ClusterID: e.ClusterID,
-		CorrelationID: e.CorrelationID, DurationMS: e.DurationMS, ErrorCode: e.ErrorCode,
-		ErrorMessage: e.ErrorMessage, EventAction: e.Action, EventCategory: e.Category,
-		EventData: data, EventDate: e.Date, EventID: e.ID.String(), EventOutcome: e.Outcome,
-		EventTimestamp: e.Timestamp, EventType: e.Type, IsSensitive: e.IsSensitive,
-		Namespace: e.Namespace, ParentEventDate: e.ParentDate, ResourceID: e.ResourceID,
-		ResourceType: e.ResourceType, RetentionDays: e.RetentionDays, Severity: e.Severity,
-		Version: e.Version,
+	b := make([]byte, 0, 640+len(data)+len(e.ErrorMessage))
+	b = append(b, `{"actor_id":`...)
+	b = appendString(b, e.ActorID)
+	b = append(b, `,"actor_ip":`...)
+	b = appendString(b, e.ActorIP)
+	b = append(b, `,"actor_type":`...)
+	b = appendString(b, e.ActorType)
+	b = append(b, `,"cluster_id":`...)
+	b = appendString(b, e.ClusterID)
+	b = append(b, `,"correlation_id":`...)
+	b = appendString(b, e.CorrelationID)
+	b = append(b, `,"duration_ms":`...)
+	if e.DurationMS != nil {
+		b = strconv.AppendInt(b, int64(*e.DurationMS), 10)
+	} else {
+		b = append(b, "null"...)
 	}
+	b = append(b, `,"error_code":`...)
+	b = appendString(b, e.ErrorCode)
+	b = append(b, `,"error_message":`...)
+	b = appendString(b, e.ErrorMessage)
+	b = append(b, `,"event_action":`...)
+	b = appendString(b, e.Action)
+	b = append(b, `,"event_category":`...)
+	b = appendString(b, e.Category)
+	// data is CanonicalData's output: compact and escaped as json.Marshal
+	// would have rewritten it.
+	b = append(b, `,"event_data":`...)
+	b = append(b, data...)
+	b = append(b, `,"event_date":"`...)
+	b = time.Time(e.Date).AppendFormat(b, time.DateOnly)
+	b = append(b, `","event_id":`...)
+	b = appendUUID(b, e.ID)
+	b = append(b, `,"event_outcome":`...)
+	b = appendString(b, e.Outcome)
+	b = append(b, `,"event_timestamp":"`...)
+	b = time.Time(e.Timestamp).UTC().AppendFormat(b, wireTime)
+	b = append(b, `","event_type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"is_sensitive":`...)
+	b = strconv.AppendBool(b, e.IsSensitive)
+	b = append(b, `,"namespace":`...)
+	b = appendString(b, e.Namespace)
+	b = append(b, `,"parent_event_date":`...)
+	if e.ParentDate != nil {
+		b = append(b, '"')
+		b = time.Time(*e.ParentDate).UTC().AppendFormat(b, wireTime)
+		b = append(b, '"')
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"parent_event_id":`...)
 	if e.ParentID != nil {
-		c.ParentEventID = e.ParentID.String()
+		b = appendUUID(b, *e.ParentID)
+	} else {
+		b = append(b, `""`...)
 	}
-	return json.Marshal(c)
+	b = append(b, `,"resource_id":`...)
+	b = appendString(b, e.ResourceID)
+	b = append(b, `,"resource_type":`...)
+	b = appendString(b, e.ResourceType)
+	b = append(b, `,"retention_days":`...)
+	b = strconv.AppendInt(b, int64(e.RetentionDays), 10)
+	b = append(b, `,"severity":`...)
+	b = appendString(b, e.Severity)
+	b = append(b, `,"version":`...)
+	b = appendString(b, e.Version)
+	return append(b, '}'), nil
+}
+
+// appendUUID appends id's canonical form as a JSON string.
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var buf [36]byte
+	hex.Encode(buf[0:8], id[0:4])
+	buf[8] = '-'
+	hex.Encode(buf[9:13], id[4:6])
+	buf[13] = '-'
+	hex.Encode(buf[14:18], id[6:8])
+	buf[18] = '-'
+	hex.Encode(buf[19:23], id[8:10])
+	buf[23] = '-'
+	hex.Encode(buf[24:], id[10:])
+	b = append(b, '"')
+	b = append(b, buf[:]...)
+	return append(b, '"')
 }
 
 // CanonicalData returns event_data in a form that does not depend on how it
@@ -117,43 +169,370 @@ func (e *Event) Canonical() ([]byte, error) {
 // (1e2 becomes 100, -0 becomes 0, trailing fraction zeros are kept). That
 // last rule is what lets the hash computed from a client's bytes at write
 // time match the one recomputed from the stored jsonb at verification.
+//
+// The bytes are exactly those that decoding raw with encoding/json (numbers
+// kept as written, a repeated key's last value winning) and marshaling the
+// result gave before this encoder was written (stored hashes depend on
+// them), including for strings that are not valid UTF-8. Like that decoder
+// it reads the first JSON value in raw and ignores whatever follows.
 func CanonicalData(raw []byte) ([]byte, error) {
+	// The encoder lives on the stack, where storing into it needs no write
+	// barrier; only its scratch space comes from the pool.
+	sc := canonScratches.Get().(*canonScratch)
+	e := canonEncoder{src: raw, out: make([]byte, 0, len(raw)), canonScratch: *sc}
+	defer e.release(sc)
+	e.i = skipSpace(raw, 0)
+	ok, err := false, error(nil)
+	if e.i < len(raw) {
+		e.out, ok, err = e.value(e.out)
+	}
+	if !ok {
+		return nil, fmt.Errorf("audit: canonical event_data: %w", canonicalSyntaxError(raw))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.out, nil
+}
+
+// canonicalSyntaxError returns encoding/json's word on raw that the encoder
+// refused, so that the error reads as it always did.
+func canonicalSyntaxError(raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("audit: canonical event_data: %w", err)
+		return err
 	}
-	v, err := normalizeNumbers(v)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
+	return errors.New("the canonical encoder refused valid JSON")
 }
 
-func normalizeNumbers(v any) (any, error) {
-	switch x := v.(type) {
-	case json.Number:
-		n, err := NormalizeNumber(string(x))
-		return json.Number(n), err
-	case map[string]any:
-		for k, e := range x {
-			n, err := normalizeNumbers(e)
-			if err != nil {
-				return nil, err
-			}
-			x[k] = n
-		}
-	case []any:
-		for i, e := range x {
-			n, err := normalizeNumbers(e)
-			if err != nil {
-				return nil, err
-			}
-			x[i] = n
+// canonEncoder writes the canonical form of one JSON value while reading it.
+// An object's members are written in the order they come and then, unless
+// that order is already the sorted one, moved into order in one copy.
+type canonEncoder struct {
+	src   []byte
+	i     int
+	depth int
+	out   []byte
+	canonScratch
+}
+
+// canonScratch is an encoder's working space.
+type canonScratch struct {
+	// members holds the members of the objects being written, innermost
+	// last; keys and str hold decoded keys and strings.
+	members   []canonMember
+	keys, str []byte
+	// tmp is where an object is put in order before it goes back to out.
+	tmp []byte
+	// errs holds the numbers out of range that canonMember.err points to.
+	errs []error
+}
+
+// canonScratches keeps working space grown by earlier encodings, so that
+// an encoding allocates little more than its result.
+var canonScratches = sync.Pool{New: func() any { return new(canonScratch) }}
+
+// release returns e's working space to the pool, unless an unusual
+// document grew it large.
+func (e *canonEncoder) release(sc *canonScratch) {
+	if cap(e.members) > 1024 || cap(e.keys)+cap(e.str)+cap(e.tmp) > 64<<10 {
+		return
+	}
+	clear(e.errs[:cap(e.errs)])
+	*sc = canonScratch{members: e.members[:0], keys: e.keys[:0], str: e.str[:0], tmp: e.tmp[:0], errs: e.errs[:0]}
+	canonScratches.Put(sc)
+}
+
+// canonMember is one member of an object being written. It holds no
+// pointers, so that sorting members is plain copying.
+type canonMember struct {
+	k0, k1 int32 // the decoded key: in keys if decoded, else in src
+	m0, m1 int32 // "key":value in out
+	// err is 1 + the index in errs of a number out of range in the value,
+	// or 0. It counts only if no later member has the same key.
+	err     int32
+	decoded bool
+	// prefix is the key's first 8 bytes, big-endian, zero-padded: most
+	// keys differ there, so most comparisons are one of integers.
+	prefix uint64
+}
+
+func keyPrefix(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var p uint64
+	for i := range 8 {
+		p <<= 8
+		if i < len(k) {
+			p |= uint64(k[i])
 		}
 	}
-	return v, nil
+	return p
+}
+
+// less orders members by key, bytewise as Go compares strings.
+func (e *canonEncoder) less(a, b *canonMember) bool {
+	if a.prefix != b.prefix {
+		return a.prefix < b.prefix
+	}
+	return bytes.Compare(e.key(a), e.key(b)) < 0
+}
+
+// sortMembers sorts ms by key, stably, so that of members with the same key
+// the last one, which encoding/json keeps, is the last of its run.
+func (e *canonEncoder) sortMembers(ms []canonMember) {
+	if len(ms) > 32 {
+		slices.SortStableFunc(ms, func(a, b canonMember) int {
+			switch {
+			case e.less(&a, &b):
+				return -1
+			case e.less(&b, &a):
+				return 1
+			}
+			return 0
+		})
+		return
+	}
+	for i := 1; i < len(ms); i++ {
+		for j := i; j > 0 && e.less(&ms[j], &ms[j-1]); j-- {
+			ms[j], ms[j-1] = ms[j-1], ms[j]
+		}
+	}
+}
+
+func (e *canonEncoder) key(m *canonMember) []byte {
+	if m.decoded {
+		return e.keys[m.k0:m.k1]
+	}
+	return e.src[m.k0:m.k1]
+}
+
+// value writes the value at e.i. ok false is a syntax error, which is final;
+// err is a number out of range, after which the value is still read to the
+// end, because a syntax error further on takes precedence.
+func (e *canonEncoder) value(out []byte) (_ []byte, ok bool, err error) {
+	if e.i >= len(e.src) {
+		return out, false, nil
+	}
+	switch c := e.src[e.i]; {
+	case c == '"':
+		out, ok = e.string(out)
+		return out, ok, nil
+	case c == '{':
+		return e.object(out)
+	case c == '[':
+		return e.array(out)
+	case c == '-' || isDigit(c):
+		return e.number(out)
+	case c == 't' || c == 'f' || c == 'n':
+		start := e.i
+		if e.i, ok = scanLiteral(e.src, e.i); ok {
+			out = append(out, e.src[start:e.i]...)
+		}
+		return out, ok, nil
+	}
+	return out, false, nil
+}
+
+// string writes the string at e.i as json.Marshal writes the string
+// encoding/json decodes from it.
+func (e *canonEncoder) string(out []byte) ([]byte, bool) {
+	start := e.i
+	var info strInfo
+	var ok bool
+	if e.i, ok = scanString(e.src, e.i, &info); !ok {
+		return out, false
+	}
+	s := e.src[start+1 : e.i-1]
+	if info.esc || info.nonASCII {
+		e.str = unquote(e.str[:0], s)
+		s = e.str
+	}
+	return appendString(out, s), true
+}
+
+func (e *canonEncoder) number(out []byte) (_ []byte, ok bool, err error) {
+	start := e.i
+	if e.i, ok = scanNumber(e.src, e.i); !ok {
+		return out, false, nil
+	}
+	tok := e.src[start:e.i]
+	if hasExponent(tok) {
+		n, err := NormalizeNumber(string(tok))
+		out = append(out, n...)
+		return out, true, err
+	}
+	// Without an exponent NormalizeNumber changes nothing but the sign of
+	// zero; this is its first branch without the allocations.
+	mant := tok
+	if mant[0] == '-' {
+		mant = mant[1:]
+	}
+	intPart, frac, _ := bytes.Cut(mant, []byte{'.'})
+	if len(intPart) > maxNumericIntDigits || len(frac) > maxNumericFracDigits {
+		return out, true, fmt.Errorf("audit: number: %w", ErrNumberRange)
+	}
+	if len(mant) < len(tok) && len(bytes.Trim(mant, "0.")) == 0 {
+		tok = mant // numeric has no negative zero
+	}
+	out = append(out, tok...)
+	return out, true, nil
+}
+
+func hasExponent(tok []byte) bool {
+	for _, c := range tok {
+		if c == 'e' || c == 'E' {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *canonEncoder) array(out []byte) (_ []byte, ok bool, err error) {
+	if e.depth++; e.depth > maxNesting {
+		return out, false, nil
+	}
+	src := e.src
+	out = append(out, '[')
+	e.i = skipSpace(src, e.i+1)
+	if e.i < len(src) && src[e.i] == ']' {
+		e.i++
+		e.depth--
+		out = append(out, ']')
+		return out, true, nil
+	}
+	for {
+		var verr error
+		out, ok, verr = e.value(out)
+		if !ok {
+			return out, false, nil
+		}
+		if err == nil {
+			err = verr
+		}
+		if e.i = skipSpace(src, e.i); e.i >= len(src) {
+			return out, false, nil
+		}
+		switch src[e.i] {
+		case ',':
+			out = append(out, ',')
+			e.i = skipSpace(src, e.i+1)
+		case ']':
+			out = append(out, ']')
+			e.i++
+			e.depth--
+			return out, true, err
+		default:
+			return out, false, nil
+		}
+	}
+}
+
+func (e *canonEncoder) object(out []byte) (_ []byte, ok bool, err error) {
+	if e.depth++; e.depth > maxNesting {
+		return out, false, nil
+	}
+	src := e.src
+	start := len(out)
+	out = append(out, '{')
+	e.i = skipSpace(src, e.i+1)
+	if e.i < len(src) && src[e.i] == '}' {
+		e.i++
+		e.depth--
+		out = append(out, '}')
+		return out, true, nil
+	}
+	base, keysBase, errsBase := len(e.members), len(e.keys), len(e.errs)
+	sorted := true
+	for {
+		if e.i >= len(src) || src[e.i] != '"' {
+			return out, false, nil
+		}
+		k0 := e.i
+		var info strInfo
+		if e.i, ok = scanString(src, e.i, &info); !ok {
+			return out, false, nil
+		}
+		m := canonMember{k0: int32(k0 + 1), k1: int32(e.i - 1)}
+		if info.esc || info.nonASCII {
+			m.k0 = int32(len(e.keys))
+			e.keys = unquote(e.keys, src[k0+1:e.i-1])
+			m.k1, m.decoded = int32(len(e.keys)), true
+		}
+		key := e.key(&m)
+		m.prefix = keyPrefix(key)
+		if e.i = skipSpace(src, e.i); e.i >= len(src) || src[e.i] != ':' {
+			return out, false, nil
+		}
+		e.i = skipSpace(src, e.i+1)
+		if len(e.members) > base {
+			sorted = sorted && e.less(&e.members[len(e.members)-1], &m)
+			out = append(out, ',')
+		}
+		m.m0 = int32(len(out))
+		out = appendString(out, key)
+		out = append(out, ':')
+		var verr error
+		out, ok, verr = e.value(out)
+		if !ok {
+			return out, false, nil
+		}
+		m.m1 = int32(len(out))
+		if verr != nil {
+			e.errs = append(e.errs, verr)
+			m.err = int32(len(e.errs))
+		}
+		e.members = append(e.members, m)
+		if e.i = skipSpace(src, e.i); e.i >= len(src) {
+			return out, false, nil
+		}
+		if src[e.i] == '}' {
+			e.i++
+			break
+		}
+		if src[e.i] != ',' {
+			return out, false, nil
+		}
+		e.i = skipSpace(src, e.i+1)
+	}
+	ms := e.members[base:]
+	firstErr := int32(0)
+	if sorted {
+		for _, m := range ms {
+			if m.err != 0 {
+				firstErr = m.err
+				break
+			}
+		}
+		out = append(out, '}')
+	} else {
+		e.sortMembers(ms)
+		e.tmp = append(e.tmp[:0], '{')
+		for j := range ms {
+			m := &ms[j]
+			if j+1 < len(ms) && m.prefix == ms[j+1].prefix && bytes.Equal(e.key(m), e.key(&ms[j+1])) {
+				continue
+			}
+			if len(e.tmp) > 1 {
+				e.tmp = append(e.tmp, ',')
+			}
+			e.tmp = append(e.tmp, out[m.m0:m.m1]...)
+			if firstErr == 0 {
+				firstErr = m.err
+			}
+		}
+		e.tmp = append(e.tmp, '}')
+		out = append(out[:start], e.tmp...)
+	}
+	if firstErr != 0 {
+		err = e.errs[firstErr-1]
+	}
+	e.members, e.keys, e.errs = e.members[:base], e.keys[:keysBase], e.errs[:errsBase]
+	e.depth--
+	return out, true, err
 }
 
 // Limits of PostgreSQL's numeric type, which jsonb uses for every number.
