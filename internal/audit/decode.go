@@ -86,8 +86,9 @@ func (v *Validator) DecodeOne(body []byte) (*Event, FieldErrors, error) {
 		return nil, nil, ErrNotObject
 	}
 	var r request
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, nil, syntaxError(err, lead)
+	sc := scanner{b: body}
+	if !sc.request(&r) || sc.i != len(body) {
+		return nil, nil, sc.syntaxError(lead)
 	}
 	fe := FieldErrors{}
 	ev := v.build(&r, "", fe, v.now())
@@ -109,33 +110,60 @@ func (v *Validator) DecodeBatch(body []byte, maxItems int) ([]*Event, FieldError
 		}
 		return nil, nil, ErrNotArray
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, nil, syntaxError(err, lead)
-	}
-	if len(raws) == 0 {
-		return nil, nil, ErrEmptyBatch
-	}
-	if len(raws) > maxItems {
-		return nil, nil, &BatchTooLargeError{Got: len(raws), Max: maxItems}
-	}
+	// One pass over the array, building events as it goes: a syntax error
+	// anywhere still wins over everything else, an overlong array over field
+	// errors, as when encoding/json checked the whole body first.
+	sc := scanner{b: body, i: 1, depth: 1}
 	now := v.now()
 	fe := FieldErrors{}
-	events := make([]*Event, 0, len(raws))
-	for i, raw := range raws {
-		prefix := "[" + strconv.Itoa(i) + "]"
-		if len(raw) == 0 || raw[0] != '{' {
-			fe[prefix] = "must be a JSON object"
-			continue
+	var events []*Event
+	n := 0
+	if sc.i = skipSpace(body, sc.i); sc.i < len(body) && body[sc.i] == ']' {
+		sc.i++
+	} else {
+		for {
+			switch {
+			case n >= maxItems:
+				// Too many already: only the syntax still matters.
+				if _, ok := sc.value(new(valueInfo)); !ok {
+					return nil, nil, sc.syntaxError(lead)
+				}
+			case sc.i < len(body) && body[sc.i] == '{':
+				var r request
+				if !sc.request(&r) {
+					return nil, nil, sc.syntaxError(lead)
+				}
+				if ev := v.build(&r, "["+strconv.Itoa(n)+"].", fe, now); ev != nil {
+					events = append(events, ev)
+				}
+			default:
+				if _, ok := sc.value(new(valueInfo)); !ok {
+					return nil, nil, sc.syntaxError(lead)
+				}
+				fe["["+strconv.Itoa(n)+"]"] = "must be a JSON object"
+			}
+			n++
+			if sc.i = skipSpace(body, sc.i); sc.i >= len(body) {
+				return nil, nil, sc.syntaxError(lead)
+			}
+			if body[sc.i] == ']' {
+				sc.i++
+				break
+			}
+			if body[sc.i] != ',' {
+				return nil, nil, sc.syntaxError(lead)
+			}
+			sc.i = skipSpace(body, sc.i+1)
 		}
-		var r request
-		if err := json.Unmarshal(raw, &r); err != nil {
-			fe[prefix] = "must be a JSON object"
-			continue
-		}
-		if ev := v.build(&r, prefix+".", fe, now); ev != nil {
-			events = append(events, ev)
-		}
+	}
+	if sc.i != len(body) {
+		return nil, nil, sc.syntaxError(lead)
+	}
+	if n == 0 {
+		return nil, nil, ErrEmptyBatch
+	}
+	if n > maxItems {
+		return nil, nil, &BatchTooLargeError{Got: n, Max: maxItems}
 	}
 	if len(fe) > 0 {
 		return nil, fe, nil
@@ -178,6 +206,8 @@ func syntaxError(err error, lead int64) error {
 // request is the decoding target of one AuditEventRequest. Every member records
 // what the client sent (absent, null, wrong type, or a value) instead of failing
 // the whole decode, so validation can name every faulty field at once.
+// (*request).take matches the member names; the json tags give the same
+// names to the reference decoder of the tests.
 type request struct {
 	Version         jstr  `json:"version"`
 	EventType       jstr  `json:"event_type"`
@@ -445,19 +475,22 @@ func (c checker) object(field string, r *jraw) json.RawMessage {
 	case len(r.v) > MaxDataBytes:
 		c.fail(field, fmt.Sprintf("must be at most %d bytes encoded, got %d", MaxDataBytes, len(r.v)))
 		return nil
-	case !utf8.Valid(r.v):
+	case r.nonASCII && !utf8.Valid(r.v):
 		c.fail(field, "must be valid UTF-8")
 		return nil
 	}
-	if msg := badEscape(r.v); msg != "" {
-		c.fail(field, msg)
+	if r.uesc {
+		if msg := badEscape(r.v); msg != "" {
+			c.fail(field, msg)
+			return nil
+		}
+	}
+	if r.depth > MaxDataDepth {
+		c.fail(field, fmt.Sprintf("must not nest deeper than %d levels, got %d", MaxDataDepth, r.depth))
 		return nil
 	}
-	if d := depth(r.v); d > MaxDataDepth {
-		c.fail(field, fmt.Sprintf("must not nest deeper than %d levels, got %d", MaxDataDepth, d))
-		return nil
-	}
-	return r.v
+	// r.v is part of the request body, which the caller may reuse.
+	return bytes.Clone(r.v)
 }
 
 // badEscape finds the string escapes that PostgreSQL's json parser refuses
@@ -477,14 +510,14 @@ func badEscape(b []byte) string {
 		case b[i+1] != 'u':
 			i++ // a two-character escape
 		default:
-			r := hex4(b[i+2 : i+6])
+			r := hexRune(b[i+2 : i+6])
 			i += 5
 			switch {
 			case r == 0:
 				return `must not contain the escaped NUL character \u0000`
 			case r >= 0xD800 && r < 0xDC00:
 				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
-					if lo := hex4(b[i+3 : i+7]); lo >= 0xDC00 && lo < 0xE000 {
+					if lo := hexRune(b[i+3 : i+7]); lo >= 0xDC00 && lo < 0xE000 {
 						i += 6
 						continue
 					}
@@ -498,43 +531,14 @@ func badEscape(b []byte) string {
 	return ""
 }
 
-// hex4 decodes the four hex digits of a \u escape (valid JSON: they are hex).
-func hex4(b []byte) rune {
-	n, _ := strconv.ParseUint(string(b), 16, 32)
-	return rune(n)
-}
-
-// depth returns the deepest nesting of objects and arrays in a valid JSON value.
-func depth(b []byte) int {
-	max, cur, inStr, esc := 0, 0, false, false
-	for _, ch := range b {
-		switch {
-		case esc:
-			esc = false
-		case inStr:
-			if ch == '\\' {
-				esc = true
-			} else if ch == '"' {
-				inStr = false
-			}
-		case ch == '"':
-			inStr = true
-		case ch == '{' || ch == '[':
-			cur++
-			if cur > max {
-				max = cur
-			}
-		case ch == '}' || ch == ']':
-			cur--
-		}
-	}
-	return max
-}
-
 // jstr is a JSON member that should be a string.
 type jstr struct {
 	set, null, wrongType, badUTF8 bool
 	v                             string
+	// inArena says that the value is arena[off:end] of the scanner that
+	// is reading it, and not yet in v.
+	inArena  bool
+	off, end int
 }
 
 func (s *jstr) UnmarshalJSON(b []byte) error {
@@ -585,30 +589,14 @@ type jbool struct {
 	set, wrongType, v bool
 }
 
-func (p *jbool) UnmarshalJSON(b []byte) error {
-	p.set = true
-	switch string(b) {
-	case "true":
-		p.v = true
-	case "false", "null":
-	default:
-		p.wrongType = true
-	}
-	return nil
-}
-
-// jraw keeps a member's raw JSON.
+// jraw keeps a member's raw JSON, with what the scan that found it learnt
+// about it, so that validating event_data needs no second pass over it.
 type jraw struct {
 	set, null bool
 	v         json.RawMessage
-}
-
-func (r *jraw) UnmarshalJSON(b []byte) error {
-	r.set = true
-	if string(b) == "null" {
-		r.null = true
-		return nil
-	}
-	r.v = append(json.RawMessage(nil), b...)
-	return nil
+	// depth is the deepest nesting in v (an object alone is 1).
+	depth int
+	// uesc and nonASCII say whether v may hold a \u escape, or bytes that
+	// are not ASCII; without them it needs no escape or UTF-8 check.
+	uesc, nonASCII bool
 }
