@@ -144,8 +144,9 @@ func (s *shardSet) acquire() (shard int16, release func()) {
 }
 
 // rebuildRollupsSQL counts the events of the hours [$1, $2) into the
-// rollups, under shard 0 (retention writes under -1, writers from 1 up);
-// the hours' old rows are deleted first.
+// rollups under shard 0 (retention writes under -1, writers from 1 up), in
+// hour order: readers scan ranges of hours (see migration 00003). The
+// hours' old rows are deleted first.
 const rebuildRollupsSQL = `
 WITH events AS (
 	SELECT date_trunc('hour', event_timestamp, 'UTC') AS bucket, event_type, event_category, event_outcome,
@@ -155,12 +156,12 @@ WITH events AS (
 ), hourly AS (
 	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)
 	SELECT bucket, event_type, event_category, event_outcome, severity, 0, count(*)
-	FROM events GROUP BY 1, 2, 3, 4, 5
+	FROM events GROUP BY 1, 2, 3, 4, 5 ORDER BY 1
 	RETURNING events
 ), correlations AS (
 	INSERT INTO audit_rollup_correlations (bucket, correlation_id, namespace, cluster_id, events)
 	SELECT bucket, correlation_id, namespace, cluster_id, count(*)
-	FROM events GROUP BY 1, 2, 3, 4
+	FROM events GROUP BY 1, 2, 3, 4 ORDER BY 1
 )
 SELECT coalesce(sum(events), 0) FROM hourly`
 
