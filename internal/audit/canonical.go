@@ -176,8 +176,8 @@ func appendUUID(b []byte, id uuid.UUID) []byte {
 // them), including for strings that are not valid UTF-8. Like that decoder
 // it reads the first JSON value in raw and ignores whatever follows.
 func CanonicalData(raw []byte) ([]byte, error) {
-	// The encoder lives on the stack, where storing into it needs no write
-	// barrier; only its scratch space comes from the pool.
+	// The encoder itself lives on the stack; only its scratch space, which
+	// grows to fit the documents seen, comes from the pool.
 	sc := canonScratches.Get().(*canonScratch)
 	e := canonEncoder{src: raw, out: make([]byte, 0, len(raw)), canonScratch: *sc}
 	defer e.release(sc)
@@ -248,11 +248,11 @@ func (e *canonEncoder) release(sc *canonScratch) {
 // canonMember is one member of an object being written. It holds no
 // pointers, so that sorting members is plain copying.
 type canonMember struct {
-	k0, k1 int32 // the decoded key: in keys if decoded, else in src
-	m0, m1 int32 // "key":value in out
+	k0, k1 int // the decoded key: in keys if decoded, else in src
+	m0, m1 int // "key":value in out
 	// err is 1 + the index in errs of a number out of range in the value,
 	// or 0. It counts only if no later member has the same key.
-	err     int32
+	err     int
 	decoded bool
 	// prefix is the key's first 8 bytes, big-endian, zero-padded: most
 	// keys differ there, so most comparisons are one of integers.
@@ -456,11 +456,11 @@ func (e *canonEncoder) object(out []byte) (_ []byte, ok bool, err error) {
 		if e.i, ok = scanString(src, e.i, &info); !ok {
 			return out, false, nil
 		}
-		m := canonMember{k0: int32(k0 + 1), k1: int32(e.i - 1)}
+		m := canonMember{k0: k0 + 1, k1: e.i - 1}
 		if info.esc || info.nonASCII {
-			m.k0 = int32(len(e.keys))
+			m.k0 = len(e.keys)
 			e.keys = unquote(e.keys, src[k0+1:e.i-1])
-			m.k1, m.decoded = int32(len(e.keys)), true
+			m.k1, m.decoded = len(e.keys), true
 		}
 		key := e.key(&m)
 		m.prefix = keyPrefix(key)
@@ -472,7 +472,7 @@ func (e *canonEncoder) object(out []byte) (_ []byte, ok bool, err error) {
 			sorted = sorted && e.less(&e.members[len(e.members)-1], &m)
 			out = append(out, ',')
 		}
-		m.m0 = int32(len(out))
+		m.m0 = len(out)
 		out = appendString(out, key)
 		out = append(out, ':')
 		var verr error
@@ -480,10 +480,10 @@ func (e *canonEncoder) object(out []byte) (_ []byte, ok bool, err error) {
 		if !ok {
 			return out, false, nil
 		}
-		m.m1 = int32(len(out))
+		m.m1 = len(out)
 		if verr != nil {
 			e.errs = append(e.errs, verr)
-			m.err = int32(len(e.errs))
+			m.err = len(e.errs)
 		}
 		e.members = append(e.members, m)
 		if e.i = skipSpace(src, e.i); e.i >= len(src) {
@@ -499,7 +499,7 @@ func (e *canonEncoder) object(out []byte) (_ []byte, ok bool, err error) {
 		e.i = skipSpace(src, e.i+1)
 	}
 	ms := e.members[base:]
-	firstErr := int32(0)
+	firstErr := 0
 	if sorted {
 		for _, m := range ms {
 			if m.err != 0 {
