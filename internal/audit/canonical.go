@@ -362,6 +362,9 @@ func (e *canonEncoder) number(out []byte) (_ []byte, ok bool, err error) {
 	tok := e.src[start:e.i]
 	if hasExponent(tok) {
 		n, err := NormalizeNumber(string(tok))
+		if err == nil && len(out)+len(n) > MaxCanonicalDataBytes {
+			return out, true, fmt.Errorf("audit: canonical event_data: %w", ErrCanonicalTooLarge)
+		}
 		out = append(out, n...)
 		return out, true, err
 	}
@@ -543,6 +546,17 @@ const (
 	// (INT_MAX/2, exclusive), whatever the digits: 0e1073741822 is 0.
 	maxNumericExponent = 1<<30 - 1
 )
+
+// MaxCanonicalDataBytes bounds the canonical form of event_data. Numbers are
+// written out in full, as PostgreSQL's numeric prints them, so 8 bytes of
+// JSON (1e131071) become 131,072 digits: without a bound, an event_data
+// well under MaxDataBytes could take gigabytes to hash.
+const MaxCanonicalDataBytes = 4 * MaxDataBytes
+
+// ErrCanonicalTooLarge is returned (wrapped) by CanonicalData when the
+// canonical form would exceed MaxCanonicalDataBytes. The decoder reports it
+// as a field error of event_data.
+var ErrCanonicalTooLarge = errors.New("event_data is too large once its numbers are written out in full")
 
 // ErrNumberRange is returned (wrapped) by NormalizeNumber and CanonicalData
 // for a number PostgreSQL's numeric type cannot hold.

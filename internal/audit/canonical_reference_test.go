@@ -132,6 +132,8 @@ func checkCanonicalData(t *testing.T, data []byte) {
 	want, wantErr := refCanonicalData(data)
 	got, err := CanonicalData(data)
 	switch {
+	case errors.Is(err, ErrCanonicalTooLarge) && wantErr == nil && len(want) > MaxCanonicalDataBytes:
+		// The bound is new; the reference wrote it all out.
 	case (err == nil) != (wantErr == nil):
 		t.Fatalf("CanonicalData(%q) = %q, %v; the reference gives %q, %v", data, got, err, want, wantErr)
 	case errors.Is(wantErr, ErrNumberRange):
@@ -192,6 +194,9 @@ func checkCanonical(t *testing.T, data []byte, s string) {
 	}
 	want, wantErr := e.refCanonical()
 	got, err := e.Canonical()
+	if errors.Is(err, ErrCanonicalTooLarge) && wantErr == nil && len(want) > MaxCanonicalDataBytes {
+		return // the bound is new; the reference wrote it all out
+	}
 	if (err == nil) != (wantErr == nil) || string(got) != string(want) {
 		t.Fatalf("Canonical() = %q, %v; the reference gives %q, %v", got, err, want, wantErr)
 	}

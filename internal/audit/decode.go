@@ -286,7 +286,10 @@ func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Ti
 		// The canonical form is needed for the hash chain anyway; computing it
 		// here also refuses numbers that PostgreSQL's jsonb cannot store.
 		cd, err := CanonicalData(ev.Data)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrCanonicalTooLarge):
+			c.fail("event_data", fmt.Sprintf("must not exceed %d KiB once its numbers are written out in full (large exponents)", MaxCanonicalDataBytes>>10))
+		case err != nil:
 			c.fail("event_data", "holds a number outside PostgreSQL's numeric range")
 		}
 		ev.canonData = cd

@@ -509,6 +509,21 @@ func TestDecodeOneLimitsEventDataTo256KiBEncoded(t *testing.T) {
 	}
 }
 
+func TestDecodeOneBoundsEventDataWrittenOutInFull(t *testing.T) {
+	t.Parallel()
+	// 1e131071 is 8 bytes of JSON and 131,072 digits in canonical form:
+	// eight of them fit in 1 MiB, nine do not.
+	numbers := func(n int) string {
+		return `{"n":[` + strings.TrimSuffix(strings.Repeat(`1e131071,`, n), ",") + `]}`
+	}
+	_, fe := decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(7))})
+	assert.Empty(t, fe)
+	_, fe = decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(9))})
+	assert.Equal(t, audit.FieldErrors{"event_data": "must not exceed 1024 KiB once its numbers are written out in full (large exponents)"}, fe)
+	_, err := audit.CanonicalData([]byte(numbers(3000)))
+	assert.ErrorIs(t, err, audit.ErrCanonicalTooLarge)
+}
+
 func TestDecodeOneRefusesBodiesThatAreNotOneJSONObject(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
