@@ -84,6 +84,17 @@ SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])
 ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash`
 )
 
+// genericPlansSQL makes the statements of a write transaction, and the
+// foreign-key checks their rows fire, run on generic plans. Left to itself
+// (plan_cache_mode auto) PostgreSQL re-plans them at every execution,
+// because a custom plan that prunes partitions looks cheaper than a generic
+// one that prunes them at executor start; with three years of monthly
+// partitions that planning is most of their cost (bench/results/latest.md:
+// 0.07 ms per parent check, 0.2 ms per parent lookup, against a few µs of
+// execution). The write path's statements are all of one shape per
+// partition, so a generic plan loses nothing.
+const genericPlansSQL = `SET LOCAL plan_cache_mode = force_generic_plan`
+
 // errChainRace means a concurrent transaction stored one of our events
 // between our duplicate check and our insert; the hashes computed for it are
 // void, so the whole transaction is retried.
@@ -286,6 +297,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(genericPlansSQL)
 	b.Queue(lockChainsSQL, corrs)
 	b.Queue(readHeadsSQL, corrs).Query(func(rows pgx.Rows) error {
 		var c string
