@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,10 +169,11 @@ func TestUserIdentityBecomesTheActor(t *testing.T) {
 	b := setup(t, static)
 	actor := func(id string) (string, string) {
 		t.Helper()
-		var typ, name string
-		require.NoError(t, b.store.Pool().QueryRow(context.Background(),
-			"SELECT actor_type, actor_id FROM audit_events WHERE event_id = $1", id).Scan(&typ, &name))
-		return typ, name
+		// As stored, read back by the store (which fills in the defaults
+		// it stores as NULL).
+		e, err := b.store.GetEvent(context.Background(), uuid.MustParse(id))
+		require.NoError(t, err)
+		return e.ActorType, e.ActorID
 	}
 
 	r := b.do("POST", "/api/v1/audit/events", event(map[string]any{"actor_type": "service", "actor_id": "spoofed"}), bearer("alice-secret-0123456789")...)

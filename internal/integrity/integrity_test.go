@@ -156,8 +156,19 @@ func TestVerifyChainNamesTampering(t *testing.T) {
 			canon, err := forged.Canonical()
 			require.NoError(e.t, err)
 			h := audit.Hasher{}.Link(*evs[1].PreviousHash, canon)
-			e.tamper(`UPDATE audit_events SET event_outcome = 'failure', event_hash = $2 WHERE event_id = $1`, evs[1].ID, h)
+			e.tamper(`UPDATE audit_events SET event_outcome = 'failure', event_hash = decode($2, 'hex') WHERE event_id = $1`, evs[1].ID, h)
 		}, []int{2}, "previous_event_hash does not match the event_hash of the preceding event"},
+		// The hashes are stored as bytea (migration 00005): a changed
+		// byte, a shortened hash, a first link given a predecessor.
+		{"stored hash byte changed", func(e *env, evs []*audit.Event) {
+			e.tamper(`UPDATE audit_events SET event_hash = set_byte(event_hash, 31, get_byte(event_hash, 31) # 1) WHERE event_id = $1`, evs[1].ID)
+		}, []int{1, 2}, "content does not match event_hash"},
+		{"stored previous hash shortened", func(e *env, evs []*audit.Event) {
+			e.tamper(`UPDATE audit_events SET previous_event_hash = substring(previous_event_hash FROM 1 FOR 31) WHERE event_id = $1`, evs[3].ID)
+		}, []int{3}, "previous_event_hash does not match the event_hash of the preceding event"},
+		{"first link given a previous hash", func(e *env, evs []*audit.Event) {
+			e.tamper(`UPDATE audit_events SET previous_event_hash = '\x00'::bytea WHERE event_id = $1`, evs[0].ID)
+		}, []int{0}, "the first link of a chain must have an empty previous_event_hash"},
 		{"deleted in the middle", func(e *env, evs []*audit.Event) {
 			e.tamper(`DELETE FROM audit_events WHERE event_id = $1`, evs[2].ID)
 		}, []int{3}, "chain_seq 3 is missing"},

@@ -46,7 +46,7 @@ SELECT * FROM unnest(
 	$7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::text[],
 	$13::text[], $14::text[], $15::text[], $16::uuid[], $17::date[],
 	$18::text[], $19::text[], $20::text[], $21::int4[], $22::text[], $23::text[],
-	$24::int4[], $25::bool[], $26::int8[], $27::text[], $28::text[], $29::text[])`
+	$24::int4[], $25::bool[], $26::int8[], $27::bytea[], $28::bytea[], $29::text[])`
 
 // copyMinRows is the batch size from which the rows go by COPY instead of
 // insertEventsSQL. COPY costs a round trip more (it cannot share a pipeline
@@ -56,7 +56,8 @@ SELECT * FROM unnest(
 const copyMinRows = 200
 
 // insertColumns are the columns of insertEventsSQL and of the COPY, in the
-// order of columns and eventRows.
+// order of columns and eventRows. Both write the stored form (stored.go):
+// hashes as bytea, defaults as NULL.
 var insertColumns = []string{
 	"event_id", "event_date", "event_timestamp", "version", "event_type", "event_category",
 	"event_action", "event_outcome", "correlation_id", "event_data", "actor_type", "actor_id",
@@ -202,7 +203,11 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		inserted = n
 		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
 	case len(fresh) > 0:
-		b.Queue(insertEventsSQL, s.columns(fresh)...).Exec(func(t pgconn.CommandTag) error {
+		cols, err := s.columns(fresh)
+		if err != nil {
+			return 0, err
+		}
+		b.Queue(insertEventsSQL, cols...).Exec(func(t pgconn.CommandTag) error {
 			tag = t
 			return nil
 		})
@@ -377,7 +382,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 }
 
 // columns turns events into the 29 array parameters of insertEventsSQL.
-func (s *Store) columns(events []*audit.Event) []any {
+func (s *Store) columns(events []*audit.Event) ([]any, error) {
 	n := len(events)
 	var (
 		ids          = make([]pgtype.UUID, n)
@@ -390,11 +395,11 @@ func (s *Store) columns(events []*audit.Event) []any {
 		outcomes     = make([]string, n)
 		correlations = make([]string, n)
 		data         = make([][]byte, n)
-		actorTypes   = make([]string, n)
-		actorIDs     = make([]string, n)
+		actorTypes   = make([]pgtype.Text, n)
+		actorIDs     = make([]pgtype.Text, n)
 		actorIPs     = make([]pgtype.Text, n)
-		resTypes     = make([]string, n)
-		resIDs       = make([]string, n)
+		resTypes     = make([]pgtype.Text, n)
+		resIDs       = make([]pgtype.Text, n)
 		parentIDs    = make([]pgtype.UUID, n)
 		parentDates  = make([]pgtype.Date, n)
 		namespaces   = make([]pgtype.Text, n)
@@ -406,8 +411,8 @@ func (s *Store) columns(events []*audit.Event) []any {
 		retention    = make([]int32, n)
 		sensitive    = make([]bool, n)
 		seqs         = make([]int64, n)
-		hashes       = make([]string, n)
-		prevHashes   = make([]string, n)
+		hashes       = make([][]byte, n)
+		prevHashes   = make([][]byte, n)
 		algorithms   = make([]string, n)
 	)
 	for i, e := range events {
@@ -421,11 +426,11 @@ func (s *Store) columns(events []*audit.Event) []any {
 		outcomes[i] = e.Outcome
 		correlations[i] = e.CorrelationID
 		data[i] = e.Data
-		actorTypes[i] = e.ActorType
-		actorIDs[i] = e.ActorID
+		actorTypes[i] = storedActorType(e)
+		actorIDs[i] = storedActorID(e)
 		actorIPs[i] = optText(e.ActorIP)
-		resTypes[i] = e.ResourceType
-		resIDs[i] = e.ResourceID
+		resTypes[i] = storedResourceType(e)
+		resIDs[i] = storedResourceID(e)
 		if e.ParentID != nil && e.ParentDate != nil {
 			parentIDs[i] = pgtype.UUID{Bytes: *e.ParentID, Valid: true}
 			parentDates[i] = pgtype.Date{Time: e.ParentDate.Std(), Valid: true}
@@ -441,14 +446,16 @@ func (s *Store) columns(events []*audit.Event) []any {
 		retention[i] = e.RetentionDays
 		sensitive[i] = e.IsSensitive
 		seqs[i] = e.ChainSeq
-		hashes[i] = e.Hash
-		prevHashes[i] = *e.PreviousHash
+		var err error
+		if hashes[i], prevHashes[i], err = storedHashes(e); err != nil {
+			return nil, err
+		}
 		algorithms[i] = e.HashAlgorithm
 	}
 	return []any{ids, dates, stamps, versions, types, categories, actions, outcomes,
 		correlations, data, actorTypes, actorIDs, actorIPs, resTypes, resIDs, parentIDs,
 		parentDates, namespaces, clusters, severities, durations, errCodes, errMessages,
-		retention, sensitive, seqs, hashes, prevHashes, algorithms}
+		retention, sensitive, seqs, hashes, prevHashes, algorithms}, nil
 }
 
 // pgUUIDs converts ids for a uuid[] parameter. pgx encodes pgtype.UUID
@@ -482,8 +489,8 @@ func (r *eventRows) Values() ([]any, error) {
 	v := &r.row
 	v[0], v[1], v[2] = pgtype.UUID{Bytes: e.ID, Valid: true}, e.Date.Std(), e.Timestamp.Std()
 	v[3], v[4], v[5], v[6], v[7] = e.Version, e.Type, e.Category, e.Action, e.Outcome
-	v[8], v[9], v[10], v[11] = e.CorrelationID, []byte(e.Data), e.ActorType, e.ActorID
-	v[12], v[13], v[14] = optText(e.ActorIP), e.ResourceType, e.ResourceID
+	v[8], v[9], v[10], v[11] = e.CorrelationID, []byte(e.Data), storedActorType(e), storedActorID(e)
+	v[12], v[13], v[14] = optText(e.ActorIP), storedResourceType(e), storedResourceID(e)
 	v[15], v[16] = pgtype.UUID{}, pgtype.Date{}
 	if e.ParentID != nil && e.ParentDate != nil {
 		v[15] = pgtype.UUID{Bytes: *e.ParentID, Valid: true}
@@ -495,7 +502,11 @@ func (r *eventRows) Values() ([]any, error) {
 		v[20] = pgtype.Int4{Int32: *e.DurationMS, Valid: true}
 	}
 	v[21], v[22], v[23], v[24] = optText(e.ErrorCode), optText(e.ErrorMessage), e.RetentionDays, e.IsSensitive
-	v[25], v[26], v[27], v[28] = e.ChainSeq, e.Hash, *e.PreviousHash, e.HashAlgorithm
+	hash, prev, err := storedHashes(e)
+	if err != nil {
+		return nil, err
+	}
+	v[25], v[26], v[27], v[28] = e.ChainSeq, hash, prev, e.HashAlgorithm
 	return v[:], nil
 }
 

@@ -379,6 +379,7 @@ const goneColumns = `correlation_id, chain_seq, event_hash, event_timestamp, eve
 // per run of consecutive chain_seq of a correlation, and subtracts them from
 // the rollups (under shard -1, so that it never waits on a writer's
 // rows of audit_rollup_hourly), in the transaction that deletes them.
+// Tombstones keep last_hash as hex text; event_hash is bytea (00005).
 const tombstonesFrom = `
 minus_hourly AS (
 	INSERT INTO audit_rollup_hourly AS r (bucket, event_type, event_category, event_outcome, severity, shard, events)
@@ -398,7 +399,7 @@ minus_hourly AS (
 	FROM gone
 ), tombs AS (
 	INSERT INTO audit_chain_tombstones (correlation_id, from_seq, to_seq, last_hash)
-	SELECT correlation_id, min(chain_seq), max(chain_seq), (array_agg(event_hash ORDER BY chain_seq DESC))[1]
+	SELECT correlation_id, min(chain_seq), max(chain_seq), encode((array_agg(event_hash ORDER BY chain_seq DESC))[1], 'hex')
 	FROM ranked GROUP BY correlation_id, island
 )
 SELECT count(*) FROM gone`
