@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -150,6 +151,14 @@ func textColumns(events []*audit.Event) []any {
 	cols[1] = dates(cols[1].([]time.Time))
 	cols[2] = stamps(cols[2].([]time.Time))
 	cols[9] = js
+	for _, c := range []int{26, 27} { // bytea: its hex input form
+		hs := cols[c].([][]byte)
+		lits := make([]string, len(hs))
+		for i, h := range hs {
+			lits[i] = `\x` + hex.EncodeToString(h)
+		}
+		cols[c] = lits
+	}
 	cols[15] = make([]*string, len(events)) // parent ids: all NULL
 	cols[16] = make([]*string, len(events)) // parent dates: all NULL
 	return cols

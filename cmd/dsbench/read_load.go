@@ -6,8 +6,10 @@ package main
 //
 // The rows are valid for the schema: every NOT NULL column is set, event_id
 // is a UUID, chain_seq runs 1..n per correlation, event_hash and
-// previous_event_hash are 64 hex characters and link (previous_event_hash of
-// seq k is event_hash of seq k-1, "" for seq 1), parent_event_id /
+// previous_event_hash are 32-byte bytea and link (previous_event_hash of
+// seq k is event_hash of seq k-1, the empty bytea for seq 1), actor_type,
+// actor_id, resource_type and resource_id are NULL (their defaults, in the
+// stored form of migration 00005), parent_event_id /
 // parent_event_date name an existing earlier event of the same correlation,
 // and audit_chain_heads gets one row per correlation. The hashes are
 // md5-derived stand-ins, not SHA-256 over the canonical event: verify-chain
@@ -124,16 +126,16 @@ SELECT md5('ev:' || c || ':' || s)::uuid, (ts AT TIME ZONE 'UTC')::date, ts, '1.
 	) || CASE WHEN cat IN ('workflow', 'workflowexecution')
 		THEN jsonb_build_object('workflow_id', 'wf-' || lpad(((hashint4(c + 17) & 2147483647) % 50)::text, 3, '0'), 'workflow_version', 'v' || (1 + c % 4))
 		ELSE '{}'::jsonb END,
-	'service', cat || '-service', '10.' || (c % 200) || '.' || (s % 250) || '.' || (h % 250),
-	cat, corr,
+	NULL, NULL, '10.' || (c % 200) || '.' || (s % 250) || '.' || (h % 250),
+	NULL, NULL,
 	CASE WHEN has_parent THEN md5('ev:' || c || ':' || ps)::uuid END,
 	CASE WHEN has_parent THEN (` + ts("ps") + ` AT TIME ZONE 'UTC')::date END,
 	ns, 'cluster-' || (c % 5), sev, dur,
 	CASE WHEN outcome = 'failure' THEN 'E' || (100 + h % 40) END,
 	CASE WHEN outcome = 'failure' THEN 'operation failed: timeout waiting for rollout of app-' || (c % 997) END,
 	2555, false, s,
-	md5('h1:' || c || ':' || s) || md5('h2:' || c || ':' || s),
-	CASE WHEN s = 1 THEN '' ELSE md5('h1:' || c || ':' || (s - 1)) || md5('h2:' || c || ':' || (s - 1)) END,
+	decode(md5('h1:' || c || ':' || s) || md5('h2:' || c || ':' || s), 'hex'),
+	CASE WHEN s = 1 THEN ''::bytea ELSE decode(md5('h1:' || c || ':' || (s - 1)) || md5('h2:' || c || ':' || (s - 1)), 'hex') END,
 	'sha256', ts + interval '40 milliseconds'
 FROM (
 	SELECT c, s, k.corr, k.ns, k.t0, h,

@@ -3,7 +3,10 @@
 -- each, about 50 on average. A copy of the SQL that cmd/dsbench/read_load.go
 -- (readInsertSQL) generates for the read benchmark, so that bytes per event
 -- measured here compare with bench/results/read.md; regenerate it from there
--- if that generator changes.
+-- if that generator changes. The rows are in the stored form of migration
+-- 00005: hashes as bytea, actor_type, actor_id, resource_type and
+-- resource_id NULL (their defaults). storage_load_00004.sql is the same
+-- events in the form of 00004, for the "before" column.
 INSERT INTO audit_events (event_id, event_date, event_timestamp, version, event_type, event_category,
 	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id, actor_ip,
 	resource_type, resource_id, parent_event_id, parent_event_date, namespace, cluster_id, severity,
@@ -25,8 +28,8 @@ SELECT md5('ev:' || c || ':' || s)::uuid, (ts AT TIME ZONE 'UTC')::date, ts, '1.
 	) || CASE WHEN cat IN ('workflow', 'workflowexecution')
 		THEN jsonb_build_object('workflow_id', 'wf-' || lpad(((hashint4(c + 17) & 2147483647) % 50)::text, 3, '0'), 'workflow_version', 'v' || (1 + c % 4))
 		ELSE '{}'::jsonb END,
-	'service', cat || '-service', '10.' || (c % 200) || '.' || (s % 250) || '.' || (h % 250),
-	cat, corr,
+	NULL, NULL, '10.' || (c % 200) || '.' || (s % 250) || '.' || (h % 250),
+	NULL, NULL,
 	CASE WHEN has_parent THEN md5('ev:' || c || ':' || ps)::uuid END,
 	CASE WHEN has_parent THEN ((t0 + ((ps - 1) * 17) * interval '1 second'
 			+ ((hashint4(c * 1000 + ps) & 2147483647) % 15000) * interval '1 millisecond') AT TIME ZONE 'UTC')::date END,
@@ -34,8 +37,8 @@ SELECT md5('ev:' || c || ':' || s)::uuid, (ts AT TIME ZONE 'UTC')::date, ts, '1.
 	CASE WHEN outcome = 'failure' THEN 'E' || (100 + h % 40) END,
 	CASE WHEN outcome = 'failure' THEN 'operation failed: timeout waiting for rollout of app-' || (c % 997) END,
 	2555, false, s,
-	md5('h1:' || c || ':' || s) || md5('h2:' || c || ':' || s),
-	CASE WHEN s = 1 THEN '' ELSE md5('h1:' || c || ':' || (s - 1)) || md5('h2:' || c || ':' || (s - 1)) END,
+	decode(md5('h1:' || c || ':' || s) || md5('h2:' || c || ':' || s), 'hex'),
+	CASE WHEN s = 1 THEN ''::bytea ELSE decode(md5('h1:' || c || ':' || (s - 1)) || md5('h2:' || c || ':' || (s - 1)), 'hex') END,
 	'sha256', ts + interval '40 milliseconds'
 FROM (
 	SELECT c, s, k.corr, k.ns, k.t0, h,
