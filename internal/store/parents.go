@@ -220,13 +220,10 @@ func (l *parentLookups) round(s *Store) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), parentLookupTimeout)
 	found := make(map[uuid.UUID]audit.Date, len(ids))
-	// One round trip: the transaction is there for genericPlansSQL.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(genericPlansSQL)
-	b.Queue(recentParentsSQL, pgUUIDs(ids), from, to).Query(func(rows pgx.Rows) error { return collectDates(rows, found) })
-	b.Queue("COMMIT")
-	err := s.pool.SendBatch(ctx, b).Close()
+	rows, err := s.pool.Query(ctx, recentParentsSQL, pgUUIDs(ids), from, to)
+	if err == nil {
+		err = collectDates(rows, found)
+	}
 	cancel()
 	for _, a := range asks {
 		a.found, a.err = found, err
