@@ -144,7 +144,12 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		ids    []string
 		err    error
 	}
-	results := make(chan result, 1000)
+	// Collected under a lock rather than through a bounded channel: how many
+	// requests complete before the server exits depends only on its speed.
+	var (
+		resultsMu sync.Mutex
+		results   []result
+	)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 16 {
@@ -164,7 +169,9 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 					batch[i] = event(corr, map[string]any{"event_id": ids[i]})
 				}
 				status, _, err := s.post("/api/v1/audit/events/batch", batch)
-				results <- result{status, ids, err}
+				resultsMu.Lock()
+				results = append(results, result{status, ids, err})
+				resultsMu.Unlock()
 				if err != nil {
 					return // the server has closed its listener
 				}
@@ -197,14 +204,13 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	close(results)
 	assert.True(t, <-sawReady503, "readiness turned 503 during the drain")
 	assert.Equal(t, 0, s.cmd.ProcessState.ExitCode(), s.output())
 
 	// Count in PostgreSQL through a new server on the same database.
 	var accepted []string
 	var sent int
-	for r := range results {
+	for _, r := range results {
 		sent++
 		if r.err == nil {
 			require.Equal(t, 201, r.status, "an accepted request completes")
