@@ -647,6 +647,34 @@ func TestDecodeBatchIsAllOrNothingAndKeysErrorsByIndex(t *testing.T) {
 	}, fe)
 }
 
+func TestDecodeBatchOfManyElementsKeepsOrderAndEveryError(t *testing.T) {
+	t.Parallel()
+	elems := make([]any, 300)
+	for i := range elems {
+		elems[i] = map[string]any{"correlation_id": fmt.Sprintf("rr-%03d", i)}
+	}
+	body := batchBody(t, elems...)
+	events, fe, err := validator().DecodeBatch([]byte(body), 1000)
+	require.NoError(t, err)
+	require.Empty(t, fe)
+	require.Len(t, events, 300)
+	for i, e := range events {
+		assert.Equal(t, fmt.Sprintf("rr-%03d", i), e.CorrelationID)
+	}
+
+	want := audit.FieldErrors{}
+	for _, i := range []int{0, 63, 64, 65, 130, 257, 299} {
+		elems[i] = map[string]any{"event_outcome": "maybe", "correlation_id": fmt.Sprintf("rr-%03d", i)}
+		want[fmt.Sprintf("[%d].event_outcome", i)] = "must be one of success, failure, pending"
+	}
+	elems[128] = `7`
+	want["[128]"] = "must be a JSON object"
+	events, fe, err = validator().DecodeBatch([]byte(batchBody(t, elems...)), 1000)
+	require.NoError(t, err)
+	assert.Nil(t, events)
+	assert.Equal(t, want, fe)
+}
+
 func TestDecodeBatchBoundsTheNumberOfEvents(t *testing.T) {
 	t.Parallel()
 	three := batchBody(t, map[string]any{}, map[string]any{}, map[string]any{})
