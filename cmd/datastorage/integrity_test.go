@@ -162,16 +162,9 @@ func TestRetentionCommand(t *testing.T) {
 func TestRollupsRebuildCommand(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testenv.NewDatabase(t)
-	st, err := store.Open(ctx, url, store.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
+	st, url := storetest.New(t, store.Options{}, 1)
 	now := time.Now().UTC()
-	_, err = st.EnsurePartitions(ctx, now.AddDate(0, -1, 0), 1)
-	require.NoError(t, err)
-	_, err = st.InsertEvents(ctx, []*audit.Event{cliEvent("rr-roll", now.Add(-50*time.Hour), 10),
+	_, err := st.InsertEvents(ctx, []*audit.Event{cliEvent("rr-roll", now.Add(-50*time.Hour), 10),
 		cliEvent("rr-roll", now.Add(-2*time.Hour), 10), cliEvent("rr-roll", now.Add(-time.Minute), 10)})
 	require.NoError(t, err)
 	_, err = st.Pool().Exec(ctx, `TRUNCATE audit_rollup_hourly, audit_rollup_correlations`)

@@ -279,29 +279,16 @@ const readMarker = "<!-- analysis: written by hand, kept by dsbench -read across
 
 // tableSizes measures the named tables.
 func tableSizes(ctx context.Context, e *env, names ...string) ([]partSize, error) {
-	conn, err := pgx.Connect(ctx, e.dbURL)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, `
-		SELECT c.relname, c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid)
-		FROM pg_class c WHERE c.relname = ANY($1) ORDER BY 1`, names)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanPartSize)
-}
-
-func scanPartSize(row pgx.CollectableRow) (partSize, error) {
-	var p partSize
-	err := row.Scan(&p.name, &p.rows, &p.heap, &p.idx, &p.total)
-	p.rows = max(p.rows, 0)
-	return p, err
+	return sizes(ctx, e, `WHERE c.relname = ANY($1)`, names)
 }
 
 // readSizes measures every partition of audit_events.
 func readSizes(ctx context.Context, e *env) ([]partSize, error) {
+	return sizes(ctx, e, `JOIN pg_inherits i ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_events'::regclass`)
+}
+
+// sizes measures the tables of pg_class c that where selects, by name.
+func sizes(ctx context.Context, e *env, where string, args ...any) ([]partSize, error) {
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	if err != nil {
 		return nil, err
@@ -309,10 +296,14 @@ func readSizes(ctx context.Context, e *env) ([]partSize, error) {
 	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `
 		SELECT c.relname, c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid)
-		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		WHERE i.inhparent = 'audit_events'::regclass ORDER BY 1`)
+		FROM pg_class c `+where+` ORDER BY 1`, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, scanPartSize)
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (partSize, error) {
+		var p partSize
+		err := row.Scan(&p.name, &p.rows, &p.heap, &p.idx, &p.total)
+		p.rows = max(p.rows, 0)
+		return p, err
+	})
 }
