@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/internal/benchdata"
 	"kubernaut.ai/datastorage/internal/query"
 )
 
@@ -218,7 +219,7 @@ func runRead(ctx context.Context, o options) error {
 
 	span := r.load.end.Sub(r.load.start) - time.Hour
 	typeWindow := func(int) string {
-		t := readTypes[rng.IntN(len(readTypes))][0]
+		t := benchdata.Types[rng.IntN(len(benchdata.Types))][0]
 		from := r.load.start.Add(time.Duration(rng.Int64N(int64(span)))).Truncate(time.Second)
 		return events + "?limit=100&event_type=" + url.QueryEscape(t) +
 			"&since=" + url.QueryEscape(from.Format(time.RFC3339)) + "&until=" + url.QueryEscape(from.Add(time.Hour).Format(time.RFC3339))

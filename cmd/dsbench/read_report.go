@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"kubernaut.ai/datastorage/internal/benchdata"
 )
 
 func (r *readReport) markdown(o options) string {
@@ -36,7 +38,7 @@ func (r *readReport) markdown(o options) string {
 		"6 severities (info 55 %%, low 15, medium 12, warning 10, high 5, critical 3); 5 clusters; "+
 		"event_data averages %.0f bytes as JSON text (%.0f bytes stored), with `workflow_id` (50 values) on workflow and workflowexecution events; "+
 		"70 %% of events after the first of their correlation name an earlier event of it as parent.\n\n",
-		l.events, l.corrs, l.start.Format(time.DateTime), l.end.Format(time.DateTime), readChunkCors, l.avgDataText, l.avgDataCol)
+		l.events, l.corrs, l.start.Format(time.DateTime), l.end.Format(time.DateTime), benchdata.ChunkCorrelations, l.avgDataText, l.avgDataCol)
 	w("Rows are valid for the schema (chain_seq 1..n per correlation, 32-byte `event_hash` linked to the next event's `previous_event_hash`, " +
 		"`audit_chain_heads` filled), but the hashes are md5-derived stand-ins, not SHA-256 over the canonical event: verify-chain would reject them; reads do not look at them.\n\n")
 	w("Load: the %d secondary indexes were dropped, the rows inserted (%s, %.0f events/s; parent foreign key not checked during the load: "+

@@ -13,15 +13,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"kubernaut.ai/datastorage/internal/benchdata"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
-//go:embed testdata/storage_load.sql
-var storageLoadSQL string
-
-// storageLoad00004SQL is the same events in the stored form of migration
-// 00004 (hex hashes, every default stored).
+// storageLoad00004SQL is benchdata's events in the stored form of
+// migration 00004 (hex hashes, every default stored): a frozen copy of that
+// generator from before 00005, for the "before" column.
 //
 //go:embed testdata/storage_load_00004.sql
 var storageLoad00004SQL string
@@ -48,7 +47,7 @@ func TestStorageMeasure(t *testing.T) {
 		events = n
 	}
 	before := measureStorage(t, events, 4, storageLoad00004SQL)
-	after := measureStorage(t, events, 0, storageLoadSQL)
+	after := measureStorage(t, events, 0, benchdata.InsertSQL())
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n| | 00004 | now |\n|---|---:|---:|\n")
 	row := func(name string, x, y float64) { fmt.Fprintf(&b, "| %s | %.1f | %.1f |\n", name, x, y) }
@@ -72,8 +71,8 @@ type storageSizes struct {
 }
 
 // measureStorage loads about `events` events into a fresh database migrated
-// up to version upTo (0: all migrations) with loadSQL (storage_load.sql or a
-// frozen older form of it) and returns their sizes.
+// up to version upTo (0: all migrations) with loadSQL (benchdata.InsertSQL
+// or a frozen older form of it) and returns their sizes.
 func measureStorage(t *testing.T, events int, upTo int64, loadSQL string) storageSizes {
 	ctx := context.Background()
 	url := testenv.NewDatabase(t)
@@ -88,11 +87,10 @@ func measureStorage(t *testing.T, events int, upTo int64, loadSQL string) storag
 	require.NoError(t, err)
 
 	// 30 days of events ending an hour ago, as in the read benchmark.
-	const days, perCorrelation, stepSeconds = 30, 50, 17
-	corrs := max(events/perCorrelation, 1)
+	corrs := max(events/benchdata.EventsPerCorrelation, 1)
 	end := time.Now().UTC().Add(-time.Hour)
-	start := end.Add(-days * 24 * time.Hour)
-	spacing := (float64(days*24*3600) - perCorrelation*stepSeconds*2) / float64(corrs)
+	start := end.Add(-benchdata.Days * 24 * time.Hour)
+	spacing := (float64(benchdata.Days*24*3600) - benchdata.EventsPerCorrelation*benchdata.StepSeconds*2) / float64(corrs)
 	_, err = st.EnsurePartitions(ctx, start, 2)
 	require.NoError(t, err)
 
@@ -116,7 +114,7 @@ func measureStorage(t *testing.T, events int, upTo int64, loadSQL string) storag
 		require.NoError(t, err)
 	}
 	t0 := time.Now()
-	const chunk = 4000 // correlations per statement
+	const chunk = benchdata.ChunkCorrelations
 	for lo := 1; lo <= corrs; lo += chunk {
 		_, err := conn.Exec(ctx, loadSQL, lo, min(lo+chunk-1, corrs), start, spacing)
 		require.NoError(t, err)

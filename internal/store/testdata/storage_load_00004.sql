@@ -1,12 +1,11 @@
 -- The events of the storage measurement (TestStorageMeasure): correlations
 -- $1..$2, correlation c starting at $3 + (c-1)·$4 seconds, 20..80 events
--- each, about 50 on average. A copy of the SQL that cmd/dsbench/read_load.go
--- (readInsertSQL) generates for the read benchmark, so that bytes per event
--- measured here compare with bench/results/read.md.
+-- each, about 50 on average: what internal/benchdata's InsertSQL generated
+-- before migration 00005.
 --
 -- Frozen: the form of the rows up to migration 00004 (hex text hashes, every
 -- default stored), for the "before 00005" column of the measurement.
--- storage_load.sql is the current form.
+-- benchdata.InsertSQL is the current form.
 INSERT INTO audit_events (event_id, event_date, event_timestamp, version, event_type, event_category,
 	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id, actor_ip,
 	resource_type, resource_id, parent_event_id, parent_event_date, namespace, cluster_id, severity,
