@@ -114,6 +114,7 @@ const maxInsertAttempts = 4
 // *MissingParentError. A month without a partition is created and the batch
 // retried.
 func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
+	s.recent.resolve(events, time.Now())
 	// The canonical form of every event whose parent is settled is computed
 	// before the transaction, so the chain locks are held for SQL and
 	// SHA-256 only.
@@ -234,6 +235,7 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		// COMMIT of a failed transaction answers ROLLBACK, without an error.
 		return 0, fmt.Errorf("store: transaction rolled back at commit (%s)", commit)
 	}
+	s.recent.add(fresh, time.Now())
 	return inserted + tag.RowsAffected(), nil
 }
 

@@ -2,15 +2,19 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/store/storetest"
 )
 
 func childOf(parent *audit.Event, corr string, ts time.Time) *audit.Event {
@@ -234,4 +238,47 @@ func TestBigAndSmallBatchesLinkTheSameVerifiableChains(t *testing.T) {
 		total += verifyChain(t, st, c)
 	}
 	assert.EqualValues(t, 1+450+10, total)
+}
+
+// lookupCounter counts the parent lookups a store sends.
+type lookupCounter struct{ n atomic.Int64 }
+
+func (l *lookupCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "SELECT event_id, event_date FROM audit_events WHERE event_id = ANY") {
+		l.n.Add(1)
+	}
+	return ctx
+}
+
+func (l *lookupCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func TestResolveParentsOfEventsThisStoreCommittedAsksNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	lookups := &lookupCounter{}
+	st, url := storetest.New(t, store.Options{MaxConns: 4, Tracer: lookups}, 1)
+	other, err := store.Open(ctx, url, store.Options{MaxConns: 2}) // another replica
+	require.NoError(t, err)
+	defer other.Close()
+
+	mine := newEvent("rr-recent", time.Now().Add(-time.Minute), 30)
+	theirs := newEvent("rr-recent", time.Now().Add(-time.Minute), 30)
+	_, err = st.InsertEvents(ctx, []*audit.Event{mine})
+	require.NoError(t, err)
+	_, err = other.InsertEvents(ctx, []*audit.Event{theirs})
+	require.NoError(t, err)
+
+	child := childOf(mine, "rr-recent", time.Now())
+	require.NoError(t, st.ResolveParents(ctx, []*audit.Event{child}))
+	assert.Equal(t, mine.Date.Std(), child.ParentDate.Std())
+	assert.Zero(t, lookups.n.Load(), "a parent this store committed is known without a query")
+
+	child2 := childOf(theirs, "rr-recent", time.Now())
+	require.NoError(t, st.ResolveParents(ctx, []*audit.Event{child2}))
+	assert.Equal(t, theirs.Date.Std(), child2.ParentDate.Std())
+	assert.EqualValues(t, 1, lookups.n.Load(), "another replica's event is looked up")
+
+	n, err := st.InsertEvents(ctx, []*audit.Event{child, child2})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n)
 }

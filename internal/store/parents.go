@@ -49,6 +49,7 @@ func parentWindowOf(minDate, maxDate time.Time) (from, to time.Time) {
 // calls that arrive wait and are answered together by the next one, as the
 // group commit does for inserts. A lone call runs at once.
 func (s *Store) ResolveParents(ctx context.Context, events []*audit.Event) error {
+	s.recent.resolve(events, time.Now())
 	lookup := pendingParents(events)
 	if len(lookup) == 0 {
 		return nil

@@ -17,6 +17,7 @@ type Store struct {
 	hasher  audit.Hasher
 	parents parentLookups // coalesces concurrent parent lookups (parents.go)
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
+	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
 }
 
 // Options tune the connection pool.
@@ -67,7 +68,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet()}, nil
+	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents()}, nil
 }
 
 // Close closes the pool, waiting for connections in use to be released.
