@@ -28,10 +28,13 @@ type recentEvents struct {
 	next  int
 }
 
+// recentEntry is kept small: 65,536 of them live in every replica.
 type recentEntry struct {
-	date audit.Date
-	at   time.Time
+	day int32 // event_date, in days since 1970-01-01
+	at  int64 // when it was remembered, Unix seconds
 }
+
+const secondsPerDay = 24 * 60 * 60
 
 const (
 	// recentCapacity bounds the cache: some 5 MB, several seconds of
@@ -61,7 +64,7 @@ func (r *recentEvents) add(events []*audit.Event, now time.Time) {
 			r.ring[r.next] = e.ID
 			r.next = (r.next + 1) % recentCapacity
 		}
-		r.dates[e.ID] = recentEntry{date: e.Date, at: now}
+		r.dates[e.ID] = recentEntry{day: int32(e.Date.Std().Unix() / secondsPerDay), at: now.Unix()}
 	}
 }
 
@@ -73,8 +76,8 @@ func (r *recentEvents) resolve(events []*audit.Event, now time.Time) {
 		if e.ParentResolved() {
 			continue
 		}
-		if ent, ok := r.dates[*e.ParentID]; ok && now.Sub(ent.at) < recentTTL {
-			e.ResolveParent(ent.date)
+		if ent, ok := r.dates[*e.ParentID]; ok && now.Unix()-ent.at < int64(recentTTL/time.Second) {
+			e.ResolveParent(audit.Date(time.Unix(int64(ent.day)*secondsPerDay, 0).UTC()))
 		}
 	}
 }
