@@ -255,7 +255,7 @@ func runRead(ctx context.Context, o options) error {
 	// Keep the hand-written analysis below the marker across runs.
 	if old, err := os.ReadFile(out); err == nil {
 		if i := strings.Index(string(old), readMarker); i >= 0 {
-			md += string(old[i+len(readMarker):])
+			md += string(old[i:]) // the marker and what follows it
 		} else {
 			md += "\n" + readMarker + "\n"
 		}
