@@ -110,35 +110,33 @@ func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
 type shardSet struct {
 	base int16
 	mu   sync.Mutex
-	busy []bool
+	busy [shardsPerProcess]bool
 }
 
-// shardBases is how many distinct bases a process can draw: shards stay
-// below 32,767 even with 1,023 concurrent transactions in one process.
-const shardBases = 31
+// shardsPerProcess bounds the shards one process uses; more concurrent
+// commits than that (the pool allows far fewer) share the last one.
+// shardBases is how many distinct bases a process can draw, so that shards
+// stay below 32,767.
+const (
+	shardsPerProcess = 1024
+	shardBases       = 31
+)
 
 func newShardSet() *shardSet {
-	return &shardSet{base: int16(1 + rand.IntN(shardBases)*1024)}
+	return &shardSet{base: int16(1 + rand.IntN(shardBases)*shardsPerProcess)}
 }
 
 func (s *shardSet) acquire() (shard int16, release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.Index(s.busy, false)
+	i := slices.Index(s.busy[:], false)
 	if i < 0 {
-		i = len(s.busy)
-		s.busy = append(s.busy, false)
+		return s.base + shardsPerProcess - 1, func() {}
 	}
-	if i >= 1023 {
-		i = 1023 // beyond this many concurrent commits, share the last shard
-	} else {
-		s.busy[i] = true
-	}
+	s.busy[i] = true
 	return s.base + int16(i), func() {
 		s.mu.Lock()
-		if i < 1023 {
-			s.busy[i] = false
-		}
+		s.busy[i] = false
 		s.mu.Unlock()
 	}
 }
