@@ -125,6 +125,7 @@ func (a *API) invalidBody(w http.ResponseWriter, r *http.Request, err error, fe 
 // writeFailed answers a Submit error.
 func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, batch bool) {
 	var missing *ingest.MissingParentsError
+	var conflicts *ingest.ConflictsError
 	var rejected *ingest.RejectedError
 	switch {
 	case errors.As(err, &missing):
@@ -138,6 +139,16 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 			a.metrics.validationFailure(key)
 		}
 		writeProblem(w, r, kindValidation, "parent event not found; nothing was written", fe)
+	case errors.As(err, &conflicts):
+		fe := audit.FieldErrors{}
+		for _, i := range conflicts.Indices {
+			key := "event_id"
+			if batch {
+				key = "[" + strconv.Itoa(i) + "]." + key
+			}
+			fe[key] = "an event with this event_id is already stored with other content (an id names one event; a retry must repeat the event unchanged)"
+		}
+		writeProblem(w, r, kindConflict, "event_id already used by another event; nothing was written", fe)
 	case errors.As(err, &rejected):
 		// Validation is meant to catch everything the database would refuse;
 		// reaching this is a gap in it, so it is the server's error.

@@ -51,6 +51,20 @@ func (e *MissingParentsError) Error() string {
 	return fmt.Sprintf("ingest: %d event(s) name a parent event that does not exist", len(e.Indices))
 }
 
+// ConflictsError is returned by Submit and Replay when events carry an
+// event_id that is already stored (on any date) with other content, or that
+// appears twice in the request with different content. Nothing of the
+// request's part that holds them was written. A repeat with the same
+// content is a retry: it succeeds and stores nothing new.
+type ConflictsError struct {
+	// Indices are the positions of those events in the submitted slice.
+	Indices []int
+}
+
+func (e *ConflictsError) Error() string {
+	return fmt.Sprintf("ingest: %d event(s) reuse an event_id stored with other content", len(e.Indices))
+}
+
 // RejectedError is returned by Submit when PostgreSQL refused the request's
 // data although it passed validation. Nothing of the request was written.
 type RejectedError struct{ Err error }
@@ -237,8 +251,13 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 		}
 	}
 	var missing *MissingParentsError
-	if len(parts) > 1 && errors.As(out.err, &missing) {
-		out.err = parts[out.part].missing(events, missing)
+	var conflicts *ConflictsError
+	switch {
+	case len(parts) <= 1:
+	case errors.As(out.err, &missing):
+		out.err = &MissingParentsError{Indices: parts[out.part].indices(events, missing.Indices)}
+	case errors.As(out.err, &conflicts):
+		out.err = &ConflictsError{Indices: parts[out.part].indices(events, conflicts.Indices)}
 	}
 	return out.outcome, out.err
 }
@@ -300,18 +319,17 @@ func (p *Pipeline) route(events []*audit.Event) parts {
 	return out
 }
 
-// missing turns a part's *MissingParentsError, whose indices are into the
-// part, into one whose indices are into the request.
-func (pt part) missing(events []*audit.Event, err *MissingParentsError) *MissingParentsError {
+// indices turns indices into the part into indices into the request.
+func (pt part) indices(events []*audit.Event, in []int) []int {
 	at := make(map[*audit.Event]int, len(events))
 	for i, e := range events {
 		at[e] = i
 	}
-	out := &MissingParentsError{Indices: make([]int, len(err.Indices))}
-	for k, i := range err.Indices {
-		out.Indices[k] = at[pt.events[i]]
+	out := make([]int, len(in))
+	for k, i := range in {
+		out[k] = at[pt.events[i]]
 	}
-	slices.Sort(out.Indices)
+	slices.Sort(out)
 	return out
 }
 
@@ -398,6 +416,11 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 		var missing *store.MissingParentError
 		if errors.As(err, &missing) {
 			finish(batch, 0, &MissingParentsError{Indices: missing.Indices})
+			return
+		}
+		var conflict *store.ConflictError
+		if errors.As(err, &conflict) {
+			finish(batch, 0, &ConflictsError{Indices: conflict.Indices})
 			return
 		}
 		p.log.Warn("database refused a validated request", "events", len(events), "error", err)

@@ -26,6 +26,20 @@ func (e *MissingParentError) Error() string {
 	return fmt.Sprintf("parent event not found for %d event(s)", len(e.Indices))
 }
 
+// ConflictError is returned by InsertEvents when an event's event_id is
+// already stored, on any date, with other content, or appears earlier in
+// the same batch with other content (issue 18 item 7: an id names one event
+// for good). A repeat with the same content is a retry and is not an error.
+// It is a data error, never an outage.
+type ConflictError struct {
+	// Indices are the positions of those events in the batch.
+	Indices []int
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("event_id already stored with other content for %d event(s)", len(e.Indices))
+}
+
 // InvalidEventError is returned (wrapped) by InsertEvents when an event has
 // no canonical form for its hash (event_data with a number PostgreSQL cannot
 // hold, say). Request validation refuses such events, so in practice only a
@@ -51,7 +65,8 @@ func IsUnavailable(err error) bool {
 	}
 	var missing *MissingParentError
 	var invalid *InvalidEventError
-	if errors.As(err, &missing) || errors.As(err, &invalid) {
+	var conflict *ConflictError
+	if errors.As(err, &missing) || errors.As(err, &invalid) || errors.As(err, &conflict) {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

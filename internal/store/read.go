@@ -60,9 +60,16 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 	chain_seq, event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
+// getEventSQL finds the row an id names through audit_event_ids (migration
+// 00006): a row stored under the same id on another date before ids were
+// unique is never returned. The date comes from an InitPlan, so PostgreSQL
+// prunes the partitions at executor start and reads one.
+const getEventSQL = `SELECT ` + eventColumns + ` FROM audit_events
+	WHERE event_id = $1 AND event_date = (SELECT event_date FROM audit_event_ids WHERE event_id = $1)`
+
 // GetEvent returns the event with the given id, or ErrNotFound.
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE event_id = $1 LIMIT 1`, id)
+	rows, err := s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
 	}
