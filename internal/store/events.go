@@ -89,7 +89,7 @@ const (
 	insertIDsSQL = `INSERT INTO audit_event_ids (event_id, event_date) SELECT * FROM unnest($1::uuid[], $2::date[])`
 	// repeatsSQL reads the stored events whose ids a batch repeats on the
 	// same date, to tell a retry (same content) from a forgery.
-	repeatsSQL = `SELECT ` + eventColumns + ` FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
+	repeatsSQL    = `SELECT ` + eventColumns + ` FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
 	writeHeadsSQL = `
 INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)
 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])
