@@ -50,22 +50,26 @@ CREATE TRIGGER audit_events_release_id
     FOR EACH ROW EXECUTE FUNCTION audit_event_ids_release();
 
 -- audit_chain_checkpoints holds the sealed head of the verified prefix of
--- each correlation's chain (issue 18 item 8, docs/integrity.md): chain_seq
--- and event_hash of the last link a verification found intact, with every
--- link before it. The next verification starts after it instead of at
--- chain_seq 1. Only a verification writes it (integrity.Service), and only
--- forward: the trigger below refuses to move a checkpoint back, to change
--- the hash recorded for a position, to delete or to truncate. A full
--- verification (verify-chain with "full": true) ignores it and re-checks
--- every link.
+-- each correlation's chain (issue 18 item 8, docs/integrity.md): chain_seq,
+-- event_id and event_hash of the last link a verification found intact,
+-- with every link before it. The next verification starts after it instead
+-- of at chain_seq 1. Only a verification writes it (integrity.Service), and
+-- only forward: the trigger below refuses to move a checkpoint back, to
+-- change the hash recorded for a position, to delete or to truncate. seal
+-- is the service's Ed25519 signature over the row (the export signing key):
+-- a checkpoint written by anyone else does not verify and is ignored. A
+-- full verification (verify-chain with "full": true) ignores it and
+-- re-checks every link.
 CREATE TABLE audit_chain_checkpoints (
     correlation_id text        PRIMARY KEY,
     chain_seq      bigint      NOT NULL CHECK (chain_seq >= 1),
+    event_id       uuid        NOT NULL,
     event_hash     text        NOT NULL,
     verified_at    timestamptz NOT NULL,
     -- events is how many stored links the verified prefix holds (rows, not
     -- chain positions: retention may have removed some).
-    events         bigint      NOT NULL
+    events         bigint      NOT NULL,
+    seal           text        NOT NULL
 );
 
 CREATE TRIGGER audit_chain_checkpoints_forward
