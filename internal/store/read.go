@@ -96,6 +96,19 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
 // the arms of a UNION ALL in index order when they have WHERE clauses, and
 // sorts all their rows.)
 func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, error) {
+	var events []audit.Event
+	err := s.EachEvent(ctx, f, p, func(e *audit.Event) error {
+		events = append(events, *e)
+		return nil
+	})
+	return events, err
+}
+
+// EachEvent is ListEvents streamed: each gets the page's events one at a
+// time, as PostgreSQL sends them, so a page of large events is never held
+// whole (issue 18 item 6). The *audit.Event is each's only while it runs.
+// An error from each stops the read and is returned as is.
+func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(*audit.Event) error) error {
 	var b sqlBuilder
 	b.filter(f)
 	if p.After != nil {
@@ -128,13 +141,22 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.
 	}
 	rows, err := s.pool.Query(ctx, sql, b.args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list events: %w", err)
+		return fmt.Errorf("store: list events: %w", err)
 	}
-	events, err := pgx.CollectRows(rows, scanEvent)
-	if err != nil {
-		return nil, fmt.Errorf("store: list events: %w", err)
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("store: list events: %w", err)
+		}
+		if err := each(&e); err != nil {
+			return err
+		}
 	}
-	return events, nil
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list events: %w", err)
+	}
+	return nil
 }
 
 // CountEvents counts the events that match f, stopping at limit: counting

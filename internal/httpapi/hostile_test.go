@@ -1,0 +1,132 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// The probe of issue 18 item 6: 300 events whose event_data is 8 bytes of
+// JSON per number and 131,072 digits per number once stored.
+func TestNumbersThatExpandAreRefusedAndNothingIsStored(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	data := `{"a":[` + strings.TrimSuffix(strings.Repeat(`1e131071,`, 7), ",") + `]}`
+	var body strings.Builder
+	body.WriteString("[")
+	for i := range 300 {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
+			"event_category":"gateway","event_action":"received","event_outcome":"success",
+			"correlation_id":"rr-expand","event_data":%s}`, event(nil)["event_timestamp"], data)
+	}
+	body.WriteString("]")
+	require.Less(t, body.Len(), 128<<10, "the hostile batch is small on the wire")
+
+	r := b.do("POST", "/api/v1/audit/events/batch", body.String())
+	require.Equal(t, 400, r.status, "%s", r.body[:min(len(r.body), 500)])
+	fe := r.fields(t)
+	assert.Len(t, fe, 300, "every element is named")
+	assert.Equal(t, "must be at most 262144 bytes in stored form (numbers written out in full, keys sorted, strings escaped), got 917518",
+		fe["[299].event_data"])
+	var n int
+	require.NoError(t, b.store.Pool().QueryRow(context.Background(),
+		`SELECT count(*) FROM audit_events WHERE correlation_id = 'rr-expand'`).Scan(&n))
+	assert.Zero(t, n, "nothing of the refused batch was stored")
+
+	// One such number (131 KB stored) is within the bound and stored as
+	// written out.
+	one := b.do("POST", "/api/v1/audit/events", fmt.Sprintf(`{"version":"1.0","event_type":"gateway.signal.received",
+		"event_timestamp":%q,"event_category":"gateway","event_action":"received","event_outcome":"success",
+		"correlation_id":"rr-expand","event_data":{"a":[1e131071]}}`, event(nil)["event_timestamp"]))
+	require.Equal(t, 201, one.status, "%s", one.body)
+	var stored int
+	require.NoError(t, b.store.Pool().QueryRow(context.Background(),
+		`SELECT octet_length(event_data::text) FROM audit_events WHERE correlation_id = 'rr-expand'`).Scan(&stored))
+	assert.LessOrEqual(t, stored, audit.MaxDataBytes)
+}
+
+// heapPeak samples the Go heap in use until stop is closed and returns the
+// highest sample. Sampling, not timing: the test asserts on the bytes seen.
+func heapPeak(stop <-chan struct{}) func() uint64 {
+	var peak atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.Gosched()
+			}
+		}
+	}()
+	return func() uint64 { wg.Wait(); return peak.Load() }
+}
+
+// Not parallel: the heap it samples is the whole test process's, so no
+// other test may run meanwhile.
+func TestALargeListIsStreamedNotHeldInMemory(t *testing.T) {
+	b := setup(t, func(o *options) { o.maxBody = 32 << 20 })
+	// 100 events of 200 KiB: a 20 MB page.
+	const n, size = 100, 200 << 10
+	pad := strings.Repeat("x", size)
+	for range n / 25 {
+		batch := make([]any, 25)
+		for i := range batch {
+			batch[i] = event(map[string]any{"correlation_id": "rr-large", "event_data": map[string]any{"pad": pad}})
+		}
+		r := b.do("POST", "/api/v1/audit/events/batch", batch)
+		require.Equal(t, 201, r.status, "%s", r.body)
+	}
+
+	// Collect eagerly while measuring, so the samples show what is held,
+	// not garbage waiting for the next cycle.
+	defer debug.SetGCPercent(debug.SetGCPercent(5))
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	stop := make(chan struct{})
+	peak := heapPeak(stop)
+	// Read the body as it comes, without keeping it: what is held is the
+	// server's.
+	resp, err := b.srv.Client().Get(b.srv.URL + "/api/v1/audit/events?correlation_id=rr-large&limit=100")
+	require.NoError(t, err)
+	h := sha256.New()
+	got, err := io.Copy(h, resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	close(stop)
+	grew := int64(peak()) - int64(before.HeapInuse)
+
+	require.Equal(t, 200, resp.StatusCode)
+	require.Greater(t, got, int64(n*size), "the whole page came back")
+	t.Logf("list of %d bytes: peak heap in use %d bytes above the baseline", got, grew)
+	assert.Less(t, grew, got/2, "the server held far less than the response (streamed), not the page and its encoding")
+
+	// The same response, checked whole against the contract.
+	r := b.do("GET", "/api/v1/audit/events?correlation_id=rr-large&limit=100", nil)
+	require.Equal(t, 200, r.status)
+	assert.Len(t, r.json(t)["data"], n)
+}
