@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -11,11 +12,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 )
 
 // The probe of issue 18 item 6: 300 events whose event_data is 8 bytes of
@@ -129,4 +134,38 @@ func TestALargeListIsStreamedNotHeldInMemory(t *testing.T) {
 	r := b.do("GET", "/api/v1/audit/events?correlation_id=rr-large&limit=100", nil)
 	require.Equal(t, 200, r.status)
 	assert.Len(t, r.json(t)["data"], n)
+}
+
+// A streamed timeline is byte for byte the timeline built whole, across
+// several chunks of events and nested children.
+func TestAStreamedTimelineIsTheTimelineBuiltWhole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	base := time.Now().UTC().Add(-time.Hour)
+	var batch []any
+	ids := make([]string, 80)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		ev := event(map[string]any{"event_id": ids[i], "correlation_id": "rr-tree",
+			"event_timestamp": base.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
+			"event_data":      map[string]any{"i": i, "note": "<b>&</b>"}})
+		if i%3 != 0 {
+			ev["parent_event_id"] = ids[i/3*3] // chains of three under every third
+		}
+		if i%7 == 0 && i > 0 {
+			ev["parent_event_id"] = ids[i-7]
+		}
+		batch = append(batch, ev)
+	}
+	r := b.do("POST", "/api/v1/audit/events/batch", batch)
+	require.Equal(t, 201, r.status, "%s", r.body)
+
+	got := b.do("GET", "/api/v1/audit/timeline/rr-tree", nil)
+	require.Equal(t, 200, got.status, "%s", got.body)
+	whole, err := query.NewTimelines(b.store).Get(context.Background(), "rr-tree")
+	require.NoError(t, err)
+	want, err := json.Marshal(whole)
+	require.NoError(t, err)
+	assert.Equal(t, string(want)+"\n", string(got.body))
+	assert.EqualValues(t, 80, got.json(t)["event_count"])
 }
