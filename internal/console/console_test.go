@@ -30,7 +30,7 @@ func TestEveryPageSendsTheSecurityHeaders(t *testing.T) {
 		assert.Contains(t, csp, "frame-ancestors 'none'", path)
 		assert.NotContains(t, csp, "script-src", "%s: no script may run", path)
 		assert.Equal(t, "nosniff", p.header.Get("X-Content-Type-Options"), path)
-		assert.Equal(t, "no-referrer", p.header.Get("Referrer-Policy"), path)
+		assert.Equal(t, "same-origin", p.header.Get("Referrer-Policy"), "%s: nothing goes to other sites", path)
 		assert.Equal(t, "DENY", p.header.Get("X-Frame-Options"), path)
 		if strings.HasPrefix(p.header.Get("Content-Type"), "text/html") {
 			assert.NotContains(t, p.body, "<script", "%s: the console works without script", path)

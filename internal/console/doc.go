@@ -22,7 +22,8 @@
 //
 // Every page carries a Content-Security-Policy that allows only the
 // console's own stylesheet (no script at all: the console works without
-// JavaScript), frame-ancestors 'none', nosniff and no referrer. Every form
+// JavaScript), frame-ancestors 'none', nosniff and a referrer policy that sends no
+// address to another site. Every form
 // that changes something is a POST with a CSRF token (a random value in a
 // cookie that must be echoed in the form: it works across replicas without
 // shared state) and an Origin check. Everything that came from an event is

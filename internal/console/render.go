@@ -22,7 +22,7 @@ var funcs = template.FuncMap{
 		}
 		return t.Std().UTC().Format("2006-01-02 15:04:05.000")
 	},
-	"json":    colourJSON,
+	"json": colourJSON,
 	"dict": func(kv ...any) map[string]any {
 		m := make(map[string]any, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {
