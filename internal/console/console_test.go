@@ -296,3 +296,17 @@ func TestExportDownloadsTheSignedExportForAFilter(t *testing.T) {
 	assert.Contains(t, p.body, `"signature"`)
 	assert.Contains(t, p.body, "rr-export")
 }
+
+func TestTheAPIsHTMLTimelineIsTheConsolesPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	b.seed(event("rr-html", time.Now().UTC().Add(-time.Minute), "success", `{}`))
+	req, err := http.NewRequest(http.MethodGet, b.srv.URL+"/api/v1/audit/timeline/rr-html", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, "/console/timeline/rr-html", resp.Header.Get("Location"))
+}

@@ -99,6 +99,8 @@ type API struct {
 	limiter        *rateLimiter
 	guardMetrics   *guardMetrics
 	handler        http.Handler
+	// consoleOn sends browsers asking for an HTML timeline to the console.
+	consoleOn bool
 }
 
 // New builds the API.
@@ -148,6 +150,7 @@ func New(c Config) *API {
 	}
 	a.handler = a.instrument(a.guard(mux, routeProblems(mux)))
 	if c.Console != nil {
+		a.consoleOn = true
 		// Outside /api/: the console signs people in itself and sends
 		// their tokens with every request it makes to the API.
 		mux.Handle("/console/", c.Console(a.handler))
