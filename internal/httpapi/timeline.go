@@ -9,6 +9,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,11 @@ func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wantsHTML(r) {
 		writeJSON(w, http.StatusOK, tl)
+		return
+	}
+	if a.consoleOn {
+		// A browser gets the console's timeline, with links to every event.
+		http.Redirect(w, r, "/console/timeline/"+url.PathEscape(corr), http.StatusSeeOther)
 		return
 	}
 	var b bytes.Buffer
