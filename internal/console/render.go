@@ -40,7 +40,6 @@ var funcs = template.FuncMap{
 		return m
 	},
 	"pathesc": url.PathEscape,
-	"query":   func(k, v string) string { return url.Values{k: {v}}.Encode() },
 	"duration": func(ms int64) string {
 		return (time.Duration(ms) * time.Millisecond).String()
 	},
