@@ -10,6 +10,8 @@ const (
 	resultRejected    = "rejected"
 	resultUnavailable = "unavailable"
 	resultBusy        = "busy"
+	resultAbandoned   = "abandoned"
+	resultInternal    = "internal"
 )
 
 // Metrics are the pipeline's Prometheus metrics.
@@ -29,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_ingest_events_total",
-			Help: "Audit events submitted for writing, by result: committed, duplicate (already stored), queued (spooled), rejected (refused by the database), unavailable, busy (queue full).",
+			Help: "Audit events submitted for writing, by result: committed, duplicate (already stored), queued (spooled), rejected (refused by the database), unavailable, busy (queue full until the deadline), abandoned (the client left while waiting for the queue), internal (a commit failed with an internal error).",
 		}, []string{"result"}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "datastorage_ingest_batch_size",
@@ -46,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events waiting for a group-commit writer.",
 		}),
 	}
-	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy} {
+	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy, resultAbandoned, resultInternal} {
 		m.Events.WithLabelValues(r)
 	}
 	if reg != nil {
