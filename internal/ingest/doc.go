@@ -32,10 +32,21 @@
 // commit of those writers on a chain lock and wait for it (the advisory locks
 // are taken in one order, so they wait, never deadlock), and a big
 // multi-correlation batch is one commit instead of several in parallel.
-// Measured with `dsbench -only batch500` (500-event batches over many
-// correlations, bench/results): see the figures quoted in the commit that
-// made the change; the difference was within the noise of the shared 2-CPU
-// machine.
+// Measured with `dsbench -only batch500 -skip-raw` (500-event batches drawn
+// from a shared pool of correlations; 2-CPU AMD EPYC shared with other
+// builds, which took ~1.8 of the 2 CPUs, so only large differences count):
+//
+//	                        split per writer   one transaction   all spanning requests on one writer
+//	batch500 c=1 events/s   1550               1950              2250
+//	batch500 c=4 events/s   2500               2450              1150
+//	c=4 PostgreSQL µs/event 75                 82                100
+//	c=4 advisory-lock wait  ~0                 0.42 backends     ~0
+//
+// Throughput is unchanged within the noise; the price shows as chain-lock
+// waits between the two writers' concurrent batch commits. Sending every
+// spanning request to one writer removes those waits but serialises the
+// commits and halved c=4 throughput, so the owner of most of the request
+// commits it.
 //
 // # Failure
 //
