@@ -111,7 +111,10 @@ type Options struct {
 	MaxBatch int
 	// QueueSize bounds the events waiting for a writer.
 	QueueSize int
-	// CommitTimeout bounds one commit, and one spool append after it.
+	// CommitTimeout bounds one commit of up to MaxBatch events, and one
+	// spool append after it; a commit of more events (a client batch of up
+	// to server.maxBatchSize) gets CommitTimeout per MaxBatch events started
+	// (commitTimeout).
 	CommitTimeout time.Duration
 }
 
@@ -352,7 +355,7 @@ func (p *Pipeline) writer(queue chan *pending) {
 // request of the commit at once (no retry: the same commit would fail the
 // same way, and nothing says which request is at fault).
 func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.commitTimeout(len(events)))
 	start := time.Now()
 	inserted, err := p.store.InsertEvents(ctx, events)
 	cancel()
@@ -448,7 +451,7 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 		finish(batch, 0, ErrUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.commitTimeout(len(events)))
 	defer cancel()
 	if err := p.spool.Append(ctx, events); err != nil {
 		// The spool says why it refused (down, or full at redis.dlqMaxLen).
@@ -460,6 +463,15 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 	p.throttled(slog.LevelWarn, "database unavailable, events spooled", "events", len(events), "error", cause)
 	p.metrics.Events.WithLabelValues(resultQueued).Add(float64(len(events)))
 	finish(batch, Queued, nil)
+}
+
+// commitTimeout bounds a commit (or spool append) of n events: CommitTimeout
+// per MaxBatch events started. A 10,000-event client batch is one
+// transaction and cannot be split to fit a bound sized for group commits;
+// held to it, it timed out on a busy machine and answered 503 every time
+// the client retried.
+func (p *Pipeline) commitTimeout(n int) time.Duration {
+	return p.opts.CommitTimeout * time.Duration(max(1, (n+p.opts.MaxBatch-1)/p.opts.MaxBatch))
 }
 
 func finish(batch []*pending, o Outcome, err error) {

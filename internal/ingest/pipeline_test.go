@@ -912,3 +912,25 @@ func TestAClientThatLeavesWhileWaitingForTheQueueIsNotCountedBusy(t *testing.T) 
 	require.NoError(t, await(t, first).err)
 	require.NoError(t, await(t, second).err)
 }
+
+func TestARequestLargerThanMaxBatchGetsAProportionalCommitTimeout(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	budgets := map[int]time.Duration{}
+	st := &fakeStore{insert: func(ctx context.Context, _ int, evs []*audit.Event) (int64, error) {
+		deadline, ok := ctx.Deadline()
+		require.True(t, ok)
+		mu.Lock()
+		budgets[len(evs)] = time.Until(deadline)
+		mu.Unlock()
+		return int64(len(evs)), nil
+	}}
+	p, _ := start(t, st, nil, Options{Writers: 1, MaxBatch: 10, CommitTimeout: time.Minute})
+	_, err := p.Submit(context.Background(), newEvents(5, "small"))
+	require.NoError(t, err)
+	_, err = p.Submit(context.Background(), newEvents(35, "big")) // 4 × MaxBatch started
+	require.NoError(t, err)
+	assert.LessOrEqual(t, budgets[5], time.Minute)
+	assert.Greater(t, budgets[35], 3*time.Minute, "35 events get 4 × CommitTimeout")
+	assert.LessOrEqual(t, budgets[35], 4*time.Minute)
+}
