@@ -91,10 +91,11 @@ func (s *Store) ReadChain(ctx context.Context, correlationID string,
 // ErrNotFound: the count is 0. Rows before the point are filtered out by
 // PostgreSQL, not sent.
 func (s *Store) ReadChainAfter(ctx context.Context, correlationID string,
-	begin func(ChainState) (after int64, err error), each func(*audit.Event) error) (int64, error) {
+	begin func(ChainState) (after int64, err error), each func(*audit.Event) error) (_ int64, err error) {
+	defer classifyErr(&err)
 	var n, after int64
 	var cbErr error
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var st ChainState
 		var h ChainHead
 		err := tx.QueryRow(ctx, `SELECT last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = $1`, correlationID).

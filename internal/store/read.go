@@ -68,7 +68,8 @@ const getEventSQL = `SELECT ` + eventColumns + ` FROM audit_events
 	WHERE event_id = $1 AND event_date = (SELECT event_date FROM audit_event_ids WHERE event_id = $1)`
 
 // GetEvent returns the event with the given id, or ErrNotFound.
-func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error) {
+func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
@@ -107,8 +108,9 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.
 // EachEvent is ListEvents streamed: each gets the page's events one at a
 // time, as PostgreSQL sends them, so a page of large events is never held
 // whole (issue 18 item 6). The *audit.Event is each's only while it runs.
-// An error from each stops the read and is returned as is.
-func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(*audit.Event) error) error {
+// An error from each stops the read and is returned (classified).
+func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(*audit.Event) error) (err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
 	if p.After != nil {
@@ -162,7 +164,8 @@ func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(
 // CountEvents counts the events that match f, stopping at limit: counting
 // every match of a broad filter over millions of rows would cost more than
 // the page itself. A result equal to limit means "at least limit".
-func (s *Store) CountEvents(ctx context.Context, f EventFilter, limit int) (int64, error) {
+func (s *Store) CountEvents(ctx context.Context, f EventFilter, limit int) (_ int64, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
 	lim := ` LIMIT ` + strconv.Itoa(limit)
