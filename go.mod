@@ -2,6 +2,14 @@ module kubernaut.ai/datastorage
 
 go 1.26.0
 
+// The Go SDK (client/) is a module of its own, so that the services importing
+// it do not inherit this module's dependencies; the service and its tests use
+// the SDK next to them.
+replace (
+	kubernaut.ai/datastorage/client => ./client
+	kubernaut.ai/datastorage/client/clientmetrics => ./client/clientmetrics
+)
+
 require (
 	github.com/getkin/kin-openapi v0.152.0
 	github.com/google/uuid v1.6.0
@@ -15,6 +23,8 @@ require (
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.24.0
 	gopkg.in/yaml.v3 v3.0.1
+	kubernaut.ai/datastorage/client v0.0.0-00010101000000-000000000000
+	kubernaut.ai/datastorage/client/clientmetrics v0.0.0-00010101000000-000000000000
 )
 
 require (
