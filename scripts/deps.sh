@@ -3,6 +3,7 @@
 #   postgresql-15  (server binaries in /usr/lib/postgresql/15/bin)
 #   redis-server
 #   make           (so that .ci/run can call it on a bare image)
+#   gcc, libc6-dev (the race detector of `make race` needs cgo, hence a C compiler)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
 # or through sudo otherwise. Never prompts (DEBIAN_FRONTEND=noninteractive).
 #
@@ -24,6 +25,12 @@ else
 fi
 if ! command -v make >/dev/null 2>&1; then
 	missing+=(make)
+fi
+if ! command -v gcc >/dev/null 2>&1; then
+	missing+=(gcc)
+fi
+if [[ ! -e /usr/include/stdlib.h ]]; then
+	missing+=(libc6-dev)
 fi
 
 if ((${#missing[@]} == 0)); then
@@ -55,6 +62,8 @@ for pkg in "${missing[@]}"; do
 	postgresql-15) ok=$([[ -x /usr/lib/postgresql/15/bin/postgres ]] && echo y || true) ;;
 	redis-server) ok=$(command -v redis-server >/dev/null 2>&1 && echo y || true) ;;
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
+	gcc) ok=$(command -v gcc >/dev/null 2>&1 && echo y || true) ;;
+	libc6-dev) ok=$([[ -e /usr/include/stdlib.h ]] && echo y || true) ;;
 	esac
 	if [[ $ok != y ]]; then
 		echo "deps: $pkg still missing after apt-get install" >&2
