@@ -4,6 +4,7 @@
 #   redis-server
 #   make           (so that .ci/run can call it on a bare image)
 #   gcc, libc6-dev (the race detector of `make race` needs cgo, hence a C compiler)
+#   shellcheck     (the workflow test runs the workflows' scripts through it)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
 # or through sudo otherwise. Never prompts (DEBIAN_FRONTEND=noninteractive).
 #
@@ -31,6 +32,9 @@ if ! command -v gcc >/dev/null 2>&1; then
 fi
 if [[ ! -e /usr/include/stdlib.h ]]; then
 	missing+=(libc6-dev)
+fi
+if ! command -v shellcheck >/dev/null 2>&1; then
+	missing+=(shellcheck)
 fi
 
 if ((${#missing[@]} == 0)); then
@@ -64,6 +68,7 @@ for pkg in "${missing[@]}"; do
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
 	gcc) ok=$(command -v gcc >/dev/null 2>&1 && echo y || true) ;;
 	libc6-dev) ok=$([[ -e /usr/include/stdlib.h ]] && echo y || true) ;;
+	shellcheck) ok=$(command -v shellcheck >/dev/null 2>&1 && echo y || true) ;;
 	esac
 	if [[ $ok != y ]]; then
 		echo "deps: $pkg still missing after apt-get install" >&2
