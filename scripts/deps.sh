@@ -5,6 +5,7 @@
 #   make           (so that .ci/run can call it on a bare image)
 #   gcc, libc6-dev (the race detector of `make race` needs cgo, hence a C compiler)
 #   shellcheck     (the workflow test runs the workflows' scripts through it)
+#   chromium       (the console's browser tests drive it headless)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
 # or through sudo otherwise. Never prompts (DEBIAN_FRONTEND=noninteractive).
 #
@@ -35,6 +36,9 @@ if [[ ! -e /usr/include/stdlib.h ]]; then
 fi
 if ! command -v shellcheck >/dev/null 2>&1; then
 	missing+=(shellcheck)
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+	missing+=(chromium)
 fi
 
 if ((${#missing[@]} == 0)); then
@@ -69,6 +73,7 @@ for pkg in "${missing[@]}"; do
 	gcc) ok=$(command -v gcc >/dev/null 2>&1 && echo y || true) ;;
 	libc6-dev) ok=$([[ -e /usr/include/stdlib.h ]] && echo y || true) ;;
 	shellcheck) ok=$(command -v shellcheck >/dev/null 2>&1 && echo y || true) ;;
+	chromium) ok=$(command -v chromium >/dev/null 2>&1 && echo y || true) ;;
 	esac
 	if [[ $ok != y ]]; then
 		echo "deps: $pkg still missing after apt-get install" >&2
