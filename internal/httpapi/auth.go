@@ -85,6 +85,9 @@ func (a *API) guard(mux *http.ServeMux, next http.Handler) http.Handler {
 				return
 			}
 		}
+		if !a.checkInput(w, r, path) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
