@@ -130,6 +130,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
 		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       httpapi.ConnContext,
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", telemetry.MetricsHandler(reg))
@@ -148,6 +149,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	}
 	if tlsCfg != nil {
 		apiLn = tls.NewListener(apiLn, tlsCfg)
+	} else {
+		// Content-Length with Transfer-Encoding is refused (request
+		// smuggling); the check needs the plain bytes (see GuardListener).
+		apiLn = httpapi.GuardListener(apiLn)
 	}
 	metricsLn, err := net.Listen("tcp", metricsSrv.Addr)
 	if err != nil {

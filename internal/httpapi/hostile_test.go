@@ -50,6 +50,14 @@ func (l *logBuffer) String() string {
 // is kept, so a test can check that hostile input logs no error.
 func setupHostile(t *testing.T) (*bundle, *logBuffer) {
 	t.Helper()
+	return setupHostileServer(t, 0)
+}
+
+// setupHostileServer is setupHostile with the server's read timeout; like
+// the real server (cmd/datastorage), it watches connections for requests
+// framed twice (httpapi.GuardListener).
+func setupHostileServer(t *testing.T, readTimeout time.Duration) (*bundle, *logBuffer) {
+	t.Helper()
 	st, _ := storetest.New(t, store.Options{MaxConns: 8}, 1)
 	signer, err := integrity.GenerateSigner()
 	require.NoError(t, err)
@@ -57,7 +65,7 @@ func setupHostile(t *testing.T) (*bundle, *logBuffer) {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)
 	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{
 		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555},
 		Ingest:         pipe,
 		Reader:         query.New(st),
@@ -71,6 +79,10 @@ func setupHostile(t *testing.T) (*bundle, *logBuffer) {
 		RequestTimeout: 10 * time.Second,
 		Integrity:      integrity.NewService(st, audit.Hasher{}, signer),
 	}))
+	srv.Listener = httpapi.GuardListener(srv.Listener)
+	srv.Config.ConnContext = httpapi.ConnContext
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, store: st, spec: apitest.NewValidator(t)}, logs
 }
@@ -178,6 +190,47 @@ func TestBadBytesInBodyStringsAre400NamingTheField(t *testing.T) {
 		requireRefused(t, r, "correlation_id", what+" in verify-chain")
 	}
 	require.Equal(t, 1, b.total(), "nothing was written")
+	var holds int
+	require.NoError(t, b.store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM audit_events WHERE legal_hold").Scan(&holds))
+	require.Zero(t, holds)
+	require.NotContains(t, logs.String(), "level=ERROR")
+}
+
+func TestDifferentlyCasedAndRepeatedKeysAreNotSilentlyApplied(t *testing.T) {
+	t.Parallel()
+	b, logs := setupHostile(t)
+	id := uuid.NewString()
+	body := string(mustJSON(t, event(map[string]any{"correlation_id": "rr-case-A", "event_id": id})))
+	r := b.do("POST", "/api/v1/audit/events", body[:len(body)-1]+`,"Correlation_ID":"rr-case-B","EVENT_OUTCOME":"failure"}`)
+	require.Equal(t, 201, r.status, "%s", r.body)
+	r = b.do("GET", "/api/v1/audit/events/"+id, nil)
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, "rr-case-A", r.json(t)["correlation_id"], "a differently-cased key is an unknown key, ignored")
+	assert.Equal(t, "success", r.json(t)["event_outcome"])
+
+	before := b.total()
+	r = b.do("POST", "/api/v1/audit/events", body[:len(body)-1]+`,"correlation_id":"rr-case-B"}`)
+	requireRefused(t, r, "correlation_id", "duplicate key")
+	assert.Equal(t, "must appear only once in the object", r.fields(t)["correlation_id"])
+	r = b.do("POST", "/api/v1/audit/events/batch", "["+body[:len(body)-1]+`,"event_data":{}}]`)
+	requireRefused(t, r, "[0].event_data", "duplicate key in a batch")
+	n := string(mustJSON(t, notification(nil)))
+	r = b.do("POST", "/api/v1/audit/notifications", n[:len(n)-1]+`,"recipient":"mallory@example.com"}`)
+	requireRefused(t, r, "recipient", "duplicate notification key")
+	b.writeChain("rr-case-hold", 1)
+	r = b.do("POST", "/api/v1/audit/legal-hold", `{"correlation_id":"rr-case-hold","reason":"a","reason":"b"}`)
+	requireRefused(t, r, "reason", "duplicate legal hold key")
+	r = b.do("POST", "/api/v1/audit/legal-hold", `{"Correlation_ID":"rr-case-hold","reason":"a"}`)
+	requireRefused(t, r, "correlation_id", "a differently-cased key is not the member")
+
+	for _, ts := range []string{"+24:00", "+23:60", "-24:00"} {
+		stamp := time.Now().UTC().Add(-time.Minute).Format("2006-01-02T15:04:05") + ts
+		r = b.do("POST", "/api/v1/audit/events", event(map[string]any{"event_timestamp": stamp}))
+		requireRefused(t, r, "event_timestamp", "offset "+ts)
+		r = b.do("POST", "/api/v1/audit/notifications", notification(map[string]any{"sent_at": stamp}))
+		requireRefused(t, r, "sent_at", "offset "+ts)
+	}
+	assert.Equal(t, before+1, b.total(), "only the chain event was written")
 	var holds int
 	require.NoError(t, b.store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM audit_events WHERE legal_hold").Scan(&holds))
 	require.Zero(t, holds)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,7 @@ var (
 	kindMethodNotAllowed = kind{"method-not-allowed", http.StatusMethodNotAllowed, "Method Not Allowed"}
 	kindConflict         = kind{"conflict", http.StatusConflict, "Resource Conflict"}
 	kindTooLarge         = kind{"request-too-large", http.StatusRequestEntityTooLarge, "Request Entity Too Large"}
+	kindRequestTimeout   = kind{"request-timeout", http.StatusRequestTimeout, "Request Timeout"}
 	kindInternal         = kind{"internal-error", http.StatusInternalServerError, "Internal Server Error"}
 	kindUnavailable      = kind{"service-unavailable", http.StatusServiceUnavailable, "Service Unavailable"}
 )
@@ -46,7 +48,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, k kind, detail string,
 		Title:       k.title,
 		Status:      k.status,
 		Detail:      detail,
-		Instance:    r.URL.Path,
+		Instance:    instance(r),
 		FieldErrors: fields,
 	}
 	h := w.Header()
@@ -55,6 +57,19 @@ func writeProblem(w http.ResponseWriter, r *http.Request, k kind, detail string,
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(k.status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// maxEcho bounds what a problem echoes of the request path, in bytes.
+const maxEcho = 256
+
+// instance is a problem's instance: the request path, cut to maxEcho
+// bytes (at a character boundary) so that a 100 KB path is not echoed.
+func instance(r *http.Request) string {
+	p := r.URL.Path
+	if len(p) > maxEcho {
+		p = strings.ToValidUTF8(p[:maxEcho], "")
+	}
+	return p
 }
 
 // writeUnavailable sends a 503 that tells the client when to come back.
