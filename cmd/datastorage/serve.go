@@ -48,7 +48,8 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	setGCPercent(environ)
-	authz, tlsCfg, err := apiSecurity(cfg, environ, log)
+	reg := telemetry.NewRegistry()
+	authz, tlsCfg, err := apiSecurity(cfg, environ, log, reg)
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,6 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		log.Warn("could not create partitions ahead at start", "error", err)
 	}
 
-	reg := telemetry.NewRegistry()
 	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
 
 	// The spool does not need Redis at start either: while Redis is down,

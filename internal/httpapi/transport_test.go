@@ -9,13 +9,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kubernaut.ai/datastorage/internal/auth"
 )
 
 // Issue 18, items 11 and 12: how a body is framed and labelled.
@@ -167,4 +172,51 @@ func TestNotFoundDoesNotEchoALongPath(t *testing.T) {
 	r = b.do("PUT", "/api/v1/audit/events/"+strings.Repeat("b", 100<<10), nil)
 	require.Equal(t, 405, r.status)
 	assert.Less(t, len(r.body), 2048)
+}
+
+func TestTokenFileDeletedKeepsTokensAndRaisesTheMetricEmptyListRevokes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("tokens: [{name: gateway, token: kept-secret-0123456789, verbs: [get, create]}]\n"), 0o600))
+	reg := prometheus.NewRegistry()
+	s, err := auth.NewStatic(path, auth.ReloadOptions{Interval: 10 * time.Millisecond, Metrics: auth.NewReloadMetrics(reg)})
+	require.NoError(t, err)
+	b := setup(t, func(o *options) { o.auth = s })
+	token := bearer("kept-secret-0123456789")
+	failing := func() float64 {
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		for _, f := range families {
+			if f.GetName() != "datastorage_auth_file_reload_failing" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "token_file" {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	require.Equal(t, 0.0, failing())
+
+	for _, broken := range []func(){
+		func() { require.NoError(t, os.Remove(path)) },
+		func() { require.NoError(t, os.WriteFile(path, nil, 0o600)) },
+		func() { require.NoError(t, os.WriteFile(path, []byte("tokens: [{name: gateway, tok"), 0o600)) },
+	} {
+		broken()
+		// Requests look at the file; wait until one has seen it broken.
+		require.Eventually(t, func() bool {
+			return b.do("GET", "/api/v1/audit/events", nil, token...).status == 200 && failing() == 1
+		}, 10*time.Second, 20*time.Millisecond, "the old token keeps working and the gauge says the file failed")
+		assert.Greater(t, counter(t, reg, "datastorage_auth_file_reload_errors_total", "file", "token_file"), 0.0)
+		require.Equal(t, 201, b.do("POST", "/api/v1/audit/events", event(nil), token...).status)
+	}
+
+	require.NoError(t, os.WriteFile(path, []byte("tokens: []\n"), 0o600))
+	require.Eventually(t, func() bool {
+		return b.do("GET", "/api/v1/audit/events", nil, token...).status == 401
+	}, 10*time.Second, 20*time.Millisecond, "an explicitly empty list revokes every token")
+	assert.Equal(t, 0.0, failing())
 }
