@@ -14,8 +14,6 @@ import (
 // reaches a handler, a domain package or the database, so no handler has to
 // remember them.
 
-var kindUnsupportedMediaType = kind{"unsupported-media-type", http.StatusUnsupportedMediaType, "Unsupported Media Type"}
-
 // checkInput refuses a request whose text cannot be what the API stores or
 // filters by (400, naming the parameter), or whose body is not plain JSON
 // (415). It reports whether the request may go on.

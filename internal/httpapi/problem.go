@@ -36,9 +36,16 @@ var (
 	kindMethodNotAllowed = kind{"method-not-allowed", http.StatusMethodNotAllowed, "Method Not Allowed"}
 	kindConflict         = kind{"conflict", http.StatusConflict, "Resource Conflict"}
 	kindTooLarge         = kind{"request-too-large", http.StatusRequestEntityTooLarge, "Request Entity Too Large"}
-	kindRequestTimeout   = kind{"request-timeout", http.StatusRequestTimeout, "Request Timeout"}
 	kindInternal         = kind{"internal-error", http.StatusInternalServerError, "Internal Server Error"}
 	kindUnavailable      = kind{"service-unavailable", http.StatusServiceUnavailable, "Service Unavailable"}
+)
+
+// Ours (issue 18), beyond CONTRACT §12's list: a body that did not arrive in
+// time (nothing was written; send it again), and a body that is not plain
+// JSON.
+var (
+	kindRequestTimeout       = kind{"request-timeout", http.StatusRequestTimeout, "Request Timeout"}
+	kindUnsupportedMediaType = kind{"unsupported-media-type", http.StatusUnsupportedMediaType, "Unsupported Media Type"}
 )
 
 // writeProblem sends a problem of kind k. fields may be nil.
