@@ -106,8 +106,10 @@ func checkQuery(rawQuery string, fe map[string]string) {
 // auth.mode none a web page could otherwise make any browser write events
 // or place legal holds, as browsers send text/plain, form and multipart
 // bodies cross-site without asking (CORS preflights only what is not one of
-// those). Compressed bodies are refused rather than decoded: no client of
-// ours compresses, and a decoder would need its own bomb limit.
+// those). Only application/json itself is accepted, not application/*+json:
+// no client sends another, and each one accepted is one more type a filter
+// in front must know. Compressed bodies are refused rather than decoded: no
+// client of ours compresses, and a decoder would need its own bomb limit.
 func unsupportedBody(r *http.Request) string {
 	switch {
 	case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions:
