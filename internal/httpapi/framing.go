@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 )
 
@@ -61,8 +63,8 @@ func (l framingListener) Accept() (net.Conn, error) {
 // conflict is read by the handler.
 type framingConn struct {
 	net.Conn
-	// line holds the start of the current line, lower-cased; n counts its
-	// bytes (beyond len(line) too).
+	// line holds the start of the current line, lower-cased (a CR
+	// included); n counts its bytes (beyond len(line) too).
 	line         [len("transfer-encoding:")]byte
 	n            int
 	sawCL, sawTE bool
@@ -71,20 +73,22 @@ type framingConn struct {
 
 func (c *framingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	for _, b := range p[:n] {
-		switch b {
-		case '\n':
-			c.endLine()
-		case '\r':
-		default:
-			if c.n < len(c.line) {
-				if 'A' <= b && b <= 'Z' {
-					b += 'a' - 'A'
-				}
-				c.line[c.n] = b
+	// Line by line: only a line's first bytes are looked at, so a body
+	// (usually one long line) costs a search for '\n', not a loop per byte.
+	for b := p[:n]; len(b) > 0; {
+		seg, rest, eol := bytes.Cut(b, []byte{'\n'})
+		for i := 0; i < len(seg) && c.n+i < len(c.line); i++ {
+			ch := seg[i]
+			if 'A' <= ch && ch <= 'Z' {
+				ch += 'a' - 'A'
 			}
-			c.n++
+			c.line[c.n+i] = ch
 		}
+		c.n += len(seg)
+		if eol {
+			c.endLine()
+		}
+		b = rest
 	}
 	return n, err
 }
@@ -92,12 +96,12 @@ func (c *framingConn) Read(p []byte) (int, error) {
 func (c *framingConn) endLine() {
 	l := string(c.line[:min(c.n, len(c.line))])
 	switch {
-	case c.n == 0:
+	case c.n == 0 || l == "\r":
 		if c.sawCL && c.sawTE {
 			c.conflict.Store(true)
 		}
 		c.sawCL, c.sawTE = false, false
-	case len(l) >= len("content-length:") && l[:len("content-length:")] == "content-length:":
+	case strings.HasPrefix(l, "content-length:"):
 		c.sawCL = true
 	case l == "transfer-encoding:":
 		c.sawTE = true
