@@ -32,7 +32,8 @@ test: test-deploy ## Install PostgreSQL/Redis if missing, then run all tests (un
 # replace directive; -mod=mod lets it pick up go.sum entries when that module's requirements
 # change, instead of failing until someone tidies deploy/go.mod.
 .PHONY: test-deploy
-test-deploy: ## Render the Kubernetes manifests and check them, the alert rules, the dashboard and the Dockerfile
+test-deploy: ## Render the Kubernetes manifests and check them, the alert rules, the dashboard, the Dockerfiles and the CI workflows
+	@bash scripts/deps.sh
 	cd deploy && $(GO) test -count=1 -mod=mod ./...
 
 .PHONY: test-short
@@ -60,6 +61,11 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage $(BENCH_ARGS)
+
+.PHONY: screenshots
+screenshots: ## Write screenshots of every console page, light and dark, to docs/console/
+	@bash scripts/deps.sh
+	DATASTORAGE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestScreenshots ./internal/console/
 
 .PHONY: clean
 clean: ## Remove build output (bin/); keeps the .dev/ data
