@@ -25,7 +25,7 @@ func TestFramingWatchWhateverTheReadBoundaries(t *testing.T) {
 	t.Parallel()
 	for head, want := range map[string]bool{
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n": true,
-		"POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\ncontent-length: 4\r\n\r\n":           true,
+		"POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\ncontent-length: 4\r\n\r\n":            true,
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nTransfer-Encoding: chunked\r\n": false,
 		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nContent-Length: 4\r\n\r\n":   false, // body lines after a block end
 		"POST / HTTP/1.1\r\nX-Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n":          false,
