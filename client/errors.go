@@ -134,9 +134,10 @@ func (p *Problem) Is(target error) bool {
 }
 
 // Retryable reports whether sending the same request again later may
-// succeed: 429 and every 5xx. (The emitter also retries transport errors.)
+// succeed: 408 (the body did not reach the server in time; nothing was
+// written), 429 and every 5xx. (The emitter also retries transport errors.)
 func (p *Problem) Retryable() bool {
-	return p.Status == http.StatusTooManyRequests || p.Status >= 500
+	return p.Status == http.StatusRequestTimeout || p.Status == http.StatusTooManyRequests || p.Status >= 500
 }
 
 // maxErrorBody bounds how much of an error body is read.

@@ -49,7 +49,8 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	setGCPercent(environ)
-	authz, tlsCfg, err := apiSecurity(cfg, environ, log)
+	reg := telemetry.NewRegistry()
+	authz, tlsCfg, err := apiSecurity(cfg, environ, log, reg)
 	if err != nil {
 		return err
 	}
@@ -72,7 +73,6 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		log.Warn("could not create partitions ahead at start", "error", err)
 	}
 
-	reg := telemetry.NewRegistry()
 	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
 
 	// The spool does not need Redis at start either: while Redis is down,
@@ -134,6 +134,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
 		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       httpapi.ConnContext,
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", telemetry.MetricsHandler(reg))
@@ -152,6 +153,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	}
 	if tlsCfg != nil {
 		apiLn = tls.NewListener(apiLn, tlsCfg)
+	} else {
+		// Content-Length with Transfer-Encoding is refused (request
+		// smuggling); the check needs the plain bytes (see GuardListener).
+		apiLn = httpapi.GuardListener(apiLn)
 	}
 	metricsLn, err := net.Listen("tcp", metricsSrv.Addr)
 	if err != nil {

@@ -85,6 +85,9 @@ func (a *API) guard(mux *http.ServeMux, next http.Handler) http.Handler {
 				return
 			}
 		}
+		if !a.checkInput(w, r, path) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -133,7 +136,7 @@ func writeBlankProblem(w http.ResponseWriter, r *http.Request, status int, title
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Instance: r.URL.Path})
+	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Instance: instance(r)})
 }
 
 // maxActorID is the length limit of actor_id (CONTRACT §2.1).
