@@ -40,7 +40,12 @@ func sampleSpec(name, version string) client.WorkflowSpec {
 }
 
 // workflowJSON is a stored version as the server answers it.
-func workflowJSON(id uuid.UUID, name, version, status string) string {
+// Lists and search results leave content out (summary true).
+func workflowJSON(id uuid.UUID, name, version, status string, summary ...bool) string {
+	content := `"content":"kind: Pipeline\n",`
+	if len(summary) > 0 && summary[0] {
+		content = ""
+	}
 	return fmt.Sprintf(`{"workflow_id":%q,"workflow_name":%q,"version":%q,"title":"Restart the pod",
 	 "description":{"what":"Deletes the pod."},"action_type":"RestartPod",
 	 "labels":{"signal_type":["CrashLoopBackOff"],"severity":["*"],"component":["pod"],"environment":["*"],
@@ -48,15 +53,16 @@ func workflowJSON(id uuid.UUID, name, version, status string) string {
 	 "detected_labels":{"gitops_managed":false,"gitops_tool":"argocd"},"custom_labels":{"team":["sre"]},
 	 "execution":{"engine":"tekton","bundle":"quay.io/k/r@sha256:%064x"},
 	 "parameters":[{"name":"GRACE","type":"integer","required":false,"default":30}],
-	 "content":"kind: Pipeline\n","content_hash":"sha256:%064x","status":%q,"is_latest":true,
-	 "created_at":"2026-12-06T10:00:00Z","updated_at":"2026-12-06T10:00:00Z","created_by":"ci","updated_by":"ci"}`,
-		id, name, version, 2, 3, status)
+	 %s"content_hash":"sha256:%064x","status":%q,"is_latest":true,
+	 "created_at":"2026-12-06T10:00:00.000000Z","updated_at":"2026-12-06T10:00:00.000000Z","created_by":"ci","updated_by":"ci"}`,
+		id, name, version, 2, content, 3, status)
 }
 
+// plainClient is a client whose exchanges are checked against
+// api/openapi.yaml, the canned answers included.
 func plainClient(t *testing.T, url string) *client.Client {
 	t.Helper()
-	c, err := client.New(url)
-	require.NoError(t, err)
+	c, _ := newSpecClient(t, url)
 	return c
 }
 
@@ -74,7 +80,7 @@ func TestRegisterWorkflowEncodesTheCreateKeysAndReadsTheOutcome(t *testing.T) {
 	f := newFakeServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch status {
 		case http.StatusConflict:
-			writeProblem(w, 409, `{"type":"https://kubernaut.ai/problems/conflict","title":"Conflict","status":409,
+			writeProblem(w, 409, `{"type":"https://kubernaut.ai/problems/conflict","title":"Resource Conflict","status":409,
 				"detail":"restart-pod 1.0.0 exists with different content; bump the version"}`)
 		case http.StatusBadRequest:
 			writeProblem(w, 400, `{"type":"https://kubernaut.ai/problems/validation-error","title":"Validation Error","status":400,
@@ -129,7 +135,7 @@ func TestRegisterWorkflowEncodesTheCreateKeysAndReadsTheOutcome(t *testing.T) {
 	assert.ErrorContains(t, err, "not valid JSON")
 	status = http.StatusCreated
 	raw := json.RawMessage(`{"workflow_name":"restart-pod","surprise":1}`)
-	_, err = c.RegisterWorkflowJSON(ctx, raw)
+	_, err = c.RegisterWorkflowJSON(badRequest(ctx), raw)
 	require.NoError(t, err)
 	assert.JSONEq(t, string(raw), string(f.last().body), "the raw spec is sent as is")
 }
@@ -169,14 +175,14 @@ func TestWorkflowsIteratorFollowsTheCursor(t *testing.T) {
 	f := newFakeServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch r.URL.Query().Get("cursor") {
 		case "":
-			writeJSON(w, 200, `{"workflows":[`+workflowJSON(client.WorkflowID("a", "2.0.0"), "a", "2.0.0", "active")+`,`+
-				workflowJSON(client.WorkflowID("a", "1.0.0"), "a", "1.0.0", "disabled")+`],
+			writeJSON(w, 200, `{"workflows":[`+workflowJSON(client.WorkflowID("a", "2.0.0"), "a", "2.0.0", "active", true)+`,`+
+				workflowJSON(client.WorkflowID("a", "1.0.0"), "a", "1.0.0", "disabled", true)+`],
 				"pagination":{"limit":2,"has_more":true,"next_cursor":"c/1+"}}`)
 		case "c/1+":
-			writeJSON(w, 200, `{"workflows":[`+workflowJSON(client.WorkflowID("b", "1.0.0"), "b", "1.0.0", "active")+`],
+			writeJSON(w, 200, `{"workflows":[`+workflowJSON(client.WorkflowID("b", "1.0.0"), "b", "1.0.0", "active", true)+`],
 				"pagination":{"limit":2,"has_more":false}}`)
 		default:
-			writeProblem(w, 400, `{"type":"https://kubernaut.ai/problems/validation-error","title":"Validation Error","status":400}`)
+			writeProblem(w, 400, `{"type":"https://kubernaut.ai/problems/validation-error","title":"Validation Error","status":400,"field_errors":{"cursor":"malformed"}}`)
 		}
 	})
 	c := plainClient(t, f.URL)
@@ -211,7 +217,7 @@ func TestWorkflowVersionsAndGetAndStatus(t *testing.T) {
 	f := newFakeServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/workflows/by-name/restart-pod/versions":
-			writeJSON(w, 200, `{"workflow_name":"restart-pod","versions":[`+workflowJSON(id, "restart-pod", "1.0.0", "active")+`]}`)
+			writeJSON(w, 200, `{"workflow_name":"restart-pod","versions":[`+workflowJSON(id, "restart-pod", "1.0.0", "active", true)+`]}`)
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/workflows/"+id.String():
 			writeJSON(w, 200, workflowJSON(id, "restart-pod", "1.0.0", "active"))
 		case r.Method == http.MethodPatch && string(body) == `{"reason":"broken on 1.31","status":"disabled"}`:
@@ -268,7 +274,7 @@ func (s *searchFake) handle(w http.ResponseWriter, r *http.Request, body []byte)
 				hits += ","
 			}
 			hits += fmt.Sprintf(`{"rank":%d,"score":%g,"workflow":%s,"terms":[{"term":"context.severity","requested":"critical","offered":["*"],"match":0.5,"weight":1,"contribution":0.25}]}`,
-				i+1, 1-float64(i)/4, workflowJSON(id, fmt.Sprintf("w%d", i), "1.0.0", "active"))
+				i+1, 1-float64(i)/4, workflowJSON(id, fmt.Sprintf("w%d", i), "1.0.0", "active", true))
 		}
 		writeJSON(w, 200, `{"discovery_id":"`+disc+`","total_candidates":7,"results":[`+hits+`]}`)
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/workflows/discoveries/"+disc+"/validate":
