@@ -47,10 +47,11 @@ vet: ## Check formatting (gofmt) and run go vet
 	cd deploy && $(GO) vet -mod=mod ./...
 
 .PHONY: bench
-bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 min; writes bench/results/latest.md
+bench: ## Write-path and catalog benchmarks with their own PostgreSQL (fsync on) and Redis; ~5 min; writes bench/results/latest.md and catalog.md
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -server bin/datastorage $(BENCH_ARGS)
+	$(GO) run ./cmd/dsbench -catalog -server bin/datastorage $(CATALOG_BENCH_ARGS)
 
 # Not part of `make bench`: loading and indexing 10M events alone takes longer than
 # the ~10 minutes `make bench` may take on a 2-CPU machine. Smaller: READ_EVENTS=2000000.
