@@ -114,7 +114,7 @@ func TestRegisterCreatesThenIsIdempotentThenConflicts(t *testing.T) {
 
 	var row struct {
 		cat, action, outcome, actor, resType, resID string
-		data                                       map[string]any
+		data                                        map[string]any
 	}
 	require.NoError(t, b.store.Pool().QueryRow(context.Background(), `SELECT event_category, event_action, event_outcome,
 		coalesce(actor_id, ''), coalesce(resource_type, ''), coalesce(resource_id, ''), event_data FROM audit_events WHERE correlation_id = 'workflow/oom-recovery'`).
