@@ -85,7 +85,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if o.weights != nil {
 		weights = *o.weights
 	}
-	cat := catalog.New(catalog.Options{Store: st, Sink: sink, Validator: validator, Weights: weights, Log: log})
+	cat := catalog.New(catalog.Options{Store: st, Sink: sink, Validator: validator, Weights: weights, Log: log, Registerer: o.registerer})
 	api := httpapi.New(httpapi.Config{
 		Validator:      validator,
 		Catalog:        cat,
