@@ -291,6 +291,14 @@ func TestDiscoverThenSelect(t *testing.T) {
 	assert.False(t, vs.Versions[0].IsLatest)
 	assert.True(t, vs.Versions[1].IsLatest, "1.1.0 took over as latest")
 
+	// The workflow's history is one hash chain: two registrations and the
+	// status change, intact.
+	status, body, err := s.post("/api/v1/audit/verify-chain", map[string]string{"correlation_id": "workflow/increase-memory"})
+	require.NoError(t, err)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, true, body["is_valid"], "%v", body)
+	assert.EqualValues(t, 3, body["total_events"], "%v", body)
+
 	// A second disable is an invalid transition; the CLI says so and fails.
 	code, out = run(t, nil, "workflows", "disable", "increase-memory@1.2.0", "--reason", "again", "--server", s.base)
 	assert.Equal(t, 1, code)
