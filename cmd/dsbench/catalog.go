@@ -57,6 +57,49 @@ type catalogTiming struct {
 	elapsed   time.Duration
 	sample    string // one request body, for the report
 	answerLen int64
+	// server is the server's own search duration histogram over the shape
+	// (datastorage_catalog_search_duration_seconds), when it is a search.
+	server *catalogHist
+	// statements are the shape's top statements in pg_stat_statements.
+	statements []catalogStmt
+	loadAvg    string
+}
+
+// catalogHist is the change of a Prometheus histogram over a shape.
+type catalogHist struct {
+	count   float64
+	sum     float64
+	buckets [][2]float64 // le, cumulative count
+}
+
+func (h *catalogHist) mean() time.Duration {
+	if h == nil || h.count == 0 {
+		return 0
+	}
+	return time.Duration(h.sum / h.count * float64(time.Second))
+}
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (h *catalogHist) quantile(q float64) string {
+	if h == nil || h.count == 0 {
+		return "–"
+	}
+	for _, b := range h.buckets {
+		if b[1] >= q*h.count {
+			if math.IsInf(b[0], 1) {
+				return "> last bucket"
+			}
+			return "≤ " + fmtDur(time.Duration(b[0]*float64(time.Second)))
+		}
+	}
+	return "–"
+}
+
+// catalogStmt is one statement's share of a shape.
+type catalogStmt struct {
+	calls          int64
+	meanExec, plan float64 // ms
+	query          string
 }
 
 func (t *catalogTiming) pct(p float64) time.Duration {
@@ -124,9 +167,12 @@ func runCatalog(ctx context.Context, o options) error {
 			bodies = append(bodies, gen.workflow(n, v))
 		}
 	}
+	catalogResetStatements(ctx, e)
 	r.register = timeRequests(ctx, hc, "registration c=8", catConcurrency, len(bodies), func(i int) (string, string, []byte, int) {
 		return http.MethodPost, e.api + "/api/v1/workflows", bodies[i], http.StatusCreated
 	})
+	r.register.loadAvg = catalogLoadAvg()
+	r.register.statements = catalogTopStatements(ctx, e, 8)
 	logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
 		fmtDur(r.register.pct(.5)), fmtDur(r.register.pct(.99)), r.register.errs)
 	if r.register.errs > 0 {
@@ -149,24 +195,36 @@ func runCatalog(ctx context.Context, o options) error {
 	timeRequests(ctx, hc, "warm-up", catConcurrency, 200, func(i int) (string, string, []byte, int) {
 		return http.MethodPost, e.api + "/api/v1/workflows/search", labels[i%len(labels)], http.StatusOK
 	})
+	const hist = "datastorage_catalog_search_duration_seconds"
 	for _, shape := range []struct {
 		name   string
+		c      int
 		bodies [][]byte
-	}{{"search labels only c=8", labels}, {"search text+explain c=8", texts}} {
-		t := timeRequests(ctx, hc, shape.name, catConcurrency, requests, func(i int) (string, string, []byte, int) {
+	}{{"search labels only c=8", catConcurrency, labels}, {"search text+explain c=8", catConcurrency, texts},
+		{"search labels only c=1", 1, labels}} {
+		catalogResetStatements(ctx, e)
+		before := catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist)
+		t := timeRequests(ctx, hc, shape.name, shape.c, requests, func(i int) (string, string, []byte, int) {
 			return http.MethodPost, e.api + "/api/v1/workflows/search", shape.bodies[i%len(shape.bodies)], http.StatusOK
 		})
+		t.loadAvg = catalogLoadAvg()
+		t.server = catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist).minus(before)
+		t.statements = catalogTopStatements(ctx, e, 5)
 		t.sample = string(shape.bodies[0])
 		r.timings = append(r.timings, t)
-		logf("catalog: %s p50 %s p99 %s (%.0f/s), errors %d", shape.name, fmtDur(t.pct(.5)), fmtDur(t.pct(.99)), t.perSec(), t.errs)
+		logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, fmtDur(t.pct(.5)),
+			fmtDur(t.pct(.99)), t.perSec(), fmtDur(t.server.mean()), t.server.quantile(.99), t.errs)
 	}
 	ids := make([]string, 512)
 	for i := range ids {
 		ids[i] = catalogID(gen.rnd.IntN(catNames), gen.rnd.IntN(catVersions)).String()
 	}
+	catalogResetStatements(ctx, e)
 	t := timeRequests(ctx, hc, "get by id c=1", 1, requests, func(i int) (string, string, []byte, int) {
 		return http.MethodGet, e.api + "/api/v1/workflows/" + ids[i%len(ids)], nil, http.StatusOK
 	})
+	t.loadAvg = catalogLoadAvg()
+	t.statements = catalogTopStatements(ctx, e, 3)
 	r.timings = append(r.timings, t)
 	logf("catalog: get by id p50 %s p99 %s, errors %d", fmtDur(t.pct(.5)), fmtDur(t.pct(.99)), t.errs)
 
@@ -547,12 +605,30 @@ func (r *catalogReport) markdown() string {
 	for _, t := range r.targets() {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, yes(t.met))
 	}
-	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n| shape | requests | errors | p50 | p90 | p99 | max | per second |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n" +
+		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it).\n\n" +
+		"| shape | requests | errors | p50 | p90 | p99 | max | per second | server mean | server p99 | load avg after |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f |\n", t.name, len(t.lat), t.errs, fmtDur(t.pct(.5)),
-			fmtDur(t.pct(.9)), fmtDur(t.pct(.99)), fmtDur(t.pct(1)), t.perSec())
+		srvMean, srvP99 := "–", "–"
+		if t.server != nil && t.server.count > 0 {
+			srvMean, srvP99 = fmtDur(t.server.mean()), t.server.quantile(.99)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, fmtDur(t.pct(.5)),
+			fmtDur(t.pct(.9)), fmtDur(t.pct(.99)), fmtDur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
+	}
+	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		if t.firstErr != "" {
-			fmt.Fprintf(&b, "\nfirst error of %s: `%s`\n\n", t.name, t.firstErr)
+			fmt.Fprintf(&b, "\nfirst error of %s: `%s`\n", t.name, t.firstErr)
+		}
+	}
+	b.WriteString("\n## Where PostgreSQL spent the time (pg_stat_statements, per shape)\n")
+	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
+		if len(t.statements) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s:\n\n| calls | mean exec | mean plan | statement |\n|---|---|---|---|\n", t.name)
+		for _, st := range t.statements {
+			fmt.Fprintf(&b, "| %d | %.3f ms | %.3f ms | `%s` |\n", st.calls, st.meanExec, st.plan, strings.ReplaceAll(st.query, "|", "\\|"))
 		}
 	}
 	for _, t := range r.timings {
@@ -566,4 +642,115 @@ func (r *catalogReport) markdown() string {
 		fmt.Fprintf(&b, "\n### %s\n\n```sql\n%s\n```\n\n```\n%s\n```\n", ex.name, ex.sql, ex.plan)
 	}
 	return b.String()
+}
+
+// catalogScrapeHist reads the cumulative buckets, sum and count of one histogram
+// from the server's /metrics, summed over its label sets.
+func catalogScrapeHist(ctx context.Context, hc *http.Client, url, name string) *catalogHist {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	h := &catalogHist{}
+	les := map[float64]float64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(f[len(f)-1], &v); err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, name+"_bucket"):
+			i := strings.Index(line, `le="`)
+			if i < 0 {
+				continue
+			}
+			leS := line[i+4:]
+			leS = leS[:strings.Index(leS, `"`)]
+			le := math.Inf(1)
+			if leS != "+Inf" {
+				fmt.Sscan(leS, &le)
+			}
+			les[le] += v
+		case strings.HasPrefix(line, name+"_sum"):
+			h.sum += v
+		case strings.HasPrefix(line, name+"_count"):
+			h.count += v
+		}
+	}
+	for le, n := range les {
+		h.buckets = append(h.buckets, [2]float64{le, n})
+	}
+	slices.SortFunc(h.buckets, func(a, b [2]float64) int { return catalogCmpFloat(a[0], b[0]) })
+	return h
+}
+
+func catalogCmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// minus is the change from before to h.
+func (h *catalogHist) minus(before *catalogHist) *catalogHist {
+	if h == nil || before == nil || len(h.buckets) != len(before.buckets) {
+		return nil
+	}
+	d := &catalogHist{count: h.count - before.count, sum: h.sum - before.sum}
+	for i, b := range h.buckets {
+		d.buckets = append(d.buckets, [2]float64{b[0], b[1] - before.buckets[i][1]})
+	}
+	return d
+}
+
+func catalogResetStatements(ctx context.Context, e *env) {
+	withConn(ctx, e, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()")
+		return err
+	})
+}
+
+// catalogTopStatements are the statements that took the most time since the
+// last reset, other than the benchmark's own.
+func catalogTopStatements(ctx context.Context, e *env, n int) []catalogStmt {
+	var out []catalogStmt
+	withConn(ctx, e, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT calls, mean_exec_time, mean_plan_time, regexp_replace(query, '\s+', ' ', 'g')
+			FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0
+			ORDER BY total_exec_time + total_plan_time DESC LIMIT $1`, n)
+		if err != nil {
+			return err
+		}
+		var st catalogStmt
+		_, err = pgx.ForEachRow(rows, []any{&st.calls, &st.meanExec, &st.plan, &st.query}, func() error {
+			if len(st.query) > 160 {
+				st.query = st.query[:160] + "…"
+			}
+			out = append(out, st)
+			return nil
+		})
+		return err
+	})
+	return out
+}
+
+func catalogLoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
