@@ -41,6 +41,8 @@ const (
 	catConcurrency = 8
 )
 
+const catalogMarker = "<!-- analysis: written by hand, kept by dsbench -catalog across runs -->"
+
 // catalogTarget is one measure with its target.
 type catalogTarget struct {
 	name, target string
@@ -244,7 +246,14 @@ func runCatalog(ctx context.Context, o options) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, []byte(r.markdown()), 0o644); err != nil {
+	md := r.markdown()
+	// Keep the hand-written analysis below the marker across runs.
+	if old, err := os.ReadFile(out); err == nil && strings.Contains(string(old), catalogMarker) {
+		md += string(old[strings.Index(string(old), catalogMarker):])
+	} else {
+		md += "\n" + catalogMarker + "\n"
+	}
+	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 		return err
 	}
 	fmt.Println(r.summary())
