@@ -83,7 +83,8 @@ const (
 INSERT INTO workflow_versions (workflow_id, workflow_name, version, version_key, is_prerelease, title, description,
 	action_type, labels, detected_labels, custom_labels, label_terms, execution, parameters, content,
 	content_hash, status, created_at, created_by, updated_at, updated_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $18, $17, $18)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $18, $17, $18)
+ON CONFLICT DO NOTHING`
 	// The latest version of a name: the highest-precedence active one,
 	// stable versions before pre-releases (CONTRACT §15.1). Two statements,
 	// unset before set, because the unique index on (name) WHERE is_latest
@@ -146,29 +147,32 @@ func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (WorkflowRecord, 
 // outranks the active ones. When the id is already stored it writes
 // nothing and returns the stored record with ErrWorkflowExists: the caller
 // decides between "unchanged" and "conflict".
+//
+// Three round trips: the insert, the new latest and the read back share
+// the first with BEGIN and the name's lock; the chain's reads take the
+// second; the event, the chain head, the rollups and COMMIT the third.
 func (s *Store) RegisterWorkflow(ctx context.Context, rec WorkflowRecord, event *audit.Event) (WorkflowRecord, error) {
 	var out WorkflowRecord
-	err := s.catalogTx(ctx, rec.Name, []*audit.Event{event}, func(tx pgx.Tx) (bool, error) {
-		stored, err := getWorkflow(ctx, tx, rec.ID, false)
-		if err == nil {
-			out = stored
-			return false, ErrWorkflowExists
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return false, err
-		}
-		if _, err := tx.Exec(ctx, insertWorkflowSQL, pgtype.UUID{Bytes: rec.ID, Valid: true}, rec.Name, rec.Version,
-			rec.VersionKey, rec.Prerelease, rec.Title, rec.Description, rec.ActionType, rec.Labels,
-			rec.DetectedLabels, rec.CustomLabels, rec.LabelTerms, rec.Execution, rec.Parameters, rec.Content,
-			rec.ContentHash, rec.CreatedAt, rec.CreatedBy); err != nil {
-			return false, err
-		}
-		if err := recomputeLatest(ctx, tx, rec.Name); err != nil {
-			return false, err
-		}
-		out, err = getWorkflow(ctx, tx, rec.ID, false)
-		return true, err
-	})
+	var inserted bool
+	err := s.catalogTx(ctx, rec.Name, []*audit.Event{event},
+		func(b *pgx.Batch) {
+			inserted, out = false, WorkflowRecord{}
+			b.Queue(insertWorkflowSQL, pgtype.UUID{Bytes: rec.ID, Valid: true}, rec.Name, rec.Version,
+				rec.VersionKey, rec.Prerelease, rec.Title, rec.Description, rec.ActionType, rec.Labels,
+				rec.DetectedLabels, rec.CustomLabels, rec.LabelTerms, rec.Execution, rec.Parameters, rec.Content,
+				rec.ContentHash, rec.CreatedAt, rec.CreatedBy).Exec(func(t pgconn.CommandTag) error {
+				inserted = t.RowsAffected() == 1
+				return nil
+			})
+			queueLatest(b, rec.Name)
+			queueGetWorkflow(b, rec.ID, &out)
+		},
+		func(*pgx.Conn) (bool, error) {
+			if !inserted {
+				return false, ErrWorkflowExists
+			}
+			return true, nil
+		})
 	if errors.Is(err, ErrWorkflowExists) {
 		return out, ErrWorkflowExists
 	}
@@ -200,30 +204,32 @@ func (s *Store) ChangeWorkflowStatus(ctx context.Context, id uuid.UUID,
 	if err != nil {
 		return WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, err)
 	}
-	var out WorkflowRecord
+	var cur, out WorkflowRecord
 	events := make([]*audit.Event, 1)
 	var decideErr error
-	err = s.catalogTx(ctx, name, events, func(tx pgx.Tx) (bool, error) {
-		cur, err := getWorkflow(ctx, tx, id, true)
-		if err != nil {
-			return false, err
-		}
-		change, ev, err := decide(cur)
-		if err != nil {
-			decideErr = err
-			return false, err
-		}
-		events[0] = ev
-		if _, err := tx.Exec(ctx, updateStatusSQL, pgtype.UUID{Bytes: id, Valid: true}, change.Status,
-			change.Reason, change.At, change.By); err != nil {
-			return false, err
-		}
-		if err := recomputeLatest(ctx, tx, name); err != nil {
-			return false, err
-		}
-		out, err = getWorkflow(ctx, tx, id, false)
-		return true, err
-	})
+	err = s.catalogTx(ctx, name, events,
+		func(b *pgx.Batch) {
+			cur = WorkflowRecord{}
+			b.Queue("SELECT "+selectWorkflow(true)+" FROM workflow_versions WHERE workflow_id = $1 FOR UPDATE",
+				pgtype.UUID{Bytes: id, Valid: true}).Query(func(rows pgx.Rows) error {
+				r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+				cur = r
+				return err
+			})
+		},
+		func(conn *pgx.Conn) (bool, error) {
+			change, ev, err := decide(cur)
+			if err != nil {
+				decideErr = err
+				return false, err
+			}
+			events[0] = ev
+			b := &pgx.Batch{}
+			b.Queue(updateStatusSQL, pgtype.UUID{Bytes: id, Valid: true}, change.Status, change.Reason, change.At, change.By)
+			queueLatest(b, name)
+			queueGetWorkflow(b, id, &out)
+			return true, conn.SendBatch(ctx, b).Close()
+		})
 	if decideErr != nil {
 		return WorkflowRecord{}, decideErr
 	}
@@ -233,24 +239,35 @@ func (s *Store) ChangeWorkflowStatus(ctx context.Context, id uuid.UUID,
 	return out, nil
 }
 
-func recomputeLatest(ctx context.Context, tx pgx.Tx, name string) error {
-	if _, err := tx.Exec(ctx, unsetLatestSQL, name); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, setLatestSQL, name)
-	return err
+// queueLatest queues the recomputation of a name's latest version.
+func queueLatest(b *pgx.Batch, name string) {
+	b.Queue(unsetLatestSQL, name)
+	b.Queue(setLatestSQL, name)
 }
 
-// catalogTx runs change in a transaction that holds the name's lock and,
-// when change reports that it wrote (true), appends events to their hash
-// chains and commits. A month without a partition, a deadlock or a
-// serialization failure retries the whole transaction; any error of change
-// rolls it back and is returned.
-func (s *Store) catalogTx(ctx context.Context, name string, events []*audit.Event, change func(pgx.Tx) (bool, error)) error {
+// queueGetWorkflow queues the read of one version (with content) into out.
+func queueGetWorkflow(b *pgx.Batch, id uuid.UUID, out *WorkflowRecord) {
+	b.Queue("SELECT "+selectWorkflow(true)+" FROM workflow_versions WHERE workflow_id = $1",
+		pgtype.UUID{Bytes: id, Valid: true}).Query(func(rows pgx.Rows) error {
+		r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+		*out = r
+		return err
+	})
+}
+
+// catalogTx runs a catalog change in one transaction that holds the name's
+// lock. first queues the change's first statements behind BEGIN and the
+// lock (one round trip); then change may run more and reports whether it
+// wrote: if so, events are appended to their hash chains (the chain code
+// of the group commit) and the transaction commits with them, else it is
+// rolled back and change's error returned. A month without a partition, a
+// deadlock or a serialization failure retries the whole transaction.
+func (s *Store) catalogTx(ctx context.Context, name string, events []*audit.Event,
+	first func(*pgx.Batch), change func(*pgx.Conn) (bool, error)) error {
 	var err error
 	for range maxInsertAttempts {
 		var fresh []*audit.Event
-		fresh, err = s.catalogAttempt(ctx, name, events, change)
+		fresh, err = s.catalogAttempt(ctx, name, events, first, change)
 		switch {
 		case err == nil:
 			s.recent.add(fresh, time.Now())
@@ -267,44 +284,58 @@ func (s *Store) catalogTx(ctx context.Context, name string, events []*audit.Even
 	return err
 }
 
-func (s *Store) catalogAttempt(ctx context.Context, name string, events []*audit.Event, change func(pgx.Tx) (bool, error)) ([]*audit.Event, error) {
-	conn, err := s.pool.Acquire(ctx)
+func (s *Store) catalogAttempt(ctx context.Context, name string, events []*audit.Event,
+	first func(*pgx.Batch), change func(*pgx.Conn) (bool, error)) (fresh []*audit.Event, err error) {
+	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
+	defer pc.Release()
+	conn := pc.Conn()
+	defer func() {
+		if err != nil {
+			rollback(conn)
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(lockWorkflowNameSQL, name)
+	first(b)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	wrote, err := change(conn)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(ctx, lockWorkflowNameSQL, name); err != nil {
-		return nil, err
-	}
-	wrote, err := change(tx)
-	if err != nil || !wrote {
-		return nil, err
+	if !wrote {
+		rollback(conn)
+		return nil, nil
 	}
 	// The events last: the chain lock and the rollup rows are held from
 	// here to COMMIT only.
-	fresh, heads, err := s.chain(ctx, conn.Conn(), events, make([][]byte, len(events)), false)
+	fresh, heads, err := s.chain(ctx, conn, events, make([][]byte, len(events)), false)
 	if err != nil {
 		return nil, err
 	}
-	b := &pgx.Batch{}
-	var tag pgconn.CommandTag
+	b = &pgx.Batch{}
+	var tag, commit pgconn.CommandTag
 	if err := s.queueLinked(b, fresh, heads, &tag); err != nil {
 		return nil, err
 	}
 	defer s.queueRollups(b, fresh)()
+	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+		commit = t
+		return nil
+	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		if isDuplicateEvent(err) {
 			return nil, errChainRace
 		}
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+	if commit.String() != "COMMIT" {
+		return nil, fmt.Errorf("store: transaction rolled back at commit (%s)", commit)
 	}
 	return fresh, nil
 }
@@ -436,11 +467,36 @@ type Discovery struct {
 	Offered   []uuid.UUID
 }
 
-// InsertDiscovery records a search answer.
+// InsertDiscovery records a search answer, in one round trip and without
+// waiting for the WAL flush (synchronous_commit off for this transaction
+// only): a search must not pay an fsync for a record that only lets a
+// later validate answer. What a crash of PostgreSQL can lose is the last
+// few hundred milliseconds of discoveries; validate then answers 404 (the
+// caller searches again, never a false "valid"), and the search's audit
+// event, which goes through the durable write path, still says what was
+// shown.
 func (s *Store) InsertDiscovery(ctx context.Context, d Discovery) error {
-	if _, err := s.pool.Exec(ctx, `INSERT INTO workflow_discoveries (discovery_id, created_at, request, offered) VALUES ($1, $2, $3, $4)`,
-		pgtype.UUID{Bytes: d.ID, Valid: true}, d.CreatedAt, d.Request, pgUUIDs(d.Offered)); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue(`INSERT INTO workflow_discoveries (discovery_id, created_at, request, offered) VALUES ($1, $2, $3, $4)`,
+		pgtype.UUID{Bytes: d.ID, Valid: true}, d.CreatedAt, d.Request, pgUUIDs(d.Offered))
+	var commit pgconn.CommandTag
+	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+		commit = t
+		return nil
+	})
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
 		return fmt.Errorf("store: record discovery: %w", err)
+	}
+	defer conn.Release()
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		rollback(conn.Conn())
+		return fmt.Errorf("store: record discovery: %w", err)
+	}
+	if commit.String() != "COMMIT" {
+		return fmt.Errorf("store: record discovery: transaction rolled back at commit (%s)", commit)
 	}
 	return nil
 }
