@@ -55,7 +55,10 @@ CREATE INDEX workflow_versions_order ON workflow_versions (workflow_name, versio
 CREATE UNIQUE INDEX workflow_versions_one_latest ON workflow_versions (workflow_name) WHERE is_latest;
 -- The candidate filter of a search: latest versions whose label terms
 -- contain the signal type and overlap each other requested label.
-CREATE INDEX workflow_versions_label_terms ON workflow_versions USING gin (label_terms) WHERE is_latest;
+-- fastupdate off: a search must not scan a pending list that registrations
+-- grew (measured: 17 ms for the index scan after 10,000 registrations,
+-- 0.1 ms without); registrations are rarer than searches and pay instead.
+CREATE INDEX workflow_versions_label_terms ON workflow_versions USING gin (label_terms) WITH (fastupdate = off) WHERE is_latest;
 CREATE INDEX workflow_versions_search ON workflow_versions USING gin (search_vector);
 
 -- +goose StatementBegin
