@@ -457,21 +457,32 @@ func cmdWorkflowsSearch(ctx context.Context, args, environ []string, stdout, std
 	return searchTable(stdout, res)
 }
 
-// searchTable prints the ranked results, each followed by its terms when
-// the search explained them.
+// searchTable prints the ranked results, then, when the search explained
+// them, each result's terms in a table of their own.
 func searchTable(w io.Writer, res *client.SearchResult) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tSCORE\tNAME\tVERSION\tACTION\tTITLE\tWORKFLOW ID")
 	for _, h := range res.Results {
 		fmt.Fprintf(tw, "%d\t%.4f\t%s\t%s\t%s\t%s\t%s\n", h.Rank, h.Score, h.Workflow.WorkflowName, h.Workflow.Version,
 			h.Workflow.ActionType, h.Workflow.Title, h.Workflow.WorkflowID)
-		for _, t := range h.Terms {
-			fmt.Fprintf(tw, "\t\t  %s\trequested %s\toffered %s\tmatch %.4g × weight %.4g\t= %.4f\t\n", t.Term,
-				compactJSON(t.Requested), compactJSON(t.Offered), t.Match, t.Weight, t.Contribution)
-		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, h := range res.Results {
+		if len(h.Terms) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n#%d %s %s: score %.4f = the sum of the contributions\n", h.Rank, h.Workflow.WorkflowName, h.Workflow.Version, h.Score)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TERM\tREQUESTED\tOFFERED\tMATCH\tWEIGHT\tCONTRIBUTION")
+		for _, t := range h.Terms {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.4g\t%.4g\t%.4f\n", t.Term, compactJSON(t.Requested), compactJSON(t.Offered),
+				t.Match, t.Weight, t.Contribution)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "\n%d shown of %d candidates; discovery %s\n", len(res.Results), res.TotalCandidates, res.DiscoveryID)
 	if len(res.Results) > 0 {
