@@ -60,8 +60,8 @@ type WorkflowRecord struct {
 	TextRank float64
 }
 
-// ErrWorkflowExists is returned by RegisterWorkflow, wrapped around nothing,
-// when the id is already stored; the stored record comes with it. Test with
+// ErrWorkflowExists is returned by RegisterWorkflow, unwrapped, when the id
+// is already stored; the stored record is returned with it. Test with
 // errors.Is.
 var ErrWorkflowExists = errors.New("workflow version already registered")
 
