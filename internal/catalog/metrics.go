@@ -44,6 +44,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, e := range []string{"search_completed", "selection_validated"} {
 		m.searchEvents.WithLabelValues(e)
 	}
+	// Every allowed move has a series from the start, so that the
+	// dashboard's panels and client/restart_linux_test.go's check of the
+	// served metrics see it before the first status change.
+	for _, from := range []string{"active", "disabled", "deprecated"} {
+		for _, to := range []string{"active", "disabled", "deprecated", "archived"} {
+			if from != to {
+				m.statusChanges.WithLabelValues(from, to)
+			}
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.registrations, m.statusChanges, m.searchSeconds, m.candidates, m.searchEvents)
 	}
