@@ -239,7 +239,7 @@ func runCatalog(ctx context.Context, o options) error {
 		r.candidates = append(r.candidates, n)
 	}
 	logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
-	r.explains = catalogExplains(ctx, e, gen)
+	r.explains = catalogExplains(ctx, e)
 	r.finished = time.Now()
 
 	out := o.out
@@ -518,7 +518,7 @@ func (g *catalogGen) search(withText bool) []byte {
 // store with a tracer runs SearchWorkflows with the filter the catalog
 // builds for a search (internal/catalog SearchRequest.query, kept in step
 // by hand), and the statement it sent is replayed under EXPLAIN.
-func catalogExplains(ctx context.Context, e *env, _ *catalogGen) []readExplain {
+func catalogExplains(ctx context.Context, e *env) []readExplain {
 	rec := &lastStatement{}
 	ds, err := store.Open(ctx, e.dbURL, store.Options{Tracer: rec})
 	if err != nil {

@@ -24,7 +24,7 @@ func applyLines(t *testing.T, out string) map[string]string {
 	got := map[string]string{}
 	for line := range strings.SplitSeq(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) == 3 && strings.HasSuffix(f[2], filepath.Ext(f[2])) && strings.Contains(f[2], "/") {
+		if ext := filepath.Ext(line); len(f) == 3 && (ext == ".yaml" || ext == ".json") {
 			got[filepath.Base(f[2])] = f[0]
 		}
 	}
