@@ -555,14 +555,26 @@ func catalogExplains(ctx context.Context, e *env) []readExplain {
 			continue
 		}
 		ex := readExplain{name: s.name, sql: strings.Join(strings.Fields(rec.sql), " ")}
-		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+rec.sql, rec.args...)
-		if err == nil {
+		// On a shared machine one run mostly measures the wait for a CPU:
+		// keep the fastest of five (the plan is the same each time).
+		best := math.Inf(1)
+		for range 5 {
+			rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+rec.sql, rec.args...)
 			var lines []string
-			lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			ex.plan = strings.Join(lines, "\n")
-		}
-		if err != nil {
-			ex.plan = "EXPLAIN failed: " + err.Error()
+			if err == nil {
+				lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			if err != nil {
+				ex.plan = "EXPLAIN failed: " + err.Error()
+				break
+			}
+			var ms float64
+			if n := len(lines); n > 0 {
+				fmt.Sscanf(strings.TrimSpace(lines[n-1]), "Execution Time: %f ms", &ms)
+			}
+			if ms < best {
+				best, ex.plan = ms, strings.Join(lines, "\n")
+			}
 		}
 		out = append(out, ex)
 	}
@@ -615,7 +627,8 @@ func (r *catalogReport) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, yes(t.met))
 	}
 	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n" +
-		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it).\n\n" +
+		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it): " +
+		"the candidate query, scoring and recording the discovery, not the wait for the search's audit event, HTTP or JSON.\n\n" +
 		"| shape | requests | errors | p50 | p90 | p99 | max | per second | server mean | server p99 | load avg after |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		srvMean, srvP99 := "–", "–"
@@ -646,7 +659,7 @@ func (r *catalogReport) markdown() string {
 		}
 	}
 	b.WriteString("\n## EXPLAIN (ANALYZE, BUFFERS) of the candidate query\n\n" +
-		"The statement internal/store sends for a search (captured with a pgx tracer), replayed under EXPLAIN on the loaded catalog.\n")
+		"The statement internal/store sends for a search (captured with a pgx tracer), replayed under EXPLAIN on the loaded catalog; the fastest of five runs.\n")
 	for _, ex := range r.explains {
 		fmt.Fprintf(&b, "\n### %s\n\n```sql\n%s\n```\n\n```\n%s\n```\n", ex.name, ex.sql, ex.plan)
 	}
