@@ -135,14 +135,11 @@ type Workflow struct {
 	UpdatedBy string    `json:"updated_by"`
 }
 
-// WorkflowNamespace is the UUID namespace (URL) of workflow ids.
-var WorkflowNamespace = uuid.MustParse("6ba7b811-9dad-11d1-80b4-00c04fd430c8")
-
 // WorkflowID returns the id the server gives a name and version: a UUIDv5
 // of kubernaut.ai/workflows/<name>/<version>, stable across restores, so a
 // caller can address a version it has not fetched.
 func WorkflowID(name, version string) uuid.UUID {
-	return uuid.NewSHA1(WorkflowNamespace, []byte("kubernaut.ai/workflows/"+name+"/"+version))
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("kubernaut.ai/workflows/"+name+"/"+version))
 }
 
 // RegisterResult is the answer to [Client.RegisterWorkflow].
