@@ -91,7 +91,8 @@ type SuccessFilter struct {
 }
 
 // CountOutcomes counts the events in w matching f by outcome.
-func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (OutcomeCounts, error) {
+func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (_ OutcomeCounts, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	var from string
 	if f.WorkflowID != "" {
@@ -111,7 +112,7 @@ func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (O
 		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
 	var c OutcomeCounts
-	err := s.pool.QueryRow(ctx, `
+	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'pending'), 0)::bigint
@@ -132,7 +133,8 @@ type NamespaceCount struct {
 // CountByNamespace counts remediations (distinct correlation ids) and events
 // per namespace in w, most remediations first. Events without a namespace are
 // left out.
-func (s *Store) CountByNamespace(ctx context.Context, w Window) ([]NamespaceCount, error) {
+func (s *Store) CountByNamespace(ctx context.Context, w Window) (_ []NamespaceCount, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	// A correlation row that retention took down to 0 events is no longer
 	// a remediation of its hour.
@@ -163,7 +165,8 @@ type TrendPoint struct {
 
 // Trend counts events and failures per bucket ("hour" or "day") of w, with a
 // point for every bucket, empty ones included.
-func (s *Store) Trend(ctx context.Context, w Window, interval string) ([]TrendPoint, error) {
+func (s *Store) Trend(ctx context.Context, w Window, interval string) (_ []TrendPoint, err error) {
+	defer classifyErr(&err)
 	if interval != "hour" && interval != "day" {
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
 	}
@@ -223,7 +226,8 @@ const maxGroups = 1000
 
 // CountGroups counts the events in w grouped by the given columns (each one of
 // GroupColumns), largest groups first.
-func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) ([]Group, error) {
+func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) (_ []Group, err error) {
+	defer classifyErr(&err)
 	for _, c := range columns {
 		if !slices.Contains(GroupColumns, c) {
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
@@ -288,7 +292,8 @@ func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) ([]
 
 // CorrelationEvents returns up to limit events of one correlation in time
 // order (chain order among equal timestamps).
-func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
 		WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
 	if err != nil {

@@ -112,7 +112,8 @@ type retentionRun struct {
 
 // RunRetention runs retention once. It returns a report with Skipped set,
 // and no error, when another replica is running it.
-func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (RetentionReport, error) {
+func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (_ RetentionReport, err error) {
+	defer classifyErr(&err)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
