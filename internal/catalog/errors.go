@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -33,7 +34,9 @@ func storeErr(op string, err error) error {
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("catalog: %s: %w", op, ErrNotFound)
-	case store.IsUnavailable(err):
+	// Classify, not IsUnavailable: the store's catalog methods return the
+	// driver's errors unclassed, and Classify reads them.
+	case store.Classify(err) == failure.Unavailable:
 		return fmt.Errorf("catalog: %s: %w: %w", op, ErrUnavailable, err)
 	default:
 		return fmt.Errorf("catalog: %s: %w", op, err)
