@@ -39,6 +39,23 @@ func (e *MissingParentError) Error() string {
 // FailureClass is failure.Data: the batch names parents that do not exist.
 func (e *MissingParentError) FailureClass() failure.Class { return failure.Data }
 
+// ConflictError is returned by InsertEvents when an event's event_id is
+// already stored, on any date, with other content, or appears earlier in
+// the same batch with other content (issue 18 item 7: an id names one event
+// for good). A repeat with the same content is a retry and is not an error.
+// It is a data error, never an outage.
+type ConflictError struct {
+	// Indices are the positions of those events in the batch.
+	Indices []int
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("event_id already stored with other content for %d event(s)", len(e.Indices))
+}
+
+// FailureClass is failure.Data: the batch reuses an id.
+func (e *ConflictError) FailureClass() failure.Class { return failure.Data }
+
 // InvalidEventError is returned (wrapped) by InsertEvents when an event has
 // no canonical form for its hash (event_data with a number PostgreSQL cannot
 // hold, say). Request validation refuses such events, so in practice only a
