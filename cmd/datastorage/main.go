@@ -5,6 +5,7 @@
 //	datastorage dlq stats|replay|dead-letters [--config FILE]
 //	datastorage events [filters] [--output table|json]
 //	datastorage timeline CORRELATION_ID [--output tree|json]
+//	datastorage workflows apply|list|get|versions|search|validate|disable|enable|deprecate|archive
 //	datastorage retention run [--dry-run] [--config FILE]
 //	datastorage verify-export FILE --public-key KEY [--hmac-key-file FILE]
 //	datastorage version
@@ -31,6 +32,8 @@ Commands:
   dlq       inspect and replay the spool: stats, replay, dead-letters list|redrive
   events    list events through the API, as a table (--output json for scripts)
   timeline  show one remediation as a tree through the API (--output json for scripts)
+  workflows the workflow catalog through the API: apply -f DIR, list, get, versions, search,
+            validate, disable|enable|deprecate|archive ("datastorage workflows help")
   retention run: delete expired events now, never held ones (--dry-run previews)
   rollups   rebuild: recount the aggregation rollups from the events (after a restore or bulk load)
   verify-export FILE --public-key KEY: check a signed export offline
@@ -67,6 +70,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdEvents(ctx, args[1:], environ, stdout, stderr)
 	case "timeline":
 		err = cmdTimeline(ctx, args[1:], environ, stdout, stderr)
+	case "workflows":
+		err = cmdWorkflows(ctx, args[1:], environ, stdout, stderr)
 	case "retention":
 		err = cmdRetention(ctx, args[1:], environ, stdout, stderr)
 	case "rollups":

@@ -17,9 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/console"
 	"kubernaut.ai/datastorage/internal/httpapi"
@@ -98,13 +100,16 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 
+	validator := &audit.Validator{
+		MaxAge:               cfg.Ingest.MaxEventAge.Duration,
+		MaxSkew:              cfg.Ingest.MaxClockSkew.Duration,
+		DefaultRetentionDays: int32(cfg.Retention.DefaultDays),
+	}
+	workflows := newCatalog(cfg, st, pipeline, validator, reg, log)
+
 	health := &healthState{store: st, spool: sp}
 	api := httpapi.New(httpapi.Config{
-		Validator: &audit.Validator{
-			MaxAge:               cfg.Ingest.MaxEventAge.Duration,
-			MaxSkew:              cfg.Ingest.MaxClockSkew.Duration,
-			DefaultRetentionDays: int32(cfg.Retention.DefaultDays),
-		},
+		Validator:      validator,
 		Ingest:         pipeline,
 		Reader:         query.New(st),
 		Timelines:      query.NewTimelines(st),
@@ -121,6 +126,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 
 		NotificationSpool: sp,
 		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
+		Catalog:           workflows,
 		Console: func(h http.Handler) http.Handler {
 			return console.New(h, console.Config{Auth: consoleAuth(authz), Secure: cfg.Server.TLS.Enabled(), Log: log})
 		},
@@ -168,6 +174,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	defer stopBG()
 	go maintainPartitions(bg, st, log, newPartitionHorizon(reg))
 	startRetention(bg, cfg, st, reg, log)
+	go workflows.RunSweeper(bg)
 	replay := startReplay(worker)
 	// On the error paths below the worker must still be stopped before the
 	// deferred closes of Redis and the pool; after shutdown this is a no-op.
@@ -294,6 +301,26 @@ func setGCPercent(environ []string) {
 		}
 	}
 	debug.SetGCPercent(defaultGCPercent)
+}
+
+// newCatalog wires the workflow catalog: its changes commit with their
+// events in the store; its search and validation events go through the
+// write pipeline like any client's.
+func newCatalog(cfg config.Config, st *store.Store, pipeline *ingest.Pipeline, validator *audit.Validator,
+	reg prometheus.Registerer, log *slog.Logger) *catalog.Service {
+	w := cfg.Catalog.Weights
+	return catalog.New(catalog.Options{
+		Store: st,
+		Sink: catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
+			_, err := pipeline.Submit(ctx, events)
+			return err
+		}),
+		Validator:    validator,
+		Weights:      catalog.Weights{Context: w.Context, Detected: w.Detected, Custom: w.Custom, Text: w.Text},
+		DiscoveryTTL: cfg.Catalog.DiscoveryTTL.Duration,
+		Registerer:   reg,
+		Log:          log,
+	})
 }
 
 // consoleAuth is the console's sign-in check: the API's own authorizer, or

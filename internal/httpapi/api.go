@@ -70,6 +70,8 @@ type Config struct {
 	RateLimit RateLimit
 	// Integrity serves verify-chain, legal holds and export; nil leaves those routes out.
 	Integrity Integrity
+	// Catalog serves the workflow catalog (CONTRACT §15); nil leaves its routes out.
+	Catalog Catalog
 	// Console, when set, builds the browser console served at /console/
 	// from the API's complete handler (the console reads and writes through
 	// it, with the caller's token); nil leaves the console out.
@@ -142,6 +144,7 @@ func New(c Config) *API {
 	mux.HandleFunc("GET /api/v1/audit/aggregations/{name}", a.getAggregation)
 	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
 	a.registerIntegrity(mux, c.Integrity)
+	a.registerWorkflows(mux, c.Catalog)
 	for _, p := range []string{"/healthz", "/health/live"} {
 		mux.HandleFunc("GET "+p, a.live)
 	}

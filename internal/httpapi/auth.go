@@ -31,13 +31,19 @@ const legalHoldPath = "/api/v1/audit/legal-hold"
 const authRetryAfter = 5 * time.Second
 
 // routeVerb is the verb a request to a route under /api/ needs (CONTRACT §1):
-// reads need get; legal holds need update to place or release; every other
-// write needs create. path is the path of the mux pattern that matched.
+// reads need get, and so do the catalog's search and validate; legal holds
+// and catalog status changes need update; every other write needs create. path is the path of the mux pattern that matched.
 func routeVerb(method, path string) auth.Verb {
 	switch {
 	case method == http.MethodGet || method == http.MethodHead:
 		return auth.VerbGet
 	case path == legalHoldPath || strings.HasPrefix(path, legalHoldPath+"/"):
+		return auth.VerbUpdate
+	// The catalog (CONTRACT §15.5): search and validate only read it;
+	// a status change is an update.
+	case path == workflowsPath+"/search" || strings.HasPrefix(path, workflowsPath+"/discoveries/"):
+		return auth.VerbGet
+	case method == http.MethodPatch && strings.HasPrefix(path, workflowsPath+"/"):
 		return auth.VerbUpdate
 	default:
 		return auth.VerbCreate
