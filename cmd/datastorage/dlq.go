@@ -82,9 +82,9 @@ func (r notificationReplayer) ReplayNotification(ctx context.Context, n audit.No
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, audit.ErrNotificationExists):
 		return spool.ErrAlreadyStored
-	case store.IsUnavailable(err):
+	case ingest.IsUnavailable(err):
 		return err
 	default:
 		return &spool.DataError{Err: err}

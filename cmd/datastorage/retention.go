@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kubernaut.ai/datastorage/internal/config"
-	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -94,12 +94,12 @@ func printRetention(w io.Writer, rep store.RetentionReport) {
 // retention.enabled; every replica runs it, an advisory lock picks one per
 // run. It stops with ctx.
 func startRetention(ctx context.Context, cfg config.Config, st *store.Store, reg prometheus.Registerer, log *slog.Logger) {
-	metrics := integrity.NewRetentionMetrics(reg)
+	metrics := maintenance.NewRetentionMetrics(reg)
 	if !cfg.Retention.Enabled {
 		log.Info("retention is disabled (retention.enabled=false): expired events are kept")
 		return
 	}
-	job := &integrity.RetentionJob{
+	job := &maintenance.RetentionJob{
 		Store:    st,
 		Options:  retentionOptions(cfg, log),
 		Interval: cfg.Retention.Interval.Duration,

@@ -11,7 +11,6 @@ import (
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // retryAfter is what a 503 tells clients to wait. Short, because the usual
@@ -221,9 +220,9 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 // database is unreachable or slow, 500 otherwise.
 func (a *API) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, query.ErrNotFound):
 		writeProblem(w, r, kindNotFound, "no such audit event", nil)
-	case store.IsUnavailable(err):
+	case ingest.IsUnavailable(err):
 		a.log.Warn("read failed: database unavailable", "request_id", RequestID(r.Context()), "error", err)
 		writeUnavailable(w, r, retryAfter, "the database is unavailable or too slow right now; retry later")
 	default:

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/ingest"
 )
 
 // NotificationSpool durably queues notification audit records that
@@ -32,9 +32,9 @@ func (a *API) writeNotification(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusCreated, stored)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, audit.ErrNotificationExists):
 		writeProblem(w, r, kindConflict, "a notification with notification_id "+n.NotificationID+" is already recorded", nil)
-	case store.IsUnavailable(err):
+	case ingest.IsUnavailable(err):
 		a.spoolNotification(w, r, *n, err)
 	default:
 		a.internalError(w, r, err)

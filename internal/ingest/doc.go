@@ -25,7 +25,7 @@
 //
 // # Failure
 //
-// When PostgreSQL cannot take a batch ([store.IsUnavailable]) the same events,
+// When PostgreSQL cannot take a batch ([IsUnavailable]) the same events,
 // with their final ids, are appended to the spool and the waiters learn
 // [Queued]. When the database refuses the data instead, the batch is split in
 // halves until the refused request is isolated, so one bad request never fails

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Outcome says where Submit put the events.
@@ -179,11 +178,11 @@ func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, 
 	// 400, not a failed commit. If PostgreSQL is down the check is left to the
 	// replay, which resolves parents again before its commit.
 	if err := p.store.ResolveParents(ctx, events); err != nil {
-		var missing *store.MissingParentError
+		var missing *audit.MissingParentError
 		if errors.As(err, &missing) {
 			return 0, &MissingParentsError{Indices: missing.Indices}
 		}
-		if !store.IsUnavailable(err) {
+		if !IsUnavailable(err) {
 			return 0, fmt.Errorf("ingest: resolve parents: %w", err)
 		}
 	}
@@ -385,7 +384,7 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 			p.metrics.Events.WithLabelValues(resultDuplicate).Add(float64(dup))
 		}
 		finish(batch, Committed, nil)
-	case store.IsUnavailable(err):
+	case IsUnavailable(err):
 		p.fallback(batch, events, err)
 	case len(batch) > 1:
 		// The database refused something: commit the halves on their own so
@@ -395,7 +394,7 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 		p.commit(batch[half:], flatten(batch[half:]))
 	default:
 		p.metrics.Events.WithLabelValues(resultRejected).Add(float64(len(events)))
-		var missing *store.MissingParentError
+		var missing *audit.MissingParentError
 		if errors.As(err, &missing) {
 			finish(batch, 0, &MissingParentsError{Indices: missing.Indices})
 			return

@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // guard bounds every wait of these tests. It is never what a test asserts:
@@ -421,7 +420,7 @@ func TestDatabaseOutageSpoolsTheEventsAndAnswersQueued(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			require.True(t, store.IsUnavailable(tt.err), "test data")
+			require.True(t, IsUnavailable(tt.err), "test data")
 			st := &fakeStore{insert: func(context.Context, int, []*audit.Event) (int64, error) { return 0, tt.err }}
 			sp := &fakeSpool{}
 			p, m := start(t, st, sp, Options{})
@@ -560,7 +559,7 @@ func TestDataErrorOnALoneRequestRejectsIt(t *testing.T) {
 func TestSubmitWithAMissingParentIsRefusedBeforeQueueing(t *testing.T) {
 	t.Parallel()
 	st := &fakeStore{resolve: func([]*audit.Event) error {
-		return fmt.Errorf("store: resolve parents: %w", &store.MissingParentError{Indices: []int{1, 2}})
+		return fmt.Errorf("store: resolve parents: %w", &audit.MissingParentError{Indices: []int{1, 2}})
 	}}
 	sp := &fakeSpool{}
 	p, m := start(t, st, sp, Options{})
@@ -613,7 +612,7 @@ func TestReplayCommitsWithoutCheckingParentsFirst(t *testing.T) {
 func TestReplayWithAMissingParentReportsItsIndices(t *testing.T) {
 	t.Parallel()
 	st := &fakeStore{insert: func(context.Context, int, []*audit.Event) (int64, error) {
-		return 0, &store.MissingParentError{Indices: []int{0}}
+		return 0, &audit.MissingParentError{Indices: []int{0}}
 	}}
 	sp := &fakeSpool{}
 	p, _ := start(t, st, sp, Options{})

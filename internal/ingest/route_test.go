@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // mixedEvents are n events over the given correlations, round robin.
@@ -204,7 +203,7 @@ func TestASplitRequestNamesMissingParentsByTheirPlaceInTheRequest(t *testing.T) 
 	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
 		for i, e := range evs {
 			if e.ParentID != nil && *e.ParentID == ghost {
-				return 0, &store.MissingParentError{Indices: []int{i}}
+				return 0, &audit.MissingParentError{Indices: []int{i}}
 			}
 		}
 		return int64(len(evs)), nil

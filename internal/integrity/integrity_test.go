@@ -129,7 +129,7 @@ func TestVerifyChainIntact(t *testing.T) {
 			require.Contains(t, rep.Message, "intact")
 
 			_, err := e.svc.VerifyChain(context.Background(), "rr-none")
-			require.ErrorIs(t, err, store.ErrNotFound)
+			require.ErrorIs(t, err, integrity.ErrNotFound)
 		})
 	}
 }
@@ -359,7 +359,7 @@ func TestExportNamesTamperedEvents(t *testing.T) {
 	require.Equal(t, evs[4].ID.String(), rep.Broken[0].EventID)
 
 	// A filtered export starts chains mid-way and skips links: still valid.
-	body = e.export(integrity.ExportRequest{Format: integrity.FormatNDJSON, Filter: store.ExportFilter{Offset: 1, Limit: 3}})
+	body = e.export(integrity.ExportRequest{Format: integrity.FormatNDJSON, Filter: integrity.ExportFilter{Offset: 1, Limit: 3}})
 	rep, err = integrity.VerifyExport(bytes.NewReader(body), e.signer.PublicKey(), e.hasher)
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "%+v", rep)

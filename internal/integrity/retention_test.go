@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
@@ -73,7 +74,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	total := e.count(`SELECT count(*) FROM audit_events`)
 
 	reg := prometheus.NewRegistry()
-	job := &integrity.RetentionJob{Store: e.st, Metrics: integrity.NewRetentionMetrics(reg),
+	job := &maintenance.RetentionJob{Store: e.st, Metrics: maintenance.NewRetentionMetrics(reg),
 		Options: store.RetentionOptions{BatchSize: 2}}
 
 	// Dry run: says what would go, changes nothing.
@@ -102,7 +103,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	// A is gone, B is intact, and every chain that remains still verifies:
 	// retention's gaps are recorded.
 	_, err = e.svc.VerifyChain(ctx, "rr-A")
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, integrity.ErrNotFound)
 	for corr, n := range map[string]int64{"rr-B": 2, "rr-F": 1, "rr-E": 2, "rr-G": 1} {
 		rep := e.verify(corr)
 		require.True(t, rep.IsValid, "%s: %s", corr, rep.Message)

@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Service is the integrity side of the API: chain verification, legal holds
 // and signed exports. It is safe for concurrent use.
 type Service struct {
-	store  *store.Store
+	store  Store
 	hasher audit.Hasher
 	signer *Signer
 	now    func() time.Time
@@ -20,7 +19,7 @@ type Service struct {
 
 // NewService returns a Service over st. hasher must be the one the writers
 // use (same HMAC key, or none); signer signs exports.
-func NewService(st *store.Store, hasher audit.Hasher, signer *Signer) *Service {
+func NewService(st Store, hasher audit.Hasher, signer *Signer) *Service {
 	return &Service{store: st, hasher: hasher, signer: signer, now: time.Now}
 }
 
@@ -44,16 +43,16 @@ type ChainReport struct {
 // preceding event's hash), missing links (a gap in chain_seq that no
 // retention tombstone explains), a chain head that does not match the last
 // event (truncation), and links whose hash algorithm differs from this
-// server's. It returns store.ErrNotFound when the correlation has no events.
+// server's. It returns ErrNotFound when the correlation has no events.
 func (s *Service) VerifyChain(ctx context.Context, correlationID string) (ChainReport, error) {
 	rep := ChainReport{CorrelationID: correlationID, TamperedEvents: []TamperedEvent{}}
 	var (
 		checker *linkChecker
-		head    *store.ChainHead
+		head    *ChainHead
 		probs   problems
 		last    audit.Event
 	)
-	total, err := s.store.ReadChain(ctx, correlationID, func(st store.ChainState) error {
+	total, err := s.store.ReadChain(ctx, correlationID, func(st ChainState) error {
 		checker = newWholeChecker(s.hasher, st.Tombstones)
 		head = st.Head
 		return nil
@@ -98,7 +97,7 @@ func (s *Service) VerifyChain(ctx context.Context, correlationID string) (ChainR
 
 // checkHead compares the recorded chain head with last, the last stored
 // link, after the whole chain was checked.
-func (c *linkChecker) checkHead(head *store.ChainHead, last *audit.Event) (problem, expected string) {
+func (c *linkChecker) checkHead(head *ChainHead, last *audit.Event) (problem, expected string) {
 	switch {
 	case head == nil:
 		return "no chain head is recorded for this correlation: the chain's record was removed", ""
@@ -123,18 +122,18 @@ func (c *linkChecker) checkHead(head *store.ChainHead, last *audit.Event) (probl
 }
 
 // PlaceHold puts correlationID under legal hold on behalf of placedBy.
-// store.ErrNotFound when it has no events.
-func (s *Service) PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (store.Hold, error) {
+// ErrNotFound when it has no events.
+func (s *Service) PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (Hold, error) {
 	return s.store.PlaceHold(ctx, correlationID, reason, placedBy, s.now())
 }
 
 // ReleaseHold releases the hold on correlationID on behalf of releasedBy.
-// store.ErrNotFound when it is not held.
-func (s *Service) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (store.HoldRelease, error) {
+// ErrNotFound when it is not held.
+func (s *Service) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (HoldRelease, error) {
 	return s.store.ReleaseHold(ctx, correlationID, reason, releasedBy, s.now())
 }
 
 // ListHolds returns the active holds.
-func (s *Service) ListHolds(ctx context.Context) ([]store.Hold, error) {
+func (s *Service) ListHolds(ctx context.Context) ([]Hold, error) {
 	return s.store.ListHolds(ctx)
 }

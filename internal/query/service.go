@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // CountCap is the number of matches up to which a list's total is exact.
@@ -16,8 +15,8 @@ const CountCap = 10_000
 // Store is the part of the store that reads serve from.
 type Store interface {
 	GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
-	ListEvents(ctx context.Context, f store.EventFilter, p store.Page) ([]audit.Event, error)
-	CountEvents(ctx context.Context, f store.EventFilter, limit int) (int64, error)
+	ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, error)
+	CountEvents(ctx context.Context, f EventFilter, limit int) (int64, error)
 }
 
 // Service answers reads.
@@ -42,7 +41,7 @@ type ListResult struct {
 
 // List returns the page p asks for.
 func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
-	events, err := s.store.ListEvents(ctx, p.Filter, store.Page{
+	events, err := s.store.ListEvents(ctx, p.Filter, Page{
 		Limit:     p.Limit + 1, // one more than asked tells whether there is more
 		Offset:    p.Offset,
 		After:     p.Cursor.keyset(),
@@ -84,7 +83,7 @@ func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
 	return res, nil
 }
 
-// Get returns one event, or an error wrapping store.ErrNotFound.
+// Get returns one event, or an error wrapping ErrNotFound.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (audit.Event, error) {
 	ev, err := s.store.GetEvent(ctx, id)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // MaxTimelineEvents bounds one timeline. A remediation has tens of events; a
@@ -51,14 +50,14 @@ type Timelines struct {
 func NewTimelines(st TimelineStore) *Timelines { return &Timelines{store: st} }
 
 // Get returns the timeline of a correlation, or an error wrapping
-// store.ErrNotFound when it has no events.
+// ErrNotFound when it has no events.
 func (t *Timelines) Get(ctx context.Context, correlationID string) (*Timeline, error) {
 	events, err := t.store.CorrelationEvents(ctx, correlationID, MaxTimelineEvents+1)
 	if err != nil {
 		return nil, fmt.Errorf("query: timeline: %w", err)
 	}
 	if len(events) == 0 {
-		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, store.ErrNotFound)
+		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, ErrNotFound)
 	}
 	tl := BuildTimeline(correlationID, events[:min(len(events), MaxTimelineEvents)])
 	tl.Truncated = len(events) > MaxTimelineEvents

@@ -27,6 +27,11 @@
 //
 // # Errors
 //
+// The store speaks its callers' vocabulary: internal/query and
+// internal/integrity declare the filters, pages, windows, holds and chain
+// states they ask for and the interfaces the store implements
+// (implements.go), and the sentinels it returns (query.ErrNotFound,
+// integrity.ErrNotFound, audit.ErrNotificationExists, *audit.MissingParentError).
 // Callers decide between "try later elsewhere" and "this data is wrong" with
-// [IsUnavailable]; lookups that find nothing return [ErrNotFound].
+// ingest.IsUnavailable, so none of them imports this package to test an error.
 package store

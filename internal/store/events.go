@@ -111,7 +111,7 @@ const maxInsertAttempts = 4
 // chain). Parents not yet resolved are looked up inside the same transaction
 // (in the same round trip as the chain heads); an event whose parent is
 // neither stored nor earlier in the slice fails the batch with
-// *MissingParentError. A month without a partition is created and the batch
+// *audit.MissingParentError. A month without a partition is created and the batch
 // retried.
 func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
 	s.recent.resolve(events, time.Now())
@@ -127,7 +127,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 		}
 		c, err := e.Canonical()
 		if err != nil {
-			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &InvalidEventError{EventID: e.ID.String(), Err: err})
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &audit.InvalidEventError{EventID: e.ID.String(), Err: err})
 		}
 		canon[i] = c
 	}
@@ -365,7 +365,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		if c == nil {
 			var err error
 			if c, err = e.Canonical(); err != nil {
-				return nil, chainHeads{}, &InvalidEventError{EventID: e.ID.String(), Err: err}
+				return nil, chainHeads{}, &audit.InvalidEventError{EventID: e.ID.String(), Err: err}
 			}
 		}
 		prev := h.hash

@@ -5,52 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/integrity"
 )
-
-// ChainHead is the last link of a correlation's hash chain as
-// audit_chain_heads records it: the writers move it forward in the same
-// transaction as the events, so it names the chain's true end even when the
-// last events were deleted behind the service's back.
-type ChainHead struct {
-	Seq  int64
-	Hash string
-}
-
-// Tombstone is a range of one correlation's chain that the retention job
-// removed: chain_seq FromSeq..ToSeq are gone on purpose, and LastHash is the
-// event_hash of ToSeq, which the event after the range links to.
-type Tombstone struct {
-	FromSeq, ToSeq int64
-	LastHash       string
-	DeletedAt      time.Time
-}
-
-// ChainState is what ReadChain knows about a chain before its events: the
-// recorded head (nil when none is recorded) and the retention tombstones,
-// ordered by FromSeq.
-type ChainState struct {
-	Head       *ChainHead
-	Tombstones []Tombstone
-}
 
 // ReadChain reads one correlation's chain in a single snapshot: begin gets
 // the head and the tombstones, then each gets every stored event in chain
 // order (chain_seq, then event_id), streamed, so a chain of any length is
 // verified in constant memory. It returns the number of events, or
-// ErrNotFound when the correlation has none (begin is still called). An error
+// integrity.ErrNotFound when the correlation has none (begin is still called). An error
 // from begin or each stops the read and is returned as is.
 func (s *Store) ReadChain(ctx context.Context, correlationID string,
-	begin func(ChainState) error, each func(*audit.Event) error) (int64, error) {
+	begin func(integrity.ChainState) error, each func(*audit.Event) error) (int64, error) {
 	var n int64
 	var cbErr error
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var st ChainState
-		var h ChainHead
+		var st integrity.ChainState
+		var h integrity.ChainHead
 		err := tx.QueryRow(ctx, `SELECT last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = $1`, correlationID).
 			Scan(&h.Seq, &h.Hash)
 		switch {
@@ -64,7 +38,7 @@ func (s *Store) ReadChain(ctx context.Context, correlationID string,
 		if err != nil {
 			return err
 		}
-		var t Tombstone
+		var t integrity.Tombstone
 		if _, err := pgx.ForEachRow(rows, []any{&t.FromSeq, &t.ToSeq, &t.LastHash, &t.DeletedAt}, func() error {
 			st.Tombstones = append(st.Tombstones, t)
 			return nil
@@ -101,7 +75,7 @@ func (s *Store) ReadChain(ctx context.Context, correlationID string,
 		return n, fmt.Errorf("store: read chain: %w", err)
 	}
 	if n == 0 {
-		return 0, ErrNotFound
+		return 0, integrity.ErrNotFound
 	}
 	return n, nil
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // InsertNotification stores a notification audit record and returns it with
-// its id and timestamps. A repeated notification_id returns ErrConflict.
+// its id and timestamps. A repeated notification_id returns audit.ErrNotificationExists.
 func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (audit.Notification, error) {
 	var lvl pgtype.Int4
 	if n.EscalationLevel != nil {
@@ -31,7 +31,7 @@ func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (a
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			return n, ErrConflict
+			return n, audit.ErrNotificationExists
 		}
 		return n, fmt.Errorf("store: insert notification: %w", err)
 	}

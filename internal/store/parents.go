@@ -42,7 +42,7 @@ func parentWindowOf(minDate, maxDate time.Time) (from, to time.Time) {
 }
 
 // ResolveParents sets ParentDate on every event whose parent is stored or
-// earlier in the slice. It returns *MissingParentError listing the events whose
+// earlier in the slice. It returns *audit.MissingParentError listing the events whose
 // parent is neither; those are left unresolved.
 //
 // Concurrent calls share their database lookups: while one lookup runs, the
@@ -113,7 +113,7 @@ func collectDates(rows pgx.Rows, found map[uuid.UUID]audit.Date) error {
 }
 
 // resolveFound sets the parents found in the window (found is only read),
-// looks up the rest everywhere, and returns *MissingParentError for those
+// looks up the rest everywhere, and returns *audit.MissingParentError for those
 // still missing.
 func resolveFound(ctx context.Context, q querier, events []*audit.Event, lookup []uuid.UUID, found map[uuid.UUID]audit.Date) error {
 	var rest []uuid.UUID
@@ -148,7 +148,7 @@ func resolveFound(ctx context.Context, q querier, events []*audit.Event, lookup 
 		}
 	}
 	if len(missing) > 0 {
-		return &MissingParentError{Indices: missing}
+		return &audit.MissingParentError{Indices: missing}
 	}
 	return nil
 }

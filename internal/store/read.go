@@ -14,43 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 )
-
-// EventFilter selects events. Zero values mean "no condition"; all conditions
-// must hold.
-type EventFilter struct {
-	CorrelationID string
-	EventType     string
-	EventCategory string
-	EventOutcome  string
-	Severity      string
-	Namespace     string
-	ClusterID     string
-	ActorID       string
-	ResourceType  string
-	ResourceID    string
-	// Since and Until bound event_timestamp, both inclusive.
-	Since, Until time.Time
-	// DetailKey and DetailValue match a top-level key of event_data, compared
-	// as text. The caller checks DetailKey against ^[a-zA-Z0-9_]+$.
-	DetailKey, DetailValue string
-}
-
-// Keyset is a position in the (event_timestamp, event_id) order.
-type Keyset struct {
-	Timestamp time.Time
-	ID        uuid.UUID
-}
-
-// Page says which slice of the ordered matches to return.
-type Page struct {
-	Limit  int
-	Offset int
-	// After continues strictly after this position (in the page's order).
-	After *Keyset
-	// Ascending orders oldest first; the default is newest first.
-	Ascending bool
-}
 
 // eventColumns is the select list that scanEvent reads.
 const eventColumns = `event_id, event_date, event_timestamp, version, event_type, event_category,
@@ -60,7 +25,7 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 	chain_seq, event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
-// GetEvent returns the event with the given id, or ErrNotFound.
+// GetEvent returns the event with the given id, or query.ErrNotFound.
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE event_id = $1 LIMIT 1`, id)
 	if err != nil {
@@ -68,7 +33,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
 	}
 	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return audit.Event{}, ErrNotFound
+		return audit.Event{}, query.ErrNotFound
 	}
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
@@ -88,7 +53,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
 // (A UNION ALL of plain SELECTs would not do: PostgreSQL 15 does not merge
 // the arms of a UNION ALL in index order when they have WHERE clauses, and
 // sorts all their rows.)
-func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, error) {
+func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Page) ([]audit.Event, error) {
 	var b sqlBuilder
 	b.filter(f)
 	if p.After != nil {
@@ -133,7 +98,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.
 // CountEvents counts the events that match f, stopping at limit: counting
 // every match of a broad filter over millions of rows would cost more than
 // the page itself. A result equal to limit means "at least limit".
-func (s *Store) CountEvents(ctx context.Context, f EventFilter, limit int) (int64, error) {
+func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int) (int64, error) {
 	var b sqlBuilder
 	b.filter(f)
 	lim := ` LIMIT ` + strconv.Itoa(limit)
@@ -195,7 +160,7 @@ func (b *sqlBuilder) eq(column, value string) {
 	}
 }
 
-func (b *sqlBuilder) filter(f EventFilter) {
+func (b *sqlBuilder) filter(f query.EventFilter) {
 	b.eq("correlation_id", f.CorrelationID)
 	b.eq("event_type", f.EventType)
 	b.eq("event_category", f.EventCategory)

@@ -1,4 +1,4 @@
-package store
+package ingest
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
+
+	"kubernaut.ai/datastorage/internal/audit"
 )
 
 func TestIsUnavailableTellsOutagesFromDataErrors(t *testing.T) {
@@ -26,8 +28,8 @@ func TestIsUnavailableTellsOutagesFromDataErrors(t *testing.T) {
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
 		{"check violation", &pgconn.PgError{Code: "23514"}, false},
 		{"invalid text", &pgconn.PgError{Code: "22021"}, false},
-		{"missing parent", fmt.Errorf("store: %w", &MissingParentError{Indices: []int{1}}), false},
-		{"no canonical form", fmt.Errorf("store: %w", &InvalidEventError{EventID: "x", Err: errors.New("number out of range")}), false},
+		{"missing parent", fmt.Errorf("store: %w", &audit.MissingParentError{Indices: []int{1}}), false},
+		{"no canonical form", fmt.Errorf("store: %w", &audit.InvalidEventError{EventID: "x", Err: errors.New("number out of range")}), false},
 	} {
 		assert.Equal(t, tc.want, IsUnavailable(tc.err), tc.name)
 	}
