@@ -163,6 +163,9 @@ type parentLookups struct {
 	mu      sync.Mutex
 	queue   []*parentAsk
 	running bool
+	// rounds counts the rounds handed to goroutines, so Stop can wait for
+	// them: a round outlives the request that queued it.
+	rounds sync.WaitGroup
 }
 
 // parentAsk is one caller's share of a lookup.
@@ -236,6 +239,27 @@ func (l *parentLookups) round(s *Store) {
 	l.running = more
 	l.mu.Unlock()
 	if more {
-		go l.round(s)
+		// Counted before this round returns, so whoever waits for this
+		// round's goroutine (Stop) also waits for the next one.
+		l.rounds.Go(func() { l.round(s) })
+	}
+}
+
+// Stop waits until no parent lookup runs in a goroutine of the store's, or
+// until ctx ends. Callers stop calling ResolveParents first (serve stops the
+// HTTP server and the pipeline before the store): a round started after Stop
+// returned is not waited for. It belongs to the server's lifecycle
+// (internal/lifecycle), so the pool is closed only after the last lookup.
+func (s *Store) Stop(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.parents.rounds.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("store: stop: parent lookups still running: %w", ctx.Err())
 	}
 }
