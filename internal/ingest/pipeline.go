@@ -335,6 +335,11 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	}
 }
 
+// Stop is Close under the name every background service of the server
+// answers to (internal/lifecycle): the pipeline starts its writers in New,
+// so a lifecycle.Group is handed it running and stops it with the rest.
+func (p *Pipeline) Stop(ctx context.Context) error { return p.Close(ctx) }
+
 // writer gathers whatever is queued into one batch and commits it, until the
 // queue is closed and empty.
 func (p *Pipeline) writer(queue chan *pending) {

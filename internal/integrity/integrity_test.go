@@ -64,21 +64,6 @@ func (e *env) write(events ...*audit.Event) {
 	require.NoError(e.t, err)
 }
 
-// old builds an event that bypasses validation, dated ts.
-func old(corr string, ts time.Time, retentionDays int32, parent *audit.Event) *audit.Event {
-	ev := &audit.Event{
-		ID: uuid.New(), Version: "1.0", Type: "workflow.step", Timestamp: audit.NewTime(ts), Date: audit.DateOf(ts),
-		Category: "workflow", Action: "run", Outcome: "success", CorrelationID: corr,
-		Data:      json.RawMessage(`{"step":1}`),
-		ActorType: "service", ActorID: "workflow-service", ResourceType: "workflow", ResourceID: corr,
-		Severity: "info", RetentionDays: retentionDays,
-	}
-	if parent != nil {
-		ev.ParentID = &parent.ID
-	}
-	return ev
-}
-
 // tamper runs sql as a superuser with the append-only triggers off.
 func (e *env) tamper(sql string, args ...any) {
 	e.t.Helper()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/query"
 )
 
@@ -14,4 +15,8 @@ var (
 	_ query.AggregateStore = (*Store)(nil)
 	_ query.TimelineStore  = (*Store)(nil)
 	_ integrity.Store      = (*Store)(nil)
+
+	_ maintenance.PartitionStore = (*Store)(nil)
+	_ maintenance.RetentionStore = (*Store)(nil)
+	_ maintenance.RollupStore    = (*Store)(nil)
 )

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kubernaut.ai/datastorage/internal/maintenance"
 )
 
 // Retention (docs/integrity.md). An event expires when
@@ -41,78 +43,19 @@ import (
 // run retention at a time.
 const retentionLeaderKey = 0x6473_7265_746e // "dsretn"
 
-// RetentionOptions tune one retention run.
-type RetentionOptions struct {
-	// DryRun reports what would be deleted without deleting anything.
-	DryRun bool
-	// BatchSize is the number of rows one DELETE statement aims at; it
-	// halves after a statement timeout and grows back after successes.
-	// 0 means 5000.
-	BatchSize int
-	// BatchTimeout is the statement timeout of one batch; 0 means 30 s.
-	BatchTimeout time.Duration
-	// DetachTimeout bounds detaching one partition, which waits for the
-	// transactions that use the table (a long export, for one); 0 means 10 min.
-	DetachTimeout time.Duration
-	// Log receives progress; nil discards it.
-	Log *slog.Logger
-}
-
-// RetentionReport says what a run did, or (dry run) would do.
-type RetentionReport struct {
-	// Skipped is true when another replica holds the retention lock; nothing
-	// else is set then.
-	Skipped bool
-	DryRun  bool
-	// Today is the UTC date the run judged expiry against.
-	Today time.Time
-	// HoldsSwept is the number of events flagged as held because their
-	// correlation was put under hold after they were written.
-	HoldsSwept int64
-	// EventsDeleted counts the events deleted, including those of dropped
-	// partitions; in a dry run, the events that would be.
-	EventsDeleted int64
-	// PartitionsDropped names the partitions dropped (or that would be).
-	PartitionsDropped []string
-	// Partitions has one entry per partition that had expired events.
-	Partitions []PartitionRetention
-}
-
-// Partition actions of a retention run.
-const (
-	RetentionDrop   = "drop"   // the whole partition goes
-	RetentionDelete = "delete" // expired, unheld rows go one by one
-)
-
-// PartitionRetention is what a run did to one partition.
-type PartitionRetention struct {
-	Name   string
-	Action string
-	// Expired counts the partition's expired rows (dry run).
-	Expired int64
-	// Held counts the partition's expired rows kept because they are held
-	// (dry run).
-	Held int64
-	// Deleted counts the rows deleted (or, dry run, that would be).
-	Deleted int64
-	Dropped bool
-	// Note explains a partition kept in part.
-	Note string
-}
-
 type retentionRun struct {
 	s      *Store
 	conn   *pgxpool.Conn
-	opts   RetentionOptions
+	opts   maintenance.RetentionOptions
 	log    *slog.Logger
 	today  time.Time
-	report *RetentionReport
+	report *maintenance.RetentionReport
 	batch  int // current batch size in rows; shrinks after timeouts
 }
 
 // RunRetention runs retention once. It returns a report with Skipped set,
 // and no error, when another replica is running it.
-func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (RetentionReport, error) {
+func (s *Store) RunRetention(ctx context.Context, opts maintenance.RetentionOptions) (maintenance.RetentionReport, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
@@ -126,7 +69,7 @@ func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (Retent
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	report := RetentionReport{DryRun: opts.DryRun}
+	report := maintenance.RetentionReport{DryRun: opts.DryRun}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return report, fmt.Errorf("store: retention: %w", err)
@@ -137,7 +80,7 @@ func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (Retent
 		return report, fmt.Errorf("store: retention: %w", err)
 	}
 	if !leader {
-		return RetentionReport{Skipped: true, DryRun: opts.DryRun}, nil
+		return maintenance.RetentionReport{Skipped: true, DryRun: opts.DryRun}, nil
 	}
 	defer func() {
 		// Unlock on a context that outlives a cancelled run; if even that
@@ -158,7 +101,7 @@ func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (Retent
 
 // partitionRef is one of audit_events' monthly partitions.
 type partitionRef struct {
-	Partition
+	maintenance.Partition
 	detachPending bool
 }
 
@@ -222,7 +165,7 @@ func (r *retentionRun) partitions(ctx context.Context) ([]partitionRef, error) {
 			return nil // not one of ours
 		}
 		from := time.Date(y, time.Month(m), 1, 0, 0, 0, 0, time.UTC)
-		out = append(out, partitionRef{Partition{Name: name, From: from, To: from.AddDate(0, 1, 0)}, pending})
+		out = append(out, partitionRef{maintenance.Partition{Name: name, From: from, To: from.AddDate(0, 1, 0)}, pending})
 		return nil
 	})
 	return out, err
@@ -259,7 +202,7 @@ const (
 )
 
 // partition applies retention to one partition.
-func (r *retentionRun) partition(ctx context.Context, p Partition) error {
+func (r *retentionRun) partition(ctx context.Context, p maintenance.Partition) error {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	var expired, live, held bool
 	err := r.conn.QueryRow(ctx, `SELECT
@@ -275,7 +218,7 @@ func (r *retentionRun) partition(ctx context.Context, p Partition) error {
 	if !expired {
 		return nil
 	}
-	pr := PartitionRetention{Name: p.Name, Action: RetentionDelete}
+	pr := maintenance.PartitionRetention{Name: p.Name, Action: maintenance.RetentionDelete}
 	droppable := !live && !held && !p.To.After(r.today)
 	if r.opts.DryRun {
 		if err := r.dryRun(ctx, p, &pr, droppable); err != nil {
@@ -289,7 +232,7 @@ func (r *retentionRun) partition(ctx context.Context, p Partition) error {
 		return nil
 	}
 	if droppable {
-		pr.Action = RetentionDrop
+		pr.Action = maintenance.RetentionDrop
 		dropped, note, err := r.dropPartition(ctx, p, &pr)
 		if err != nil {
 			return err
@@ -315,7 +258,7 @@ func (r *retentionRun) partition(ctx context.Context, p Partition) error {
 }
 
 // dryRun fills pr with what a real run would do, without writing.
-func (r *retentionRun) dryRun(ctx context.Context, p Partition, pr *PartitionRetention, droppable bool) error {
+func (r *retentionRun) dryRun(ctx context.Context, p maintenance.Partition, pr *maintenance.PartitionRetention, droppable bool) error {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	// An estimate: a row whose children all go is counted, though a
 	// grandchild that stays would keep its parent, and so it, too.
@@ -343,7 +286,7 @@ func (r *retentionRun) dryRun(ctx context.Context, p Partition, pr *PartitionRet
 			return err
 		}
 		if blockers == 0 {
-			pr.Action, pr.Dropped, pr.Deleted = RetentionDrop, true, total
+			pr.Action, pr.Dropped, pr.Deleted = maintenance.RetentionDrop, true, total
 			return nil
 		}
 		pr.Note = fmt.Sprintf("not dropped: %d event(s) of other months that must stay reference it", blockers)
@@ -408,7 +351,7 @@ SELECT count(*) FROM gone`
 // references, walking it a block range at a time; it repeats while a pass
 // deletes something, since a parent becomes deletable once its children are
 // gone. It returns the number of rows deleted.
-func (r *retentionRun) deleteRows(ctx context.Context, p Partition) (int64, error) {
+func (r *retentionRun) deleteRows(ctx context.Context, p maintenance.Partition) (int64, error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	sql := named(`WITH gone AS (
 		DELETE FROM ` + ident + ` e
@@ -476,7 +419,7 @@ func (r *retentionRun) batchTx(ctx context.Context, fn func(pgx.Tx) error) error
 // dropPartition removes a partition whose rows are all expired and unheld:
 // first the rows that reference it, then the partition itself. It returns
 // false and why when the partition has to stay.
-func (r *retentionRun) dropPartition(ctx context.Context, p Partition, pr *PartitionRetention) (bool, string, error) {
+func (r *retentionRun) dropPartition(ctx context.Context, p maintenance.Partition, pr *maintenance.PartitionRetention) (bool, string, error) {
 	n, err := r.deleteReferencing(ctx, p)
 	pr.Deleted += n
 	r.report.EventsDeleted += n
@@ -560,7 +503,7 @@ func (r *retentionRun) dropPartition(ctx context.Context, p Partition, pr *Parti
 // that every row is expired and unheld (nothing can change it now: it is no
 // longer reachable through audit_events). If a row must stay, the partition
 // is attached again.
-func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int64, error) {
+func (r *retentionRun) dropDetached(ctx context.Context, p maintenance.Partition) (bool, int64, error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	var n int64
 	var ok bool
@@ -599,7 +542,7 @@ func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int
 
 // finishDetach completes a detach that a crashed or cancelled run left
 // pending, then drops the partition or attaches it back.
-func (r *retentionRun) finishDetach(ctx context.Context, p Partition) error {
+func (r *retentionRun) finishDetach(ctx context.Context, p maintenance.Partition) error {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	if _, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident+` FINALIZE`); err != nil {
 		return fmt.Errorf("finish detaching %s: %w", p.Name, err)
@@ -611,7 +554,7 @@ func (r *retentionRun) finishDetach(ctx context.Context, p Partition) error {
 	if dropped {
 		r.report.EventsDeleted += n
 		r.report.PartitionsDropped = append(r.report.PartitionsDropped, p.Name)
-		r.report.Partitions = append(r.report.Partitions, PartitionRetention{Name: p.Name, Action: RetentionDrop, Deleted: n, Dropped: true})
+		r.report.Partitions = append(r.report.Partitions, maintenance.PartitionRetention{Name: p.Name, Action: maintenance.RetentionDrop, Deleted: n, Dropped: true})
 	}
 	return nil
 }
@@ -620,7 +563,7 @@ func (r *retentionRun) finishDetach(ctx context.Context, p Partition) error {
 // whose parent is in partition p, wherever they are, so that p can be
 // detached. Rows that must stay are left; the caller then finds p still
 // referenced.
-func (r *retentionRun) deleteReferencing(ctx context.Context, p Partition) (int64, error) {
+func (r *retentionRun) deleteReferencing(ctx context.Context, p maintenance.Partition) (int64, error) {
 	var total int64
 	for {
 		var pass int64
