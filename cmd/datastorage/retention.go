@@ -49,7 +49,7 @@ func cmdRetention(ctx context.Context, args, environ []string, stdout, stderr io
 	defer st.Close()
 	opts := retentionOptions(cfg, log)
 	opts.DryRun = *dryRun
-	rep, err := st.RunRetention(ctx, opts)
+	rep, err := maintenance.RunRetention(ctx, st, opts)
 	printRetention(stdout, rep)
 	return err
 }

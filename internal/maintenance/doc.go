@@ -7,8 +7,11 @@
 // server runs every one of them as a lifecycle.Loop and waits for each on
 // shutdown; the same jobs run once from the command line. Like the other
 // domain packages it declares what it needs of PostgreSQL ([PartitionStore],
-// [RetentionStore], [RollupStore]) and internal/store implements it; the
-// SQL stays there.
+// [RetentionStore] with its [RetentionSession], [RollupStore]) and
+// internal/store implements it; the SQL stays there, one small method per
+// statement, while the decisions (which month to drop, how batches shrink
+// after a timeout, how detach and drop follow each other) are made here,
+// where a unit test can drive them without a database.
 //
 // Retention is here rather than in internal/integrity: it is scheduled,
 // leader-elected, batched work on partitions, whose only link to integrity

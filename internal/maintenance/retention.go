@@ -10,17 +10,16 @@ import (
 
 // Retention (docs/integrity.md) deletes the events whose retention_days
 // have passed, never a held one, dropping whole months where it can. It is
-// scheduled work, so the job lives here; what a run does to PostgreSQL
-// (leader lock, batches that shrink on timeouts, detach and drop) is run by
-// the store's RunRetention for now. Whether an event may go is integrity's
-// rule (legal holds, tombstones for verify-chain), which the store's SQL
-// applies.
+// scheduled work, so the job and its policy live here (retention_run.go);
+// the statements are the store's. Whether an event may go is integrity's
+// rule (legal holds, tombstones for verify-chain), which those statements
+// apply.
 
-// RetentionStore runs one retention pass. internal/store implements it.
+// RetentionStore opens retention runs. internal/store implements it.
 type RetentionStore interface {
-	// RunRetention runs retention once; the report has Skipped set, and no
-	// error, when another replica is running it.
-	RunRetention(ctx context.Context, opts RetentionOptions) (RetentionReport, error)
+	// OpenRetention returns a session holding the retention leader lock, or
+	// leader false (and no session) when another replica holds it.
+	OpenRetention(ctx context.Context) (session RetentionSession, leader bool, err error)
 }
 
 // RetentionOptions tune one retention run.
@@ -171,7 +170,7 @@ func (j *RetentionJob) RunOnce(ctx context.Context) (RetentionReport, error) {
 		opts.Log = log
 	}
 	start := time.Now()
-	rep, err := j.Store.RunRetention(ctx, opts)
+	rep, err := RunRetention(ctx, j.Store, opts)
 	m := j.Metrics
 	if m == nil {
 		m = NewRetentionMetrics(nil)

@@ -161,7 +161,7 @@ func TestRetentionRowsInPartlyExpiredMonth(t *testing.T) {
 	l5 := old("rr-P", at.Add(4*time.Second), 10, l4)
 	e.write(l1, l2, l3, l4, l5)
 
-	rep, err := e.st.RunRetention(ctx, maintenance.RetentionOptions{BatchSize: 1})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{BatchSize: 1})
 	require.NoError(t, err)
 	require.Empty(t, rep.PartitionsDropped)
 	require.Equal(t, int64(4), rep.EventsDeleted, "%+v", rep)
@@ -172,7 +172,7 @@ func TestRetentionRowsInPartlyExpiredMonth(t *testing.T) {
 	require.Equal(t, int64(1), v.TotalEvents)
 
 	// The same run again finds nothing to do.
-	rep, err = e.st.RunRetention(ctx, maintenance.RetentionOptions{})
+	rep, err = maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.Zero(t, rep.EventsDeleted)
 }
@@ -186,12 +186,12 @@ func TestRetentionRunsOnOneReplicaAtATime(t *testing.T) {
 	defer conn.Release()
 	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(0x6473_7265_746e))
 	require.NoError(t, err)
-	rep, err := e.st.RunRetention(ctx, maintenance.RetentionOptions{})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.True(t, rep.Skipped)
 	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(0x6473_7265_746e))
 	require.NoError(t, err)
-	rep, err = e.st.RunRetention(ctx, maintenance.RetentionOptions{})
+	rep, err = maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.False(t, rep.Skipped)
 }
@@ -223,7 +223,7 @@ func TestRetentionFinishesAnInterruptedDetach(t *testing.T) {
 	require.NoError(t, reader.Rollback(ctx))
 	require.Equal(t, int64(1), e.count(`SELECT count(*) FROM pg_inherits WHERE inhrelid = $1::regclass AND inhdetachpending`, name))
 
-	rep, err := e.st.RunRetention(ctx, maintenance.RetentionOptions{})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{name}, rep.PartitionsDropped)
 	require.Equal(t, int64(2), rep.EventsDeleted)
