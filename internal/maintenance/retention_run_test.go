@@ -54,7 +54,9 @@ func (s *blockSession) DeleteBlocks(_ context.Context, _ Partition, _ time.Time,
 
 type oneSession struct{ s RetentionSession }
 
-func (o oneSession) OpenRetention(context.Context) (RetentionSession, bool, error) { return o.s, true, nil }
+func (o oneSession) OpenRetention(context.Context) (RetentionSession, bool, error) {
+	return o.s, true, nil
+}
 
 // The policy, without PostgreSQL: a batch that times out is halved until a
 // single block goes alone, a block that still cannot go (timed out alone,
