@@ -23,6 +23,7 @@ type MissingParentError struct {
 	Indices []int
 }
 
+// Error says how many events lack their parent; Indices says which.
 func (e *MissingParentError) Error() string {
 	return fmt.Sprintf("parent event not found for %d event(s)", len(e.Indices))
 }
@@ -37,8 +38,10 @@ type InvalidEventError struct {
 	Err     error
 }
 
+// Error names the event and why it has no canonical form.
 func (e *InvalidEventError) Error() string {
 	return "event " + e.EventID + ": " + e.Err.Error()
 }
 
+// Unwrap returns the canonical encoder's error.
 func (e *InvalidEventError) Unwrap() error { return e.Err }

@@ -61,6 +61,8 @@ func (r *retentionSession) Close(ctx context.Context) {
 	r.conn.Release()
 }
 
+// Today reads the date from the database's clock, so every replica judges
+// expiry alike.
 func (r *retentionSession) Today(ctx context.Context) (time.Time, error) {
 	var today time.Time
 	err := r.conn.QueryRow(ctx, `SELECT (now() AT TIME ZONE 'UTC')::date`).Scan(&today)
@@ -96,6 +98,8 @@ func (r *retentionSession) Partitions(ctx context.Context) ([]maintenance.Partit
 	return out, err
 }
 
+// DetachedTables finds tables named like monthly partitions that are not
+// attached to audit_events.
 func (r *retentionSession) DetachedTables(ctx context.Context) ([]string, error) {
 	rows, err := r.conn.Query(ctx, `SELECT c.relname FROM pg_class c
 		WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^audit_events_y[0-9]{4}m[0-9]{2}$'
@@ -106,6 +110,8 @@ func (r *retentionSession) DetachedTables(ctx context.Context) ([]string, error)
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// SweepHolds flags the rows written after their correlation was put under
+// hold, on the run's connection.
 func (r *retentionSession) SweepHolds(ctx context.Context) (int64, error) {
 	return sweepHolds(ctx, r.conn)
 }
@@ -119,6 +125,7 @@ const (
 		SELECT 1 FROM audit_events c WHERE c.parent_event_date = e.event_date AND c.parent_event_id = e.event_id)`
 )
 
+// Assess answers the three questions of a partition in one round trip.
 func (r *retentionSession) Assess(ctx context.Context, p maintenance.Partition, today time.Time) (expired, live, held bool, err error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	err = r.conn.QueryRow(ctx, `SELECT
@@ -131,6 +138,7 @@ func (r *retentionSession) Assess(ctx context.Context, p maintenance.Partition, 
 	return expired, live, held, err
 }
 
+// Estimate counts a dry run's figures in one scan of the partition.
 func (r *retentionSession) Estimate(ctx context.Context, p maintenance.Partition, today time.Time) (maintenance.RetentionEstimate, error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	var est maintenance.RetentionEstimate
@@ -145,6 +153,8 @@ func (r *retentionSession) Estimate(ctx context.Context, p maintenance.Partition
 	return est, err
 }
 
+// OutsideBlockers counts the rows of other months that reference p and
+// must stay.
 func (r *retentionSession) OutsideBlockers(ctx context.Context, p maintenance.Partition, today time.Time) (int64, error) {
 	var n int64
 	err := r.conn.QueryRow(ctx, named(`SELECT count(*) FROM audit_events e
@@ -154,6 +164,7 @@ func (r *retentionSession) OutsideBlockers(ctx context.Context, p maintenance.Pa
 	return n, err
 }
 
+// References counts the rows, anywhere, whose parent is in p.
 func (r *retentionSession) References(ctx context.Context, p maintenance.Partition) (int64, error) {
 	var n int64
 	err := r.conn.QueryRow(ctx, `SELECT count(*) FROM audit_events
@@ -263,6 +274,8 @@ func (r *retentionSession) ReferencingRows(ctx context.Context, p maintenance.Pa
 	return out, err
 }
 
+// DeleteIDs deletes by id within one month's partition, so the delete
+// opens one partition only.
 func (r *retentionSession) DeleteIDs(ctx context.Context, month, today time.Time, ids []uuid.UUID, timeout time.Duration) (int64, error) {
 	sql := named(`WITH gone AS (
 		DELETE FROM ` + pgx.Identifier{partitionName(month)}.Sanitize() + ` e
@@ -292,6 +305,7 @@ func (r *retentionSession) LockHoldGate(ctx context.Context) (unlock func(), err
 	}, nil
 }
 
+// Held reports whether any row of p is held, by flag or by an active hold.
 func (r *retentionSession) Held(ctx context.Context, p maintenance.Partition) (bool, error) {
 	var held bool
 	err := r.conn.QueryRow(ctx, named(`SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{p.Name}.Sanitize()+
@@ -313,6 +327,7 @@ func (r *retentionSession) Detach(ctx context.Context, p maintenance.Partition, 
 	return retentionErr(err)
 }
 
+// DetachPending reports a detach that was cancelled in its second phase.
 func (r *retentionSession) DetachPending(ctx context.Context, p maintenance.Partition) (bool, error) {
 	var pending bool
 	err := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_inherits
@@ -320,6 +335,7 @@ func (r *retentionSession) DetachPending(ctx context.Context, p maintenance.Part
 	return pending, err
 }
 
+// FinalizeDetach completes a detach left pending.
 func (r *retentionSession) FinalizeDetach(ctx context.Context, p maintenance.Partition) error {
 	_, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+pgx.Identifier{p.Name}.Sanitize()+` FINALIZE`)
 	return err
