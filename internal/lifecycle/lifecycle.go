@@ -62,17 +62,18 @@ type Loop struct {
 // a Loop runs once.
 var ErrStarted = errors.New("lifecycle: already started")
 
-// Start starts Run. The work's context carries ctx's values but not its
-// cancellation: only Stop ends it.
+// Start starts Run; it fails only when the loop was started before. The
+// work's context carries ctx's values but not its cancellation: only Stop
+// ends it.
 func (l *Loop) Start(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done != nil {
 		return ErrStarted
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	// An ended ctx does not refuse the start: starting costs nothing, and the
+	// caller (serve, on SIGTERM during its start) then stops the loop the
+	// usual way.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	l.cancel, l.done = cancel, done

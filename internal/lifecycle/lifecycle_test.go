@@ -125,3 +125,19 @@ func TestLoopNeverStartedStopsAtOnce(t *testing.T) {
 	l := &lifecycle.Loop{Run: func(context.Context) { t.Error("Run must not be called") }}
 	require.NoError(t, l.Stop(context.Background()))
 }
+
+// A SIGTERM during serve's start must lead to the usual shutdown, not to a
+// refused start: a loop started with an ended context runs until Stop.
+func TestLoopStartedWithAnEndedContextRunsUntilStop(t *testing.T) {
+	t.Parallel()
+	ran := make(chan struct{})
+	l := &lifecycle.Loop{Run: func(ctx context.Context) {
+		close(ran)
+		<-ctx.Done()
+	}}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, l.Start(ended))
+	<-ran
+	require.NoError(t, l.Stop(context.Background()))
+}
