@@ -1,6 +1,9 @@
 // Package store is the PostgreSQL side of Data Storage: the connection pool,
-// the embedded schema migrations, partition upkeep, and every SQL statement the
-// service runs. No other package writes SQL.
+// the embedded schema migrations, and every SQL statement the service runs.
+// No other package writes SQL, and this one decides as little as it can:
+// when partitions are created and what a retention run does next are
+// internal/maintenance's, which drives the statements here
+// ([Store.EnsurePartitions], [Store.OpenRetention]).
 //
 // # Writes
 //
@@ -21,7 +24,8 @@
 // # Partitions
 //
 // audit_events is partitioned by month on event_date. [Store.EnsurePartitions]
-// creates the months around now ahead of time; a write that still meets a
+// creates the months around now ahead of time (maintenance.PartitionUpkeep
+// calls it at start and hourly); a write that still meets a
 // missing month creates it and retries once, so a valid timestamp never turns
 // into a server error.
 //
