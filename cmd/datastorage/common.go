@@ -50,7 +50,7 @@ func migrateWithRetry(ctx context.Context, st *store.Store, log *slog.Logger, pa
 			}
 			return nil
 		}
-		if !ingest.IsUnavailable(err) || time.Now().After(deadline) {
+		if !store.IsUnavailable(err) || time.Now().After(deadline) {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		log.Warn("database not reachable yet; retrying migration", "error", err)

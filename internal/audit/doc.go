@@ -1,8 +1,8 @@
 // Package audit is the vocabulary every other package of Data Storage
 // speaks: the audit [Event] and the notification record ([Notification]),
 // how a request body becomes one, and how an event is hashed into its
-// correlation's chain. It does no I/O and imports no other package of the
-// module, so anything may import it.
+// correlation's chain. It does no I/O and imports only internal/failure of
+// the module, so anything may import it.
 //
 // # From bytes to events
 //
@@ -48,5 +48,6 @@
 // The errors that describe bad data rather than a failing server live here
 // too, so that the store can return them and the write path and handlers
 // can test for them without importing the store: [*MissingParentError],
-// [*InvalidEventError] and [ErrNotificationExists].
+// [*InvalidEventError], [*RefusedEventError] and [ErrNotificationExists],
+// each of class failure.Data.
 package audit

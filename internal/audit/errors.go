@@ -3,17 +3,20 @@ package audit
 import (
 	"errors"
 	"fmt"
+
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // The refusals below are facts about events and notifications, whoever
 // finds them: the store returns them from its writes, the write path
 // (internal/ingest) and the handlers test for them with errors.As and
-// errors.Is, and none of those needs the store's package to do so.
+// errors.Is, and none of those needs the store's package to do so. Each is
+// failure.Data: the same data is refused again.
 
 // ErrNotificationExists is returned by a notification store's
-// InsertNotification when the notification_id is already stored. Test with
-// errors.Is.
-var ErrNotificationExists = errors.New("notification already recorded")
+// InsertNotification when the notification_id is already stored (a unique
+// violation of that constraint, and of no other). Test with errors.Is.
+var ErrNotificationExists = failure.Mark(errors.New("notification already recorded"), failure.Data)
 
 // MissingParentError is returned by an event store's InsertEvents and
 // ResolveParents when events name a parent_event_id that is neither stored
@@ -27,6 +30,9 @@ type MissingParentError struct {
 func (e *MissingParentError) Error() string {
 	return fmt.Sprintf("parent event not found for %d event(s)", len(e.Indices))
 }
+
+// FailureClass is failure.Data: the batch names parents that do not exist.
+func (e *MissingParentError) FailureClass() failure.Class { return failure.Data }
 
 // InvalidEventError is returned (wrapped) by an event store's InsertEvents
 // when an event has no canonical form for its hash (event_data with a number
@@ -45,3 +51,31 @@ func (e *InvalidEventError) Error() string {
 
 // Unwrap returns the canonical encoder's error.
 func (e *InvalidEventError) Unwrap() error { return e.Err }
+
+// FailureClass is failure.Data: the event itself cannot be stored.
+func (e *InvalidEventError) FailureClass() failure.Class { return failure.Data }
+
+// RefusedEventError is returned by an event store's InsertEvents when
+// PostgreSQL refused the batch for its data (SQLSTATE classes 22 and 23: a
+// check constraint, a value out of range). Index is the first event whose
+// presence makes the batch fail, found by trying growing prefixes of the
+// batch in transactions that are rolled back; -1 when those trials did not
+// reproduce the refusal. Nothing of the batch was written.
+type RefusedEventError struct {
+	Index int
+	Err   error
+}
+
+// Error names the refused event when it is known.
+func (e *RefusedEventError) Error() string {
+	if e.Index < 0 {
+		return "the database refused the batch: " + e.Err.Error()
+	}
+	return fmt.Sprintf("the database refused event %d of the batch: %s", e.Index, e.Err.Error())
+}
+
+// Unwrap returns the database's error.
+func (e *RefusedEventError) Unwrap() error { return e.Err }
+
+// FailureClass is failure.Data.
+func (e *RefusedEventError) FailureClass() failure.Class { return failure.Data }

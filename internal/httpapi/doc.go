@@ -47,8 +47,8 @@
 //     failing field ([Problem].FieldErrors);
 //   - query.ErrNotFound, integrity.ErrNotFound: 404 not-found;
 //   - audit.ErrNotificationExists: 409 conflict;
-//   - an outage (ingest.IsUnavailable on a read, the pipeline's
-//     ErrUnavailable, ErrBusy and ErrClosed on a write): 503 with
+//   - an outage (failure.ClassOf says Unavailable on a read; the
+//     pipeline's ErrUnavailable, ErrBusy and ErrClosed on a write): 503 with
 //     Retry-After; a write the spool took instead is a 202;
 //   - anything else: 500 internal-error, logged at error level with the
 //     request id, which the problem's detail repeats.

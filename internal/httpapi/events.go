@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
 )
@@ -138,18 +139,44 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 		}
 		writeProblem(w, r, kindValidation, "parent event not found; nothing was written", fe)
 	case errors.As(err, &rejected):
-		// Validation is meant to catch everything the database would refuse;
-		// reaching this is a gap in it, so it is the server's error.
-		a.internalError(w, r, err)
+		// Validation is meant to catch everything the database would refuse,
+		// but the database has the last word (a constraint an operator
+		// added): the data is refused, whole, naming the element.
+		key := "body"
+		if batch && rejected.Index >= 0 {
+			key = "[" + strconv.Itoa(rejected.Index) + "]"
+		}
+		a.metrics.validationFailure(key)
+		a.log.Warn("the database refused a validated request", "request_id", RequestID(r.Context()), "field", key, "error", rejected.Err)
+		writeProblem(w, r, kindValidation, "the database refused the request; nothing was written",
+			map[string]string{key: "refused by the database: " + refusal(rejected.Err)})
 	case errors.Is(err, ingest.ErrBusy):
 		writeUnavailable(w, r, retryAfter, "the write queue is full; retry later")
 	case errors.Is(err, ingest.ErrClosed):
 		writeUnavailable(w, r, retryAfter, "the server is shutting down; retry on another replica")
 	case errors.Is(err, ingest.ErrUnavailable):
 		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+	case errors.Is(err, ingest.ErrAbandoned):
+		// The client is gone; the answer is for the logs and proxies.
+		writeUnavailable(w, r, retryAfter, "the request was abandoned while waiting for the write queue; nothing was accepted")
+	case failure.ClassOf(err) == failure.Unavailable:
+		writeUnavailable(w, r, retryAfter, "the database is unavailable; nothing was accepted, retry later")
 	default:
 		a.internalError(w, r, err)
 	}
+}
+
+// refusal is what a client is told of a database refusal: the message and
+// SQLSTATE of PostgreSQL's error (a constraint's name, a value out of range).
+func refusal(err error) string {
+	var sqlErr interface {
+		error
+		SQLState() string
+	}
+	if errors.As(err, &sqlErr) {
+		return sqlErr.Error()
+	}
+	return err.Error()
 }
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
@@ -216,15 +243,30 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ev)
 }
 
-// readFailed answers a read error: 404 for nothing found, 503 while the
-// database is unreachable or slow, 500 otherwise.
+// readFailed answers a read error by its class (failure.ClassOf): 404 for
+// nothing found, 503 with Retry-After while the database is unavailable or
+// too slow, 400 when the database refused a value of the request, 500 for
+// anything else — never 503 for a bug, which would have clients retry it
+// forever.
 func (a *API) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, query.ErrNotFound):
 		writeProblem(w, r, kindNotFound, "no such audit event", nil)
-	case ingest.IsUnavailable(err):
+		return
+	case r.Context().Err() != nil:
+		// The client left or its deadline passed: nothing is wrong here.
+		a.log.Debug("read abandoned", "request_id", RequestID(r.Context()), "error", err)
+		writeUnavailable(w, r, retryAfter, "the request ended before the database answered; retry later")
+		return
+	}
+	switch failure.ClassOf(err) {
+	case failure.Unavailable:
 		a.log.Warn("read failed: database unavailable", "request_id", RequestID(r.Context()), "error", err)
 		writeUnavailable(w, r, retryAfter, "the database is unavailable or too slow right now; retry later")
+	case failure.Data:
+		a.metrics.validationFailure("query")
+		writeProblem(w, r, kindValidation, "the database refused a value of the request: "+refusal(err),
+			map[string]string{"query": "refused by the database"})
 	default:
 		a.internalError(w, r, err)
 	}

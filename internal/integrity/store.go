@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // ErrNotFound is returned (possibly wrapped) by a [Store]'s ReadChain,
 // PlaceHold and ReleaseHold, and so by [Service.VerifyChain],
 // [Service.PlaceHold] and [Service.ReleaseHold], when the correlation has no
 // events (or, for a release, no active hold). Test with errors.Is.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = failure.Mark(errors.New("not found"), failure.Data)
 
 // Store is what the integrity service needs of PostgreSQL. internal/store
 // implements it; the rules about what the rows mean stay here.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // The types below are the read side's vocabulary. The store implements
@@ -14,8 +16,8 @@ import (
 
 // ErrNotFound is returned (possibly wrapped) by the read stores' GetEvent
 // and by [Service.Get] and [Timelines.Get] when no event matches. Test with
-// errors.Is.
-var ErrNotFound = errors.New("not found")
+// errors.Is. Its class is failure.Data: asking again gives the same answer.
+var ErrNotFound = failure.Mark(errors.New("not found"), failure.Data)
 
 // EventFilter selects events. Zero values mean "no condition"; all conditions
 // must hold.

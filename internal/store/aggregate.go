@@ -76,7 +76,8 @@ func rolledUp(b *sqlBuilder, w query.Window, table, rollupCols string, rollupCon
 }
 
 // CountOutcomes counts the events in w matching f by outcome.
-func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.SuccessFilter) (query.OutcomeCounts, error) {
+func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.SuccessFilter) (_ query.OutcomeCounts, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	var from string
 	if f.WorkflowID != "" {
@@ -96,7 +97,7 @@ func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.Succe
 		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
 	var c query.OutcomeCounts
-	err := s.pool.QueryRow(ctx, `
+	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'pending'), 0)::bigint
@@ -110,7 +111,8 @@ func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.Succe
 // CountByNamespace counts remediations (distinct correlation ids) and events
 // per namespace in w, most remediations first. Events without a namespace are
 // left out.
-func (s *Store) CountByNamespace(ctx context.Context, w query.Window) ([]query.NamespaceCount, error) {
+func (s *Store) CountByNamespace(ctx context.Context, w query.Window) (_ []query.NamespaceCount, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	// A correlation row that retention took down to 0 events is no longer
 	// a remediation of its hour.
@@ -134,7 +136,8 @@ func (s *Store) CountByNamespace(ctx context.Context, w query.Window) ([]query.N
 
 // Trend counts events and failures per bucket ("hour" or "day") of w, with a
 // point for every bucket, empty ones included.
-func (s *Store) Trend(ctx context.Context, w query.Window, interval string) ([]query.TrendBucket, error) {
+func (s *Store) Trend(ctx context.Context, w query.Window, interval string) (_ []query.TrendBucket, err error) {
+	defer classifyErr(&err)
 	if interval != "hour" && interval != "day" {
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
 	}
@@ -183,8 +186,9 @@ var (
 const maxGroups = 1000
 
 // CountGroups counts the events in w grouped by the given columns (each one of
-// query.GroupColumns), largest groups first.
-func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []string) ([]query.Group, error) {
+// GroupColumns), largest groups first.
+func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []string) (_ []query.Group, err error) {
+	defer classifyErr(&err)
 	for _, c := range columns {
 		if !slices.Contains(query.GroupColumns, c) {
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
@@ -249,7 +253,8 @@ func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []strin
 
 // CorrelationEvents returns up to limit events of one correlation in time
 // order (chain order among equal timestamps).
-func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
 		WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
 	if err != nil {

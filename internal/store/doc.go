@@ -35,7 +35,7 @@
 // internal/integrity declare the filters, pages, windows, holds and chain
 // states they ask for and the interfaces the store implements
 // (implements.go), and the sentinels it returns (query.ErrNotFound,
-// integrity.ErrNotFound, audit.ErrNotificationExists, *audit.MissingParentError).
-// Callers decide between "try later elsewhere" and "this data is wrong" with
-// ingest.IsUnavailable, so none of them imports this package to test an error.
+// integrity.ErrNotFound, audit.ErrNotificationExists, the *audit refusals).
+// Every other error carries its class ([Classify]); callers read it with
+// failure.ClassOf, so none of them imports this package to test an error.
 package store

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // querier is what both the pool and a transaction offer.
@@ -113,7 +114,8 @@ const maxInsertAttempts = 4
 // neither stored nor earlier in the slice fails the batch with
 // *audit.MissingParentError. A month without a partition is created and the batch
 // retried.
-func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
+func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int64, err error) {
+	defer classifyErr(&err)
 	s.recent.resolve(events, time.Now())
 	// The canonical form of every event whose parent is settled is computed
 	// before the transaction, so the chain locks are held for SQL and
@@ -131,8 +133,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 		}
 		canon[i] = c
 	}
-	n, err := s.insertAttempts(ctx, events, canon)
-	if err != nil {
+	unresolve := func() {
 		// A parent found earlier in this batch may not be there when the
 		// caller retries without some of its events: leave every parent as
 		// it was, to be resolved again.
@@ -140,14 +141,68 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 			e.ParentDate = nil
 		}
 	}
+	n, err := s.insertAttempts(ctx, events, canon)
+	if err != nil {
+		unresolve()
+		if isRefusal(err) {
+			return 0, &audit.RefusedEventError{Index: s.locateRefusal(ctx, events, canon, unresolve), Err: err}
+		}
+	}
 	return n, err
+}
+
+// isRefusal reports PostgreSQL refusing the rows themselves (SQLSTATE
+// classes 22 and 23).
+func isRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && classifySQLState(pgErr.Code) == failure.Data
+}
+
+// locateRefusal finds the first event of a refused batch whose presence
+// makes PostgreSQL refuse it, by bisecting over prefixes of the batch (a
+// prefix keeps every parent that is earlier in the batch), each tried in a
+// transaction that is rolled back: log2(n)+1 trials, paid only when a batch
+// is refused, so that the answer can name the element. It returns -1 when
+// the trials do not reproduce the refusal (a concurrent change, or the
+// database became unavailable meanwhile).
+func (s *Store) locateRefusal(ctx context.Context, events []*audit.Event, canon [][]byte, unresolve func()) int {
+	refused := func(k int) (bool, bool) {
+		defer unresolve()
+		_, err := s.insertEvents(ctx, events[:k], slices.Clone(canon[:k]), true)
+		switch {
+		case err == nil:
+			return false, true
+		case isRefusal(err):
+			return true, true
+		default:
+			return false, false
+		}
+	}
+	if bad, ok := refused(len(events)); !bad || !ok {
+		return -1
+	}
+	// events[:lo] is accepted, events[:hi] refused.
+	lo, hi := 0, len(events)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		bad, ok := refused(mid)
+		if !ok {
+			return -1
+		}
+		if bad {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi - 1
 }
 
 func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
 	var err error
 	for range maxInsertAttempts {
 		var n int64
-		n, err = s.insertEvents(ctx, events, canon)
+		n, err = s.insertEvents(ctx, events, canon, false)
 		switch {
 		case err == nil:
 			return n, nil
@@ -166,14 +221,15 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // insertEvents runs one attempt in two round trips: BEGIN, the chain locks,
 // the chain heads, the duplicate check and the parent lookup in one
 // pipeline; the INSERT, the new chain heads, the rollups and COMMIT in the next (a big
-// batch's COPY takes a round trip of its own between the two).
-func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
+// batch's COPY takes a round trip of its own between the two). A trial
+// (locateRefusal) ends with ROLLBACK instead of COMMIT.
+func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	defer conn.Release()
-	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon)
+	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon, trial)
 	if err != nil {
 		rollback(conn.Conn())
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
@@ -181,7 +237,7 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 	return inserted, nil
 }
 
-func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (int64, error) {
+func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	fresh, heads, err := s.chain(ctx, conn, events, canon)
 	if err != nil {
 		return 0, err
@@ -221,7 +277,11 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		defer release()
 		newRollupDelta(fresh).queue(b, shard)
 	}
-	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+	end := "COMMIT"
+	if trial {
+		end = "ROLLBACK"
+	}
+	b.Queue(end).Exec(func(t pgconn.CommandTag) error {
 		commit = t
 		return nil
 	})
@@ -230,6 +290,9 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return 0, errChainRace
 		}
 		return 0, err
+	}
+	if trial {
+		return 0, nil
 	}
 	if commit.String() != "COMMIT" {
 		// COMMIT of a failed transaction answers ROLLBACK, without an error.

@@ -19,10 +19,11 @@ import (
 // integrity.ErrNotFound when the correlation has none (begin is still called). An error
 // from begin or each stops the read and is returned as is.
 func (s *Store) ReadChain(ctx context.Context, correlationID string,
-	begin func(integrity.ChainState) error, each func(*audit.Event) error) (int64, error) {
+	begin func(integrity.ChainState) error, each func(*audit.Event) error) (_ int64, err error) {
+	defer classifyErr(&err)
 	var n int64
 	var cbErr error
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var st integrity.ChainState
 		var h integrity.ChainHead
 		err := tx.QueryRow(ctx, `SELECT last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = $1`, correlationID).

@@ -48,7 +48,8 @@ func parentWindowOf(minDate, maxDate time.Time) (from, to time.Time) {
 // Concurrent calls share their database lookups: while one lookup runs, the
 // calls that arrive wait and are answered together by the next one, as the
 // group commit does for inserts. A lone call runs at once.
-func (s *Store) ResolveParents(ctx context.Context, events []*audit.Event) error {
+func (s *Store) ResolveParents(ctx context.Context, events []*audit.Event) (err error) {
+	defer classifyErr(&err)
 	s.recent.resolve(events, time.Now())
 	lookup := pendingParents(events)
 	if len(lookup) == 0 {

@@ -26,7 +26,8 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
 // GetEvent returns the event with the given id, or query.ErrNotFound.
-func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error) {
+func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE event_id = $1 LIMIT 1`, id)
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
@@ -53,7 +54,8 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
 // (A UNION ALL of plain SELECTs would not do: PostgreSQL 15 does not merge
 // the arms of a UNION ALL in index order when they have WHERE clauses, and
 // sorts all their rows.)
-func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Page) ([]audit.Event, error) {
+func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Page) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
 	if p.After != nil {
@@ -98,7 +100,8 @@ func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Pag
 // CountEvents counts the events that match f, stopping at limit: counting
 // every match of a broad filter over millions of rows would cost more than
 // the page itself. A result equal to limit means "at least limit".
-func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int) (int64, error) {
+func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int) (_ int64, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
 	lim := ` LIMIT ` + strconv.Itoa(limit)

@@ -35,6 +35,7 @@ type retentionSession struct {
 // leader lock on it; leader is false (and nothing is held) when another
 // replica has it.
 func (s *Store) OpenRetention(ctx context.Context) (session maintenance.RetentionSession, leader bool, err error) {
+	defer classifyErr(&err)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: retention: %w", err)
