@@ -61,14 +61,16 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 // spool which failures are the data's fault.
 type eventReplayer struct{ pipeline *ingest.Pipeline }
 
-// Replay commits events; a refused event or a missing parent is a data
-// error. Other errors keep their class (failure.ClassOf), which the worker
-// acts on: unavailable waits, internal parks the page.
+// Replay commits events; a refused event, a missing parent or an event_id
+// already stored with other content is a data error. Other errors keep
+// their class (failure.ClassOf), which the worker acts on: unavailable
+// waits, internal parks the page.
 func (r eventReplayer) Replay(ctx context.Context, events []*audit.Event) error {
 	err := r.pipeline.Replay(ctx, events)
 	var rejected *ingest.RejectedError
 	var missing *ingest.MissingParentsError
-	if errors.As(err, &rejected) || errors.As(err, &missing) {
+	var conflicts *ingest.ConflictsError
+	if errors.As(err, &rejected) || errors.As(err, &missing) || errors.As(err, &conflicts) {
 		return &spool.DataError{Err: err}
 	}
 	return err

@@ -34,6 +34,23 @@ func (e *MissingParentError) Error() string {
 // FailureClass is failure.Data: the batch names parents that do not exist.
 func (e *MissingParentError) FailureClass() failure.Class { return failure.Data }
 
+// ConflictError is returned by an event store's InsertEvents when an
+// event's event_id is already stored, on any date, with other content, or
+// appears earlier in the same batch with other content: an id names one
+// event for good. A repeat with the same content is a retry, not an error.
+type ConflictError struct {
+	// Indices are the positions of those events in the batch.
+	Indices []int
+}
+
+// Error says how many events reuse an id.
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("event_id already stored with other content for %d event(s)", len(e.Indices))
+}
+
+// FailureClass is failure.Data: the batch reuses an id.
+func (e *ConflictError) FailureClass() failure.Class { return failure.Data }
+
 // InvalidEventError is returned (wrapped) by an event store's InsertEvents
 // when an event has no canonical form for its hash (event_data with a number
 // PostgreSQL cannot hold, say). Request validation refuses such events, so

@@ -74,6 +74,23 @@ type RejectedError struct {
 	Err   error
 }
 
+// ConflictsError is returned by Submit and Replay when events carry an
+// event_id that is already stored (on any date) with other content, or that
+// appears twice in the request with different content. Nothing of the
+// request was written. A repeat with the same content is a retry: it
+// succeeds and stores nothing new.
+type ConflictsError struct {
+	// Indices are the positions of those events in the submitted slice.
+	Indices []int
+}
+
+func (e *ConflictsError) Error() string {
+	return fmt.Sprintf("ingest: %d event(s) reuse an event_id stored with other content", len(e.Indices))
+}
+
+// FailureClass is failure.Data.
+func (e *ConflictsError) FailureClass() failure.Class { return failure.Data }
+
 func (e *RejectedError) Error() string {
 	if e.Index >= 0 {
 		return fmt.Sprintf("ingest: the database refused event %d of the request: %s", e.Index, e.Err.Error())
@@ -424,6 +441,11 @@ func (p *Pipeline) reject(pd *pending, err error) {
 	var missing *audit.MissingParentError
 	if errors.As(err, &missing) {
 		finish([]*pending{pd}, 0, &MissingParentsError{Indices: missing.Indices})
+		return
+	}
+	var conflict *audit.ConflictError
+	if errors.As(err, &conflict) {
+		finish([]*pending{pd}, 0, &ConflictsError{Indices: conflict.Indices})
 		return
 	}
 	index := -1

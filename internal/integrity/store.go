@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/google/uuid"
+
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
 )
@@ -25,6 +27,14 @@ type Store interface {
 	// each stops the read and is returned as is.
 	ReadChain(ctx context.Context, correlationID string,
 		begin func(ChainState) error, each func(*audit.Event) error) (int64, error)
+	// ReadChainAfter is ReadChain from a point: begin gets the state with
+	// the checkpoint and returns the chain_seq after which each is called
+	// (0 for the whole chain).
+	ReadChainAfter(ctx context.Context, correlationID string,
+		begin func(ChainState) (after int64, err error), each func(*audit.Event) error) (int64, error)
+	// AdvanceCheckpoint records cp as the chain's checkpoint if it is ahead
+	// of the recorded one.
+	AdvanceCheckpoint(ctx context.Context, correlationID string, cp Checkpoint) error
 	// OpenExport starts an export of the events matching f in chain order,
 	// batch events at a time, from one consistent snapshot.
 	OpenExport(ctx context.Context, f ExportFilter, batch int) (ExportCursor, error)
@@ -64,11 +74,26 @@ type Tombstone struct {
 }
 
 // ChainState is what ReadChain knows about a chain before its events: the
-// recorded head (nil when none is recorded) and the retention tombstones,
-// ordered by FromSeq.
+// recorded head (nil when none is recorded), the retention tombstones,
+// ordered by FromSeq, and the verification checkpoint (nil when none).
 type ChainState struct {
 	Head       *ChainHead
 	Tombstones []Tombstone
+	Checkpoint *Checkpoint
+}
+
+// Checkpoint is the sealed head of a chain's verified prefix
+// (audit_chain_checkpoints, migration 00006): every link up to and
+// including Seq was found intact by a verification at VerifiedAt. Events is
+// the number of stored links in that prefix. Seal is the verifier's
+// signature over the rest; the store neither makes nor checks it.
+type Checkpoint struct {
+	Seq        int64
+	EventID    uuid.UUID
+	Hash       string
+	VerifiedAt time.Time
+	Events     int64
+	Seal       string
 }
 
 // ExportFilter selects the events of an export. Zero values mean "no

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -265,4 +266,62 @@ func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, lim
 		return nil, fmt.Errorf("store: correlation events: %w", err)
 	}
 	return events, nil
+}
+
+// CorrelationOutline is CorrelationEvents with only the columns a
+// timeline's shape needs (event_id, event_date, event_timestamp,
+// parent_event_id, event_outcome; the rest zero), so a timeline of
+// thousands of large events is shaped without holding them (issue 18 item
+// 6). Same order and limit.
+func (s *Store) CorrelationOutline(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id, event_date, event_timestamp, parent_event_id, event_outcome
+		FROM audit_events WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: correlation outline: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (audit.Event, error) {
+		var e audit.Event
+		var id, parent pgtype.UUID
+		var date, ts time.Time
+		if err := row.Scan(&id, &date, &ts, &parent, &e.Outcome); err != nil {
+			return e, err
+		}
+		e.ID, e.Date, e.Timestamp = id.Bytes, audit.Date(date), audit.NewTime(ts)
+		if parent.Valid {
+			p := uuid.UUID(parent.Bytes)
+			e.ParentID = &p
+		}
+		return e, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: correlation outline: %w", err)
+	}
+	return events, nil
+}
+
+// EachCorrelationEvent hands each the full rows of the events of
+// correlationID with the given ids and dates between from and to, in no
+// particular order. The *audit.Event is each's only while it runs.
+func (s *Store) EachCorrelationEvent(ctx context.Context, correlationID string, ids []uuid.UUID, from, to time.Time,
+	each func(*audit.Event) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
+		WHERE correlation_id = $1 AND event_id = ANY($2) AND event_date BETWEEN $3 AND $4`,
+		correlationID, pgUUIDs(ids), from, to)
+	if err != nil {
+		return fmt.Errorf("store: correlation events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("store: correlation events: %w", err)
+		}
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: correlation events: %w", err)
+	}
+	return nil
 }

@@ -364,6 +364,11 @@ func (r *retentionSession) DropDetached(ctx context.Context, p maintenance.Parti
 			tombstonesFrom).Scan(&n); err != nil {
 			return err
 		}
+		// The month's ids go with it (audit_event_ids, migration 00006);
+		// row deletes free theirs by trigger, a DROP fires none.
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_event_ids WHERE event_date >= $1 AND event_date < $2`, p.From, p.To); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DROP TABLE `+ident)
 		return err
 	})
