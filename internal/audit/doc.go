@@ -48,6 +48,7 @@
 // The errors that describe bad data rather than a failing server live here
 // too, so that the store can return them and the write path and handlers
 // can test for them without importing the store: [*MissingParentError],
-// [*InvalidEventError], [*RefusedEventError] and [ErrNotificationExists],
+// [*InvalidEventError], [*RefusedEventError], [*ConflictError] and
+// [ErrNotificationExists],
 // each of class failure.Data.
 package audit
