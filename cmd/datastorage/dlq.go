@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -89,42 +88,12 @@ func (r notificationReplayer) ReplayNotification(ctx context.Context, n audit.No
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, audit.ErrNotificationExists):
 		return spool.ErrAlreadyStored
 	case failure.ClassOf(err) == failure.Data:
 		return &spool.DataError{Err: err}
 	default:
 		return err
-	}
-}
-
-// replayWorker runs a spool worker in the background until stopped.
-type replayWorker struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
-}
-
-func startReplay(w *spool.Worker) *replayWorker {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &replayWorker{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		w.Run(ctx)
-	}()
-	return r
-}
-
-// Stop asks the worker to stop and waits until it has: its commit in
-// progress is finished and acknowledged, nothing else is taken. It returns
-// early with an error if ctx ends first.
-func (r *replayWorker) Stop(ctx context.Context) error {
-	r.once.Do(r.cancel)
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop replay: %w", ctx.Err())
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kubernaut.ai/datastorage/internal/config"
-	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -49,20 +49,20 @@ func cmdRetention(ctx context.Context, args, environ []string, stdout, stderr io
 	defer st.Close()
 	opts := retentionOptions(cfg, log)
 	opts.DryRun = *dryRun
-	rep, err := st.RunRetention(ctx, opts)
+	rep, err := maintenance.RunRetention(ctx, st, opts)
 	printRetention(stdout, rep)
 	return err
 }
 
-func retentionOptions(cfg config.Config, log *slog.Logger) store.RetentionOptions {
-	return store.RetentionOptions{
+func retentionOptions(cfg config.Config, log *slog.Logger) maintenance.RetentionOptions {
+	return maintenance.RetentionOptions{
 		BatchSize:    cfg.Retention.BatchSize,
 		BatchTimeout: cfg.Retention.BatchTimeout.Duration,
 		Log:          log,
 	}
 }
 
-func printRetention(w io.Writer, rep store.RetentionReport) {
+func printRetention(w io.Writer, rep maintenance.RetentionReport) {
 	if rep.Skipped {
 		fmt.Fprintln(w, "another replica is running retention; nothing was done")
 		return
@@ -77,7 +77,7 @@ func printRetention(w io.Writer, rep store.RetentionReport) {
 		fmt.Fprintln(tw, "PARTITION\tACTION\tEVENTS\tNOTE")
 		for _, p := range rep.Partitions {
 			action := p.Action
-			if p.Action == store.RetentionDrop && !p.Dropped {
+			if p.Action == maintenance.RetentionDrop && !p.Dropped {
 				action = "delete (drop refused)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", p.Name, action, p.Deleted, p.Note)
@@ -90,22 +90,21 @@ func printRetention(w io.Writer, rep store.RetentionReport) {
 	fmt.Fprintf(w, "%s %d event(s), %s %d partition(s)\n", verb, rep.EventsDeleted, dropVerb, len(rep.PartitionsDropped))
 }
 
-// startRetention runs the retention job in the background of serve when
-// retention.enabled; every replica runs it, an advisory lock picks one per
-// run. It stops with ctx.
-func startRetention(ctx context.Context, cfg config.Config, st *store.Store, reg prometheus.Registerer, log *slog.Logger) {
-	metrics := integrity.NewRetentionMetrics(reg)
+// retentionJob is the retention job serve runs in the background when
+// retention.enabled (nil otherwise); every replica runs it, an advisory lock
+// picks one per run.
+func retentionJob(cfg config.Config, st *store.Store, reg prometheus.Registerer, log *slog.Logger) *maintenance.RetentionJob {
+	metrics := maintenance.NewRetentionMetrics(reg)
 	if !cfg.Retention.Enabled {
 		log.Info("retention is disabled (retention.enabled=false): expired events are kept")
-		return
+		return nil
 	}
-	job := &integrity.RetentionJob{
+	log.Info("retention job started", "interval", cfg.Retention.Interval.Duration.String())
+	return &maintenance.RetentionJob{
 		Store:    st,
 		Options:  retentionOptions(cfg, log),
 		Interval: cfg.Retention.Interval.Duration,
 		Metrics:  metrics,
 		Log:      log,
 	}
-	log.Info("retention job started", "interval", job.Interval.String())
-	go job.Run(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/query"
 )
 
@@ -55,19 +56,9 @@ func cmdRollups(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return err
 	}
 	defer st.Close()
-	// Whole hours, so that consecutive steps never recount an hour twice.
-	from, *step = from.Truncate(time.Hour), step.Truncate(time.Hour)
-	var total int64
-	for t := from; t.Before(to); t = t.Add(*step) {
-		end := t.Add(*step)
-		if end.After(to) {
-			end = to
-		}
-		n, err := st.RebuildRollups(ctx, t, end)
-		if err != nil {
-			return err
-		}
-		total += n
+	total, from, err := maintenance.RebuildRollups(ctx, st, from, to, *step)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "rollups recounted from %s to %s: %d event(s)\n",
 		from.Format(time.RFC3339), to.Format(time.RFC3339), total)

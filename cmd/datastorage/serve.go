@@ -27,16 +27,14 @@ import (
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/lifecycle"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
 	"kubernaut.ai/datastorage/internal/version"
 )
-
-// partitionsAhead is how many months beyond the current one always have a
-// partition; the previous month is kept too, for events up to maxEventAge old.
-const partitionsAhead = 3
 
 func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -69,19 +67,26 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 			return err
 		}
 	}
-	if err := ensurePartitions(ctx, st, log); err != nil {
+	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
+	upkeep := maintenance.NewPartitionUpkeep(st, reg, log)
+	if err := upkeep.EnsureAhead(ctx); err != nil {
 		// Writes create a missing month on demand, so a failure here is
 		// worth a warning, not a refusal to start.
 		log.Warn("could not create partitions ahead at start", "error", err)
 	}
-
-	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
 
 	// The spool does not need Redis at start either: while Redis is down,
 	// writes commit to PostgreSQL as usual and readiness says "spool":"down".
 	redis.SetLogger(redisLog{log})
 	rdb := openRedis(cfg.Redis)
 	defer rdb.Close()
+
+	// Every piece of background work joins bg, which stops it (last joined
+	// first, each waited for) before the deferred closes of Redis and the
+	// pool: on shutdown, and on every error path from here on.
+	var bg lifecycle.Group
+	defer stopBackground(cfg, log, &bg)
+	bg.Add("store parent lookups", st)
 	sp := spool.New(rdb, spool.Options{MaxLen: cfg.Redis.DLQMaxLen, Metrics: spool.NewMetrics(reg)})
 	reg.MustRegister(spool.NewCollector(sp))
 
@@ -90,6 +95,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		MaxBatch:  cfg.Ingest.MaxBatch,
 		QueueSize: cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
+	bg.Add("ingest pipeline", pipeline)
 	worker, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err
@@ -170,15 +176,20 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return fmt.Errorf("listen on server.metricsPort: %w", err)
 	}
 
-	bg, stopBG := context.WithCancel(context.Background())
-	defer stopBG()
-	go maintainPartitions(bg, st, log, newPartitionHorizon(reg))
-	startRetention(bg, cfg, st, reg, log)
-	go workflows.RunSweeper(bg)
-	replay := startReplay(worker)
-	// On the error paths below the worker must still be stopped before the
-	// deferred closes of Redis and the pool; after shutdown this is a no-op.
-	defer func() { _ = replay.Stop(context.Background()) }()
+	// Background work starts last, once nothing can fail but itself.
+	replay := &lifecycle.Loop{Run: worker.Run}
+	background := []namedService{{"spool replay", replay}, {"partition upkeep", &lifecycle.Loop{Run: upkeep.Run}},
+		{"workflow discovery sweeper", &lifecycle.Loop{Run: workflows.RunSweeper}}}
+	if job := retentionJob(cfg, st, reg, log); job != nil {
+		background = append(background, namedService{"retention", &lifecycle.Loop{Run: job.Run}})
+	}
+	for _, b := range background {
+		if err := bg.Start(ctx, b.name, b.svc); err != nil {
+			apiLn.Close()
+			metricsLn.Close()
+			return err
+		}
+	}
 	log.Info("replay worker started", "consumer", worker.Consumer(), "group", spool.Group)
 
 	serveErr := make(chan error, 2)
@@ -192,17 +203,35 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	case err := <-serveErr:
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return shutdown(cfg, log, health, apiSrv, metricsSrv, pipeline, replay)
+	return shutdown(cfg, log, health, apiSrv, metricsSrv, replay, &bg)
 }
 
-// shutdown follows ARCHITECTURE §6: readiness turns 503, the endpoints have
-// time to drop this pod, in-flight requests finish while the replay worker
-// stops (its commit in progress is finished and acknowledged, anything else
-// it holds stays pending for another replica), the pipeline commits (or
-// spools) what it holds, and only then do Redis and the pool close (deferred
-// by the caller). Every request either completes or was never accepted.
+// namedService is background work and the name its errors carry.
+type namedService struct {
+	name string
+	svc  lifecycle.Service
+}
+
+// stopBackground stops what is left in bg when serve returns: everything
+// after a failed start, nothing after a shutdown (which stopped it all).
+func stopBackground(cfg config.Config, log *slog.Logger, bg *lifecycle.Group) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
+	defer cancel()
+	if err := bg.Stop(ctx); err != nil {
+		log.Error("background work did not stop cleanly", "error", err)
+	}
+}
+
+// shutdown follows docs/architecture.md: readiness turns 503, the endpoints
+// have time to drop this pod, in-flight requests finish while the replay
+// worker stops (its commit in progress is finished and acknowledged,
+// anything else it holds stays pending for another replica), then the rest
+// of the background work stops, last started first: retention and partition
+// upkeep, the pipeline, which commits (or spools) what it holds, and the
+// store's parent lookups. Only then do Redis and the pool close (deferred by
+// the caller). Every request either completes or was never accepted.
 func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, metricsSrv *http.Server,
-	pipeline *ingest.Pipeline, replay *replayWorker) error {
+	replay lifecycle.Service, bg *lifecycle.Group) error {
 	health.shuttingDown.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
 	defer cancel()
@@ -214,8 +243,8 @@ func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, 
 		}
 	}
 	var errs []error
-	// Replay and the HTTP drain stop side by side; the pipeline closes only
-	// after both, since both feed it.
+	// Replay and the HTTP drain stop side by side; the pipeline (in bg)
+	// closes only after both, since both feed it.
 	replayErr := make(chan error, 1)
 	go func() { replayErr <- replay.Stop(ctx) }()
 	if err := apiSrv.Shutdown(ctx); err != nil {
@@ -224,7 +253,7 @@ func shutdown(cfg config.Config, log *slog.Logger, health *healthState, apiSrv, 
 	if err := <-replayErr; err != nil {
 		errs = append(errs, err)
 	}
-	if err := pipeline.Close(ctx); err != nil {
+	if err := bg.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := metricsSrv.Shutdown(ctx); err != nil {
@@ -254,37 +283,6 @@ func (h *healthState) Check(ctx context.Context) (dbUp, spoolUp bool) {
 }
 
 func (h *healthState) ShuttingDown() bool { return h.shuttingDown.Load() }
-
-func ensurePartitions(ctx context.Context, st *store.Store, log *slog.Logger) error {
-	n, err := st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), partitionsAhead+1)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		log.Info("created partitions", "count", n)
-	}
-	return nil
-}
-
-// maintainPartitions keeps partitions ahead of the calendar. Hourly is far
-// more often than needed for months, but it is one cheap query and it heals
-// soon after a database outage.
-func maintainPartitions(ctx context.Context, st *store.Store, log *slog.Logger, horizon *partitionHorizon) {
-	horizon.update(ctx, st, time.Now())
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := ensurePartitions(ctx, st, log); err != nil {
-				log.Warn("could not create partitions ahead", "error", err)
-			}
-			horizon.update(ctx, st, time.Now())
-		}
-	}
-}
 
 // defaultGCPercent is the collector's target when GOGC is not set. The
 // write path allocates per event (bodies, decoded events, COPY rows) while

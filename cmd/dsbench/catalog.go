@@ -29,6 +29,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -527,7 +528,7 @@ func catalogExplains(ctx context.Context, e *env) []readExplain {
 	defer ds.Close()
 	signal := strings.ToLower(catSignals[0])
 	anyOf := func(k, v string) []string { return []string{k + "=" + v, k + "=*"} }
-	full := store.SearchQuery{
+	full := catalog.SearchQuery{
 		Require: []string{"signal_type=" + signal},
 		AnyOf: [][]string{anyOf("severity", "critical"), anyOf("component", "deployment"), anyOf("environment", "production"),
 			anyOf("priority", "p1"), anyOf("risk_tolerance", "low"), anyOf("business_category", "payments")},
@@ -546,7 +547,7 @@ func catalogExplains(ctx context.Context, e *env) []readExplain {
 	defer conn.Close(ctx)
 	for _, s := range []struct {
 		name string
-		q    store.SearchQuery
+		q    catalog.SearchQuery
 	}{{"candidates: signal type + 6 context keys + detected label", full},
 		{"candidates: signal type + severity + detected label", partial},
 		{"candidates with text rank", text}} {

@@ -54,21 +54,21 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 	ds, err := store.Open(ctx, conn.Config().ConnString(), store.Options{Tracer: rec})
 	if err == nil {
 		defer ds.Close()
-		w := store.Window{From: week, To: now}
+		w := query.Window{From: week, To: now}
 		for _, a := range []struct {
 			name string
 			run  func() error
 		}{
 			{"success-rate event_type", func() error {
-				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{EventType: "aiagent.llm.response"})
+				_, err := ds.CountOutcomes(ctx, w, query.SuccessFilter{EventType: "aiagent.llm.response"})
 				return err
 			}},
 			{"success-rate event_category", func() error {
-				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{EventCategory: "workflowexecution"})
+				_, err := ds.CountOutcomes(ctx, w, query.SuccessFilter{EventCategory: "workflowexecution"})
 				return err
 			}},
 			{"success-rate workflow_id", func() error {
-				_, err := ds.CountOutcomes(ctx, w, store.SuccessFilter{WorkflowID: "wf-007"})
+				_, err := ds.CountOutcomes(ctx, w, query.SuccessFilter{WorkflowID: "wf-007"})
 				return err
 			}},
 			{"by-namespace", func() error { _, err := ds.CountByNamespace(ctx, w); return err }},

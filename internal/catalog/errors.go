@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"kubernaut.ai/datastorage/internal/failure"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Sentinel errors of the catalog's operations. Test with errors.Is.
@@ -32,11 +31,11 @@ func storeErr(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("catalog: %s: %w", op, ErrNotFound)
 	// Classify, not IsUnavailable: the store's catalog methods return the
 	// driver's errors unclassed, and Classify reads them.
-	case store.Classify(err) == failure.Unavailable:
+	case failure.ClassOf(err) == failure.Unavailable:
 		return fmt.Errorf("catalog: %s: %w: %w", op, ErrUnavailable, err)
 	default:
 		return fmt.Errorf("catalog: %s: %w", op, err)

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // ListPage is one page of the workflow list (CONTRACT §15.3).
@@ -32,17 +30,17 @@ const (
 
 // encodeCursor is the opaque text of a list position: a version byte, the
 // name, NUL (never in a name) and the version's sortable key, base64url.
-func encodeCursor(k store.WorkflowKeyset) string {
+func encodeCursor(k WorkflowKeyset) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(string(cursorVersion) + k.Name + "\x00" + k.VersionKey))
 }
 
-func decodeCursor(s string) (store.WorkflowKeyset, bool) {
+func decodeCursor(s string) (WorkflowKeyset, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) < 3 || b[0] != cursorVersion {
-		return store.WorkflowKeyset{}, false
+		return WorkflowKeyset{}, false
 	}
 	name, key, ok := strings.Cut(string(b[1:]), "\x00")
-	return store.WorkflowKeyset{Name: name, VersionKey: key}, ok && name != "" && key != ""
+	return WorkflowKeyset{Name: name, VersionKey: key}, ok && name != "" && key != ""
 }
 
 // List returns a page of versions without content, filtered by the query
@@ -51,7 +49,7 @@ func decodeCursor(s string) (store.WorkflowKeyset, bool) {
 // ErrUnavailable.
 func (s *Service) List(ctx context.Context, q url.Values) (ListPage, error) {
 	fe := fieldErrors{}
-	f := store.WorkflowFilter{Name: q.Get("workflow_name"), Status: q.Get("status"),
+	f := WorkflowFilter{Name: q.Get("workflow_name"), Status: q.Get("status"),
 		ActionType: q.Get("action_type"), SignalType: q.Get("signal_type"), Limit: defaultListLimit}
 	if f.Status != "" && !slices.Contains([]string{StatusActive, StatusDisabled, StatusDeprecated, StatusArchived}, f.Status) {
 		fe.add("status", "must be one of active, disabled, deprecated, archived")
@@ -91,7 +89,7 @@ func (s *Service) List(ctx context.Context, q url.Values) (ListPage, error) {
 		recs = recs[:limit]
 		last := recs[limit-1]
 		page.Pagination.HasMore = true
-		page.Pagination.NextCursor = encodeCursor(store.WorkflowKeyset{Name: last.Name, VersionKey: last.VersionKey})
+		page.Pagination.NextCursor = encodeCursor(WorkflowKeyset{Name: last.Name, VersionKey: last.VersionKey})
 	}
 	if page.Workflows, err = fromRecords(recs); err != nil {
 		return ListPage{}, err

@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // SearchRequest is a decoded search (CONTRACT §15.4).
@@ -121,8 +120,8 @@ func DecodeSearch(body []byte) (SearchRequest, error) {
 }
 
 // query is the candidate filter of r.
-func (r SearchRequest) query() store.SearchQuery {
-	q := store.SearchQuery{
+func (r SearchRequest) query() SearchQuery {
+	q := SearchQuery{
 		Require:    []string{"signal_type=" + strings.ToLower(r.Context["signal_type"])},
 		ActionType: r.ActionType,
 		Text:       r.Text,
@@ -292,7 +291,7 @@ func (s *Service) Search(ctx context.Context, body []byte, by Actor) (SearchResu
 		return SearchResult{}, fmt.Errorf("catalog: search: %w", err)
 	}
 	now := s.clock()
-	if err := s.store.InsertDiscovery(ctx, store.Discovery{ID: out.DiscoveryID, CreatedAt: now, Request: reqJSON, Offered: offered}); err != nil {
+	if err := s.store.InsertDiscovery(ctx, Discovery{ID: out.DiscoveryID, CreatedAt: now, Request: reqJSON, Offered: offered}); err != nil {
 		return SearchResult{}, storeErr("search", err)
 	}
 	s.metrics.searchSeconds.Observe(time.Since(start).Seconds())

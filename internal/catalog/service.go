@@ -15,18 +15,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Store is what the catalog needs of PostgreSQL; *store.Store implements it.
 type Store interface {
-	RegisterWorkflow(ctx context.Context, rec store.WorkflowRecord, event *audit.Event) (store.WorkflowRecord, error)
-	ChangeWorkflowStatus(ctx context.Context, id uuid.UUID, decide func(store.WorkflowRecord) (store.StatusChange, *audit.Event, error)) (store.WorkflowRecord, error)
-	GetWorkflow(ctx context.Context, id uuid.UUID) (store.WorkflowRecord, error)
-	ListWorkflows(ctx context.Context, f store.WorkflowFilter) ([]store.WorkflowRecord, error)
-	SearchWorkflows(ctx context.Context, q store.SearchQuery) ([]store.WorkflowRecord, error)
-	InsertDiscovery(ctx context.Context, d store.Discovery) error
-	GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (store.Discovery, error)
+	RegisterWorkflow(ctx context.Context, rec WorkflowRecord, event *audit.Event) (WorkflowRecord, error)
+	ChangeWorkflowStatus(ctx context.Context, id uuid.UUID, decide func(WorkflowRecord) (StatusChange, *audit.Event, error)) (WorkflowRecord, error)
+	GetWorkflow(ctx context.Context, id uuid.UUID) (WorkflowRecord, error)
+	ListWorkflows(ctx context.Context, f WorkflowFilter) ([]WorkflowRecord, error)
+	SearchWorkflows(ctx context.Context, q SearchQuery) ([]WorkflowRecord, error)
+	InsertDiscovery(ctx context.Context, d Discovery) error
+	GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (Discovery, error)
 	DeleteDiscoveriesBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
@@ -129,7 +128,7 @@ func (s *Service) Register(ctx context.Context, body []byte, by Actor) (Workflow
 		return Workflow{}, false, err
 	}
 	stored, err := s.store.RegisterWorkflow(ctx, rec, ev)
-	if errors.Is(err, store.ErrWorkflowExists) {
+	if errors.Is(err, ErrWorkflowExists) {
 		existing, derr := fromRecord(stored)
 		if derr != nil {
 			return Workflow{}, false, fmt.Errorf("catalog: register: %w", derr)
@@ -192,19 +191,19 @@ func (s *Service) ChangeStatus(ctx context.Context, rawID string, body []byte, b
 		return Workflow{}, err
 	}
 	var from string
-	rec, err := s.store.ChangeWorkflowStatus(ctx, id, func(cur store.WorkflowRecord) (store.StatusChange, *audit.Event, error) {
+	rec, err := s.store.ChangeWorkflowStatus(ctx, id, func(cur WorkflowRecord) (StatusChange, *audit.Event, error) {
 		from = cur.Status
 		if !allowed(cur.Status, to) {
-			return store.StatusChange{}, nil, fmt.Errorf("catalog: %s → %s: %w", cur.Status, to, ErrInvalidTransition)
+			return StatusChange{}, nil, fmt.Errorf("catalog: %s → %s: %w", cur.Status, to, ErrInvalidTransition)
 		}
 		w, err := fromRecord(cur)
 		if err != nil {
-			return store.StatusChange{}, nil, err
+			return StatusChange{}, nil, err
 		}
 		now := s.clock()
 		w.Status = to
 		ev, err := s.changeEvent(w, "updated", by, now, map[string]any{"from_status": cur.Status, "to_status": to, "reason": reason})
-		return store.StatusChange{Status: to, Reason: reason, By: by.Name, At: now}, ev, err
+		return StatusChange{Status: to, Reason: reason, By: by.Name, At: now}, ev, err
 	})
 	switch {
 	case errors.Is(err, ErrInvalidTransition):
@@ -256,7 +255,7 @@ func (s *Service) Get(ctx context.Context, rawID string) (Workflow, error) {
 // Versions returns every version of a name, highest precedence first,
 // without content. Errors: ErrNotFound for an unknown name, ErrUnavailable.
 func (s *Service) Versions(ctx context.Context, name string) ([]Workflow, error) {
-	recs, err := s.store.ListWorkflows(ctx, store.WorkflowFilter{Name: name, Limit: maxVersionsListed})
+	recs, err := s.store.ListWorkflows(ctx, WorkflowFilter{Name: name, Limit: maxVersionsListed})
 	if err != nil {
 		return nil, storeErr("versions", err)
 	}
@@ -327,8 +326,8 @@ func (s *Service) event(e eventSpec) (*audit.Event, error) {
 
 // toRecord is the stored form of a version: JSON columns, the sortable
 // version key and the label terms of the candidate filter.
-func toRecord(w Workflow, v Version) (store.WorkflowRecord, error) {
-	r := store.WorkflowRecord{ID: w.ID, Name: w.Name, Version: w.Version, VersionKey: v.Key(),
+func toRecord(w Workflow, v Version) (WorkflowRecord, error) {
+	r := WorkflowRecord{ID: w.ID, Name: w.Name, Version: w.Version, VersionKey: v.Key(),
 		Prerelease: len(v.Prerelease) > 0, Title: w.Title, ActionType: w.ActionType, Content: w.Content,
 		ContentHash: w.ContentHash, Status: w.Status, CreatedAt: w.CreatedAt.Std(), CreatedBy: w.CreatedBy,
 		UpdatedAt: w.UpdatedAt.Std(), UpdatedBy: w.UpdatedBy, LabelTerms: labelTerms(w)}
@@ -363,7 +362,7 @@ func labelTerms(w Workflow) []string {
 	return slices.Compact(terms)
 }
 
-func fromRecord(r store.WorkflowRecord) (Workflow, error) {
+func fromRecord(r WorkflowRecord) (Workflow, error) {
 	w := Workflow{ID: r.ID, Name: r.Name, Version: r.Version, Title: r.Title, ActionType: r.ActionType,
 		Content: r.Content, ContentHash: r.ContentHash, Status: r.Status, StatusReason: r.StatusReason,
 		IsLatest: r.IsLatest, CreatedAt: audit.NewTime(r.CreatedAt), UpdatedAt: audit.NewTime(r.UpdatedAt),
@@ -386,7 +385,7 @@ func fromRecord(r store.WorkflowRecord) (Workflow, error) {
 	return w, nil
 }
 
-func fromRecords(recs []store.WorkflowRecord) ([]Workflow, error) {
+func fromRecords(recs []WorkflowRecord) ([]Workflow, error) {
 	out := make([]Workflow, 0, len(recs))
 	for _, r := range recs {
 		w, err := fromRecord(r)

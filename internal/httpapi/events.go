@@ -15,7 +15,6 @@ import (
 	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // retryAfter is what a 503 tells clients to wait. Short, because the usual
@@ -340,7 +339,7 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 // forever.
 func (a *API) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, query.ErrNotFound):
 		writeProblem(w, r, kindNotFound, "no such audit event", nil)
 		return
 	case r.Context().Err() != nil:

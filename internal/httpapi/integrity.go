@@ -14,16 +14,15 @@ import (
 	"kubernaut.ai/datastorage/internal/auth"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/query"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Integrity serves chain verification, legal holds and signed exports
 // (CONTRACT §8); *integrity.Service is the implementation.
 type Integrity interface {
 	VerifyChain(ctx context.Context, correlationID string, full bool) (integrity.ChainReport, error)
-	PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (store.Hold, error)
-	ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (store.HoldRelease, error)
-	ListHolds(ctx context.Context) ([]store.Hold, error)
+	PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (integrity.Hold, error)
+	ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (integrity.HoldRelease, error)
+	ListHolds(ctx context.Context) ([]integrity.Hold, error)
 	OpenExport(ctx context.Context, req integrity.ExportRequest) (*integrity.Export, error)
 }
 
@@ -88,7 +87,7 @@ func (h integrityHandlers) verifyChain(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rep, err := h.svc.VerifyChain(r.Context(), corr, full)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, integrity.ErrNotFound) {
 		writeProblem(w, r, kindNotFound, "no audit events for correlation_id "+strconv.Quote(corr), nil)
 		return
 	}
@@ -112,7 +111,7 @@ type holdResponse struct {
 	Reason         string     `json:"reason"`
 }
 
-func newHoldResponse(hold store.Hold) holdResponse {
+func newHoldResponse(hold integrity.Hold) holdResponse {
 	return holdResponse{CorrelationID: hold.CorrelationID, EventsAffected: hold.EventsAffected,
 		PlacedBy: hold.PlacedBy, PlacedAt: audit.NewTime(hold.PlacedAt), Reason: hold.Reason}
 }
@@ -130,7 +129,7 @@ func (h integrityHandlers) placeHold(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hold, err := h.svc.PlaceHold(r.Context(), corr, reason, caller(r))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, integrity.ErrNotFound) {
 		writeProblem(w, r, kindNotFound, "no audit events for correlation_id "+strconv.Quote(corr), nil)
 		return
 	}
@@ -175,7 +174,7 @@ func (h integrityHandlers) releaseHold(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rel, err := h.svc.ReleaseHold(r.Context(), corr, reason, caller(r))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, integrity.ErrNotFound) {
 		writeProblem(w, r, kindNotFound, "correlation_id "+strconv.Quote(corr)+" is not under legal hold", nil)
 		return
 	}

@@ -8,7 +8,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // NotificationSpool durably queues notification audit records that
@@ -33,7 +32,7 @@ func (a *API) writeNotification(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusCreated, stored)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, audit.ErrNotificationExists):
 		writeProblem(w, r, kindConflict, "a notification with notification_id "+n.NotificationID+" is already recorded", nil)
 	case failure.ClassOf(err) == failure.Unavailable:
 		a.spoolNotification(w, r, *n, err)

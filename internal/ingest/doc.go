@@ -77,7 +77,7 @@
 // When PostgreSQL is unavailable the same events, with their final ids, are
 // appended to the spool and the waiters learn [Queued]. When the database
 // refuses the data instead, the store names the first refused event of the
-// commit ([store.RefusedEventError], found by bisecting prefixes in
+// commit ([audit.RefusedEventError], found by bisecting prefixes in
 // rolled-back transactions); the request holding it is rejected with
 // [RejectedError] naming its index, and the other requests of the commit are
 // committed without it. When the store cannot name the event the commit is

@@ -15,7 +15,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Outcome says where Submit put the events.
@@ -107,7 +106,7 @@ func (e *RejectedError) FailureClass() failure.Class { return failure.Data }
 // Store is the part of the PostgreSQL store the pipeline writes through. Its
 // errors carry their class (failure.ClassOf): unavailable ones send events to
 // the spool, data ones reject the request that holds the refused event
-// (a *store.RefusedEventError names it), internal ones fail the commit's
+// (a *audit.RefusedEventError names it), internal ones fail the commit's
 // requests without a retry.
 type Store interface {
 	InsertEvents(ctx context.Context, events []*audit.Event) (int64, error)
@@ -226,7 +225,7 @@ func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, 
 	// 400, not a failed commit. If PostgreSQL is down the check is left to the
 	// replay, which resolves parents again before its commit.
 	if err := p.store.ResolveParents(ctx, events); err != nil {
-		var missing *store.MissingParentError
+		var missing *audit.MissingParentError
 		if errors.As(err, &missing) {
 			return 0, &MissingParentsError{Indices: missing.Indices}
 		}
@@ -332,6 +331,11 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	}
 }
 
+// Stop is Close under the name every background service of the server
+// answers to (internal/lifecycle): the pipeline starts its writers in New,
+// so a lifecycle.Group is handed it running and stops it with the rest.
+func (p *Pipeline) Stop(ctx context.Context) error { return p.Close(ctx) }
+
 // writer gathers whatever is queued into one batch and commits it, until the
 // queue is closed and empty.
 func (p *Pipeline) writer(queue chan *pending) {
@@ -407,12 +411,12 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 // refused request is isolated. Either way one bad request never fails its
 // neighbours.
 func (p *Pipeline) refused(batch []*pending, events []*audit.Event, err error) {
-	var at *store.RefusedEventError
+	var at *audit.RefusedEventError
 	if len(batch) > 1 && errors.As(err, &at) && at.Index >= 0 {
 		offset := 0
 		for k, pd := range batch {
 			if at.Index < offset+len(pd.events) {
-				p.reject(pd, &store.RefusedEventError{Index: at.Index - offset, Err: at.Err})
+				p.reject(pd, &audit.RefusedEventError{Index: at.Index - offset, Err: at.Err})
 				rest := append(slices.Clip(batch[:k]), batch[k+1:]...)
 				if len(rest) > 0 {
 					p.commit(rest, flatten(rest))
@@ -434,18 +438,18 @@ func (p *Pipeline) refused(batch []*pending, events []*audit.Event, err error) {
 // reject answers one request the database refused.
 func (p *Pipeline) reject(pd *pending, err error) {
 	p.metrics.Events.WithLabelValues(resultRejected).Add(float64(len(pd.events)))
-	var missing *store.MissingParentError
+	var missing *audit.MissingParentError
 	if errors.As(err, &missing) {
 		finish([]*pending{pd}, 0, &MissingParentsError{Indices: missing.Indices})
 		return
 	}
-	var conflict *store.ConflictError
+	var conflict *audit.ConflictError
 	if errors.As(err, &conflict) {
 		finish([]*pending{pd}, 0, &ConflictsError{Indices: conflict.Indices})
 		return
 	}
 	index := -1
-	var at *store.RefusedEventError
+	var at *audit.RefusedEventError
 	if errors.As(err, &at) {
 		index = at.Index
 	}

@@ -568,7 +568,7 @@ func TestDataErrorOnALoneRequestRejectsIt(t *testing.T) {
 func TestSubmitWithAMissingParentIsRefusedBeforeQueueing(t *testing.T) {
 	t.Parallel()
 	st := &fakeStore{resolve: func([]*audit.Event) error {
-		return fmt.Errorf("store: resolve parents: %w", &store.MissingParentError{Indices: []int{1, 2}})
+		return fmt.Errorf("store: resolve parents: %w", &audit.MissingParentError{Indices: []int{1, 2}})
 	}}
 	sp := &fakeSpool{}
 	p, m := start(t, st, sp, Options{})
@@ -621,7 +621,7 @@ func TestReplayCommitsWithoutCheckingParentsFirst(t *testing.T) {
 func TestReplayWithAMissingParentReportsItsIndices(t *testing.T) {
 	t.Parallel()
 	st := &fakeStore{insert: func(context.Context, int, []*audit.Event) (int64, error) {
-		return 0, &store.MissingParentError{Indices: []int{0}}
+		return 0, &audit.MissingParentError{Indices: []int{0}}
 	}}
 	sp := &fakeSpool{}
 	p, _ := start(t, st, sp, Options{})
@@ -859,7 +859,7 @@ func TestARefusedEventNamedByTheStoreRejectsItsRequestAndCommitsTheOthersAtOnce(
 	st := &fakeStore{insert: g.hold(func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
 		for i, e := range evs {
 			if e.CorrelationID == "bad" {
-				return 0, &store.RefusedEventError{Index: i, Err: check}
+				return 0, &audit.RefusedEventError{Index: i, Err: check}
 			}
 		}
 		return int64(len(evs)), nil

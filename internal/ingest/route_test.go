@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // mixedEvents are n events over the given correlations, round robin.
@@ -153,7 +152,7 @@ func TestARequestSpanningWritersWithARefusedEventStoresNothingAndNamesIt(t *test
 	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
 		for i, e := range evs {
 			if e.ID == uuid.Nil {
-				return 0, &store.RefusedEventError{Index: i, Err: check}
+				return 0, &audit.RefusedEventError{Index: i, Err: check}
 			}
 		}
 		bad++
@@ -195,7 +194,7 @@ func TestARequestSpanningWritersNamesMissingParentsByTheirPlaceInTheRequest(t *t
 	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
 		for i, e := range evs {
 			if e.ParentID != nil && *e.ParentID == ghost {
-				return 0, &store.MissingParentError{Indices: []int{i}}
+				return 0, &audit.MissingParentError{Indices: []int{i}}
 			}
 		}
 		return int64(len(evs)), nil

@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // MaxListedProblems bounds the broken links a report lists (their count is
@@ -47,7 +46,7 @@ type TamperedEvent struct {
 type linkChecker struct {
 	hasher     audit.Hasher
 	whole      bool
-	tombstones []store.Tombstone
+	tombstones []Tombstone
 
 	corr      string
 	started   bool
@@ -58,7 +57,7 @@ type linkChecker struct {
 	prevSeq   int64
 }
 
-func newWholeChecker(h audit.Hasher, tombstones []store.Tombstone) *linkChecker {
+func newWholeChecker(h audit.Hasher, tombstones []Tombstone) *linkChecker {
 	return &linkChecker{hasher: h, whole: true, tombstones: tombstones, started: true, next: 1, prevKnown: true}
 }
 

@@ -9,7 +9,6 @@ import (
 	"math"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Export formats.
@@ -58,7 +57,7 @@ type ChainSummary struct {
 
 // ExportRequest says what to export.
 type ExportRequest struct {
-	Filter store.ExportFilter
+	Filter ExportFilter
 	// Format is FormatJSON or FormatNDJSON.
 	Format string
 	// ExportedBy names the caller.
@@ -73,7 +72,7 @@ type ExportRequest struct {
 type Export struct {
 	svc     *Service
 	req     ExportRequest
-	cursor  *store.ExportCursor
+	cursor  ExportCursor
 	first   []audit.Event
 	started audit.Time
 }

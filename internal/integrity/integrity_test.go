@@ -64,21 +64,6 @@ func (e *env) write(events ...*audit.Event) {
 	require.NoError(e.t, err)
 }
 
-// old builds an event that bypasses validation, dated ts.
-func old(corr string, ts time.Time, retentionDays int32, parent *audit.Event) *audit.Event {
-	ev := &audit.Event{
-		ID: uuid.New(), Version: "1.0", Type: "workflow.step", Timestamp: audit.NewTime(ts), Date: audit.DateOf(ts),
-		Category: "workflow", Action: "run", Outcome: "success", CorrelationID: corr,
-		Data:      json.RawMessage(`{"step":1}`),
-		ActorType: "service", ActorID: "workflow-service", ResourceType: "workflow", ResourceID: corr,
-		Severity: "info", RetentionDays: retentionDays,
-	}
-	if parent != nil {
-		ev.ParentID = &parent.ID
-	}
-	return ev
-}
-
 // tamper runs sql as a superuser with the append-only triggers off.
 func (e *env) tamper(sql string, args ...any) {
 	e.t.Helper()
@@ -129,7 +114,7 @@ func TestVerifyChainIntact(t *testing.T) {
 			require.Contains(t, rep.Message, "intact")
 
 			_, err := e.svc.VerifyChain(context.Background(), "rr-none", false)
-			require.ErrorIs(t, err, store.ErrNotFound)
+			require.ErrorIs(t, err, integrity.ErrNotFound)
 		})
 	}
 }
@@ -359,7 +344,7 @@ func TestExportNamesTamperedEvents(t *testing.T) {
 	require.Equal(t, evs[4].ID.String(), rep.Broken[0].EventID)
 
 	// A filtered export starts chains mid-way and skips links: still valid.
-	body = e.export(integrity.ExportRequest{Format: integrity.FormatNDJSON, Filter: store.ExportFilter{Offset: 1, Limit: 3}})
+	body = e.export(integrity.ExportRequest{Format: integrity.FormatNDJSON, Filter: integrity.ExportFilter{Offset: 1, Limit: 3}})
 	rep, err = integrity.VerifyExport(bytes.NewReader(body), e.signer.PublicKey(), e.hasher)
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "%+v", rep)

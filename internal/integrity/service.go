@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Service is the integrity side of the API: chain verification, legal holds
 // and signed exports. It is safe for concurrent use.
 type Service struct {
-	store  *store.Store
+	store  Store
 	hasher audit.Hasher
 	signer *Signer
 	now    func() time.Time
@@ -49,7 +48,7 @@ const checkpointEvery = 20000
 
 // NewService returns a Service over st. hasher must be the one the writers
 // use (same HMAC key, or none); signer signs exports.
-func NewService(st *store.Store, hasher audit.Hasher, signer *Signer) *Service {
+func NewService(st Store, hasher audit.Hasher, signer *Signer) *Service {
 	return &Service{store: st, hasher: hasher, signer: signer, now: time.Now,
 		verifying: make(chan struct{}, MaxConcurrentVerifications), checkpointEvery: checkpointEvery}
 }
@@ -88,7 +87,7 @@ type CheckpointRef struct {
 // preceding event's hash), missing links (a gap in chain_seq that no
 // retention tombstone explains), a chain head that does not match the last
 // event (truncation), and links whose hash algorithm differs from this
-// server's. It returns store.ErrNotFound when the correlation has no events,
+// server's. It returns ErrNotFound when the correlation has no events,
 // and ErrBusy when MaxConcurrentVerifications are running.
 //
 // Unless full, it starts after the chain's checkpoint (the sealed head of
@@ -109,13 +108,13 @@ func (s *Service) VerifyChain(ctx context.Context, correlationID string, full bo
 	rep := ChainReport{CorrelationID: correlationID, TamperedEvents: []TamperedEvent{}}
 	var (
 		checker *linkChecker
-		head    *store.ChainHead
+		head    *ChainHead
 		probs   problems
 		last    audit.Event
-		from    *store.Checkpoint
+		from    *Checkpoint
 		read    int64
 
-		tombstones []store.Tombstone
+		tombstones []Tombstone
 	)
 	// seal records the verified prefix up to last, read links in.
 	seal := func() error {
@@ -123,12 +122,12 @@ func (s *Service) VerifyChain(ctx context.Context, correlationID string, full bo
 		if from != nil {
 			before = from.Events
 		}
-		cp := store.Checkpoint{Seq: last.ChainSeq, EventID: last.ID, Hash: last.Hash,
+		cp := Checkpoint{Seq: last.ChainSeq, EventID: last.ID, Hash: last.Hash,
 			VerifiedAt: s.now().UTC().Truncate(time.Microsecond), Events: before + read}
 		cp.Seal = s.sealCheckpoint(correlationID, cp)
 		return s.store.AdvanceCheckpoint(ctx, correlationID, cp)
 	}
-	n, err := s.store.ReadChainAfter(ctx, correlationID, func(st store.ChainState) (int64, error) {
+	n, err := s.store.ReadChainAfter(ctx, correlationID, func(st ChainState) (int64, error) {
 		checker = newWholeChecker(s.hasher, st.Tombstones)
 		head, tombstones = st.Head, st.Tombstones
 		if full || st.Checkpoint == nil || !s.checkpointSealed(correlationID, *st.Checkpoint) {
@@ -161,7 +160,7 @@ func (s *Service) VerifyChain(ctx context.Context, correlationID string, full bo
 		rep.TotalEvents += from.Events - removedSince(*from, tombstones)
 		if rep.TotalEvents == 0 {
 			// Retention removed the whole chain since it was verified.
-			return rep, fmt.Errorf("integrity: verify chain of %q: %w", correlationID, store.ErrNotFound)
+			return rep, fmt.Errorf("integrity: verify chain of %q: %w", correlationID, ErrNotFound)
 		}
 		rep.VerifiedFrom = &CheckpointRef{ChainSeq: from.Seq, EventID: from.EventID.String(), VerifiedAt: audit.NewTime(from.VerifiedAt)}
 	}
@@ -203,7 +202,7 @@ func (s *Service) VerifyChain(ctx context.Context, correlationID string, full bo
 // removedSince returns how many links of cp's prefix retention removed
 // after cp was recorded (every removal leaves a tombstone), so that a
 // checkpoint's count of stored links stays exact without reading them.
-func removedSince(cp store.Checkpoint, tombstones []store.Tombstone) int64 {
+func removedSince(cp Checkpoint, tombstones []Tombstone) int64 {
 	var n int64
 	for _, t := range tombstones {
 		if t.DeletedAt.After(cp.VerifiedAt) && t.FromSeq <= cp.Seq {
@@ -214,28 +213,28 @@ func removedSince(cp store.Checkpoint, tombstones []store.Tombstone) int64 {
 }
 
 // sealCheckpoint signs cp for correlationID with the export signing key.
-func (s *Service) sealCheckpoint(correlationID string, cp store.Checkpoint) string {
+func (s *Service) sealCheckpoint(correlationID string, cp Checkpoint) string {
 	return base64.StdEncoding.EncodeToString(ed25519.Sign(s.signer.key, checkpointMessage(correlationID, cp)))
 }
 
 // checkpointSealed reports whether cp carries this server's seal: a
 // checkpoint written around the service, or sealed with another key (an
 // ephemeral one before a restart), is not trusted.
-func (s *Service) checkpointSealed(correlationID string, cp store.Checkpoint) bool {
+func (s *Service) checkpointSealed(correlationID string, cp Checkpoint) bool {
 	sig, err := base64.StdEncoding.DecodeString(cp.Seal)
 	return err == nil && ed25519.Verify(s.signer.PublicKey(), checkpointMessage(correlationID, cp), sig)
 }
 
 // checkpointMessage is what a checkpoint's seal signs: every column but
 // the seal, in a fixed text form.
-func checkpointMessage(correlationID string, cp store.Checkpoint) []byte {
+func checkpointMessage(correlationID string, cp Checkpoint) []byte {
 	return fmt.Appendf(nil, "datastorage chain checkpoint v1\n%q\n%d\n%s\n%s\n%d\n%s\n",
 		correlationID, cp.Seq, cp.EventID, cp.Hash, cp.Events, cp.VerifiedAt.UTC().Format(time.RFC3339Nano))
 }
 
 // checkHead compares the recorded chain head with last, the last stored
 // link, after the whole chain was checked.
-func (c *linkChecker) checkHead(head *store.ChainHead, last *audit.Event) (problem, expected string) {
+func (c *linkChecker) checkHead(head *ChainHead, last *audit.Event) (problem, expected string) {
 	switch {
 	case head == nil:
 		return "no chain head is recorded for this correlation: the chain's record was removed", ""
@@ -260,18 +259,18 @@ func (c *linkChecker) checkHead(head *store.ChainHead, last *audit.Event) (probl
 }
 
 // PlaceHold puts correlationID under legal hold on behalf of placedBy.
-// store.ErrNotFound when it has no events.
-func (s *Service) PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (store.Hold, error) {
+// ErrNotFound when it has no events.
+func (s *Service) PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (Hold, error) {
 	return s.store.PlaceHold(ctx, correlationID, reason, placedBy, s.now())
 }
 
 // ReleaseHold releases the hold on correlationID on behalf of releasedBy.
-// store.ErrNotFound when it is not held.
-func (s *Service) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (store.HoldRelease, error) {
+// ErrNotFound when it is not held.
+func (s *Service) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (HoldRelease, error) {
 	return s.store.ReleaseHold(ctx, correlationID, reason, releasedBy, s.now())
 }
 
 // ListHolds returns the active holds.
-func (s *Service) ListHolds(ctx context.Context) ([]store.Hold, error) {
+func (s *Service) ListHolds(ctx context.Context) ([]Hold, error) {
 	return s.store.ListHolds(ctx)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Aggregation names (CONTRACT §7).
@@ -43,17 +42,17 @@ var periods = map[string]time.Duration{"7d": 7 * 24 * time.Hour, "30d": 30 * 24 
 
 // AggregateStore is the part of the store aggregations read.
 type AggregateStore interface {
-	CountOutcomes(ctx context.Context, w store.Window, f store.SuccessFilter) (store.OutcomeCounts, error)
-	CountByNamespace(ctx context.Context, w store.Window) ([]store.NamespaceCount, error)
-	Trend(ctx context.Context, w store.Window, interval string) ([]store.TrendPoint, error)
-	CountGroups(ctx context.Context, w store.Window, columns []string) ([]store.Group, error)
+	CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (OutcomeCounts, error)
+	CountByNamespace(ctx context.Context, w Window) ([]NamespaceCount, error)
+	Trend(ctx context.Context, w Window, interval string) ([]TrendBucket, error)
+	CountGroups(ctx context.Context, w Window, columns []string) ([]Group, error)
 }
 
 // AggregateParams is a parsed aggregation request.
 type AggregateParams struct {
 	Name       string
-	Window     store.Window
-	Success    store.SuccessFilter
+	Window     Window
+	Success    SuccessFilter
 	MinSamples int
 	Period     string
 	Interval   string
@@ -90,7 +89,7 @@ func ParseAggregate(name string, v url.Values, now time.Time) (AggregateParams, 
 	}
 	switch name {
 	case AggSuccessRate:
-		p.Success = store.SuccessFilter{EventType: v.Get("event_type"), EventCategory: v.Get("event_category"), WorkflowID: v.Get("workflow_id")}
+		p.Success = SuccessFilter{EventType: v.Get("event_type"), EventCategory: v.Get("event_category"), WorkflowID: v.Get("workflow_id")}
 		set := 0
 		for _, x := range []string{p.Success.EventType, p.Success.EventCategory, p.Success.WorkflowID} {
 			if x != "" {
@@ -129,14 +128,14 @@ func ParseAggregate(name string, v url.Values, now time.Time) (AggregateParams, 
 	case AggCounts:
 		raw := v.Get("group_by")
 		if raw == "" {
-			fe["group_by"] = "is required: a comma list of " + strings.Join(store.GroupColumns, ", ")
+			fe["group_by"] = "is required: a comma list of " + strings.Join(GroupColumns, ", ")
 		}
 		for _, c := range strings.Split(raw, ",") {
 			c = strings.TrimSpace(c)
 			switch {
 			case c == "" && raw == "":
-			case !slices.Contains(store.GroupColumns, c):
-				fe["group_by"] = fmt.Sprintf("%q is not one of %s", c, strings.Join(store.GroupColumns, ", "))
+			case !slices.Contains(GroupColumns, c):
+				fe["group_by"] = fmt.Sprintf("%q is not one of %s", c, strings.Join(GroupColumns, ", "))
 			case slices.Contains(p.GroupBy, c):
 				fe["group_by"] = fmt.Sprintf("%q is listed twice", c)
 			default:
@@ -157,7 +156,7 @@ func ParseAggregate(name string, v url.Values, now time.Time) (AggregateParams, 
 	if len(fe) > 0 {
 		return AggregateParams{}, fe, nil
 	}
-	p.Window = store.Window{From: since, To: until}
+	p.Window = Window{From: since, To: until}
 	return p, nil, nil
 }
 
@@ -189,7 +188,7 @@ func confidence(n int64) string {
 
 // NamespaceAggregation is the by-namespace answer.
 type NamespaceAggregation struct {
-	Aggregations []store.NamespaceCount `json:"aggregations"`
+	Aggregations []NamespaceCount `json:"aggregations"`
 }
 
 // SeverityCount is one row of by-severity.

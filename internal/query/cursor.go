@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Cursor is the position after the last row of a page. Its text form is
@@ -62,9 +60,9 @@ func DecodeCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-func (c *Cursor) keyset() *store.Keyset {
+func (c *Cursor) keyset() *Keyset {
 	if c == nil {
 		return nil
 	}
-	return &store.Keyset{Timestamp: c.Timestamp, ID: c.ID}
+	return &Keyset{Timestamp: c.Timestamp, ID: c.ID}
 }

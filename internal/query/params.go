@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // Defaults and bounds of list parameters (CONTRACT §5).
@@ -20,7 +19,7 @@ const (
 
 // ListParams is a parsed GET /audit/events request.
 type ListParams struct {
-	Filter    store.EventFilter
+	Filter    EventFilter
 	Limit     int
 	Offset    int
 	Cursor    *Cursor

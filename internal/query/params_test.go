@@ -14,7 +14,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/query"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // now is the fixed clock of these tests.
@@ -44,7 +43,7 @@ func TestParseListCopiesEveryExactMatchFilter(t *testing.T) {
 		"&severity=high&namespace=prod&cluster_id=c1&actor_id=alice&resource_type=Pod&resource_id=pod%2F1"+
 		"&unknown=ignored")
 	require.Empty(t, fe)
-	assert.Equal(t, store.EventFilter{
+	assert.Equal(t, query.EventFilter{
 		CorrelationID: "rr-1", EventType: "t", EventCategory: "gateway", EventOutcome: "failure",
 		Severity: "high", Namespace: "prod", ClusterID: "c1", ActorID: "alice", ResourceType: "Pod",
 		ResourceID: "pod/1",

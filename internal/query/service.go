@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // CountCap is the number of matches up to which a list's total is exact.
@@ -16,8 +15,8 @@ const CountCap = 10_000
 // Store is the part of the store that reads serve from.
 type Store interface {
 	GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
-	EachEvent(ctx context.Context, f store.EventFilter, p store.Page, each func(*audit.Event) error) error
-	CountEvents(ctx context.Context, f store.EventFilter, limit int) (int64, error)
+	EachEvent(ctx context.Context, f EventFilter, p Page, each func(*audit.Event) error) error
+	CountEvents(ctx context.Context, f EventFilter, limit int) (int64, error)
 }
 
 // Service answers reads.
@@ -61,7 +60,7 @@ func (s *Service) Stream(ctx context.Context, p ListParams, each func(*audit.Eve
 	res := ListResult{Limit: p.Limit, Offset: p.Offset}
 	var n int
 	var last Cursor
-	err := s.store.EachEvent(ctx, p.Filter, store.Page{
+	err := s.store.EachEvent(ctx, p.Filter, Page{
 		Limit:     p.Limit + 1, // one more than asked tells whether there is more
 		Offset:    p.Offset,
 		After:     p.Cursor.keyset(),
@@ -107,7 +106,7 @@ func (s *Service) Stream(ctx context.Context, p ListParams, each func(*audit.Eve
 	return res, nil
 }
 
-// Get returns one event, or an error wrapping store.ErrNotFound.
+// Get returns one event, or an error wrapping ErrNotFound.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (audit.Event, error) {
 	ev, err := s.store.GetEvent(ctx, id)
 	if err != nil {

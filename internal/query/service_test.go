@@ -15,7 +15,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/query"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // fakeStore holds n matching events and pages through them as the real
@@ -27,8 +26,8 @@ type fakeStore struct {
 	listErr, countErr, getErr error
 
 	mu         sync.Mutex
-	pages      []store.Page
-	filters    []store.EventFilter
+	pages      []query.Page
+	filters    []query.EventFilter
 	countCalls []int
 }
 
@@ -57,10 +56,10 @@ func (f *fakeStore) GetEvent(_ context.Context, id uuid.UUID) (audit.Event, erro
 			return e, nil
 		}
 	}
-	return audit.Event{}, store.ErrNotFound
+	return audit.Event{}, query.ErrNotFound
 }
 
-func (f *fakeStore) EachEvent(ctx context.Context, filter store.EventFilter, p store.Page, each func(*audit.Event) error) error {
+func (f *fakeStore) EachEvent(ctx context.Context, filter query.EventFilter, p query.Page, each func(*audit.Event) error) error {
 	events, err := f.ListEvents(ctx, filter, p)
 	if err != nil {
 		return err
@@ -73,7 +72,7 @@ func (f *fakeStore) EachEvent(ctx context.Context, filter store.EventFilter, p s
 	return nil
 }
 
-func (f *fakeStore) ListEvents(_ context.Context, filter store.EventFilter, p store.Page) ([]audit.Event, error) {
+func (f *fakeStore) ListEvents(_ context.Context, filter query.EventFilter, p query.Page) ([]audit.Event, error) {
 	f.mu.Lock()
 	f.pages = append(f.pages, p)
 	f.filters = append(f.filters, filter)
@@ -105,7 +104,7 @@ func (f *fakeStore) ListEvents(_ context.Context, filter store.EventFilter, p st
 	return ordered[:min(p.Limit, len(ordered))], nil
 }
 
-func (f *fakeStore) CountEvents(_ context.Context, _ store.EventFilter, limit int) (int64, error) {
+func (f *fakeStore) CountEvents(_ context.Context, _ query.EventFilter, limit int) (int64, error) {
 	f.mu.Lock()
 	f.countCalls = append(f.countCalls, limit)
 	f.mu.Unlock()
@@ -119,17 +118,17 @@ func TestListFetchesOneMoreThanTheLimitAndPassesTheRequestThrough(t *testing.T) 
 	t.Parallel()
 	st := newFakeStore(10)
 	cur := query.Cursor{Timestamp: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC), ID: uuid.New(), Ascending: true}
-	filter := store.EventFilter{CorrelationID: "rr-1", DetailKey: "k", DetailValue: "v"}
+	filter := query.EventFilter{CorrelationID: "rr-1", DetailKey: "k", DetailValue: "v"}
 	_, err := query.New(st).List(context.Background(), query.ListParams{Filter: filter, Limit: 25, Cursor: &cur, Ascending: true})
 	require.NoError(t, err)
 	require.Len(t, st.pages, 1)
-	assert.Equal(t, store.Page{Limit: 26, After: &store.Keyset{Timestamp: cur.Timestamp, ID: cur.ID}, Ascending: true}, st.pages[0])
+	assert.Equal(t, query.Page{Limit: 26, After: &query.Keyset{Timestamp: cur.Timestamp, ID: cur.ID}, Ascending: true}, st.pages[0])
 	assert.Equal(t, filter, st.filters[0])
 
 	st = newFakeStore(10)
 	_, err = query.New(st).List(context.Background(), query.ListParams{Limit: 3, Offset: 4})
 	require.NoError(t, err)
-	assert.Equal(t, store.Page{Limit: 4, Offset: 4}, st.pages[0], "no cursor: no keyset")
+	assert.Equal(t, query.Page{Limit: 4, Offset: 4}, st.pages[0], "no cursor: no keyset")
 }
 
 func TestListPages(t *testing.T) {
@@ -310,7 +309,7 @@ func TestGetReturnsTheEventOrWrapsNotFound(t *testing.T) {
 
 	missing := uuid.New()
 	_, err = svc.Get(context.Background(), missing)
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, query.ErrNotFound)
 	assert.Contains(t, err.Error(), missing.String())
 
 	boom := errors.New("boom")

@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // MaxTimelineEvents bounds one timeline. A remediation has tens of events; a
@@ -55,14 +54,14 @@ type Timelines struct {
 func NewTimelines(st TimelineStore) *Timelines { return &Timelines{store: st} }
 
 // Get returns the timeline of a correlation, or an error wrapping
-// store.ErrNotFound when it has no events.
+// ErrNotFound when it has no events.
 func (t *Timelines) Get(ctx context.Context, correlationID string) (*Timeline, error) {
 	events, err := t.store.CorrelationEvents(ctx, correlationID, MaxTimelineEvents+1)
 	if err != nil {
 		return nil, fmt.Errorf("query: timeline: %w", err)
 	}
 	if len(events) == 0 {
-		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, store.ErrNotFound)
+		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, ErrNotFound)
 	}
 	tl := BuildTimeline(correlationID, events[:min(len(events), MaxTimelineEvents)])
 	tl.Truncated = len(events) > MaxTimelineEvents
@@ -125,7 +124,7 @@ func (t *Timelines) Outline(ctx context.Context, correlationID string) (*Timelin
 		return nil, fmt.Errorf("query: timeline: %w", err)
 	}
 	if len(events) == 0 {
-		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, store.ErrNotFound)
+		return nil, fmt.Errorf("query: timeline of %q: %w", correlationID, ErrNotFound)
 	}
 	tl := BuildTimeline(correlationID, events[:min(len(events), MaxTimelineEvents)])
 	tl.Truncated = len(events) > MaxTimelineEvents
@@ -168,7 +167,7 @@ func (t *Timelines) Fill(ctx context.Context, correlationID string, nodes []*Tim
 		if !ok {
 			// Outline and Fill are two reads: retention may have removed it
 			// in between.
-			return fmt.Errorf("query: timeline event %s: %w", n.ID, store.ErrNotFound)
+			return fmt.Errorf("query: timeline event %s: %w", n.ID, ErrNotFound)
 		}
 		if err := each(n, e); err != nil {
 			return err

@@ -1,6 +1,6 @@
 // Package spool is the Redis Streams queue that holds what PostgreSQL could
-// not take yet, and the worker that replays it (ARCHITECTURE §3 steps 4–5,
-// CONTRACT §14).
+// not take yet, and the worker that replays it (docs/architecture.md, the
+// write path, steps 4–5; CONTRACT §14).
 //
 // # Exactly-once storage from two weaker promises
 //

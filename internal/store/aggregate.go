@@ -12,16 +12,11 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 )
 
-// Window is a closed interval of event_timestamp. Every aggregation is
-// bounded by one, and it also bounds event_date so whole months are pruned.
-type Window struct {
-	From, To time.Time
-}
-
 // where returns the window's conditions starting at parameter $n.
-func (w Window) where(b *sqlBuilder) {
+func windowWhere(b *sqlBuilder, w query.Window) {
 	b.where("event_timestamp >= "+b.arg(w.From), "event_timestamp <= "+b.arg(w.To),
 		"event_date >= "+b.arg(audit.DateOf(w.From).Std())+"::date",
 		"event_date <= "+b.arg(audit.DateOf(w.To).Std())+"::date")
@@ -34,7 +29,7 @@ func (w Window) where(b *sqlBuilder) {
 
 // hours returns the whole UTC hours [from, to) inside w; ok is false when
 // there is none. w.To is inclusive at microsecond precision.
-func (w Window) hours() (from, to time.Time, ok bool) {
+func windowHours(w query.Window) (from, to time.Time, ok bool) {
 	from = w.From.UTC().Truncate(time.Hour)
 	if from.Before(w.From) {
 		from = from.Add(time.Hour)
@@ -60,12 +55,12 @@ func spanConds(b *sqlBuilder, from time.Time, fromOp string, to time.Time, toOp 
 // and audit_events' rows of the edges (selecting rawCols where rawConds
 // hold). Both selections must yield the same columns; the count column is
 // conventionally n (the rollup's events, 1 per raw row).
-func rolledUp(b *sqlBuilder, w Window, table, rollupCols string, rollupConds []string, rawCols string, rawConds []string) string {
+func rolledUp(b *sqlBuilder, w query.Window, table, rollupCols string, rollupConds []string, rawCols string, rawConds []string) string {
 	var parts []string
 	raw := func(span []string) {
 		parts = append(parts, "SELECT "+rawCols+" FROM audit_events WHERE "+strings.Join(append(span, rawConds...), " AND "))
 	}
-	from, to, ok := w.hours()
+	from, to, ok := windowHours(w)
 	if !ok {
 		raw(spanConds(b, w.From, ">=", w.To, "<="))
 	} else {
@@ -81,25 +76,15 @@ func rolledUp(b *sqlBuilder, w Window, table, rollupCols string, rollupConds []s
 	return "(" + strings.Join(parts, "\n\t\tUNION ALL ") + ") AS s"
 }
 
-// OutcomeCounts are the events of a selection by outcome.
-type OutcomeCounts struct {
-	Successes, Failures, Pending int64
-}
-
-// SuccessFilter selects the events of a success rate: exactly one field is set.
-type SuccessFilter struct {
-	EventType, EventCategory, WorkflowID string
-}
-
 // CountOutcomes counts the events in w matching f by outcome.
-func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (_ OutcomeCounts, err error) {
+func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.SuccessFilter) (_ query.OutcomeCounts, err error) {
 	defer classifyErr(&err)
 	var b sqlBuilder
 	var from string
 	if f.WorkflowID != "" {
 		// workflow_id lives in event_data, which the rollups do not keep;
 		// the partial index audit_events_workflow_idx serves it.
-		w.where(&b)
+		windowWhere(&b, w)
 		b.where("event_data ->> 'workflow_id' = " + b.arg(f.WorkflowID))
 		from = "(SELECT event_outcome, 1 AS n FROM audit_events" + b.whereClause() + ") AS s"
 	} else {
@@ -112,7 +97,7 @@ func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (_
 		}
 		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
-	var c OutcomeCounts
+	var c query.OutcomeCounts
 	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
@@ -124,17 +109,10 @@ func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (_
 	return c, nil
 }
 
-// NamespaceCount is one row of the by-namespace aggregation.
-type NamespaceCount struct {
-	Namespace    string `json:"namespace"`
-	Remediations int64  `json:"remediations"`
-	Events       int64  `json:"events"`
-}
-
 // CountByNamespace counts remediations (distinct correlation ids) and events
 // per namespace in w, most remediations first. Events without a namespace are
 // left out.
-func (s *Store) CountByNamespace(ctx context.Context, w Window) (_ []NamespaceCount, err error) {
+func (s *Store) CountByNamespace(ctx context.Context, w query.Window) (_ []query.NamespaceCount, err error) {
 	defer classifyErr(&err)
 	var b sqlBuilder
 	// A correlation row that retention took down to 0 events is no longer
@@ -150,23 +128,16 @@ func (s *Store) CountByNamespace(ctx context.Context, w Window) (_ []NamespaceCo
 	if err != nil {
 		return nil, fmt.Errorf("store: count by namespace: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[NamespaceCount])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[query.NamespaceCount])
 	if err != nil {
 		return nil, fmt.Errorf("store: count by namespace: %w", err)
 	}
 	return out, nil
 }
 
-// TrendPoint is one bucket of the trend aggregation.
-type TrendPoint struct {
-	Bucket   time.Time
-	Count    int64
-	Failures int64
-}
-
 // Trend counts events and failures per bucket ("hour" or "day") of w, with a
 // point for every bucket, empty ones included.
-func (s *Store) Trend(ctx context.Context, w Window, interval string) (_ []TrendPoint, err error) {
+func (s *Store) Trend(ctx context.Context, w query.Window, interval string) (_ []query.TrendBucket, err error) {
 	defer classifyErr(&err)
 	if interval != "hour" && interval != "day" {
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
@@ -196,30 +167,20 @@ func (s *Store) Trend(ctx context.Context, w Window, interval string) (_ []Trend
 	if err != nil {
 		return nil, fmt.Errorf("store: trend: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[TrendPoint])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[query.TrendBucket])
 	if err != nil {
 		return nil, fmt.Errorf("store: trend: %w", err)
 	}
 	return out, nil
 }
 
-// GroupColumns are the columns a counts aggregation may group by.
-var GroupColumns = []string{"event_category", "event_type", "event_outcome", "severity", "namespace", "cluster_id"}
-
 // Which rollup serves a grouping: audit_rollup_hourly keeps the first four
-// of GroupColumns, audit_rollup_correlations the last two. A grouping that
+// of query.GroupColumns, audit_rollup_correlations the last two. A grouping that
 // mixes the two sets reads audit_events for the whole window.
 var (
-	hourlyColumns      = GroupColumns[:4]
-	correlationColumns = GroupColumns[4:]
+	hourlyColumns      = query.GroupColumns[:4]
+	correlationColumns = query.GroupColumns[4:]
 )
-
-// Group is one group of a counts aggregation: the values of the grouped
-// columns (nil for NULL) and how many events have them.
-type Group struct {
-	Keys  []*string
-	Count int64
-}
 
 // maxGroups bounds a counts answer; high-cardinality groupings (event_type ×
 // namespace × cluster) are cut, largest groups first.
@@ -227,10 +188,10 @@ const maxGroups = 1000
 
 // CountGroups counts the events in w grouped by the given columns (each one of
 // GroupColumns), largest groups first.
-func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) (_ []Group, err error) {
+func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []string) (_ []query.Group, err error) {
 	defer classifyErr(&err)
 	for _, c := range columns {
-		if !slices.Contains(GroupColumns, c) {
+		if !slices.Contains(query.GroupColumns, c) {
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
 		}
 	}
@@ -252,7 +213,7 @@ func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) (_ 
 		from = rolledUp(&b, w, "audit_rollup_correlations", strings.Join(exprs, ", ")+", events AS n", nil,
 			cols+", 1 AS n", nil)
 	default:
-		w.where(&b)
+		windowWhere(&b, w)
 		from = "(SELECT " + cols + ", 1 AS n FROM audit_events" + b.whereClause() + ") AS s"
 	}
 	rows, err := s.pool.Query(ctx, `
@@ -263,14 +224,14 @@ func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) (_ 
 		return nil, fmt.Errorf("store: count groups: %w", err)
 	}
 	defer rows.Close()
-	var out []Group
+	var out []query.Group
 	for rows.Next() {
 		texts := make([]pgtype.Text, len(columns))
 		dst := make([]any, 0, len(columns)+1)
 		for i := range texts {
 			dst = append(dst, &texts[i])
 		}
-		var g Group
+		var g query.Group
 		dst = append(dst, &g.Count)
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("store: count groups: %w", err)

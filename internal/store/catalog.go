@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 )
 
 // The workflow catalog's tables (migration 00007). Every change of a version
@@ -25,45 +26,6 @@ import (
 // (two-key form, a key space apart from the chains' one-key locks) taken
 // before the chain's lock; nothing takes them in the other order, so the
 // two never deadlock.
-
-// WorkflowRecord is a stored workflow version. The JSON columns travel as
-// their encoded text; internal/catalog owns their shape.
-type WorkflowRecord struct {
-	ID             uuid.UUID
-	Name           string
-	Version        string
-	VersionKey     string
-	Prerelease     bool
-	Title          string
-	Description    []byte
-	ActionType     string
-	Labels         []byte
-	DetectedLabels []byte
-	CustomLabels   []byte
-	// LabelTerms are the lower-cased key=value terms of the mandatory and
-	// custom labels (custom keys prefixed "custom.") that the candidate
-	// filter matches.
-	LabelTerms   []string
-	Execution    []byte
-	Parameters   []byte
-	Content      string
-	ContentHash  string
-	Status       string
-	StatusReason string
-	IsLatest     bool
-	CreatedAt    time.Time
-	CreatedBy    string
-	UpdatedAt    time.Time
-	UpdatedBy    string
-	// TextRank is the search's normalised full-text relevance (0..1); only
-	// SearchWorkflows sets it.
-	TextRank float64
-}
-
-// ErrWorkflowExists is returned by RegisterWorkflow, unwrapped, when the id
-// is already stored; the stored record is returned with it. Test with
-// errors.Is.
-var ErrWorkflowExists = errors.New("workflow version already registered")
 
 const workflowColumns = `workflow_id, workflow_name, version, version_key, is_prerelease, title, description,
 	action_type, labels, detected_labels, custom_labels, label_terms, execution, parameters, %s,
@@ -103,8 +65,8 @@ WHERE workflow_id = (` + bestWorkflowSQL + `) AND NOT is_latest`
 WHERE workflow_id = $1`
 )
 
-func scanWorkflow(row pgx.CollectableRow, extra ...any) (WorkflowRecord, error) {
-	var r WorkflowRecord
+func scanWorkflow(row pgx.CollectableRow, extra ...any) (catalog.WorkflowRecord, error) {
+	var r catalog.WorkflowRecord
 	var id pgtype.UUID
 	dest := []any{&id, &r.Name, &r.Version, &r.VersionKey, &r.Prerelease, &r.Title, &r.Description,
 		&r.ActionType, &r.Labels, &r.DetectedLabels, &r.CustomLabels, &r.LabelTerms, &r.Execution, &r.Parameters,
@@ -118,23 +80,23 @@ func scanWorkflow(row pgx.CollectableRow, extra ...any) (WorkflowRecord, error) 
 	return r, nil
 }
 
-// getWorkflow reads one version on q; ErrNotFound when there is none.
-func getWorkflow(ctx context.Context, q querier, id uuid.UUID, forUpdate bool) (WorkflowRecord, error) {
+// getWorkflow reads one version on q; catalog.ErrNotFound when there is none.
+func getWorkflow(ctx context.Context, q querier, id uuid.UUID, forUpdate bool) (catalog.WorkflowRecord, error) {
 	sql := "SELECT " + selectWorkflow(true) + " FROM workflow_versions WHERE workflow_id = $1"
 	if forUpdate {
 		sql += " FOR UPDATE"
 	}
 	rows, _ := q.Query(ctx, sql, pgtype.UUID{Bytes: id, Valid: true})
-	r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+	r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (catalog.WorkflowRecord, error) { return scanWorkflow(row) })
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, ErrNotFound
+		return r, catalog.ErrNotFound
 	}
 	return r, err
 }
 
-// GetWorkflow returns one version with its content; ErrNotFound when the id
+// GetWorkflow returns one version with its content; catalog.ErrNotFound when the id
 // is unknown.
-func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (WorkflowRecord, error) {
+func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (catalog.WorkflowRecord, error) {
 	r, err := getWorkflow(ctx, s.pool, id, false)
 	if err != nil {
 		return r, fmt.Errorf("store: get workflow %s: %w", id, err)
@@ -145,18 +107,18 @@ func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (WorkflowRecord, 
 // RegisterWorkflow stores a new version (status active) with its audit
 // event in one transaction, and makes it the name's latest version if it
 // outranks the active ones. When the id is already stored it writes
-// nothing and returns the stored record with ErrWorkflowExists: the caller
+// nothing and returns the stored record with catalog.ErrWorkflowExists: the caller
 // decides between "unchanged" and "conflict".
 //
 // Three round trips: the insert, the new latest and the read back share
 // the first with BEGIN and the name's lock; the chain's reads take the
 // second; the event, the chain head, the rollups and COMMIT the third.
-func (s *Store) RegisterWorkflow(ctx context.Context, rec WorkflowRecord, event *audit.Event) (WorkflowRecord, error) {
-	var out WorkflowRecord
+func (s *Store) RegisterWorkflow(ctx context.Context, rec catalog.WorkflowRecord, event *audit.Event) (catalog.WorkflowRecord, error) {
+	var out catalog.WorkflowRecord
 	var inserted bool
 	err := s.catalogTx(ctx, rec.Name, []*audit.Event{event},
 		func(b *pgx.Batch) {
-			inserted, out = false, WorkflowRecord{}
+			inserted, out = false, catalog.WorkflowRecord{}
 			b.Queue(insertWorkflowSQL, pgtype.UUID{Bytes: rec.ID, Valid: true}, rec.Name, rec.Version,
 				rec.VersionKey, rec.Prerelease, rec.Title, rec.Description, rec.ActionType, rec.Labels,
 				rec.DetectedLabels, rec.CustomLabels, rec.LabelTerms, rec.Execution, rec.Parameters, rec.Content,
@@ -169,50 +131,44 @@ func (s *Store) RegisterWorkflow(ctx context.Context, rec WorkflowRecord, event 
 		},
 		func(*pgx.Conn) (bool, error) {
 			if !inserted {
-				return false, ErrWorkflowExists
+				return false, catalog.ErrWorkflowExists
 			}
 			return true, nil
 		})
-	if errors.Is(err, ErrWorkflowExists) {
-		return out, ErrWorkflowExists
+	if errors.Is(err, catalog.ErrWorkflowExists) {
+		return out, catalog.ErrWorkflowExists
 	}
 	if err != nil {
-		return WorkflowRecord{}, fmt.Errorf("store: register workflow %s %s: %w", rec.Name, rec.Version, err)
+		return catalog.WorkflowRecord{}, fmt.Errorf("store: register workflow %s %s: %w", rec.Name, rec.Version, err)
 	}
 	return out, nil
-}
-
-// StatusChange is what ChangeWorkflowStatus writes.
-type StatusChange struct {
-	Status, Reason, By string
-	At                 time.Time
 }
 
 // ChangeWorkflowStatus changes a version's status with its audit event in
 // one transaction and moves is_latest as needed. decide sees the version
 // locked and current: it returns the change and its event, or an error that
 // aborts the transaction and is returned as is (an invalid transition, say).
-// ErrNotFound when the id is unknown.
+// catalog.ErrNotFound when the id is unknown.
 func (s *Store) ChangeWorkflowStatus(ctx context.Context, id uuid.UUID,
-	decide func(current WorkflowRecord) (StatusChange, *audit.Event, error)) (WorkflowRecord, error) {
+	decide func(current catalog.WorkflowRecord) (catalog.StatusChange, *audit.Event, error)) (catalog.WorkflowRecord, error) {
 	var name string
 	err := s.pool.QueryRow(ctx, `SELECT workflow_name FROM workflow_versions WHERE workflow_id = $1`,
 		pgtype.UUID{Bytes: id, Valid: true}).Scan(&name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, ErrNotFound)
+		return catalog.WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, catalog.ErrNotFound)
 	}
 	if err != nil {
-		return WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, err)
+		return catalog.WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, err)
 	}
-	var cur, out WorkflowRecord
+	var cur, out catalog.WorkflowRecord
 	events := make([]*audit.Event, 1)
 	var decideErr error
 	err = s.catalogTx(ctx, name, events,
 		func(b *pgx.Batch) {
-			cur = WorkflowRecord{}
+			cur = catalog.WorkflowRecord{}
 			b.Queue("SELECT "+selectWorkflow(true)+" FROM workflow_versions WHERE workflow_id = $1 FOR UPDATE",
 				pgtype.UUID{Bytes: id, Valid: true}).Query(func(rows pgx.Rows) error {
-				r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+				r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (catalog.WorkflowRecord, error) { return scanWorkflow(row) })
 				cur = r
 				return err
 			})
@@ -231,10 +187,10 @@ func (s *Store) ChangeWorkflowStatus(ctx context.Context, id uuid.UUID,
 			return true, conn.SendBatch(ctx, b).Close()
 		})
 	if decideErr != nil {
-		return WorkflowRecord{}, decideErr
+		return catalog.WorkflowRecord{}, decideErr
 	}
 	if err != nil {
-		return WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, err)
+		return catalog.WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, err)
 	}
 	return out, nil
 }
@@ -246,10 +202,10 @@ func queueLatest(b *pgx.Batch, name string) {
 }
 
 // queueGetWorkflow queues the read of one version (with content) into out.
-func queueGetWorkflow(b *pgx.Batch, id uuid.UUID, out *WorkflowRecord) {
+func queueGetWorkflow(b *pgx.Batch, id uuid.UUID, out *catalog.WorkflowRecord) {
 	b.Queue("SELECT "+selectWorkflow(true)+" FROM workflow_versions WHERE workflow_id = $1",
 		pgtype.UUID{Bytes: id, Valid: true}).Query(func(rows pgx.Rows) error {
-		r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+		r, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (catalog.WorkflowRecord, error) { return scanWorkflow(row) })
 		*out = r
 		return err
 	})
@@ -340,26 +296,9 @@ func (s *Store) catalogAttempt(ctx context.Context, name string, events []*audit
 	return fresh, nil
 }
 
-// WorkflowFilter selects versions for ListWorkflows.
-type WorkflowFilter struct {
-	Name, Status, ActionType string
-	// SignalType matches a labels.signal_type value, case-insensitively.
-	SignalType string
-	LatestOnly bool
-	// After is the keyset position: rows after (Name, VersionKey) in the
-	// list order (name ascending, precedence descending).
-	After *WorkflowKeyset
-	Limit int
-}
-
-// WorkflowKeyset is a position in the workflow list.
-type WorkflowKeyset struct {
-	Name, VersionKey string
-}
-
 // ListWorkflows returns up to f.Limit versions without content, ordered by
 // name (byte order) then precedence descending.
-func (s *Store) ListWorkflows(ctx context.Context, f WorkflowFilter) ([]WorkflowRecord, error) {
+func (s *Store) ListWorkflows(ctx context.Context, f catalog.WorkflowFilter) ([]catalog.WorkflowRecord, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -391,30 +330,11 @@ func (s *Store) ListWorkflows(ctx context.Context, f WorkflowFilter) ([]Workflow
 	}
 	sql += ` ORDER BY workflow_name, version_key DESC LIMIT ` + arg(f.Limit)
 	rows, _ := s.pool.Query(ctx, sql, args...)
-	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) { return scanWorkflow(row) })
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (catalog.WorkflowRecord, error) { return scanWorkflow(row) })
 	if err != nil {
 		return nil, fmt.Errorf("store: list workflows: %w", err)
 	}
 	return recs, nil
-}
-
-// SearchQuery is the candidate filter of a search (CONTRACT §15.4).
-type SearchQuery struct {
-	// Require holds terms a candidate must have (signal_type=<value>).
-	Require []string
-	// AnyOf holds, per requested label, the terms of which a candidate must
-	// have one (the value or the wildcard).
-	AnyOf [][]string
-	// ActionType, when set, must equal the candidate's.
-	ActionType string
-	// Bools are detected labels the target has: a candidate that declares
-	// one with the other value contradicts the target.
-	Bools map[string]bool
-	// Named are gitops_tool / service_mesh of the target: a candidate that
-	// declares another named one contradicts it ("*" does not).
-	Named map[string]string
-	// Text, when set, ranks candidates by full-text relevance.
-	Text string
 }
 
 // SearchWorkflows returns the latest versions that pass the candidate
@@ -422,7 +342,7 @@ type SearchQuery struct {
 // normalisation 32 (rank/(rank+1)), which maps PostgreSQL's unbounded rank
 // onto 0..1 while keeping its order. One query, driven by the partial GIN
 // index on label_terms.
-func (s *Store) SearchWorkflows(ctx context.Context, q SearchQuery) ([]WorkflowRecord, error) {
+func (s *Store) SearchWorkflows(ctx context.Context, q catalog.SearchQuery) ([]catalog.WorkflowRecord, error) {
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
@@ -447,7 +367,7 @@ func (s *Store) SearchWorkflows(ctx context.Context, q SearchQuery) ([]WorkflowR
 	}
 	sql := "SELECT " + selectWorkflow(false) + ", " + rank + " FROM workflow_versions WHERE " + strings.Join(where, " AND ")
 	rows, _ := s.pool.Query(ctx, sql, args...)
-	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WorkflowRecord, error) {
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (catalog.WorkflowRecord, error) {
 		var rank float64
 		r, err := scanWorkflow(row, &rank)
 		r.TextRank = rank
@@ -459,14 +379,6 @@ func (s *Store) SearchWorkflows(ctx context.Context, q SearchQuery) ([]WorkflowR
 	return recs, nil
 }
 
-// Discovery is a recorded search answer.
-type Discovery struct {
-	ID        uuid.UUID
-	CreatedAt time.Time
-	Request   []byte
-	Offered   []uuid.UUID
-}
-
 // InsertDiscovery records a search answer, in one round trip and without
 // waiting for the WAL flush (synchronous_commit off for this transaction
 // only): a search must not pay an fsync for a record that only lets a
@@ -475,7 +387,7 @@ type Discovery struct {
 // caller searches again, never a false "valid"), and the search's audit
 // event, which goes through the durable write path, still says what was
 // shown.
-func (s *Store) InsertDiscovery(ctx context.Context, d Discovery) error {
+func (s *Store) InsertDiscovery(ctx context.Context, d catalog.Discovery) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
@@ -502,14 +414,14 @@ func (s *Store) InsertDiscovery(ctx context.Context, d Discovery) error {
 }
 
 // GetDiscovery returns a discovery recorded at or after notBefore;
-// ErrNotFound for an unknown or older one.
-func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (Discovery, error) {
-	d := Discovery{ID: id}
+// catalog.ErrNotFound for an unknown or older one.
+func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (catalog.Discovery, error) {
+	d := catalog.Discovery{ID: id}
 	var offered []pgtype.UUID
 	err := s.pool.QueryRow(ctx, `SELECT created_at, request, offered FROM workflow_discoveries WHERE discovery_id = $1 AND created_at >= $2`,
 		pgtype.UUID{Bytes: id, Valid: true}, notBefore).Scan(&d.CreatedAt, &d.Request, &offered)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return d, fmt.Errorf("store: discovery %s: %w", id, ErrNotFound)
+		return d, fmt.Errorf("store: discovery %s: %w", id, catalog.ErrNotFound)
 	}
 	if err != nil {
 		return d, fmt.Errorf("store: discovery %s: %w", id, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
@@ -25,9 +26,9 @@ func catalogEvent(t *testing.T, name, action string) *audit.Event {
 	return ev
 }
 
-func record(name, version, key string) store.WorkflowRecord {
+func record(name, version, key string) catalog.WorkflowRecord {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	return store.WorkflowRecord{ID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(name+"/"+version)), Name: name, Version: version,
+	return catalog.WorkflowRecord{ID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(name+"/"+version)), Name: name, Version: version,
 		VersionKey: key, Title: "t", Description: []byte(`{"what":"w"}`), ActionType: "A", Labels: []byte(`{}`),
 		DetectedLabels: []byte(`{}`), CustomLabels: []byte(`{}`), LabelTerms: []string{"signal_type=x"},
 		Execution: []byte(`{}`), Parameters: []byte(`[]`), Content: "c", ContentHash: "sha256:x",
@@ -53,8 +54,8 @@ func TestWorkflowVersionsAreImmutable(t *testing.T) {
 	_, err = st.Pool().Exec(ctx, `UPDATE workflow_versions SET status = 'disabled', is_latest = false, status_reason = 'r', updated_by = 'x', updated_at = now()`)
 	require.NoError(t, err, "the lifecycle columns may change")
 
-	got, err := st.ChangeWorkflowStatus(ctx, rec.ID, func(cur store.WorkflowRecord) (store.StatusChange, *audit.Event, error) {
-		return store.StatusChange{Status: "active", Reason: "back", By: "me", At: time.Now()}, catalogEvent(t, "imm", "updated"), nil
+	got, err := st.ChangeWorkflowStatus(ctx, rec.ID, func(cur catalog.WorkflowRecord) (catalog.StatusChange, *audit.Event, error) {
+		return catalog.StatusChange{Status: "active", Reason: "back", By: "me", At: time.Now()}, catalogEvent(t, "imm", "updated"), nil
 	})
 	require.NoError(t, err)
 	require.Equal(t, "active", got.Status)

@@ -1,6 +1,9 @@
 // Package store is the PostgreSQL side of Data Storage: the connection pool,
-// the embedded schema migrations, partition upkeep, and every SQL statement the
-// service runs. No other package writes SQL.
+// the embedded schema migrations, and every SQL statement the service runs.
+// No other package writes SQL, and this one decides as little as it can:
+// when partitions are created and what a retention run does next are
+// internal/maintenance's, which drives the statements here
+// ([Store.EnsurePartitions], [Store.OpenRetention]).
 //
 // # Writes
 //
@@ -17,7 +20,7 @@
 // read. An event whose id is already taken is dropped under the chain locks
 // when its canonical form equals the stored event's (client retries and
 // spool replays are idempotent; the stored rows are read back only when
-// such a repeat occurs) and fails the batch with *[ConflictError]
+// such a repeat occurs) and fails the batch with *[audit.ConflictError]
 // otherwise. One stored concurrently by a writer that did not hold the same
 // lock makes the insert fail on a primary key, and the transaction is run
 // again (then it is a repeat or a conflict). The id row costs some 180 WAL
@@ -36,12 +39,18 @@
 // # Partitions
 //
 // audit_events is partitioned by month on event_date. [Store.EnsurePartitions]
-// creates the months around now ahead of time; a write that still meets a
+// creates the months around now ahead of time (maintenance.PartitionUpkeep
+// calls it at start and hourly); a write that still meets a
 // missing month creates it and retries once, so a valid timestamp never turns
 // into a server error.
 //
 // # Errors
 //
-// Callers decide between "try later elsewhere" and "this data is wrong" with
-// [IsUnavailable]; lookups that find nothing return [ErrNotFound].
+// The store speaks its callers' vocabulary: internal/query and
+// internal/integrity declare the filters, pages, windows, holds and chain
+// states they ask for and the interfaces the store implements
+// (implements.go), and the sentinels it returns (query.ErrNotFound,
+// integrity.ErrNotFound, audit.ErrNotificationExists, the *audit refusals).
+// Every other error carries its class ([Classify]); callers read it with
+// failure.ClassOf, so none of them imports this package to test an error.
 package store

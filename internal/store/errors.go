@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -14,88 +13,13 @@ import (
 	"kubernaut.ai/datastorage/internal/failure"
 )
 
-// ErrNotFound is returned by GetEvent (and the other lookups) when nothing
-// has the id. Test with errors.Is. Its class is failure.Data: asking again
-// gives the same answer.
-var ErrNotFound = failure.Mark(errors.New("not found"), failure.Data)
-
-// ErrConflict is returned by InsertNotification when the notification_id is
-// already stored (a unique violation of that constraint, and of no other).
-// Test with errors.Is. It is a data error.
-var ErrConflict = failure.Mark(errors.New("conflict"), failure.Data)
-
-// MissingParentError is returned by InsertEvents and ResolveParents when an
-// event names a parent_event_id that is neither stored nor earlier in the
-// same batch. It is a data error.
-type MissingParentError struct {
-	// Indices are the positions of those events in the batch.
-	Indices []int
-}
-
-func (e *MissingParentError) Error() string {
-	return fmt.Sprintf("parent event not found for %d event(s)", len(e.Indices))
-}
-
-// FailureClass is failure.Data: the batch names parents that do not exist.
-func (e *MissingParentError) FailureClass() failure.Class { return failure.Data }
-
-// ConflictError is returned by InsertEvents when an event's event_id is
-// already stored, on any date, with other content, or appears earlier in
-// the same batch with other content (issue 18 item 7: an id names one event
-// for good). A repeat with the same content is a retry and is not an error.
-// It is a data error, never an outage.
-type ConflictError struct {
-	// Indices are the positions of those events in the batch.
-	Indices []int
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("event_id already stored with other content for %d event(s)", len(e.Indices))
-}
-
-// FailureClass is failure.Data: the batch reuses an id.
-func (e *ConflictError) FailureClass() failure.Class { return failure.Data }
-
-// InvalidEventError is returned (wrapped) by InsertEvents when an event has
-// no canonical form for its hash (event_data with a number PostgreSQL cannot
-// hold, say). Request validation refuses such events, so in practice only a
-// damaged spool entry gets here; it is a data error, never an outage.
-type InvalidEventError struct {
-	EventID string
-	Err     error
-}
-
-func (e *InvalidEventError) Error() string {
-	return "event " + e.EventID + ": " + e.Err.Error()
-}
-
-func (e *InvalidEventError) Unwrap() error { return e.Err }
-
-// FailureClass is failure.Data: the event itself cannot be stored.
-func (e *InvalidEventError) FailureClass() failure.Class { return failure.Data }
-
-// RefusedEventError is returned by InsertEvents when PostgreSQL refused the
-// batch for its data (SQLSTATE classes 22 and 23: a check constraint, a value
-// out of range). Index is the first event whose presence makes the batch
-// fail, found by trying growing prefixes of the batch in transactions that
-// are rolled back; -1 when those trials did not reproduce the refusal. It is
-// a data error; nothing of the batch was written.
-type RefusedEventError struct {
-	Index int
-	Err   error
-}
-
-func (e *RefusedEventError) Error() string {
-	if e.Index < 0 {
-		return "the database refused the batch: " + e.Err.Error()
-	}
-	return fmt.Sprintf("the database refused event %d of the batch: %s", e.Index, e.Err.Error())
-}
-
-func (e *RefusedEventError) Unwrap() error { return e.Err }
-
-// FailureClass is failure.Data.
-func (e *RefusedEventError) FailureClass() failure.Class { return failure.Data }
+// The store returns the errors its callers declare, each carrying its
+// failure class: query.ErrNotFound from GetEvent, integrity.ErrNotFound from
+// the chain and hold methods, audit.ErrNotificationExists from
+// InsertNotification, and *audit.MissingParentError,
+// *audit.InvalidEventError and *audit.RefusedEventError from the writes.
+// Every other error leaves an exported method as an *Error with the class
+// Classify finds.
 
 // Error is how every error of the store's exported methods reaches its
 // caller: the cause, with the class failure.ClassOf reads (see Classify).

@@ -11,7 +11,9 @@ import (
 	"github.com/jackc/puddle/v2"
 	"github.com/stretchr/testify/assert"
 
+	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
+	"kubernaut.ai/datastorage/internal/query"
 )
 
 func TestClassifyTellsOutagesFromDataFromBugs(t *testing.T) {
@@ -42,9 +44,9 @@ func TestClassifyTellsOutagesFromDataFromBugs(t *testing.T) {
 		{"datatype mismatch", &pgconn.PgError{Code: "42804"}, failure.Internal},
 		{"lock not available is not 55000", &pgconn.PgError{Code: "55P03"}, failure.Internal},
 		{"scan error", errors.New("can't scan into dest[3]: cannot scan int4 (OID 23) in binary format into *string"), failure.Internal},
-		{"missing parent", fmt.Errorf("store: %w", &MissingParentError{Indices: []int{1}}), failure.Data},
-		{"no canonical form", fmt.Errorf("store: %w", &InvalidEventError{EventID: "x", Err: errors.New("number out of range")}), failure.Data},
-		{"not found", fmt.Errorf("query: %w", ErrNotFound), failure.Data},
+		{"missing parent", fmt.Errorf("store: %w", &audit.MissingParentError{Indices: []int{1}}), failure.Data},
+		{"no canonical form", fmt.Errorf("store: %w", &audit.InvalidEventError{EventID: "x", Err: errors.New("number out of range")}), failure.Data},
+		{"not found", fmt.Errorf("query: %w", query.ErrNotFound), failure.Data},
 	} {
 		assert.Equal(t, tc.want, Classify(tc.err), tc.name)
 		if tc.err != nil {

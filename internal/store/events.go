@@ -122,10 +122,10 @@ const maxInsertAttempts = 4
 // already stored with the same content, canonical form included: retries;
 // they keep their place in the chain). An event whose event_id is already
 // stored, on any date, with other content (or earlier in the slice with
-// other content) fails the batch with *ConflictError. Parents not yet resolved are looked up inside the same transaction
+// other content) fails the batch with *audit.ConflictError. Parents not yet resolved are looked up inside the same transaction
 // (in the same round trip as the chain heads); an event whose parent is
 // neither stored nor earlier in the slice fails the batch with
-// *MissingParentError. A month without a partition is created and the batch
+// *audit.MissingParentError. A month without a partition is created and the batch
 // retried.
 func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int64, err error) {
 	defer classifyErr(&err)
@@ -142,7 +142,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int6
 		}
 		c, err := e.Canonical()
 		if err != nil {
-			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &InvalidEventError{EventID: e.ID.String(), Err: err})
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &audit.InvalidEventError{EventID: e.ID.String(), Err: err})
 		}
 		canon[i] = c
 	}
@@ -158,7 +158,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int6
 	if err != nil {
 		unresolve()
 		if isRefusal(err) {
-			return 0, &RefusedEventError{Index: s.locateRefusal(ctx, events, canon, unresolve), Err: err}
+			return 0, &audit.RefusedEventError{Index: s.locateRefusal(ctx, events, canon, unresolve), Err: err}
 		}
 	}
 	return n, err
@@ -457,7 +457,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		if c == nil {
 			var err error
 			if c, err = e.Canonical(); err != nil {
-				return nil, chainHeads{}, &InvalidEventError{EventID: e.ID.String(), Err: err}
+				return nil, chainHeads{}, &audit.InvalidEventError{EventID: e.ID.String(), Err: err}
 			}
 		}
 		// A repeated id is a retry when the content is the same, byte for
@@ -491,7 +491,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		fresh = append(fresh, e)
 	}
 	if len(conflicts) > 0 {
-		return nil, chainHeads{}, &ConflictError{Indices: conflicts}
+		return nil, chainHeads{}, &audit.ConflictError{Indices: conflicts}
 	}
 	var out chainHeads
 	for _, c := range corrs {
@@ -542,7 +542,7 @@ func (s *Store) repeats(ctx context.Context, conn *pgx.Conn, events []*audit.Eve
 		}
 		c, err := evs[i].Canonical()
 		if err != nil {
-			return nil, &InvalidEventError{EventID: evs[i].ID.String(), Err: err}
+			return nil, &audit.InvalidEventError{EventID: evs[i].ID.String(), Err: err}
 		}
 		out[evs[i].ID] = c
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/ingest"
+	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
@@ -42,7 +44,7 @@ func TestResolveParentsFindsRecentAndOldParentsAndNamesTheMissing(t *testing.T) 
 		childOf(old, "rr-parents", time.Now()),
 	}
 	err = st.ResolveParents(ctx, children)
-	var mp *store.MissingParentError
+	var mp *audit.MissingParentError
 	require.ErrorAs(t, err, &mp)
 	assert.Equal(t, []int{1}, mp.Indices)
 	require.NotNil(t, children[0].ParentDate)
@@ -84,7 +86,7 @@ func TestConcurrentResolveParentsAllGetTheirAnswers(t *testing.T) {
 	for i, err := range errs {
 		assert.Equal(t, parents[i%len(parents)].Date.Std(), kids[i][0].ParentDate.Std(), "request %d", i)
 		if i%10 == 0 {
-			var mp *store.MissingParentError
+			var mp *audit.MissingParentError
 			require.ErrorAs(t, err, &mp, "request %d", i)
 			assert.Equal(t, []int{1}, mp.Indices)
 			continue
@@ -101,7 +103,7 @@ func TestInsertEventsWithAMissingParentLeavesParentsUnresolvedAndTheConnectionUs
 	inBatch := childOf(first, "rr-rollback", time.Now())
 	orphan := childOf(newEvent("x", time.Now(), 30), "rr-rollback", time.Now())
 	_, err := st.InsertEvents(ctx, []*audit.Event{first, inBatch, orphan})
-	var mp *store.MissingParentError
+	var mp *audit.MissingParentError
 	require.ErrorAs(t, err, &mp)
 	assert.Equal(t, []int{2}, mp.Indices)
 	assert.Nil(t, inBatch.ParentDate, "resolved from the failed batch only: reset for the retry")
@@ -164,7 +166,7 @@ func TestInsertEventsRacingAnUncommittedForgeryOfItsIDIsAConflict(t *testing.T) 
 	case <-time.After(30 * time.Second):
 		t.Fatal("InsertEvents never returned")
 	}
-	var conflict *store.ConflictError
+	var conflict *audit.ConflictError
 	require.ErrorAs(t, r.err, &conflict, "the id is taken by other content: the retry after the race sees it")
 	assert.Equal(t, []int{0}, conflict.Indices)
 	assert.False(t, store.IsUnavailable(r.err), "a conflict is the client's data, not an outage")
@@ -185,10 +187,10 @@ func TestInsertEventsRacingAnUncommittedForgeryOfItsIDIsAConflict(t *testing.T) 
 func verifyChain(t *testing.T, st *store.Store, corr string) int64 {
 	t.Helper()
 	hasher := audit.NewHasher(nil)
-	var head *store.ChainHead
+	var head *integrity.ChainHead
 	prev, seq := "", int64(0)
 	n, err := st.ReadChain(context.Background(), corr,
-		func(cs store.ChainState) error { head = cs.Head; return nil },
+		func(cs integrity.ChainState) error { head = cs.Head; return nil },
 		func(e *audit.Event) error {
 			seq++
 			require.Equal(t, seq, e.ChainSeq, "%s: chain_seq", corr)
@@ -202,7 +204,7 @@ func verifyChain(t *testing.T, st *store.Store, corr string) int64 {
 		})
 	require.NoError(t, err)
 	require.NotNil(t, head)
-	assert.Equal(t, store.ChainHead{Seq: seq, Hash: prev}, *head, "%s: head", corr)
+	assert.Equal(t, integrity.ChainHead{Seq: seq, Hash: prev}, *head, "%s: head", corr)
 	return n
 }
 
@@ -290,3 +292,7 @@ func TestResolveParentsOfEventsThisStoreCommittedAsksNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, n)
 }
+
+// The write path declares the store it needs; the store cannot say so in
+// its own code without importing internal/ingest.
+var _ ingest.Store = (*store.Store)(nil)

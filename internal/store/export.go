@@ -9,20 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/query"
 )
-
-// ExportFilter selects the events of an export. Zero values mean "no
-// condition".
-type ExportFilter struct {
-	CorrelationID string
-	EventCategory string
-	// Since and Until bound event_timestamp, both inclusive.
-	Since, Until time.Time
-	// Limit caps the number of events; 0 means no cap.
-	Limit int64
-	// Offset skips that many events of the ordered selection.
-	Offset int64
-}
 
 // ExportCursor streams the events of an export from one snapshot, a batch
 // at a time, through a server-side cursor: an export of millions of events
@@ -38,13 +27,13 @@ type ExportCursor struct {
 // links come together and in order. batch is the number of events Next
 // returns at most (0 means 500). The cursor runs in a read-only
 // repeatable-read transaction, so the export is one consistent snapshot.
-func (s *Store) OpenExport(ctx context.Context, f ExportFilter, batch int) (_ *ExportCursor, err error) {
+func (s *Store) OpenExport(ctx context.Context, f integrity.ExportFilter, batch int) (_ integrity.ExportCursor, err error) {
 	defer classifyErr(&err)
 	if batch <= 0 {
 		batch = 500
 	}
 	var b sqlBuilder
-	b.filter(EventFilter{CorrelationID: f.CorrelationID, EventCategory: f.EventCategory, Since: f.Since, Until: f.Until})
+	b.filter(query.EventFilter{CorrelationID: f.CorrelationID, EventCategory: f.EventCategory, Since: f.Since, Until: f.Until})
 	sql := `DECLARE export_events NO SCROLL CURSOR FOR SELECT ` + eventColumns + ` FROM audit_events` +
 		b.whereClause() + ` ORDER BY correlation_id, chain_seq, event_id`
 	if f.Limit > 0 {

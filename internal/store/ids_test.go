@@ -54,7 +54,7 @@ func TestAnEventIDNamesOneEventWhateverTheDate(t *testing.T) {
 		forged := copyOf(orig)
 		forged.Data = json.RawMessage(`{"signal":"forged"}`)
 		_, err := st.InsertEvents(ctx, []*audit.Event{newEvent("rr-ids-ok", time.Now(), 30), forged})
-		var conflict *store.ConflictError
+		var conflict *audit.ConflictError
 		require.ErrorAs(t, err, &conflict)
 		assert.Equal(t, []int{1}, conflict.Indices)
 		assert.Equal(t, 1, countRows(t, st, orig))
@@ -65,7 +65,7 @@ func TestAnEventIDNamesOneEventWhateverTheDate(t *testing.T) {
 		forged.Timestamp, forged.Date = audit.NewTime(ts), audit.DateOf(ts)
 		forged.CorrelationID = "rr-ids-forger"
 		_, err := st.InsertEvents(ctx, []*audit.Event{forged})
-		var conflict *store.ConflictError
+		var conflict *audit.ConflictError
 		require.ErrorAs(t, err, &conflict)
 		assert.Equal(t, []int{0}, conflict.Indices)
 		assert.Equal(t, 1, countRows(t, st, orig))
@@ -81,7 +81,7 @@ func TestAnEventIDNamesOneEventWhateverTheDate(t *testing.T) {
 		b := copyOf(a)
 		b.Action = "other"
 		_, err := st.InsertEvents(ctx, []*audit.Event{a, b})
-		var conflict *store.ConflictError
+		var conflict *audit.ConflictError
 		require.ErrorAs(t, err, &conflict)
 		assert.Equal(t, []int{1}, conflict.Indices)
 		assert.Equal(t, 0, countRows(t, st, a), "nothing of the batch was written")

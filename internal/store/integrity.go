@@ -5,62 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/integrity"
 )
-
-// ChainHead is the last link of a correlation's hash chain as
-// audit_chain_heads records it: the writers move it forward in the same
-// transaction as the events, so it names the chain's true end even when the
-// last events were deleted behind the service's back.
-type ChainHead struct {
-	Seq  int64
-	Hash string
-}
-
-// Tombstone is a range of one correlation's chain that the retention job
-// removed: chain_seq FromSeq..ToSeq are gone on purpose, and LastHash is the
-// event_hash of ToSeq, which the event after the range links to.
-type Tombstone struct {
-	FromSeq, ToSeq int64
-	LastHash       string
-	DeletedAt      time.Time
-}
-
-// ChainState is what ReadChain knows about a chain before its events: the
-// recorded head (nil when none is recorded), the retention tombstones,
-// ordered by FromSeq, and the verification checkpoint (nil when none).
-type ChainState struct {
-	Head       *ChainHead
-	Tombstones []Tombstone
-	Checkpoint *Checkpoint
-}
-
-// Checkpoint is the sealed head of a chain's verified prefix
-// (audit_chain_checkpoints, migration 00006): every link up to and
-// including Seq was found intact by a verification at VerifiedAt. Events is
-// the number of stored links in that prefix. Seal is the verifier's
-// signature over the rest; the store neither makes nor checks it.
-type Checkpoint struct {
-	Seq        int64
-	EventID    uuid.UUID
-	Hash       string
-	VerifiedAt time.Time
-	Events     int64
-	Seal       string
-}
 
 // AdvanceCheckpoint records cp as correlationID's checkpoint if it is ahead
 // of the one recorded (or re-seals the one recorded at the same link). A
 // checkpoint behind the recorded one is left alone, not an error: two
 // verifications may finish in any order. The table's trigger refuses any
 // other change.
-func (s *Store) AdvanceCheckpoint(ctx context.Context, correlationID string, cp Checkpoint) error {
+func (s *Store) AdvanceCheckpoint(ctx context.Context, correlationID string, cp integrity.Checkpoint) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO audit_chain_checkpoints AS c
 		(correlation_id, chain_seq, event_id, event_hash, verified_at, events, seal)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -78,26 +36,26 @@ func (s *Store) AdvanceCheckpoint(ctx context.Context, correlationID string, cp 
 // the head and the tombstones, then each gets every stored event in chain
 // order (chain_seq, then event_id), streamed, so a chain of any length is
 // verified in constant memory. It returns the number of events, or
-// ErrNotFound when the correlation has none (begin is still called). An error
+// integrity.ErrNotFound when the correlation has none (begin is still called). An error
 // from begin or each stops the read and is returned as is.
 func (s *Store) ReadChain(ctx context.Context, correlationID string,
-	begin func(ChainState) error, each func(*audit.Event) error) (int64, error) {
-	return s.ReadChainAfter(ctx, correlationID, func(st ChainState) (int64, error) { return 0, begin(st) }, each)
+	begin func(integrity.ChainState) error, each func(*audit.Event) error) (int64, error) {
+	return s.ReadChainAfter(ctx, correlationID, func(st integrity.ChainState) (int64, error) { return 0, begin(st) }, each)
 }
 
 // ReadChainAfter is ReadChain from a point: begin also gets the
 // checkpoint, and returns the chain_seq after which each is called (0 for
 // the whole chain). With after > 0 a chain with no events past it is not
-// ErrNotFound: the count is 0. Rows before the point are filtered out by
+// integrity.ErrNotFound: the count is 0. Rows before the point are filtered out by
 // PostgreSQL, not sent.
 func (s *Store) ReadChainAfter(ctx context.Context, correlationID string,
-	begin func(ChainState) (after int64, err error), each func(*audit.Event) error) (_ int64, err error) {
+	begin func(integrity.ChainState) (after int64, err error), each func(*audit.Event) error) (_ int64, err error) {
 	defer classifyErr(&err)
 	var n, after int64
 	var cbErr error
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var st ChainState
-		var h ChainHead
+		var st integrity.ChainState
+		var h integrity.ChainHead
 		err := tx.QueryRow(ctx, `SELECT last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = $1`, correlationID).
 			Scan(&h.Seq, &h.Hash)
 		switch {
@@ -111,14 +69,14 @@ func (s *Store) ReadChainAfter(ctx context.Context, correlationID string,
 		if err != nil {
 			return err
 		}
-		var t Tombstone
+		var t integrity.Tombstone
 		if _, err := pgx.ForEachRow(rows, []any{&t.FromSeq, &t.ToSeq, &t.LastHash, &t.DeletedAt}, func() error {
 			st.Tombstones = append(st.Tombstones, t)
 			return nil
 		}); err != nil {
 			return err
 		}
-		var cp Checkpoint
+		var cp integrity.Checkpoint
 		var cpID pgtype.UUID
 		err = tx.QueryRow(ctx, `SELECT chain_seq, event_id, event_hash, verified_at, events, seal
 			FROM audit_chain_checkpoints WHERE correlation_id = $1`, correlationID).
@@ -160,7 +118,7 @@ func (s *Store) ReadChainAfter(ctx context.Context, correlationID string,
 		return n, fmt.Errorf("store: read chain: %w", err)
 	}
 	if n == 0 && after == 0 {
-		return 0, ErrNotFound
+		return 0, integrity.ErrNotFound
 	}
 	return n, nil
 }

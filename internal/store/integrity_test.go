@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
@@ -179,14 +180,14 @@ func TestLegalHoldHistory(t *testing.T) {
 	require.NoError(t, err)
 
 	_, err = st.PlaceHold(ctx, "rr-nothing", "r", "alice", time.Now())
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, integrity.ErrNotFound)
 	_, err = st.ReleaseHold(ctx, corr, "r", "alice", time.Now())
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, integrity.ErrNotFound)
 
 	at := time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)
 	h, err := st.PlaceHold(ctx, corr, "litigation 42", "alice", at)
 	require.NoError(t, err)
-	require.Equal(t, store.Hold{CorrelationID: corr, EventsAffected: 3, PlacedBy: "alice", PlacedAt: at, Reason: "litigation 42"}, h)
+	require.Equal(t, integrity.Hold{CorrelationID: corr, EventsAffected: 3, PlacedBy: "alice", PlacedAt: at, Reason: "litigation 42"}, h)
 
 	// An event written after the hold is protected, and flagged by a
 	// repeated placement (or the retention job's sweep); the hold keeps its
@@ -196,7 +197,7 @@ func TestLegalHoldHistory(t *testing.T) {
 	require.NoError(t, err)
 	h2, err := st.PlaceHold(ctx, corr, "again", "bob", time.Now())
 	require.NoError(t, err)
-	require.Equal(t, store.Hold{CorrelationID: corr, EventsAffected: 4, PlacedBy: "alice", PlacedAt: at, Reason: "litigation 42"}, h2)
+	require.Equal(t, integrity.Hold{CorrelationID: corr, EventsAffected: 4, PlacedBy: "alice", PlacedAt: at, Reason: "litigation 42"}, h2)
 	got, err := st.GetEvent(ctx, late.ID)
 	require.NoError(t, err)
 	require.True(t, got.LegalHold)
@@ -205,11 +206,11 @@ func TestLegalHoldHistory(t *testing.T) {
 
 	holds, err := st.ListHolds(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []store.Hold{h2}, holds)
+	require.Equal(t, []integrity.Hold{h2}, holds)
 
 	rel, err := st.ReleaseHold(ctx, corr, "case closed", "carol", at.Add(time.Hour))
 	require.NoError(t, err)
-	require.Equal(t, store.HoldRelease{CorrelationID: corr, EventsReleased: 4, ReleasedBy: "carol", ReleasedAt: at.Add(time.Hour)}, rel)
+	require.Equal(t, integrity.HoldRelease{CorrelationID: corr, EventsReleased: 4, ReleasedBy: "carol", ReleasedAt: at.Add(time.Hour)}, rel)
 	holds, err = st.ListHolds(ctx)
 	require.NoError(t, err)
 	require.Empty(t, holds)
@@ -245,7 +246,7 @@ func TestExportCursorStreamsInChainOrder(t *testing.T) {
 	_, err := st.InsertEvents(ctx, evs)
 	require.NoError(t, err)
 
-	cur, err := st.OpenExport(ctx, store.ExportFilter{}, 2)
+	cur, err := st.OpenExport(ctx, integrity.ExportFilter{}, 2)
 	require.NoError(t, err)
 	defer cur.Close(ctx)
 	var got []string
@@ -262,7 +263,7 @@ func TestExportCursorStreamsInChainOrder(t *testing.T) {
 	}
 	require.Equal(t, []string{"rr-0/1", "rr-0/2", "rr-1/1", "rr-1/2", "rr-2/1", "rr-2/2", "rr-2/3"}, got)
 
-	cur2, err := st.OpenExport(ctx, store.ExportFilter{CorrelationID: "rr-2", Offset: 1, Limit: 1}, 10)
+	cur2, err := st.OpenExport(ctx, integrity.ExportFilter{CorrelationID: "rr-2", Offset: 1, Limit: 1}, 10)
 	require.NoError(t, err)
 	defer cur2.Close(ctx)
 	batch, err := cur2.Next(ctx)

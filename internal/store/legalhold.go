@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/integrity"
 )
 
 // holdGateKey is the advisory lock between legal holds and the retention
@@ -16,36 +18,17 @@ import (
 // dropped unseen.
 const holdGateKey = 0x6473_686f_6c64 // "dshold"
 
-// Hold is an active legal hold on a correlation.
-type Hold struct {
-	CorrelationID string
-	// EventsAffected is the number of the correlation's events under the
-	// hold (all of them).
-	EventsAffected int64
-	PlacedBy       string
-	PlacedAt       time.Time
-	Reason         string
-}
-
-// HoldRelease is the record of a released hold.
-type HoldRelease struct {
-	CorrelationID  string
-	EventsReleased int64
-	ReleasedBy     string
-	ReleasedAt     time.Time
-}
-
 // lockHoldSQL serialises hold changes on one correlation.
 const lockHoldSQL = `SELECT pg_advisory_xact_lock(hashtextextended('legal-hold:' || $1, 0))`
 
 // PlaceHold puts every event of correlationID under legal hold and records
 // the hold in the legal_holds history. Placing a hold on a correlation that
 // is already held is not an error: the existing hold is returned (and any
-// event written since is flagged too). ErrNotFound when the correlation has
+// event written since is flagged too). integrity.ErrNotFound when the correlation has
 // no events.
-func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy string, at time.Time) (_ Hold, err error) {
+func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy string, at time.Time) (_ integrity.Hold, err error) {
 	defer classifyErr(&err)
-	h := Hold{CorrelationID: correlationID, PlacedBy: placedBy, PlacedAt: at.UTC().Truncate(time.Microsecond), Reason: reason}
+	h := integrity.Hold{CorrelationID: correlationID, PlacedBy: placedBy, PlacedAt: at.UTC().Truncate(time.Microsecond), Reason: reason}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, int64(holdGateKey)); err != nil {
 			return err
@@ -58,7 +41,7 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 			return err
 		}
 		if h.EventsAffected == 0 {
-			return ErrNotFound
+			return integrity.ErrNotFound
 		}
 		err := tx.QueryRow(ctx, `SELECT reason, placed_by, placed_at FROM legal_holds
 			WHERE correlation_id = $1 AND released_at IS NULL`, correlationID).Scan(&h.Reason, &h.PlacedBy, &h.PlacedAt)
@@ -78,11 +61,11 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 			VALUES ($1, $2, $3, $4, $5)`, correlationID, h.Reason, h.PlacedBy, h.PlacedAt, h.EventsAffected)
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return Hold{}, ErrNotFound
+	if errors.Is(err, integrity.ErrNotFound) {
+		return integrity.Hold{}, integrity.ErrNotFound
 	}
 	if err != nil {
-		return Hold{}, fmt.Errorf("store: place legal hold: %w", err)
+		return integrity.Hold{}, fmt.Errorf("store: place legal hold: %w", err)
 	}
 	h.PlacedAt = h.PlacedAt.UTC()
 	return h, nil
@@ -90,10 +73,10 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 
 // ReleaseHold releases the active hold on correlationID: its events lose
 // the hold flag and the history records who released it, when and why.
-// ErrNotFound when the correlation is not held.
-func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string, at time.Time) (_ HoldRelease, err error) {
+// integrity.ErrNotFound when the correlation is not held.
+func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string, at time.Time) (_ integrity.HoldRelease, err error) {
 	defer classifyErr(&err)
-	r := HoldRelease{CorrelationID: correlationID, ReleasedBy: releasedBy, ReleasedAt: at.UTC().Truncate(time.Microsecond)}
+	r := integrity.HoldRelease{CorrelationID: correlationID, ReleasedBy: releasedBy, ReleasedAt: at.UTC().Truncate(time.Microsecond)}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockHoldSQL, correlationID); err != nil {
 			return err
@@ -102,7 +85,7 @@ func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, released
 		err := tx.QueryRow(ctx, `SELECT id FROM legal_holds WHERE correlation_id = $1 AND released_at IS NULL`,
 			correlationID).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			return integrity.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -119,18 +102,18 @@ func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, released
 			id, releasedBy, r.ReleasedAt, reason, r.EventsReleased)
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return HoldRelease{}, ErrNotFound
+	if errors.Is(err, integrity.ErrNotFound) {
+		return integrity.HoldRelease{}, integrity.ErrNotFound
 	}
 	if err != nil {
-		return HoldRelease{}, fmt.Errorf("store: release legal hold: %w", err)
+		return integrity.HoldRelease{}, fmt.Errorf("store: release legal hold: %w", err)
 	}
 	return r, nil
 }
 
 // ListHolds returns the active holds, oldest first, each with the number of
 // events it protects now.
-func (s *Store) ListHolds(ctx context.Context) (_ []Hold, err error) {
+func (s *Store) ListHolds(ctx context.Context) (_ []integrity.Hold, err error) {
 	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT h.correlation_id, h.reason, h.placed_by, h.placed_at,
@@ -141,8 +124,8 @@ func (s *Store) ListHolds(ctx context.Context) (_ []Hold, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list legal holds: %w", err)
 	}
-	holds := []Hold{}
-	var h Hold
+	holds := []integrity.Hold{}
+	var h integrity.Hold
 	if _, err := pgx.ForEachRow(rows, []any{&h.CorrelationID, &h.Reason, &h.PlacedBy, &h.PlacedAt, &h.EventsAffected}, func() error {
 		h.PlacedAt = h.PlacedAt.UTC()
 		holds = append(holds, h)

@@ -17,7 +17,7 @@ import (
 const notificationIDKey = "notification_audit_notification_id_key"
 
 // InsertNotification stores a notification audit record and returns it with
-// its id and timestamps. A repeated notification_id returns ErrConflict.
+// its id and timestamps. A repeated notification_id returns audit.ErrNotificationExists.
 func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (_ audit.Notification, err error) {
 	defer classifyErr(&err)
 	var lvl pgtype.Int4
@@ -36,7 +36,7 @@ func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (_
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == notificationIDKey {
-			return n, ErrConflict
+			return n, audit.ErrNotificationExists
 		}
 		return n, fmt.Errorf("store: insert notification: %w", err)
 	}

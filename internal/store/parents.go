@@ -45,7 +45,7 @@ func parentWindowOf(minDate, maxDate time.Time) (from, to time.Time) {
 }
 
 // ResolveParents sets ParentDate on every event whose parent is stored or
-// earlier in the slice. It returns *MissingParentError listing the events whose
+// earlier in the slice. It returns *audit.MissingParentError listing the events whose
 // parent is neither; those are left unresolved.
 //
 // Concurrent calls share their database lookups: while one lookup runs, the
@@ -117,7 +117,7 @@ func collectDates(rows pgx.Rows, found map[uuid.UUID]audit.Date) error {
 }
 
 // resolveFound sets the parents found in the window (found is only read),
-// looks up the rest everywhere, and returns *MissingParentError for those
+// looks up the rest everywhere, and returns *audit.MissingParentError for those
 // still missing.
 func resolveFound(ctx context.Context, q querier, events []*audit.Event, lookup []uuid.UUID, found map[uuid.UUID]audit.Date) error {
 	var rest []uuid.UUID
@@ -152,7 +152,7 @@ func resolveFound(ctx context.Context, q querier, events []*audit.Event, lookup 
 		}
 	}
 	if len(missing) > 0 {
-		return &MissingParentError{Indices: missing}
+		return &audit.MissingParentError{Indices: missing}
 	}
 	return nil
 }
@@ -167,6 +167,9 @@ type parentLookups struct {
 	mu      sync.Mutex
 	queue   []*parentAsk
 	running bool
+	// rounds counts the rounds handed to goroutines, so Stop can wait for
+	// them: a round outlives the request that queued it.
+	rounds sync.WaitGroup
 }
 
 // parentAsk is one caller's share of a lookup.
@@ -240,6 +243,27 @@ func (l *parentLookups) round(s *Store) {
 	l.running = more
 	l.mu.Unlock()
 	if more {
-		go l.round(s)
+		// Counted before this round returns, so whoever waits for this
+		// round's goroutine (Stop) also waits for the next one.
+		l.rounds.Go(func() { l.round(s) })
+	}
+}
+
+// Stop waits until no parent lookup runs in a goroutine of the store's, or
+// until ctx ends. Callers stop calling ResolveParents first (serve stops the
+// HTTP server and the pipeline before the store): a round started after Stop
+// returned is not waited for. It belongs to the server's lifecycle
+// (internal/lifecycle), so the pool is closed only after the last lookup.
+func (s *Store) Stop(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.parents.rounds.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("store: stop: parent lookups still running: %w", ctx.Err())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/maintenance"
 )
 
 // partitionLockKey serialises partition creation across replicas: CREATE TABLE
@@ -70,15 +72,8 @@ func (s *Store) ensureMonths(ctx context.Context, months []time.Time) (int, erro
 	return created, nil
 }
 
-// Partition describes one monthly partition of audit_events.
-type Partition struct {
-	Name string
-	From time.Time // first day, inclusive
-	To   time.Time // first day of the next month, exclusive
-}
-
 // Partitions lists audit_events' partitions in month order.
-func (s *Store) Partitions(ctx context.Context) (_ []Partition, err error) {
+func (s *Store) Partitions(ctx context.Context) (_ []maintenance.Partition, err error) {
 	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT c.relname
@@ -92,14 +87,14 @@ func (s *Store) Partitions(ctx context.Context) (_ []Partition, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list partitions: %w", err)
 	}
-	out := make([]Partition, 0, len(names))
+	out := make([]maintenance.Partition, 0, len(names))
 	for _, n := range names {
 		var y, m int
 		if _, err := fmt.Sscanf(n, "audit_events_y%04dm%02d", &y, &m); err != nil {
 			continue // not one of ours
 		}
 		from := time.Date(y, time.Month(m), 1, 0, 0, 0, 0, time.UTC)
-		out = append(out, Partition{Name: n, From: from, To: from.AddDate(0, 1, 0)})
+		out = append(out, maintenance.Partition{Name: n, From: from, To: from.AddDate(0, 1, 0)})
 	}
 	return out, nil
 }

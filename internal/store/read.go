@@ -14,43 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 )
-
-// EventFilter selects events. Zero values mean "no condition"; all conditions
-// must hold.
-type EventFilter struct {
-	CorrelationID string
-	EventType     string
-	EventCategory string
-	EventOutcome  string
-	Severity      string
-	Namespace     string
-	ClusterID     string
-	ActorID       string
-	ResourceType  string
-	ResourceID    string
-	// Since and Until bound event_timestamp, both inclusive.
-	Since, Until time.Time
-	// DetailKey and DetailValue match a top-level key of event_data, compared
-	// as text. The caller checks DetailKey against ^[a-zA-Z0-9_]+$.
-	DetailKey, DetailValue string
-}
-
-// Keyset is a position in the (event_timestamp, event_id) order.
-type Keyset struct {
-	Timestamp time.Time
-	ID        uuid.UUID
-}
-
-// Page says which slice of the ordered matches to return.
-type Page struct {
-	Limit  int
-	Offset int
-	// After continues strictly after this position (in the page's order).
-	After *Keyset
-	// Ascending orders oldest first; the default is newest first.
-	Ascending bool
-}
 
 // eventColumns is the select list that scanEvent reads.
 const eventColumns = `event_id, event_date, event_timestamp, version, event_type, event_category,
@@ -76,7 +41,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err 
 	}
 	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return audit.Event{}, ErrNotFound
+		return audit.Event{}, query.ErrNotFound
 	}
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
@@ -96,7 +61,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err 
 // (A UNION ALL of plain SELECTs would not do: PostgreSQL 15 does not merge
 // the arms of a UNION ALL in index order when they have WHERE clauses, and
 // sorts all their rows.)
-func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, error) {
+func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Page) ([]audit.Event, error) {
 	var events []audit.Event
 	err := s.EachEvent(ctx, f, p, func(e *audit.Event) error {
 		events = append(events, *e)
@@ -109,7 +74,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.
 // time, as PostgreSQL sends them, so a page of large events is never held
 // whole (issue 18 item 6). The *audit.Event is each's only while it runs.
 // An error from each stops the read and is returned (classified).
-func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(*audit.Event) error) (err error) {
+func (s *Store) EachEvent(ctx context.Context, f query.EventFilter, p query.Page, each func(*audit.Event) error) (err error) {
 	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
@@ -164,7 +129,7 @@ func (s *Store) EachEvent(ctx context.Context, f EventFilter, p Page, each func(
 // CountEvents counts the events that match f, stopping at limit: counting
 // every match of a broad filter over millions of rows would cost more than
 // the page itself. A result equal to limit means "at least limit".
-func (s *Store) CountEvents(ctx context.Context, f EventFilter, limit int) (_ int64, err error) {
+func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int) (_ int64, err error) {
 	defer classifyErr(&err)
 	var b sqlBuilder
 	b.filter(f)
@@ -227,7 +192,7 @@ func (b *sqlBuilder) eq(column, value string) {
 	}
 }
 
-func (b *sqlBuilder) filter(f EventFilter) {
+func (b *sqlBuilder) filter(f query.EventFilter) {
 	b.eq("correlation_id", f.CorrelationID)
 	b.eq("event_type", f.EventType)
 	b.eq("event_category", f.EventCategory)

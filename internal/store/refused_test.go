@@ -13,7 +13,6 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
-	"kubernaut.ai/datastorage/internal/store"
 )
 
 // A refusal by PostgreSQL itself (a check constraint added by an operator,
@@ -42,7 +41,7 @@ func TestARefusedBatchNamesItsFirstRefusedEventAndStoresNothing(t *testing.T) {
 			}
 			events[tc.bad].Action = "refused"
 			_, err := st.InsertEvents(ctx, events)
-			var refused *store.RefusedEventError
+			var refused *audit.RefusedEventError
 			require.ErrorAs(t, err, &refused)
 			assert.Equal(t, tc.bad, refused.Index)
 			var pgErr *pgconn.PgError

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -13,199 +12,67 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kubernaut.ai/datastorage/internal/maintenance"
 )
 
-// Retention (docs/integrity.md). An event expires when
-// event_date + retention_days is before today (UTC): it was kept for at
-// least retention_days whole days. Held events never expire: a row is held
-// when its legal_hold flag is set or its correlation has an active hold.
-//
-// A month's partition is dropped (DETACH … CONCURRENTLY, then DROP) when it
-// is over, every row in it is expired and none is held. PostgreSQL refuses to
-// detach a partition while any row — in another month or in the same one —
-// references one of its rows through the parent foreign key, so the rows that
-// reference the month (those whose parent_event_date falls in it) are deleted
-// first, leaves first, but only when they are expired and unheld themselves.
-// If one of them must stay (not expired yet, held, or a parent of a row that
-// stays), the month is not dropped: its expired, unreferenced rows are deleted
-// one by one instead, and the rest waits for a later run.
-//
-// Any other month with expired rows (some held, some not expired yet) loses
-// its expired, unheld rows that no remaining row references, in batches.
-// A parent is therefore never deleted before its children.
-//
-// Every removed link is recorded in audit_chain_tombstones in the same
-// transaction, so verify-chain tells retention from tampering.
+// The statements of a retention run. The policy — which month to drop,
+// which rows to delete, how batches shrink, how detach and drop follow each
+// other — is internal/maintenance's (retention_run.go); this file only says
+// how each step is asked of PostgreSQL.
 
 // retentionLeaderKey is the session advisory lock that makes one replica
 // run retention at a time.
 const retentionLeaderKey = 0x6473_7265_746e // "dsretn"
 
-// RetentionOptions tune one retention run.
-type RetentionOptions struct {
-	// DryRun reports what would be deleted without deleting anything.
-	DryRun bool
-	// BatchSize is the number of rows one DELETE statement aims at; it
-	// halves after a statement timeout and grows back after successes.
-	// 0 means 5000.
-	BatchSize int
-	// BatchTimeout is the statement timeout of one batch; 0 means 30 s.
-	BatchTimeout time.Duration
-	// DetachTimeout bounds detaching one partition, which waits for the
-	// transactions that use the table (a long export, for one); 0 means 10 min.
-	DetachTimeout time.Duration
-	// Log receives progress; nil discards it.
-	Log *slog.Logger
+// retentionSession is one retention run's connection: it holds the leader
+// lock, and the hold gate while a partition is dropped.
+type retentionSession struct {
+	conn *pgxpool.Conn
 }
 
-// RetentionReport says what a run did, or (dry run) would do.
-type RetentionReport struct {
-	// Skipped is true when another replica holds the retention lock; nothing
-	// else is set then.
-	Skipped bool
-	DryRun  bool
-	// Today is the UTC date the run judged expiry against.
-	Today time.Time
-	// HoldsSwept is the number of events flagged as held because their
-	// correlation was put under hold after they were written.
-	HoldsSwept int64
-	// EventsDeleted counts the events deleted, including those of dropped
-	// partitions; in a dry run, the events that would be.
-	EventsDeleted int64
-	// PartitionsDropped names the partitions dropped (or that would be).
-	PartitionsDropped []string
-	// Partitions has one entry per partition that had expired events.
-	Partitions []PartitionRetention
-}
-
-// Partition actions of a retention run.
-const (
-	RetentionDrop   = "drop"   // the whole partition goes
-	RetentionDelete = "delete" // expired, unheld rows go one by one
-)
-
-// PartitionRetention is what a run did to one partition.
-type PartitionRetention struct {
-	Name   string
-	Action string
-	// Expired counts the partition's expired rows (dry run).
-	Expired int64
-	// Held counts the partition's expired rows kept because they are held
-	// (dry run).
-	Held int64
-	// Deleted counts the rows deleted (or, dry run, that would be).
-	Deleted int64
-	Dropped bool
-	// Note explains a partition kept in part.
-	Note string
-}
-
-type retentionRun struct {
-	s      *Store
-	conn   *pgxpool.Conn
-	opts   RetentionOptions
-	log    *slog.Logger
-	today  time.Time
-	report *RetentionReport
-	batch  int // current batch size in rows; shrinks after timeouts
-}
-
-// RunRetention runs retention once. It returns a report with Skipped set,
-// and no error, when another replica is running it.
-func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (_ RetentionReport, err error) {
+// OpenRetention takes a connection of its own and tries the retention
+// leader lock on it; leader is false (and nothing is held) when another
+// replica has it.
+func (s *Store) OpenRetention(ctx context.Context) (session maintenance.RetentionSession, leader bool, err error) {
 	defer classifyErr(&err)
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 5000
-	}
-	if opts.BatchTimeout <= 0 {
-		opts.BatchTimeout = 30 * time.Second
-	}
-	if opts.DetachTimeout <= 0 {
-		opts.DetachTimeout = 10 * time.Minute
-	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	report := RetentionReport{DryRun: opts.DryRun}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return report, fmt.Errorf("store: retention: %w", err)
+		return nil, false, fmt.Errorf("store: retention: %w", err)
 	}
-	defer conn.Release()
-	var leader bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(retentionLeaderKey)).Scan(&leader); err != nil {
-		return report, fmt.Errorf("store: retention: %w", err)
+		conn.Release()
+		return nil, false, fmt.Errorf("store: retention: %w", err)
 	}
 	if !leader {
-		return RetentionReport{Skipped: true, DryRun: opts.DryRun}, nil
+		conn.Release()
+		return nil, false, nil
 	}
-	defer func() {
-		// Unlock on a context that outlives a cancelled run; if even that
-		// fails, the connection is closed and the lock goes with it.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(retentionLeaderKey)); err != nil {
-			_ = conn.Conn().Close(uctx)
-		}
-	}()
-	r := &retentionRun{s: s, conn: conn, opts: opts, log: log, report: &report, batch: opts.BatchSize}
-	err = r.run(ctx)
-	if err != nil {
-		return report, fmt.Errorf("store: retention: %w", err)
-	}
-	return report, nil
+	return &retentionSession{conn: conn}, true, nil
 }
 
-// partitionRef is one of audit_events' monthly partitions.
-type partitionRef struct {
-	Partition
-	detachPending bool
+// Close unlocks on a context that outlives a cancelled run; if even that
+// fails, the connection is closed and the lock goes with it.
+func (r *retentionSession) Close(ctx context.Context) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := r.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(retentionLeaderKey)); err != nil {
+		_ = r.conn.Conn().Close(uctx)
+	}
+	r.conn.Release()
 }
 
-func (r *retentionRun) run(ctx context.Context) error {
-	if err := r.conn.QueryRow(ctx, `SELECT (now() AT TIME ZONE 'UTC')::date`).Scan(&r.today); err != nil {
-		return err
-	}
-	r.report.Today = r.today
-	parts, err := r.partitions(ctx)
-	if err != nil {
-		return err
-	}
-	if err := r.warnDetached(ctx); err != nil {
-		return err
-	}
-	if !r.opts.DryRun {
-		if r.report.HoldsSwept, err = sweepHolds(ctx, r.conn); err != nil {
-			return err
-		}
-		for _, p := range parts {
-			if p.detachPending {
-				if err := r.finishDetach(ctx, p.Partition); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	for _, p := range parts {
-		if p.detachPending {
-			continue
-		}
-		// A row expires at the earliest two days after its month starts
-		// (event_date + 1 day < today).
-		if !p.From.Before(r.today.AddDate(0, 0, -1)) {
-			continue
-		}
-		if err := r.partition(ctx, p.Partition); err != nil {
-			return fmt.Errorf("partition %s: %w", p.Name, err)
-		}
-	}
-	return nil
+// Today reads the date from the database's clock, so every replica judges
+// expiry alike.
+func (r *retentionSession) Today(ctx context.Context) (time.Time, error) {
+	var today time.Time
+	err := r.conn.QueryRow(ctx, `SELECT (now() AT TIME ZONE 'UTC')::date`).Scan(&today)
+	return today, err
 }
 
-// partitions lists audit_events' monthly partitions, oldest first, with
-// those a crashed run left half-detached.
-func (r *retentionRun) partitions(ctx context.Context) ([]partitionRef, error) {
+// Partitions lists the monthly partitions, with those a crashed run left
+// half-detached.
+func (r *retentionSession) Partitions(ctx context.Context) ([]maintenance.PartitionRef, error) {
 	rows, err := r.conn.Query(ctx, `
 		SELECT c.relname, i.inhdetachpending
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -214,7 +81,7 @@ func (r *retentionRun) partitions(ctx context.Context) ([]partitionRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []partitionRef
+	var out []maintenance.PartitionRef
 	var name string
 	var pending bool
 	_, err = pgx.ForEachRow(rows, []any{&name, &pending}, func() error {
@@ -223,31 +90,31 @@ func (r *retentionRun) partitions(ctx context.Context) ([]partitionRef, error) {
 			return nil // not one of ours
 		}
 		from := time.Date(y, time.Month(m), 1, 0, 0, 0, 0, time.UTC)
-		out = append(out, partitionRef{Partition{Name: name, From: from, To: from.AddDate(0, 1, 0)}, pending})
+		out = append(out, maintenance.PartitionRef{
+			Partition:     maintenance.Partition{Name: name, From: from, To: from.AddDate(0, 1, 0)},
+			DetachPending: pending,
+		})
 		return nil
 	})
 	return out, err
 }
 
-// warnDetached logs the tables that look like monthly partitions but are
-// not attached: a month an operator detached (to archive it), or one a
-// crash left between detach and drop. Retention leaves them alone.
-func (r *retentionRun) warnDetached(ctx context.Context) error {
+// DetachedTables finds tables named like monthly partitions that are not
+// attached to audit_events.
+func (r *retentionSession) DetachedTables(ctx context.Context) ([]string, error) {
 	rows, err := r.conn.Query(ctx, `SELECT c.relname FROM pg_class c
 		WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^audit_events_y[0-9]{4}m[0-9]{2}$'
 		  AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'audit_events'::regclass)`)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		r.log.Warn("a monthly table is not attached to audit_events: its events are invisible to the service; "+
-			"attach it back (ALTER TABLE audit_events ATTACH PARTITION …) or drop it", "table", n)
-	}
-	return nil
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// SweepHolds flags the rows written after their correlation was put under
+// hold, on the run's connection.
+func (r *retentionSession) SweepHolds(ctx context.Context) (int64, error) {
+	return sweepHolds(ctx, r.conn)
 }
 
 // Conditions on a row e, with $today a parameter named by the caller.
@@ -259,68 +126,23 @@ const (
 		SELECT 1 FROM audit_events c WHERE c.parent_event_date = e.event_date AND c.parent_event_id = e.event_id)`
 )
 
-// partition applies retention to one partition.
-func (r *retentionRun) partition(ctx context.Context, p Partition) error {
+// Assess answers the three questions of a partition in one round trip.
+func (r *retentionSession) Assess(ctx context.Context, p maintenance.Partition, today time.Time) (expired, live, held bool, err error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
-	var expired, live, held bool
-	err := r.conn.QueryRow(ctx, `SELECT
+	err = r.conn.QueryRow(ctx, `SELECT
 		EXISTS (SELECT 1 FROM `+ident+` e WHERE e.event_date + e.retention_days < $1::date),
 		EXISTS (SELECT 1 FROM `+ident+` e WHERE e.event_date + e.retention_days >= $1::date),
 		EXISTS (SELECT 1 FROM `+ident+` e WHERE e.legal_hold) OR EXISTS (
 			SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL
 			AND EXISTS (SELECT 1 FROM `+ident+` e WHERE e.correlation_id = h.correlation_id))`,
-		r.today).Scan(&expired, &live, &held)
-	if err != nil {
-		return err
-	}
-	if !expired {
-		return nil
-	}
-	pr := PartitionRetention{Name: p.Name, Action: RetentionDelete}
-	droppable := !live && !held && !p.To.After(r.today)
-	if r.opts.DryRun {
-		if err := r.dryRun(ctx, p, &pr, droppable); err != nil {
-			return err
-		}
-		r.report.Partitions = append(r.report.Partitions, pr)
-		r.report.EventsDeleted += pr.Deleted
-		if pr.Dropped {
-			r.report.PartitionsDropped = append(r.report.PartitionsDropped, p.Name)
-		}
-		return nil
-	}
-	if droppable {
-		pr.Action = RetentionDrop
-		dropped, note, err := r.dropPartition(ctx, p, &pr)
-		if err != nil {
-			return err
-		}
-		if dropped {
-			r.report.Partitions = append(r.report.Partitions, pr)
-			r.report.PartitionsDropped = append(r.report.PartitionsDropped, p.Name)
-			return nil
-		}
-		pr.Note = note
-	}
-	n, err := r.deleteRows(ctx, p)
-	pr.Deleted += n
-	r.report.EventsDeleted += n
-	r.report.Partitions = append(r.report.Partitions, pr)
-	if err != nil {
-		return err
-	}
-	if pr.Deleted > 0 {
-		r.log.Info("retention deleted expired events", "partition", p.Name, "events", pr.Deleted, "note", pr.Note)
-	}
-	return nil
+		today).Scan(&expired, &live, &held)
+	return expired, live, held, err
 }
 
-// dryRun fills pr with what a real run would do, without writing.
-func (r *retentionRun) dryRun(ctx context.Context, p Partition, pr *PartitionRetention, droppable bool) error {
+// Estimate counts a dry run's figures in one scan of the partition.
+func (r *retentionSession) Estimate(ctx context.Context, p maintenance.Partition, today time.Time) (maintenance.RetentionEstimate, error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
-	// An estimate: a row whose children all go is counted, though a
-	// grandchild that stays would keep its parent, and so it, too.
-	var total, unheld, deletable int64
+	var est maintenance.RetentionEstimate
 	err := r.conn.QueryRow(ctx, named(`SELECT count(*),
 		count(*) FILTER (WHERE `+expiredCond+`),
 		count(*) FILTER (WHERE `+expiredCond+` AND `+unheldCond+`),
@@ -328,40 +150,27 @@ func (r *retentionRun) dryRun(ctx context.Context, p Partition, pr *PartitionRet
 			SELECT 1 FROM audit_events c WHERE c.parent_event_date = e.event_date AND c.parent_event_id = e.event_id
 			AND NOT (c.event_date + c.retention_days < $today::date AND NOT c.legal_hold AND NOT EXISTS (
 				SELECT 1 FROM legal_holds h WHERE h.correlation_id = c.correlation_id AND h.released_at IS NULL))))
-		FROM `+ident+` e`), r.today).Scan(&total, &pr.Expired, &unheld, &deletable)
-	if err != nil {
-		return err
-	}
-	pr.Held = pr.Expired - unheld
-	if droppable {
-		// Rows of other months that reference this one and cannot go.
-		var blockers int64
-		err := r.conn.QueryRow(ctx, named(`SELECT count(*) FROM audit_events e
-			WHERE e.parent_event_id IS NOT NULL AND e.parent_event_date >= $from AND e.parent_event_date < $to
-			AND NOT (e.event_date >= $from AND e.event_date < $to)
-			AND NOT (`+expiredCond+` AND `+unheldCond+`)`), r.today, p.From, p.To).Scan(&blockers)
-		if err != nil {
-			return err
-		}
-		if blockers == 0 {
-			pr.Action, pr.Dropped, pr.Deleted = RetentionDrop, true, total
-			return nil
-		}
-		pr.Note = fmt.Sprintf("not dropped: %d event(s) of other months that must stay reference it", blockers)
-	}
-	pr.Deleted = deletable
-	var notes []string
-	if pr.Note != "" {
-		notes = append(notes, pr.Note)
-	}
-	if pr.Held > 0 {
-		notes = append(notes, fmt.Sprintf("%d expired event(s) kept under legal hold", pr.Held))
-	}
-	if n := unheld - deletable; n > 0 {
-		notes = append(notes, fmt.Sprintf("%d expired event(s) kept as parents of events that stay", n))
-	}
-	pr.Note = strings.Join(notes, "; ")
-	return nil
+		FROM `+ident+` e`), today).Scan(&est.Total, &est.Expired, &est.Unheld, &est.Deletable)
+	return est, err
+}
+
+// OutsideBlockers counts the rows of other months that reference p and
+// must stay.
+func (r *retentionSession) OutsideBlockers(ctx context.Context, p maintenance.Partition, today time.Time) (int64, error) {
+	var n int64
+	err := r.conn.QueryRow(ctx, named(`SELECT count(*) FROM audit_events e
+		WHERE e.parent_event_id IS NOT NULL AND e.parent_event_date >= $from AND e.parent_event_date < $to
+		AND NOT (e.event_date >= $from AND e.event_date < $to)
+		AND NOT (`+expiredCond+` AND `+unheldCond+`)`), today, p.From, p.To).Scan(&n)
+	return n, err
+}
+
+// References counts the rows, anywhere, whose parent is in p.
+func (r *retentionSession) References(ctx context.Context, p maintenance.Partition) (int64, error) {
+	var n int64
+	err := r.conn.QueryRow(ctx, `SELECT count(*) FROM audit_events
+		WHERE parent_event_id IS NOT NULL AND parent_event_date >= $1 AND parent_event_date < $2`, p.From, p.To).Scan(&n)
+	return n, err
 }
 
 // named replaces the $today, $from and $to placeholders of the conditions by
@@ -405,58 +214,29 @@ minus_hourly AS (
 )
 SELECT count(*) FROM gone`
 
-// deleteRows deletes the partition's expired, unheld rows that nothing
-// references, walking it a block range at a time; it repeats while a pass
-// deletes something, since a parent becomes deletable once its children are
-// gone. It returns the number of rows deleted.
-func (r *retentionRun) deleteRows(ctx context.Context, p Partition) (int64, error) {
-	ident := pgx.Identifier{p.Name}.Sanitize()
+// Blocks reads the partition's heap size and its rows per block from the
+// statistics (10 when there are none yet).
+func (r *retentionSession) Blocks(ctx context.Context, p maintenance.Partition) (blocks, rowsPerBlock int64, err error) {
+	err = r.conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint,
+		CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN ceil(c.reltuples / c.relpages)::bigint ELSE 10 END
+		FROM pg_class c WHERE c.oid = $1::regclass`, pgx.Identifier{p.Name}.Sanitize()).Scan(&blocks, &rowsPerBlock)
+	return blocks, rowsPerBlock, err
+}
+
+// DeleteBlocks walks the heap by tuple id, so a batch reads only its
+// blocks whatever the partition's size.
+func (r *retentionSession) DeleteBlocks(ctx context.Context, p maintenance.Partition, today time.Time, from, to int64, timeout time.Duration) (int64, error) {
 	sql := named(`WITH gone AS (
-		DELETE FROM ` + ident + ` e
+		DELETE FROM ` + pgx.Identifier{p.Name}.Sanitize() + ` e
 		WHERE e.ctid >= $2::tid AND e.ctid < $3::tid
 		  AND ` + expiredCond + ` AND ` + unheldCond + ` AND ` + leafCond + `
 		RETURNING ` + goneColumns + `
 	),` + tombstonesFrom)
-	var total int64
-	for {
-		var pages, rowsPerPage int64
-		err := r.conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint,
-			CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN ceil(c.reltuples / c.relpages)::bigint ELSE 10 END
-			FROM pg_class c WHERE c.oid = $1::regclass`, ident).Scan(&pages, &rowsPerPage)
-		if err != nil {
-			return total, err
-		}
-		var pass int64
-		for start := int64(0); start < pages; {
-			span := max(1, int64(r.batch)/max(1, rowsPerPage))
-			from, to := tid(start), tid(start+span)
-			var n int64
-			err := r.batchTx(ctx, func(tx pgx.Tx) error {
-				return tx.QueryRow(ctx, sql, r.today, from, to).Scan(&n)
-			})
-			switch {
-			case err == nil:
-				pass += n
-				start += span
-				r.batch = min(r.batch*2, r.opts.BatchSize)
-			case isTimeout(err) && span > 1:
-				r.batch = max(1, r.batch/2)
-				r.log.Warn("retention batch timed out; shrinking it", "partition", p.Name, "batch", r.batch)
-			case isTimeout(err) || isForeignKey(err):
-				// One block range that cannot be done now (a child was
-				// written meanwhile, or it is too slow even alone): skip it
-				// this run.
-				r.log.Warn("retention skipped a block range", "partition", p.Name, "from", from, "error", err)
-				start += span
-			default:
-				return total + pass, err
-			}
-		}
-		total += pass
-		if pass == 0 {
-			return total, nil
-		}
-	}
+	var n int64
+	err := r.batchTx(ctx, timeout, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, sql, today, tid(from), tid(to)).Scan(&n)
+	})
+	return n, retentionErr(err)
 }
 
 // tid is the first tuple id of heap block n.
@@ -464,110 +244,117 @@ func tid(n int64) string { return "(" + strconv.FormatInt(n, 10) + ",0)" }
 
 // batchTx runs one deletion batch: a transaction marked as retention (the
 // DELETE trigger allows nothing else) with the batch's statement timeout.
-func (r *retentionRun) batchTx(ctx context.Context, fn func(pgx.Tx) error) error {
+func (r *retentionSession) batchTx(ctx context.Context, timeout time.Duration, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, r.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('datastorage.retention', 'on', true),
-			set_config('statement_timeout', $1, true)`, strconv.FormatInt(r.opts.BatchTimeout.Milliseconds(), 10)); err != nil {
+			set_config('statement_timeout', $1, true)`, strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
 			return err
 		}
 		return fn(tx)
 	})
 }
 
-// dropPartition removes a partition whose rows are all expired and unheld:
-// first the rows that reference it, then the partition itself. It returns
-// false and why when the partition has to stay.
-func (r *retentionRun) dropPartition(ctx context.Context, p Partition, pr *PartitionRetention) (bool, string, error) {
-	n, err := r.deleteReferencing(ctx, p)
-	pr.Deleted += n
-	r.report.EventsDeleted += n
+// ReferencingRows pages over the parent index; the child's own key breaks
+// ties between siblings.
+func (r *retentionSession) ReferencingRows(ctx context.Context, p maintenance.Partition, after maintenance.RowRef, limit int) ([]maintenance.RowRef, error) {
+	rows, err := r.conn.Query(ctx, `SELECT parent_event_date, parent_event_id, event_date, event_id
+		FROM audit_events
+		WHERE parent_event_id IS NOT NULL AND parent_event_date >= $1 AND parent_event_date < $2
+		  AND (parent_event_date, parent_event_id, event_date, event_id) > ($3, $4, $5, $6)
+		ORDER BY parent_event_date, parent_event_id, event_date, event_id LIMIT $7`,
+		p.From, p.To, after.ParentDate, after.ParentID, after.Date, after.ID, limit)
 	if err != nil {
-		return false, "", err
+		return nil, err
 	}
-	var blockers int64
-	if err := r.conn.QueryRow(ctx, `SELECT count(*) FROM audit_events
-		WHERE parent_event_id IS NOT NULL AND parent_event_date >= $1 AND parent_event_date < $2`, p.From, p.To).Scan(&blockers); err != nil {
-		return false, "", err
-	}
-	if blockers > 0 {
-		return false, fmt.Sprintf("not dropped: %d event(s) that must stay still reference it", blockers), nil
-	}
+	var out []maintenance.RowRef
+	var ref maintenance.RowRef
+	_, err = pgx.ForEachRow(rows, []any{&ref.ParentDate, &ref.ParentID, &ref.Date, &ref.ID}, func() error {
+		out = append(out, ref)
+		return nil
+	})
+	return out, err
+}
 
-	// The gate keeps legal holds out from the last check to the drop.
+// DeleteIDs deletes by id within one month's partition, so the delete
+// opens one partition only.
+func (r *retentionSession) DeleteIDs(ctx context.Context, month, today time.Time, ids []uuid.UUID, timeout time.Duration) (int64, error) {
+	sql := named(`WITH gone AS (
+		DELETE FROM ` + pgx.Identifier{partitionName(month)}.Sanitize() + ` e
+		WHERE e.event_id = ANY($2::uuid[])
+		  AND ` + expiredCond + ` AND ` + unheldCond + ` AND ` + leafCond + `
+		RETURNING ` + goneColumns + `
+	),` + tombstonesFrom)
+	var n int64
+	err := r.batchTx(ctx, timeout, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, sql, today, ids).Scan(&n)
+	})
+	return n, retentionErr(err)
+}
+
+// LockHoldGate takes the gate exclusively for the session: PlaceHold takes
+// it shared for its transaction.
+func (r *retentionSession) LockHoldGate(ctx context.Context) (unlock func(), err error) {
 	if _, err := r.conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(holdGateKey)); err != nil {
-		return false, "", err
+		return nil, err
 	}
-	defer func() {
+	return func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if _, err := r.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(holdGateKey)); err != nil {
 			_ = r.conn.Conn().Close(uctx)
 		}
-	}()
-	ident := pgx.Identifier{p.Name}.Sanitize()
+	}, nil
+}
+
+// Held reports whether any row of p is held, by flag or by an active hold.
+func (r *retentionSession) Held(ctx context.Context, p maintenance.Partition) (bool, error) {
 	var held bool
-	if err := r.conn.QueryRow(ctx, named(`SELECT EXISTS (SELECT 1 FROM `+ident+` e WHERE NOT (`+unheldCond+`))`)).Scan(&held); err != nil {
-		return false, "", err
+	err := r.conn.QueryRow(ctx, named(`SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{p.Name}.Sanitize()+
+		` e WHERE NOT (`+unheldCond+`))`)).Scan(&held)
+	return held, err
+}
+
+// Detach uses CONCURRENTLY, which takes no lock that stops reads or writes
+// of the other months; it waits for the transactions using the table
+// instead, at most timeout.
+func (r *retentionSession) Detach(ctx context.Context, p maintenance.Partition, timeout time.Duration) error {
+	if _, err := r.conn.Exec(ctx, `SET statement_timeout = `+strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+		return err
 	}
-	if held {
-		return false, "not dropped: a legal hold was placed meanwhile", nil
-	}
-	// CONCURRENTLY takes no lock that stops reads or writes of the other
-	// months; it waits for the transactions using the table instead.
-	if _, err := r.conn.Exec(ctx, `SET statement_timeout = `+strconv.FormatInt(r.opts.DetachTimeout.Milliseconds(), 10)); err != nil {
-		return false, "", err
-	}
-	_, err = r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident+` CONCURRENTLY`)
+	_, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+pgx.Identifier{p.Name}.Sanitize()+` CONCURRENTLY`)
 	if _, rerr := r.conn.Exec(context.WithoutCancel(ctx), `RESET statement_timeout`); rerr != nil && err == nil {
 		err = rerr
 	}
-	if err != nil {
-		if isForeignKey(err) {
-			// A row referencing the month was written meanwhile.
-			return false, "not dropped: an event referencing it was written meanwhile", nil
-		}
-		if !isTimeout(err) {
-			return false, "", err
-		}
-		// Cancelled while waiting for the transactions using the table. If
-		// that was in the second phase, the partition is left "detach
-		// pending" (invisible to new queries): finish it now, or the next
-		// run will.
-		var pending bool
-		if qerr := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_inherits
-			WHERE inhrelid = $1::regclass AND inhdetachpending)`, ident).Scan(&pending); qerr != nil {
-			return false, "", qerr
-		}
-		if !pending {
-			return false, "not dropped: detaching timed out waiting for long transactions; next run retries", nil
-		}
-		if _, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident+` FINALIZE`); err != nil {
-			return false, "", fmt.Errorf("finish detaching %s (the next run retries): %w", p.Name, err)
-		}
-	}
-	dropped, n, err := r.dropDetached(ctx, p)
-	if err != nil || !dropped {
-		return false, "not dropped: rows written meanwhile must stay", err
-	}
-	pr.Deleted += n
-	pr.Dropped = true
-	r.report.EventsDeleted += n
-	r.log.Info("retention dropped a partition", "partition", p.Name, "events", n)
-	return true, "", nil
+	return retentionErr(err)
 }
 
-// dropDetached drops a partition that was just detached, recording its
-// links as tombstones in the same transaction, after checking once more
-// that every row is expired and unheld (nothing can change it now: it is no
-// longer reachable through audit_events). If a row must stay, the partition
-// is attached again.
-func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int64, error) {
+// DetachPending reports a detach that was cancelled in its second phase.
+func (r *retentionSession) DetachPending(ctx context.Context, p maintenance.Partition) (bool, error) {
+	var pending bool
+	err := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_inherits
+		WHERE inhrelid = $1::regclass AND inhdetachpending)`, pgx.Identifier{p.Name}.Sanitize()).Scan(&pending)
+	return pending, err
+}
+
+// FinalizeDetach completes a detach left pending.
+func (r *retentionSession) FinalizeDetach(ctx context.Context, p maintenance.Partition) error {
+	_, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+pgx.Identifier{p.Name}.Sanitize()+` FINALIZE`)
+	return err
+}
+
+// DropDetached checks once more that every row is expired and unheld
+// (nothing can change that now: the partition is no longer reachable through
+// audit_events), then records its links as tombstones and drops it, in one
+// transaction. If a row must stay, or on an error, the partition is attached
+// again (cheap: the detach left a CHECK constraint that proves the bound),
+// so no month is left outside audit_events.
+func (r *retentionSession) DropDetached(ctx context.Context, p maintenance.Partition, today time.Time, attachTimeout time.Duration) (bool, int64, error) {
 	ident := pgx.Identifier{p.Name}.Sanitize()
 	var n int64
 	var ok bool
 	err := pgx.BeginFunc(ctx, r.conn, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, named(`SELECT NOT EXISTS (SELECT 1 FROM `+ident+` e
-			WHERE NOT (`+expiredCond+`) OR NOT (`+unheldCond+`))`), r.today).Scan(&ok); err != nil {
+			WHERE NOT (`+expiredCond+`) OR NOT (`+unheldCond+`))`), today).Scan(&ok); err != nil {
 			return err
 		}
 		if !ok {
@@ -588,10 +375,7 @@ func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int
 	if err == nil && ok {
 		return true, n, nil
 	}
-	// Attach it back (cheap: the detach left a CHECK constraint that
-	// proves the partition bound), also after an error, so no month is left
-	// outside audit_events.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.DetachTimeout)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attachTimeout)
 	defer cancel()
 	_, aerr := r.conn.Exec(actx, fmt.Sprintf(`ALTER TABLE audit_events ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')`,
 		ident, p.From.Format(time.DateOnly), p.To.Format(time.DateOnly)))
@@ -603,109 +387,19 @@ func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int
 	return false, 0, err
 }
 
-// finishDetach completes a detach that a crashed or cancelled run left
-// pending, then drops the partition or attaches it back.
-func (r *retentionRun) finishDetach(ctx context.Context, p Partition) error {
-	ident := pgx.Identifier{p.Name}.Sanitize()
-	if _, err := r.conn.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident+` FINALIZE`); err != nil {
-		return fmt.Errorf("finish detaching %s: %w", p.Name, err)
-	}
-	dropped, n, err := r.dropDetached(ctx, p)
-	if err != nil {
-		return fmt.Errorf("drop %s: %w", p.Name, err)
-	}
-	if dropped {
-		r.report.EventsDeleted += n
-		r.report.PartitionsDropped = append(r.report.PartitionsDropped, p.Name)
-		r.report.Partitions = append(r.report.Partitions, PartitionRetention{Name: p.Name, Action: RetentionDrop, Deleted: n, Dropped: true})
-	}
-	return nil
-}
-
-// deleteReferencing deletes, leaves first, the expired and unheld rows
-// whose parent is in partition p, wherever they are, so that p can be
-// detached. Rows that must stay are left; the caller then finds p still
-// referenced.
-func (r *retentionRun) deleteReferencing(ctx context.Context, p Partition) (int64, error) {
-	var total int64
-	for {
-		var pass int64
-		// Keyset over the parent index; the child's own key breaks ties
-		// between siblings.
-		afterPDate, afterPID, afterDate, afterID := p.From, uuid.Nil, time.Time{}, uuid.Nil
-		for {
-			rows, err := r.conn.Query(ctx, `SELECT parent_event_date, parent_event_id, event_date, event_id
-				FROM audit_events
-				WHERE parent_event_id IS NOT NULL AND parent_event_date >= $1 AND parent_event_date < $2
-				  AND (parent_event_date, parent_event_id, event_date, event_id) > ($3, $4, $5, $6)
-				ORDER BY parent_event_date, parent_event_id, event_date, event_id LIMIT $7`,
-				p.From, p.To, afterPDate, afterPID, afterDate, afterID, r.batch)
-			if err != nil {
-				return total + pass, err
-			}
-			byMonth := map[time.Time][]uuid.UUID{}
-			var months []time.Time
-			var pdate, date time.Time
-			var pid, id uuid.UUID
-			count := 0
-			if _, err := pgx.ForEachRow(rows, []any{&pdate, &pid, &date, &id}, func() error {
-				m := monthStart(date)
-				if _, ok := byMonth[m]; !ok {
-					months = append(months, m)
-				}
-				byMonth[m] = append(byMonth[m], id)
-				afterPDate, afterPID, afterDate, afterID = pdate, pid, date, id
-				count++
-				return nil
-			}); err != nil {
-				return total + pass, err
-			}
-			for _, m := range months {
-				n, err := r.deleteIDs(ctx, partitionName(m), byMonth[m])
-				if err != nil {
-					return total + pass, err
-				}
-				pass += n
-			}
-			if count < r.batch {
-				break
-			}
-		}
-		total += pass
-		if pass == 0 {
-			return total, nil
-		}
-	}
-}
-
-// deleteIDs deletes those of the given rows of one partition that are
-// expired, unheld and unreferenced.
-func (r *retentionRun) deleteIDs(ctx context.Context, partition string, ids []uuid.UUID) (int64, error) {
-	sql := named(`WITH gone AS (
-		DELETE FROM ` + pgx.Identifier{partition}.Sanitize() + ` e
-		WHERE e.event_id = ANY($2::uuid[])
-		  AND ` + expiredCond + ` AND ` + unheldCond + ` AND ` + leafCond + `
-		RETURNING ` + goneColumns + `
-	),` + tombstonesFrom)
-	var n int64
-	err := r.batchTx(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, sql, r.today, ids).Scan(&n)
-	})
-	if isTimeout(err) || isForeignKey(err) {
-		r.log.Warn("retention skipped a batch of referencing events", "partition", partition, "error", err)
-		return 0, nil
-	}
-	return n, err
-}
-
-// isTimeout reports a statement cancelled by statement_timeout.
-func isTimeout(err error) bool {
+// retentionErr marks the two failures the policy works around: a
+// statement cancelled by its timeout (57014) and a foreign key violation
+// (23503, a child written meanwhile).
+func retentionErr(err error) error {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "57014"
-}
-
-// isForeignKey reports a foreign key violation.
-func isForeignKey(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23503"
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case "57014":
+		return fmt.Errorf("%w: %w", maintenance.ErrBatchTimeout, err)
+	case "23503":
+		return fmt.Errorf("%w: %w", maintenance.ErrStillReferenced, err)
+	}
+	return err
 }

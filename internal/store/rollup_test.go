@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
@@ -98,7 +99,7 @@ func (tr truth) rows(sql string, args ...any) []string {
 
 const inWindow = ` FROM audit_events WHERE event_timestamp >= $1 AND event_timestamp <= $2`
 
-func outcomes(c store.OutcomeCounts) string {
+func outcomes(c query.OutcomeCounts) string {
 	return fmt.Sprint(c.Successes, c.Failures, c.Pending)
 }
 
@@ -117,7 +118,7 @@ func TestAggregationsOverRollupsEqualCountsOfTheEvents(t *testing.T) {
 
 	tr := truth{t, st}
 	hour := now.Truncate(time.Hour)
-	windows := map[string]store.Window{
+	windows := map[string]query.Window{
 		"whole hours":             {From: hour.Add(-48 * time.Hour), To: hour.Add(-time.Microsecond)},
 		"ragged edges":            {From: now.Add(-49*time.Hour - 17*time.Minute), To: now.Add(-3*time.Hour - 5*time.Minute)},
 		"up to now":               {From: now.Add(-7 * 24 * time.Hour), To: now},
@@ -129,7 +130,7 @@ func TestAggregationsOverRollupsEqualCountsOfTheEvents(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tr.t = t
 			args := []any{w.From, w.To}
-			for _, f := range []store.SuccessFilter{{EventType: "workflow.step.failed"}, {EventCategory: "workflow"}} {
+			for _, f := range []query.SuccessFilter{{EventType: "workflow.step.failed"}, {EventCategory: "workflow"}} {
 				got, err := st.CountOutcomes(ctx, w, f)
 				require.NoError(t, err)
 				col, v := "event_type", f.EventType

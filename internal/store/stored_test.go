@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // event_id.
 func apiForms(t *testing.T, st *store.Store) map[string]string {
 	t.Helper()
-	evs, err := st.ListEvents(context.Background(), store.EventFilter{}, store.Page{Limit: 1000})
+	evs, err := st.ListEvents(context.Background(), query.EventFilter{}, query.Page{Limit: 1000})
 	require.NoError(t, err)
 	out := make(map[string]string, len(evs))
 	for _, e := range evs {

@@ -1,4 +1,4 @@
-package integrity_test
+package maintenance_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/integrity"
-	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
 
@@ -73,8 +73,8 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	total := e.count(`SELECT count(*) FROM audit_events`)
 
 	reg := prometheus.NewRegistry()
-	job := &integrity.RetentionJob{Store: e.st, Metrics: integrity.NewRetentionMetrics(reg),
-		Options: store.RetentionOptions{BatchSize: 2}}
+	job := &maintenance.RetentionJob{Store: e.st, Metrics: maintenance.NewRetentionMetrics(reg),
+		Options: maintenance.RetentionOptions{BatchSize: 2}}
 
 	// Dry run: says what would go, changes nothing.
 	job.Options.DryRun = true
@@ -102,7 +102,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 	// A is gone, B is intact, and every chain that remains still verifies:
 	// retention's gaps are recorded.
 	_, err = e.svc.VerifyChain(ctx, "rr-A", false)
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, integrity.ErrNotFound)
 	for corr, n := range map[string]int64{"rr-B": 2, "rr-F": 1, "rr-E": 2, "rr-G": 1} {
 		rep := e.verify(corr)
 		require.True(t, rep.IsValid, "%s: %s", corr, rep.Message)
@@ -161,7 +161,7 @@ func TestRetentionRowsInPartlyExpiredMonth(t *testing.T) {
 	l5 := old("rr-P", at.Add(4*time.Second), 10, l4)
 	e.write(l1, l2, l3, l4, l5)
 
-	rep, err := e.st.RunRetention(ctx, store.RetentionOptions{BatchSize: 1})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{BatchSize: 1})
 	require.NoError(t, err)
 	require.Empty(t, rep.PartitionsDropped)
 	require.Equal(t, int64(4), rep.EventsDeleted, "%+v", rep)
@@ -172,7 +172,7 @@ func TestRetentionRowsInPartlyExpiredMonth(t *testing.T) {
 	require.Equal(t, int64(1), v.TotalEvents)
 
 	// The same run again finds nothing to do.
-	rep, err = e.st.RunRetention(ctx, store.RetentionOptions{})
+	rep, err = maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.Zero(t, rep.EventsDeleted)
 }
@@ -186,12 +186,12 @@ func TestRetentionRunsOnOneReplicaAtATime(t *testing.T) {
 	defer conn.Release()
 	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(0x6473_7265_746e))
 	require.NoError(t, err)
-	rep, err := e.st.RunRetention(ctx, store.RetentionOptions{})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.True(t, rep.Skipped)
 	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(0x6473_7265_746e))
 	require.NoError(t, err)
-	rep, err = e.st.RunRetention(ctx, store.RetentionOptions{})
+	rep, err = maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.False(t, rep.Skipped)
 }
@@ -223,7 +223,7 @@ func TestRetentionFinishesAnInterruptedDetach(t *testing.T) {
 	require.NoError(t, reader.Rollback(ctx))
 	require.Equal(t, int64(1), e.count(`SELECT count(*) FROM pg_inherits WHERE inhrelid = $1::regclass AND inhdetachpending`, name))
 
-	rep, err := e.st.RunRetention(ctx, store.RetentionOptions{})
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{name}, rep.PartitionsDropped)
 	require.Equal(t, int64(2), rep.EventsDeleted)

@@ -1,4 +1,4 @@
-package integrity
+package maintenance
 
 import (
 	"context"
@@ -6,9 +6,80 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"kubernaut.ai/datastorage/internal/store"
 )
+
+// Retention (docs/integrity.md) deletes the events whose retention_days
+// have passed, never a held one, dropping whole months where it can. It is
+// scheduled work, so the job and its policy live here (retention_run.go);
+// the statements are the store's. Whether an event may go is integrity's
+// rule (legal holds, tombstones for verify-chain), which those statements
+// apply.
+
+// RetentionStore opens retention runs. internal/store implements it.
+type RetentionStore interface {
+	// OpenRetention returns a session holding the retention leader lock, or
+	// leader false (and no session) when another replica holds it.
+	OpenRetention(ctx context.Context) (session RetentionSession, leader bool, err error)
+}
+
+// RetentionOptions tune one retention run.
+type RetentionOptions struct {
+	// DryRun reports what would be deleted without deleting anything.
+	DryRun bool
+	// BatchSize is the number of rows one DELETE statement aims at; it
+	// halves after a statement timeout and grows back after successes.
+	// 0 means 5000.
+	BatchSize int
+	// BatchTimeout is the statement timeout of one batch; 0 means 30 s.
+	BatchTimeout time.Duration
+	// DetachTimeout bounds detaching one partition, which waits for the
+	// transactions that use the table (a long export, for one); 0 means 10 min.
+	DetachTimeout time.Duration
+	// Log receives progress; nil discards it.
+	Log *slog.Logger
+}
+
+// RetentionReport says what a run did, or (dry run) would do.
+type RetentionReport struct {
+	// Skipped is true when another replica holds the retention lock; nothing
+	// else is set then.
+	Skipped bool
+	DryRun  bool
+	// Today is the UTC date the run judged expiry against.
+	Today time.Time
+	// HoldsSwept is the number of events flagged as held because their
+	// correlation was put under hold after they were written.
+	HoldsSwept int64
+	// EventsDeleted counts the events deleted, including those of dropped
+	// partitions; in a dry run, the events that would be.
+	EventsDeleted int64
+	// PartitionsDropped names the partitions dropped (or that would be).
+	PartitionsDropped []string
+	// Partitions has one entry per partition that had expired events.
+	Partitions []PartitionRetention
+}
+
+// Partition actions of a retention run.
+const (
+	RetentionDrop   = "drop"   // the whole partition goes
+	RetentionDelete = "delete" // expired, unheld rows go one by one
+)
+
+// PartitionRetention is what a run did to one partition.
+type PartitionRetention struct {
+	Name   string
+	Action string
+	// Expired counts the partition's expired rows (dry run).
+	Expired int64
+	// Held counts the partition's expired rows kept because they are held
+	// (dry run).
+	Held int64
+	// Deleted counts the rows deleted (or, dry run, that would be).
+	Deleted int64
+	Dropped bool
+	// Note explains a partition kept in part.
+	Note string
+}
 
 // RetentionMetrics are the retention job's Prometheus metrics. Only the
 // replica that wins the run's lock records a run.
@@ -62,8 +133,8 @@ func NewRetentionMetrics(reg prometheus.Registerer) *RetentionMetrics {
 // RetentionJob runs retention periodically. Every replica runs the job; a
 // PostgreSQL advisory lock lets one of them do each run.
 type RetentionJob struct {
-	Store    *store.Store
-	Options  store.RetentionOptions
+	Store    RetentionStore
+	Options  RetentionOptions
 	Interval time.Duration
 	Metrics  *RetentionMetrics
 	Log      *slog.Logger
@@ -89,7 +160,7 @@ func (j *RetentionJob) Run(ctx context.Context) {
 }
 
 // RunOnce runs retention once, recording metrics and logging the outcome.
-func (j *RetentionJob) RunOnce(ctx context.Context) (store.RetentionReport, error) {
+func (j *RetentionJob) RunOnce(ctx context.Context) (RetentionReport, error) {
 	log := j.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,7 +170,7 @@ func (j *RetentionJob) RunOnce(ctx context.Context) (store.RetentionReport, erro
 		opts.Log = log
 	}
 	start := time.Now()
-	rep, err := j.Store.RunRetention(ctx, opts)
+	rep, err := RunRetention(ctx, j.Store, opts)
 	m := j.Metrics
 	if m == nil {
 		m = NewRetentionMetrics(nil)
