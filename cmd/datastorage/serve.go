@@ -25,6 +25,7 @@ import (
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
@@ -120,6 +121,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 
 		NotificationSpool: sp,
 		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
+		Remediations:      remediation.New(st),
 	})
 
 	apiSrv := &http.Server{

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// RemediationQuery selects the remediation events of one target that match a
+// spec hash (CONTRACT §16.1).
+type RemediationQuery struct {
+	// Target is event_data.target_resource, "ns/kind/name".
+	Target string
+	// ClusterID, when not empty, must equal the event's cluster_id.
+	ClusterID string
+	// SpecHash matches event_data.pre_remediation_spec_hash, or the
+	// post_remediation_spec_hash of any effectiveness event of the
+	// remediation's correlation.
+	SpecHash string
+	// From and To bound event_timestamp: From inclusive, To exclusive.
+	From, To time.Time
+	// Limit keeps the newest Limit matches.
+	Limit int
+}
+
+// RemediationEvent is a remediation.workflow_created event as the history
+// context needs it.
+type RemediationEvent struct {
+	ID            uuid.UUID
+	Timestamp     time.Time
+	CorrelationID string
+	Data          json.RawMessage
+}
+
+// AssessmentEvent is an effectiveness event as the assessment fold needs it.
+type AssessmentEvent struct {
+	CorrelationID string
+	Type          string
+	Data          json.RawMessage
+}
+
+// The two statements of RemediationEvents differ only in the cluster
+// condition, so each keeps one plan. The target index
+// (audit_events_remediation_target_idx, migration 00008) finds the target's
+// remediations in the window; the post-hash check probes the correlation
+// index once per candidate, which is why there is no index on the post hash.
+// Hashes compare as JSON strings (to_jsonb), so a number never matches.
+const remediationEventsSQL = `
+SELECT r.event_id, r.event_timestamp, r.correlation_id, r.event_data
+FROM audit_events r
+WHERE r.event_type = 'remediation.workflow_created'
+  AND (r.event_data ->> 'target_resource') = $1
+  AND jsonb_typeof(r.event_data -> 'target_resource') = 'string'
+  AND r.event_timestamp >= $2 AND r.event_timestamp < $3
+  AND r.event_date >= $4::date AND r.event_date <= $5::date
+  AND (r.event_data -> 'pre_remediation_spec_hash' = to_jsonb($6::text)
+       OR EXISTS (SELECT 1 FROM audit_events a
+                  WHERE a.correlation_id = r.correlation_id
+                    AND a.event_category = 'effectiveness'
+                    AND a.event_data -> 'post_remediation_spec_hash' = to_jsonb($6::text)))
+  %s
+ORDER BY r.event_timestamp DESC, r.event_id DESC
+LIMIT $7`
+
+var (
+	remediationEventsAnyCluster = fmt.Sprintf(remediationEventsSQL, "AND $8::text IS NULL")
+	remediationEventsOneCluster = fmt.Sprintf(remediationEventsSQL, "AND r.cluster_id = $8")
+)
+
+// RemediationEvents returns the remediation events q selects, oldest first by
+// (event_timestamp, event_id): the newest q.Limit of them when there are more.
+func (s *Store) RemediationEvents(ctx context.Context, q RemediationQuery) ([]RemediationEvent, error) {
+	if !q.From.Before(q.To) {
+		return nil, nil
+	}
+	sql, cluster := remediationEventsAnyCluster, any(nil)
+	if q.ClusterID != "" {
+		sql, cluster = remediationEventsOneCluster, q.ClusterID
+	}
+	// To is exclusive, so its own date is the last that can hold a row.
+	rows, err := s.pool.Query(ctx, sql, q.Target, q.From, q.To,
+		audit.DateOf(q.From).Std(), audit.DateOf(q.To).Std(), q.SpecHash, q.Limit, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("store: remediation events: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RemediationEvent, error) {
+		var e RemediationEvent
+		err := row.Scan(&e.ID, &e.Timestamp, &e.CorrelationID, &e.Data)
+		e.Timestamp = e.Timestamp.UTC()
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: remediation events: %w", err)
+	}
+	slices.Reverse(events)
+	return events, nil
+}
+
+// AssessmentEvents returns the effectiveness events of the correlations,
+// grouped by correlation and, within one, in (event_timestamp, event_id)
+// order. Every month is searched: an assessment counts at any time.
+func (s *Store) AssessmentEvents(ctx context.Context, correlationIDs []string) ([]AssessmentEvent, error) {
+	if len(correlationIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT correlation_id, event_type, event_data FROM audit_events
+WHERE correlation_id = ANY($1) AND event_category = 'effectiveness'
+ORDER BY correlation_id, event_timestamp, event_id`, correlationIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: assessment events: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AssessmentEvent, error) {
+		var e AssessmentEvent
+		err := row.Scan(&e.CorrelationID, &e.Type, &e.Data)
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: assessment events: %w", err)
+	}
+	return events, nil
+}
