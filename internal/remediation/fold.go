@@ -23,11 +23,12 @@ const (
 	StatusSpecDrift  = "SpecDrift"
 )
 
-// Component weights of the score.
+// Component weights of the score (0.40, 0.35, 0.25), in hundredths: whole
+// weights add up exactly (0.40+0.35 is not 0.75 in float64).
 const (
-	weightHealth  = 0.40
-	weightAlert   = 0.35
-	weightMetrics = 0.25
+	weightHealth  = 40
+	weightAlert   = 35
+	weightMetrics = 25
 )
 
 // clientStatuses are the assessment_status values the platform's generated
@@ -191,6 +192,7 @@ func (f *Fold) Score() *float64 {
 		return &zero
 	}
 	var sum, weights float64
+	var counted []float64
 	for _, c := range []struct {
 		Component
 		w float64
@@ -198,10 +200,15 @@ func (f *Fold) Score() *float64 {
 		if c.Assessed && c.Score != nil {
 			sum += c.w * *c.Score
 			weights += c.w
+			counted = append(counted, *c.Score)
 		}
 	}
-	if weights == 0 {
+	switch len(counted) {
+	case 0:
 		return nil
+	case 1:
+		// w·s/w is s mathematically but not always in float64 (25·⅓/25).
+		return &counted[0]
 	}
 	s := sum / weights
 	if math.IsInf(s, 0) || math.IsNaN(s) {
