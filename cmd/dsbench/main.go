@@ -45,6 +45,8 @@ type options struct {
 	only        string
 	skipRaw     bool
 
+	// historyCost measures the remediation read models' indexes (history_cost.go).
+	historyCost bool
 	// The read benchmark (read*.go).
 	read            bool
 	readEvents      int64
@@ -71,6 +73,7 @@ func main() {
 	})
 	flag.StringVar(&o.only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	flag.BoolVar(&o.historyCost, "history-index-cost", false, "measure what the remediation read models' candidate indexes cost the write path (writes bench/results/history-index-cost.md)")
 	flag.BoolVar(&o.read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
 	flag.Int64Var(&o.readEvents, "read-events", 10_000_000, "events the read benchmark loads")
 	flag.IntVar(&o.readRequests, "read-requests", 200, "timed requests per read shape")
@@ -94,6 +97,9 @@ func main() {
 		if o.read {
 			o.out = "bench/results/read.md"
 		}
+		if o.historyCost {
+			o.out = "bench/results/history-index-cost.md"
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -107,7 +113,9 @@ func main() {
 	defer cancel()
 
 	var err error
-	if o.read {
+	if o.historyCost {
+		err = runHistoryIndexCost(ctx, o) // history_cost.go
+	} else if o.read {
 		err = runRead(ctx, o)
 	} else if o.experiments {
 		err = runExperiments(ctx, o)
