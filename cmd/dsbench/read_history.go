@@ -266,10 +266,13 @@ func measureHistory(ctx context.Context, conn *pgx.Conn, dbURL string, hb *histo
 	q2.From, q2.To = now.Add(-p.Tier2Window), now.Add(-p.Tier1Window)
 	catch("history context: tier 2 remediations of the target", func() error {
 		evs, err := ds.RemediationEvents(ctx, q2)
-		for _, e := range evs {
+		if err != nil {
+			return err
+		}
+		for _, e := range evs[0] {
 			corrs = append(corrs, e.CorrelationID)
 		}
-		return err
+		return nil
 	})
 	catch("history context: assessments of its correlations", func() error {
 		_, err := ds.AssessmentEvents(ctx, corrs)
@@ -350,3 +353,15 @@ func (hb *historyBench) markdown() string {
 	}
 	return b.String()
 }
+
+// The tier statements travel in a batch; lastStatement catches those too.
+
+func (l *lastStatement) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (l *lastStatement) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	l.sql, l.args = d.SQL, d.Args
+}
+
+func (l *lastStatement) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}

@@ -29,9 +29,9 @@ var ErrNoAssessment = errors.New("no effectiveness events for this correlation")
 
 // Store is what the read models need of the store; *store.Store has it.
 type Store interface {
-	// RemediationEvents returns the matching remediation events, oldest
-	// first, the newest q.Limit when there are more.
-	RemediationEvents(ctx context.Context, q store.RemediationQuery) ([]store.RemediationEvent, error)
+	// RemediationEvents returns, for each query, the matching remediation
+	// events, oldest first, the newest q.Limit when there are more.
+	RemediationEvents(ctx context.Context, qs ...store.RemediationQuery) ([][]store.RemediationEvent, error)
 	// AssessmentEvents returns the effectiveness events of the
 	// correlations, grouped by correlation, each group in
 	// (event_timestamp, event_id) order.
@@ -103,14 +103,11 @@ func (s *Service) HistoryContext(ctx context.Context, p ContextParams, now time.
 	q1, q2 := q, q
 	q1.From, q1.To = now.Add(-p.Tier1Window), now
 	q2.From, q2.To = now.Add(-p.Tier2Window), q1.From
-	tier1, err := s.store.RemediationEvents(ctx, q1)
+	tiers, err := s.store.RemediationEvents(ctx, q1, q2)
 	if err != nil {
-		return nil, fmt.Errorf("remediation: tier 1 of %q: %w", target, err)
+		return nil, fmt.Errorf("remediation: history of %q: %w", target, err)
 	}
-	tier2, err := s.store.RemediationEvents(ctx, q2)
-	if err != nil {
-		return nil, fmt.Errorf("remediation: tier 2 of %q: %w", target, err)
-	}
+	tier1, tier2 := tiers[0], tiers[1]
 	folds, err := s.folds(ctx, append(append([]store.RemediationEvent{}, tier1...), tier2...))
 	if err != nil {
 		return nil, fmt.Errorf("remediation: assessments of %q: %w", target, err)

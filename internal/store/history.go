@@ -74,33 +74,41 @@ var (
 	remediationEventsOneCluster = fmt.Sprintf(remediationEventsSQL, "AND r.cluster_id = $8")
 )
 
-// RemediationEvents returns the remediation events q selects, oldest first by
-// (event_timestamp, event_id): the newest q.Limit of them when there are more.
-func (s *Store) RemediationEvents(ctx context.Context, q RemediationQuery) ([]RemediationEvent, error) {
-	if !q.From.Before(q.To) {
-		return nil, nil
+// RemediationEvents returns, for each query, the remediation events it
+// selects, oldest first by (event_timestamp, event_id): the newest q.Limit
+// of them when there are more. The queries travel in one round trip.
+func (s *Store) RemediationEvents(ctx context.Context, qs ...RemediationQuery) ([][]RemediationEvent, error) {
+	out := make([][]RemediationEvent, len(qs))
+	b := &pgx.Batch{}
+	for i, q := range qs {
+		if !q.From.Before(q.To) {
+			continue
+		}
+		sql, cluster := remediationEventsAnyCluster, any(nil)
+		if q.ClusterID != "" {
+			sql, cluster = remediationEventsOneCluster, q.ClusterID
+		}
+		// To is exclusive, so its own date is the last that can hold a row.
+		b.Queue(sql, q.Target, q.From, q.To, audit.DateOf(q.From).Std(), audit.DateOf(q.To).Std(),
+			q.SpecHash, q.Limit, cluster).Query(func(rows pgx.Rows) error {
+			events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RemediationEvent, error) {
+				var e RemediationEvent
+				err := row.Scan(&e.ID, &e.Timestamp, &e.CorrelationID, &e.Data)
+				e.Timestamp = e.Timestamp.UTC()
+				return e, err
+			})
+			slices.Reverse(events)
+			out[i] = events
+			return err
+		})
 	}
-	sql, cluster := remediationEventsAnyCluster, any(nil)
-	if q.ClusterID != "" {
-		sql, cluster = remediationEventsOneCluster, q.ClusterID
+	if b.Len() == 0 {
+		return out, nil
 	}
-	// To is exclusive, so its own date is the last that can hold a row.
-	rows, err := s.pool.Query(ctx, sql, q.Target, q.From, q.To,
-		audit.DateOf(q.From).Std(), audit.DateOf(q.To).Std(), q.SpecHash, q.Limit, cluster)
-	if err != nil {
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store: remediation events: %w", err)
 	}
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RemediationEvent, error) {
-		var e RemediationEvent
-		err := row.Scan(&e.ID, &e.Timestamp, &e.CorrelationID, &e.Data)
-		e.Timestamp = e.Timestamp.UTC()
-		return e, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: remediation events: %w", err)
-	}
-	slices.Reverse(events)
-	return events, nil
+	return out, nil
 }
 
 // AssessmentEvents returns the effectiveness events of the correlations,

@@ -45,9 +45,10 @@ func TestRemediationEventsSelectsAndKeepsTheNewest(t *testing.T) {
 	_, err := st.InsertEvents(ctx, append(events, other, numeric, notString, clustered, post, notEff))
 	require.NoError(t, err)
 
-	ids := func(evs []store.RemediationEvent) []string {
+	ids := func(evs [][]store.RemediationEvent) []string {
+		require.Len(t, evs, 1)
 		out := []string{}
-		for _, e := range evs {
+		for _, e := range evs[0] {
 			out = append(out, e.CorrelationID)
 		}
 		return out
@@ -75,7 +76,19 @@ func TestRemediationEventsSelectsAndKeepsTheNewest(t *testing.T) {
 	q.From = q.To
 	got, err = st.RemediationEvents(ctx, q)
 	require.NoError(t, err)
-	assert.Empty(t, got)
+	require.Len(t, got, 1)
+	assert.Empty(t, got[0], "an empty window")
+
+	// Several queries in one round trip answer in their order.
+	q1, q2 := q, q
+	q1.From, q1.To = now.Add(-24*time.Hour), now
+	q2.From, q2.To = now.Add(-48*time.Hour), now.Add(-24*time.Hour)
+	both, err := st.RemediationEvents(ctx, q1, q2, q1)
+	require.NoError(t, err)
+	require.Len(t, both, 3)
+	assert.Len(t, both[0], 7)
+	assert.Empty(t, both[1])
+	assert.Len(t, both[2], 7)
 
 	as, err := st.AssessmentEvents(ctx, []string{"other", "numeric", "nobody"})
 	require.NoError(t, err)
