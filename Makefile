@@ -32,7 +32,8 @@ test: test-deploy ## Install PostgreSQL/Redis if missing, then run all tests (un
 # replace directive; -mod=mod lets it pick up go.sum entries when that module's requirements
 # change, instead of failing until someone tidies deploy/go.mod.
 .PHONY: test-deploy
-test-deploy: ## Render the Kubernetes manifests and check them, the alert rules, the dashboard and the Dockerfile
+test-deploy: ## Render the Kubernetes manifests and check them, the alert rules, the dashboard, the Dockerfiles and the CI workflows
+	@bash scripts/deps.sh
 	cd deploy && $(GO) test -count=1 -mod=mod ./...
 
 .PHONY: test-short

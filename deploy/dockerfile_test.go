@@ -13,28 +13,53 @@ import (
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// There is no container engine where these tests run, so the image cannot
-// be built here. The Dockerfile is parsed with BuildKit's own parser (the one
-// `docker build` uses) and its stages are checked for what the image must
+// There is no container engine where these tests run, so the images cannot
+// be built here. Each Dockerfile is parsed with BuildKit's own parser (the
+// one `docker build` uses) and its stages are checked for what the image must
 // be: a static, reproducible, multi-arch build and a non-root runtime.
 
-func parseDockerfile(t *testing.T) []instructions.Stage {
+// dockerfile is one of the project's images and what its runtime base may be.
+type dockerfile struct {
+	name string
+	// runtime matches the final stage's base image.
+	runtime *regexp.Regexp
+	// shell says whether the runtime base has a shell (RUN is then allowed,
+	// though neither image needs one).
+	shell bool
+	// user is the USER the final stage must set.
+	user string
+}
+
+// dockerfiles are the images: distroless (the default) and Red Hat UBI 9
+// (for OpenShift; group 0 so that an arbitrary UID in group 0 runs it).
+var dockerfiles = []dockerfile{
+	{name: "Dockerfile", runtime: regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot(@sha256:[0-9a-f]{64})?$`), user: "65532:65532"},
+	{name: "Dockerfile.ubi9", runtime: regexp.MustCompile(`^registry\.access\.redhat\.com/ubi9/ubi-minimal(:[0-9.]+)?(@sha256:[0-9a-f]{64})?$`), shell: true, user: "65532:0"},
+}
+
+func forEachDockerfile(t *testing.T, check func(t *testing.T, df dockerfile, stages []instructions.Stage)) {
+	for _, df := range dockerfiles {
+		t.Run(df.name, func(t *testing.T) { check(t, df, parseDockerfile(t, df.name)) })
+	}
+}
+
+func parseDockerfile(t *testing.T, name string) []instructions.Stage {
 	t.Helper()
-	f, err := os.Open(repo("Dockerfile"))
+	f, err := os.Open(repo(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	res, err := dfparser.Parse(f)
 	if err != nil {
-		t.Fatalf("Dockerfile: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	for _, w := range res.Warnings {
-		t.Errorf("Dockerfile: %s", w.Short)
+		t.Errorf("%s: %s", name, w.Short)
 	}
 	stages, metaArgs, err := instructions.Parse(res.AST, nil)
 	if err != nil {
-		t.Fatalf("Dockerfile: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	if !slices.ContainsFunc(metaArgs, func(a instructions.ArgCommand) bool {
 		return slices.ContainsFunc(a.Args, func(kv instructions.KeyValuePairOptional) bool { return kv.Key == "GO_VERSION" })
@@ -44,8 +69,9 @@ func parseDockerfile(t *testing.T) []instructions.Stage {
 	return stages
 }
 
-func TestDockerfileBuildStage(t *testing.T) {
-	stages := parseDockerfile(t)
+func TestDockerfileBuildStage(t *testing.T) { forEachDockerfile(t, checkBuildStage) }
+
+func checkBuildStage(t *testing.T, _ dockerfile, stages []instructions.Stage) {
 	if len(stages) < 2 {
 		t.Fatalf("want a multi-stage build (builder and runtime), have %d stage(s)", len(stages))
 	}
@@ -101,12 +127,13 @@ func TestDockerfileBuildStage(t *testing.T) {
 	}
 }
 
-func TestDockerfileRuntimeStage(t *testing.T) {
-	stages := parseDockerfile(t)
+func TestDockerfileRuntimeStage(t *testing.T) { forEachDockerfile(t, checkRuntimeStage) }
+
+func checkRuntimeStage(t *testing.T, df dockerfile, stages []instructions.Stage) {
 	final := stages[len(stages)-1]
 	base := final.BaseName
-	if base != "scratch" && !regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot(@sha256:[0-9a-f]{64})?$`).MatchString(base) {
-		t.Errorf("the runtime image is %s, want distroless static (nonroot) or scratch", base)
+	if !df.runtime.MatchString(base) {
+		t.Errorf("the runtime image is %s, want one matching %s", base, df.runtime)
 	}
 	var user string
 	var entrypoint *instructions.EntrypointCommand
@@ -132,7 +159,9 @@ func TestDockerfileRuntimeStage(t *testing.T) {
 				exposed[p] = true
 			}
 		case *instructions.RunCommand:
-			t.Errorf("RUN in the runtime stage: a distroless image has no shell (%s)", strings.Join(c.CmdLine, " "))
+			if !df.shell {
+				t.Errorf("RUN in the runtime stage: a distroless image has no shell (%s)", strings.Join(c.CmdLine, " "))
+			}
 		}
 	}
 	uid, _, _ := strings.Cut(user, ":")
@@ -144,8 +173,8 @@ func TestDockerfileRuntimeStage(t *testing.T) {
 	case !regexp.MustCompile(`^[1-9][0-9]*$`).MatchString(uid):
 		t.Errorf("USER %s: use a numeric id, so Kubernetes can check runAsNonRoot", user)
 	}
-	if uid != "65532" {
-		t.Errorf("USER %s; the manifests run as 65532 (runAsUser)", user)
+	if user != df.user {
+		t.Errorf("USER %s, want %s (the manifests run as 65532)", user, df.user)
 	}
 	if entrypoint == nil || entrypoint.PrependShell {
 		t.Error("ENTRYPOINT must be in exec form (no shell in the image)")

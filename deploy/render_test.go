@@ -140,6 +140,12 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &serviceMonitor{}, true
 	case "monitoring.coreos.com/v1 PrometheusRule":
 		return &prometheusRule{}, true
+	case "route.openshift.io/v1 Route":
+		return &route{}, true
+	case "build.openshift.io/v1 BuildConfig":
+		return &buildConfig{}, true
+	case "image.openshift.io/v1 ImageStream":
+		return &imageStream{}, true
 	}
 	return nil, false
 }
@@ -256,6 +262,8 @@ var overlays = []struct {
 	{dir: "overlays/dev", namespace: "datastorage-dev", replicas: 1, authMode: "none"},
 	{dir: "overlays/production", namespace: "kubernaut-system", replicas: 3, tls: true, authMode: "kubernetes",
 		external: []string{"datastorage-db", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing", "datastorage-tls"}},
+	{dir: "overlays/openshift", namespace: "kubernaut-system", replicas: 3, authMode: "kubernetes",
+		external: []string{"datastorage-db", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing"}},
 }
 
 // baseName strips kustomize's hash suffix from a generated name.

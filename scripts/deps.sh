@@ -3,6 +3,7 @@
 #   postgresql-15  (server binaries in /usr/lib/postgresql/15/bin)
 #   redis-server
 #   make           (so that .ci/run can call it on a bare image)
+#   shellcheck     (the workflow test runs the workflows' scripts through it)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
 # or through sudo otherwise. Never prompts (DEBIAN_FRONTEND=noninteractive).
 #
@@ -24,6 +25,9 @@ else
 fi
 if ! command -v make >/dev/null 2>&1; then
 	missing+=(make)
+fi
+if ! command -v shellcheck >/dev/null 2>&1; then
+	missing+=(shellcheck)
 fi
 
 if ((${#missing[@]} == 0)); then
@@ -55,6 +59,7 @@ for pkg in "${missing[@]}"; do
 	postgresql-15) ok=$([[ -x /usr/lib/postgresql/15/bin/postgres ]] && echo y || true) ;;
 	redis-server) ok=$(command -v redis-server >/dev/null 2>&1 && echo y || true) ;;
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
+	shellcheck) ok=$(command -v shellcheck >/dev/null 2>&1 && echo y || true) ;;
 	esac
 	if [[ $ok != y ]]; then
 		echo "deps: $pkg still missing after apt-get install" >&2

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -182,4 +183,36 @@ func TestRollupsRebuildCommand(t *testing.T) {
 	code, out = runCLI(t, env, "rollups")
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "Usage: datastorage rollups rebuild")
+}
+
+func TestMigrateDownAndUpCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, url := storetest.New(t, store.Options{}, 1)
+	_, err := st.InsertEvents(ctx, []*audit.Event{cliEvent("rr-migrate", time.Now().Add(-time.Minute), 10)})
+	require.NoError(t, err)
+	env := []string{"DATASTORAGE_DATABASE_URL=" + url, "DATASTORAGE_LOGGING_LEVEL=warn"}
+
+	code, out := runCLI(t, env, "migrate", "down")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "--to is required")
+	code, out = runCLI(t, env, "migrate", "down", "--to", "0")
+	require.Equal(t, 2, code, out, "rolling back the first migration would drop every event")
+
+	status, err := st.MigrationStatus(ctx)
+	require.NoError(t, err)
+	latest := status[len(status)-1].Version
+	code, out = runCLI(t, env, "migrate", "down", "--to", fmt.Sprint(latest-1))
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "rolled back 1 migration(s)")
+	code, out = runCLI(t, env, "migrate", "status")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "pending")
+
+	code, out = runCLI(t, env, "migrate", "up")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "applied 1 migration(s)")
+	var n int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE correlation_id = 'rr-migrate'`).Scan(&n))
+	require.Equal(t, 1, n)
 }

@@ -380,6 +380,10 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 	switch {
 	case err == nil:
 		p.metrics.BatchSize.Observe(float64(len(events)))
+		committedAt := time.Now()
+		for _, pd := range batch {
+			p.metrics.observeLag(pd.events, pd.replay, committedAt)
+		}
 		p.metrics.Events.WithLabelValues(resultCommitted).Add(float64(inserted))
 		if dup := int64(len(events)) - inserted; dup > 0 {
 			p.metrics.Events.WithLabelValues(resultDuplicate).Add(float64(dup))

@@ -80,7 +80,8 @@ func ParseAggregate(name string, v url.Values, now time.Time) (AggregateParams, 
 		until = t
 	}
 	since := until.Add(-defaultWindow)
-	if s := v.Get("since"); s != "" && name != AggTrend {
+	explicitSince := v.Get("since") != ""
+	if s := v.Get("since"); explicitSince {
 		t, err := ParseTime(s, now)
 		if err != nil {
 			fe["since"] = err.Error()
@@ -119,7 +120,12 @@ func ParseAggregate(name string, v url.Values, now time.Time) (AggregateParams, 
 			}
 			p.Interval = s
 		}
-		since = until.Add(-periods[p.Period])
+		// An explicit since wins; period only sets the window's default
+		// length, so a dashboard can ask for "the 7-day view" while a tool
+		// that knows its exact window is never silently overridden.
+		if !explicitSince {
+			since = until.Add(-periods[p.Period])
+		}
 	case AggCounts:
 		raw := v.Get("group_by")
 		if raw == "" {

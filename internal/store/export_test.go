@@ -19,18 +19,3 @@ func (s *Store) MigrateUpTo(ctx context.Context, version int64) (int, error) {
 	}
 	return len(res), nil
 }
-
-// MigrateDownTo rolls back the applied migrations above version, for tests
-// of a migration's Down section.
-func (s *Store) MigrateDownTo(ctx context.Context, version int64) (int, error) {
-	p, closeDB, err := s.provider(nil)
-	if err != nil {
-		return 0, err
-	}
-	defer closeDB()
-	res, err := p.DownTo(ctx, version)
-	if err != nil {
-		return len(res), fmt.Errorf("store: migrate down to %d: %w", version, err)
-	}
-	return len(res), nil
-}

@@ -82,3 +82,32 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationStatus, error) 
 	}
 	return out, nil
 }
+
+// FirstMigration is the version that creates audit_events. MigrateDownTo
+// never rolls it back: its Down drops the table and every event with it.
+const FirstMigration = 1
+
+// ErrRollbackBelowFirst is returned by MigrateDownTo for a target version
+// below FirstMigration.
+var ErrRollbackBelowFirst = fmt.Errorf("store: migrations can be rolled back to %d at the lowest: rolling back %d drops every event", FirstMigration, FirstMigration)
+
+// MigrateDownTo rolls back the applied migrations above version, newest
+// first, and returns how many it rolled back. Every Down above
+// FirstMigration keeps the events (a test runs them all on a populated
+// database); what a Down removes is derived data or a guard, and the Up
+// that follows restores it.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) (int, error) {
+	if version < FirstMigration {
+		return 0, ErrRollbackBelowFirst
+	}
+	p, closeDB, err := s.provider(nil)
+	if err != nil {
+		return 0, err
+	}
+	defer closeDB()
+	res, err := p.DownTo(ctx, version)
+	if err != nil {
+		return len(res), fmt.Errorf("store: migrate down to %d: %w", version, err)
+	}
+	return len(res), nil
+}
