@@ -1,13 +1,23 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kubernaut.ai/datastorage/internal/apitest"
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/httpapi"
+	"kubernaut.ai/datastorage/internal/remediation"
+	"kubernaut.ai/datastorage/internal/store"
+	"kubernaut.ai/datastorage/internal/testenv"
 )
 
 // The remediation read models of CONTRACT §16, against real PostgreSQL, every
@@ -434,4 +444,40 @@ func TestEffectivenessNotFoundWithoutEffectivenessEvents(t *testing.T) {
 	raw, err := json.Marshal(body["components"])
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), "details", "details are omitted when empty")
+}
+
+func TestRemediationReadsAnswer503WhilePostgreSQLIsDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg, err := testenv.StartPostgres()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pg.Close() })
+	dbURL, err := pg.CreateDatabase(ctx, "remediation_down")
+	require.NoError(t, err)
+	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 2, ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(ctx, nil)
+	require.NoError(t, err)
+	api := httpapi.New(httpapi.Config{
+		Validator:      &audit.Validator{MaxAge: time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30},
+		Remediations:   remediation.New(st),
+		Health:         &fakeHealth{},
+		Log:            slog.New(slog.DiscardHandler),
+		RequestTimeout: 10 * time.Second,
+	})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	b := &bundle{t: t, srv: srv, store: st, spec: apitest.NewValidator(t)}
+	// Up, both answer (404: nothing stored yet).
+	require.Equal(t, 404, b.do("GET", "/api/v1/effectiveness/rr-1", nil).status)
+
+	require.NoError(t, pg.Stop())
+	for _, path := range []string{"/api/v1/effectiveness/rr-1",
+		"/api/v1/remediation-history/context?targetKind=Pod&targetName=p&currentSpecHash=H"} {
+		r := b.do("GET", path, nil)
+		require.Equal(t, 503, r.status, "%s: %s", path, r.body)
+		assert.Equal(t, "https://kubernaut.ai/problems/service-unavailable", r.json(t)["type"])
+		assert.NotEmpty(t, r.header.Get("Retry-After"))
+	}
 }
