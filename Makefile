@@ -62,6 +62,11 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage $(BENCH_ARGS)
 
+.PHONY: screenshots
+screenshots: ## Write screenshots of every console page, light and dark, to docs/console/
+	@bash scripts/deps.sh
+	DATASTORAGE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestScreenshots ./internal/console/
+
 .PHONY: clean
 clean: ## Remove build output (bin/); keeps the .dev/ data
 	rm -rf bin

@@ -4,6 +4,7 @@
 #   redis-server
 #   make           (so that .ci/run can call it on a bare image)
 #   shellcheck     (the workflow test runs the workflows' scripts through it)
+#   chromium       (the console's browser tests drive it headless)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
 # or through sudo otherwise. Never prompts (DEBIAN_FRONTEND=noninteractive).
 #
@@ -28,6 +29,9 @@ if ! command -v make >/dev/null 2>&1; then
 fi
 if ! command -v shellcheck >/dev/null 2>&1; then
 	missing+=(shellcheck)
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+	missing+=(chromium)
 fi
 
 if ((${#missing[@]} == 0)); then
@@ -60,6 +64,7 @@ for pkg in "${missing[@]}"; do
 	redis-server) ok=$(command -v redis-server >/dev/null 2>&1 && echo y || true) ;;
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
 	shellcheck) ok=$(command -v shellcheck >/dev/null 2>&1 && echo y || true) ;;
+	chromium) ok=$(command -v chromium >/dev/null 2>&1 && echo y || true) ;;
 	esac
 	if [[ $ok != y ]]; then
 		echo "deps: $pkg still missing after apt-get install" >&2

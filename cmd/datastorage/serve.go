@@ -21,6 +21,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/config"
+	"kubernaut.ai/datastorage/internal/console"
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/integrity"
@@ -122,6 +123,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		NotificationSpool: sp,
 		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
 		Remediations:      remediation.New(st),
+		Console: func(h http.Handler) http.Handler {
+			return console.New(h, console.Config{Auth: consoleAuth(authz), Secure: cfg.Server.TLS.Enabled(), Log: log})
+		},
 	})
 
 	apiSrv := &http.Server{
@@ -287,4 +291,13 @@ func setGCPercent(environ []string) {
 		}
 	}
 	debug.SetGCPercent(defaultGCPercent)
+}
+
+// consoleAuth is the console's sign-in check: the API's own authorizer, or
+// none (a nil interface, not an interface holding a nil) with auth.mode none.
+func consoleAuth(a httpapi.Authorizer) console.Authorizer {
+	if a == nil {
+		return nil
+	}
+	return a
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// Remediations serves the remediation read models (CONTRACT §16); nil
 	// leaves those routes out.
 	Remediations Remediations
+	// Console, when set, builds the browser console served at /console/
+	// from the API's complete handler (the console reads and writes through
+	// it, with the caller's token); nil leaves the console out.
+	Console func(api http.Handler) http.Handler
 }
 
 // batchPath is the batch write endpoint, the production write path.
@@ -98,6 +102,8 @@ type API struct {
 	limiter        *rateLimiter
 	guardMetrics   *guardMetrics
 	handler        http.Handler
+	// consoleOn sends browsers asking for an HTML timeline to the console.
+	consoleOn bool
 }
 
 // New builds the API.
@@ -147,6 +153,13 @@ func New(c Config) *API {
 		mux.HandleFunc("GET "+p, a.ready)
 	}
 	a.handler = a.instrument(a.guard(mux, routeProblems(mux)))
+	if c.Console != nil {
+		a.consoleOn = true
+		// Outside /api/: the console signs people in itself and sends
+		// their tokens with every request it makes to the API.
+		mux.Handle("/console/", c.Console(a.handler))
+		mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
+	}
 	return a
 }
 

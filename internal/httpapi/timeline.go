@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,6 +45,11 @@ func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wantsHTML(r) {
 		writeJSON(w, http.StatusOK, tl)
+		return
+	}
+	if a.consoleOn {
+		// A browser gets the console's timeline, with links to every event.
+		http.Redirect(w, r, "/console/timeline/"+url.PathEscape(corr), http.StatusSeeOther)
 		return
 	}
 	var b bytes.Buffer
