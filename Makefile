@@ -62,6 +62,12 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage $(BENCH_ARGS)
 
+CONSOLE_EVENTS ?= 1000000
+.PHONY: bench-console
+bench-console: ## Console render time over CONSOLE_EVENTS (1M) events; writes bench/results/console.md
+	@bash scripts/deps.sh
+	DATASTORAGE_CONSOLE_SCALE=$(CONSOLE_EVENTS) $(GO) test -count=1 -timeout 30m -run TestConsoleRenderTimeAtScale -v ./internal/console/
+
 .PHONY: screenshots
 screenshots: ## Write screenshots of every console page, light and dark, to docs/console/
 	@bash scripts/deps.sh

@@ -65,14 +65,14 @@ type tab struct {
 
 func (tb tab) do(steps ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 90*time.Second)
 	defer cancel()
 	require.NoError(tb.t, chromedp.Do(ctx, steps...))
 }
 
 func value[T any](tb tab, a chromedp.Action[T]) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 90*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	require.NoError(tb.t, err)
@@ -121,7 +121,7 @@ func TestBrowserSearchPageOpenEventTimelineAndBack(t *testing.T) {
 	value(tb, chromedp.Evaluate[bool](`history.back(); true`)) // the browser's Back button
 	require.Eventually(t, func() bool {
 		return strings.Contains(value(tb, chromedp.Location()), "/console/events/") && count(tb, "pre.json") == 1
-	}, 20*time.Second, 100*time.Millisecond, "Back returns to the event")
+	}, 90*time.Second, 100*time.Millisecond, "Back returns to the event")
 }
 
 func TestBrowserShowsHostileEventDataAsText(t *testing.T) {

@@ -227,7 +227,13 @@ func (c *Console) timeline(w http.ResponseWriter, r *http.Request) {
 		c.failAPI(w, r, s, status, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "timeline", s, tl)
+	c.render(w, r, http.StatusOK, "timeline", s, timelinePage{Timeline: tl, Extras: c.remediationExtras(r, s, &tl)})
+}
+
+// timelinePage is a remediation's tree with its read models.
+type timelinePage struct {
+	Timeline query.Timeline
+	Extras   timelineExtras
 }
 
 // windows are the dashboard's window choices.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 )
 
 // pageNames are the pages; each is templates/<name>.tmpl on the layout.
-var pageNames = []string{"index", "events", "event", "timeline", "dashboards", "integrity", "signin", "error"}
+var pageNames = []string{"index", "events", "event", "timeline", "dashboards", "integrity", "signin", "error",
+	"workflows", "workflow", "search", "history"}
 
 var funcs = template.FuncMap{
 	"clock": func(t audit.Time) string { return t.Std().UTC().Format("2006-01-02 15:04:05.000") },
@@ -23,6 +25,13 @@ var funcs = template.FuncMap{
 		return t.Std().UTC().Format("2006-01-02 15:04:05.000")
 	},
 	"json": colourJSON,
+	"score": func(f *float64) string {
+		if f == nil {
+			return "–"
+		}
+		return strconv.FormatFloat(*f, 'f', 2, 64)
+	},
+	"join": strings.Join,
 	"dict": func(kv ...any) map[string]any {
 		m := make(map[string]any, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -31,7 +40,6 @@ var funcs = template.FuncMap{
 		return m
 	},
 	"pathesc": url.PathEscape,
-	"query":   func(k, v string) string { return url.Values{k: {v}}.Encode() },
 	"duration": func(ms int64) string {
 		return (time.Duration(ms) * time.Millisecond).String()
 	},
