@@ -251,7 +251,7 @@ func (c *Client) WriteEvent(ctx context.Context, ev Event) (WriteResult, error) 
 // WriteEvents writes a batch atomically: when any event is invalid nothing
 // is written and the *Problem's FieldErrors name "[i].field" for each. Zero
 // EventIDs, EventTimestamps and EventData are filled as in WriteEvent. The
-// batch may hold up to the server's server.maxBatchSize (default 5000).
+// batch may hold up to the server's server.maxBatchSize (default 10000).
 func (c *Client) WriteEvents(ctx context.Context, events []Event) (BatchResult, error) {
 	if len(events) == 0 {
 		return BatchResult{}, errors.New("datastorage: WriteEvents needs at least one event")

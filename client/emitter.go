@@ -47,7 +47,7 @@ var (
 // encoded JSON.
 type EmitterOptions struct {
 	// BatchSize is the most events sent in one request (default 500; the
-	// server takes up to its server.maxBatchSize, default 5000). If the
+	// server takes up to its server.maxBatchSize, default 10000). If the
 	// server answers that a batch is too large the emitter halves it, and
 	// sends smaller batches from then on.
 	BatchSize int

@@ -18,6 +18,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/config"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
@@ -61,12 +62,16 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 // spool which failures are the data's fault.
 type eventReplayer struct{ pipeline *ingest.Pipeline }
 
-// Replay commits events; a refused event or a missing parent is a data error.
+// Replay commits events; a refused event, a missing parent or an event_id
+// already stored with other content is a data error. Other errors keep
+// their class (failure.ClassOf), which the worker acts on: unavailable
+// waits, internal parks the page.
 func (r eventReplayer) Replay(ctx context.Context, events []*audit.Event) error {
 	err := r.pipeline.Replay(ctx, events)
 	var rejected *ingest.RejectedError
 	var missing *ingest.MissingParentsError
-	if errors.As(err, &rejected) || errors.As(err, &missing) {
+	var conflicts *ingest.ConflictsError
+	if errors.As(err, &rejected) || errors.As(err, &missing) || errors.As(err, &conflicts) {
 		return &spool.DataError{Err: err}
 	}
 	return err
@@ -76,7 +81,9 @@ func (r eventReplayer) Replay(ctx context.Context, events []*audit.Event) error 
 type notificationReplayer struct{ store *store.Store }
 
 // ReplayNotification stores n; a notification_id already stored means an
-// earlier delivery (or an earlier request) got there first.
+// earlier delivery (or an earlier request) got there first. Other errors
+// keep their class: data is retried and dead-lettered, unavailable waits,
+// internal parks.
 func (r notificationReplayer) ReplayNotification(ctx context.Context, n audit.Notification) error {
 	_, err := r.store.InsertNotification(ctx, n)
 	switch {
@@ -84,10 +91,10 @@ func (r notificationReplayer) ReplayNotification(ctx context.Context, n audit.No
 		return nil
 	case errors.Is(err, store.ErrConflict):
 		return spool.ErrAlreadyStored
-	case store.IsUnavailable(err):
-		return err
-	default:
+	case failure.ClassOf(err) == failure.Data:
 		return &spool.DataError{Err: err}
+	default:
+		return err
 	}
 }
 
@@ -285,8 +292,12 @@ func dlqReplay(ctx context.Context, cfg config.Config, log *slog.Logger, sp *spo
 		bar := newProgress(stderr, k.String())
 		res, err := w.Drain(ctx, k, bar.update)
 		bar.finish(res)
-		fmt.Fprintf(stdout, "%s: %d committed, %d already stored, %d failed (left for a later attempt), %d dead-lettered\n",
+		fmt.Fprintf(stdout, "%s: %d committed, %d already stored, %d failed (left for a later attempt), %d dead-lettered",
 			k, res.Committed, res.Duplicates, res.Failed, res.DeadLettered)
+		if res.Parked > 0 {
+			fmt.Fprintf(stdout, ", %d parked (internal error, left pending)", res.Parked)
+		}
+		fmt.Fprintln(stdout)
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -547,10 +547,12 @@ const (
 	maxNumericExponent = 1<<30 - 1
 )
 
-// MaxCanonicalDataBytes bounds the canonical form of event_data. Numbers are
+// MaxCanonicalDataBytes bounds the work of CanonicalData. Numbers are
 // written out in full, as PostgreSQL's numeric prints them, so 8 bytes of
 // JSON (1e131071) become 131,072 digits: without a bound, an event_data
-// well under MaxDataBytes could take gigabytes to hash.
+// well under MaxDataBytes could take gigabytes to hash. New events are held
+// to the tighter MaxDataBytes by the decoder; this looser bound stays so
+// that rows stored before that rule still verify.
 const MaxCanonicalDataBytes = 4 * MaxDataBytes
 
 // ErrCanonicalTooLarge is returned (wrapped) by CanonicalData when the

@@ -18,8 +18,17 @@ import (
 
 // Limits of CONTRACT §2.1 that are not plain string lengths.
 const (
-	// MaxDataBytes is the largest accepted event_data, encoded.
+	// MaxDataBytes is the largest accepted event_data, encoded as the client
+	// sent it and again in its stored (canonical) form: numbers written out
+	// in full make the second larger than the first (1e131071 is 8 bytes on
+	// the wire and 131,072 digits stored and returned).
 	MaxDataBytes = 256 << 10
+	// MaxBatchDataBytes bounds the stored (canonical) event_data of a whole
+	// batch: 10,000 events of MaxDataBytes each would be 2.5 GiB held by the
+	// server and stored by one commit. 32 MiB is the largest batch body
+	// (CONTRACT §3), so a batch never stores more event_data than it may
+	// carry on the wire.
+	MaxBatchDataBytes = 32 << 20
 	// MaxDataDepth is the deepest accepted nesting of event_data (the object itself is 1).
 	MaxDataDepth = 10
 	// MaxRetentionDays is the longest retention an event may ask for (7 years).
@@ -118,6 +127,7 @@ func (v *Validator) DecodeBatch(body []byte, maxItems int) ([]*Event, FieldError
 	fe := FieldErrors{}
 	var events []*Event
 	n := 0
+	dataBytes, overData := 0, false
 	if sc.i = skipSpace(body, sc.i); sc.i < len(body) && body[sc.i] == ']' {
 		sc.i++
 	} else {
@@ -135,6 +145,12 @@ func (v *Validator) DecodeBatch(body []byte, maxItems int) ([]*Event, FieldError
 				}
 				if ev := v.build(&r, "["+strconv.Itoa(n)+"].", fe, now); ev != nil {
 					events = append(events, ev)
+					if dataBytes += len(ev.canonData); dataBytes > MaxBatchDataBytes && !overData {
+						overData = true
+						fe["["+strconv.Itoa(n)+"].event_data"] = fmt.Sprintf(
+							"the batch's event_data exceeds %d MiB in stored form from this event on; send fewer events per batch",
+							MaxBatchDataBytes>>20)
+					}
 				}
 			default:
 				if _, ok := sc.value(new(valueInfo)); !ok {
@@ -288,9 +304,15 @@ func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Ti
 		cd, err := CanonicalData(ev.Data)
 		switch {
 		case errors.Is(err, ErrCanonicalTooLarge):
-			c.fail("event_data", fmt.Sprintf("must not exceed %d KiB once its numbers are written out in full (large exponents)", MaxCanonicalDataBytes>>10))
+			c.fail("event_data", fmt.Sprintf("must be at most %d bytes in stored form (numbers written out in full, keys sorted, strings escaped), got more than %d",
+				MaxDataBytes, MaxCanonicalDataBytes))
 		case err != nil:
 			c.fail("event_data", "holds a number outside PostgreSQL's numeric range")
+		case len(cd) > MaxDataBytes:
+			// What is stored and returned is the canonical form, not the
+			// client's spelling: that is the size the contract bounds.
+			c.fail("event_data", fmt.Sprintf("must be at most %d bytes in stored form (numbers written out in full, keys sorted, strings escaped), got %d",
+				MaxDataBytes, len(cd)))
 		}
 		ev.canonData = cd
 	}

@@ -511,17 +511,42 @@ func TestDecodeOneLimitsEventDataTo256KiBEncoded(t *testing.T) {
 
 func TestDecodeOneBoundsEventDataWrittenOutInFull(t *testing.T) {
 	t.Parallel()
-	// 1e131071 is 8 bytes of JSON and 131,072 digits in canonical form:
-	// eight of them fit in 1 MiB, nine do not.
+	// 1e131071 is 8 bytes of JSON and 131,072 digits in stored (canonical)
+	// form: one fits in 256 KiB, two do not (issue 18 item 6 sent seven).
 	numbers := func(n int) string {
 		return `{"n":[` + strings.TrimSuffix(strings.Repeat(`1e131071,`, n), ",") + `]}`
 	}
-	_, fe := decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(7))})
+	_, fe := decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(1))})
 	assert.Empty(t, fe)
+	_, fe = decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(2))})
+	assert.Equal(t, audit.FieldErrors{"event_data": "must be at most 262144 bytes in stored form (numbers written out in full, keys sorted, strings escaped), got 262153"}, fe)
+	_, fe = decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(7))})
+	assert.Equal(t, audit.FieldErrors{"event_data": "must be at most 262144 bytes in stored form (numbers written out in full, keys sorted, strings escaped), got 917518"}, fe)
 	_, fe = decodeOne(t, map[string]any{"event_data": json.RawMessage(numbers(9))})
-	assert.Equal(t, audit.FieldErrors{"event_data": "must not exceed 1024 KiB once its numbers are written out in full (large exponents)"}, fe)
+	assert.Equal(t, audit.FieldErrors{"event_data": "must be at most 262144 bytes in stored form (numbers written out in full, keys sorted, strings escaped), got more than 1048576"}, fe)
 	_, err := audit.CanonicalData([]byte(numbers(3000)))
 	assert.ErrorIs(t, err, audit.ErrCanonicalTooLarge)
+}
+
+func TestDecodeBatchBoundsTheBatchsStoredEventData(t *testing.T) {
+	t.Parallel()
+	// Events of 200 KiB each: every one is within its own bound; a batch of
+	// 200 (39 MiB) is not, and the first event past 32 MiB is named.
+	const each = 200 << 10
+	one := validBody(t, map[string]any{"event_data": json.RawMessage(dataOfSize(each))})
+	batch := func(n int) []byte {
+		return []byte("[" + strings.TrimSuffix(strings.Repeat(one+",", n), ",") + "]")
+	}
+	events, fe, err := validator().DecodeBatch(batch(200), 10000)
+	require.NoError(t, err)
+	assert.Nil(t, events)
+	first := audit.MaxBatchDataBytes / each // events 0..first-1 fit
+	assert.Equal(t, audit.FieldErrors{fmt.Sprintf("[%d].event_data", first): "the batch's event_data exceeds 32 MiB in stored form from this event on; send fewer events per batch"}, fe)
+
+	events, fe, err = validator().DecodeBatch(batch(first), 10000)
+	require.NoError(t, err)
+	assert.Empty(t, fe)
+	assert.Len(t, events, first)
 }
 
 func TestDecodeOneRefusesBodiesThatAreNotOneJSONObject(t *testing.T) {

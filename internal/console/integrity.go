@@ -73,7 +73,10 @@ func (c *Console) verify(w http.ResponseWriter, r *http.Request) {
 	}
 	corr := strings.TrimSpace(r.PostForm.Get("correlation_id"))
 	page := integrityPage{CorrelationID: corr}
-	res := c.call(r.Context(), s, http.MethodPost, "/api/v1/audit/verify-chain", map[string]string{"correlation_id": corr})
+	// Full: a person who asks gets every link re-checked, not only those
+	// after the last sealed checkpoint (docs/integrity.md); the API's
+	// concurrency bound still applies.
+	res := c.call(r.Context(), s, http.MethodPost, "/api/v1/audit/verify-chain", map[string]any{"correlation_id": corr, "full": true})
 	switch {
 	case res.Status == http.StatusOK:
 		var rep chainReport

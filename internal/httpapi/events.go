@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
@@ -125,6 +128,7 @@ func (a *API) invalidBody(w http.ResponseWriter, r *http.Request, err error, fe 
 // writeFailed answers a Submit error.
 func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, batch bool) {
 	var missing *ingest.MissingParentsError
+	var conflicts *ingest.ConflictsError
 	var rejected *ingest.RejectedError
 	switch {
 	case errors.As(err, &missing):
@@ -138,19 +142,55 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 			a.metrics.validationFailure(key)
 		}
 		writeProblem(w, r, kindValidation, "parent event not found; nothing was written", fe)
+	case errors.As(err, &conflicts):
+		fe := audit.FieldErrors{}
+		for _, i := range conflicts.Indices {
+			key := "event_id"
+			if batch {
+				key = "[" + strconv.Itoa(i) + "]." + key
+			}
+			fe[key] = "an event with this event_id is already stored with other content (an id names one event; a retry must repeat the event unchanged)"
+		}
+		writeProblem(w, r, kindConflict, "event_id already used by another event; nothing was written", fe)
 	case errors.As(err, &rejected):
-		// Validation is meant to catch everything the database would refuse;
-		// reaching this is a gap in it, so it is the server's error.
-		a.internalError(w, r, err)
+		// Validation is meant to catch everything the database would refuse,
+		// but the database has the last word (a constraint an operator
+		// added): the data is refused, whole, naming the element.
+		key := "body"
+		if batch && rejected.Index >= 0 {
+			key = "[" + strconv.Itoa(rejected.Index) + "]"
+		}
+		a.metrics.validationFailure(key)
+		a.log.Warn("the database refused a validated request", "request_id", RequestID(r.Context()), "field", key, "error", rejected.Err)
+		writeProblem(w, r, kindValidation, "the database refused the request; nothing was written",
+			map[string]string{key: "refused by the database: " + refusal(rejected.Err)})
 	case errors.Is(err, ingest.ErrBusy):
 		writeUnavailable(w, r, retryAfter, "the write queue is full; retry later")
 	case errors.Is(err, ingest.ErrClosed):
 		writeUnavailable(w, r, retryAfter, "the server is shutting down; retry on another replica")
 	case errors.Is(err, ingest.ErrUnavailable):
 		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+	case errors.Is(err, ingest.ErrAbandoned):
+		// The client is gone; the answer is for the logs and proxies.
+		writeUnavailable(w, r, retryAfter, "the request was abandoned while waiting for the write queue; nothing was accepted")
+	case failure.ClassOf(err) == failure.Unavailable:
+		writeUnavailable(w, r, retryAfter, "the database is unavailable; nothing was accepted, retry later")
 	default:
 		a.internalError(w, r, err)
 	}
+}
+
+// refusal is what a client is told of a database refusal: the message and
+// SQLSTATE of PostgreSQL's error (a constraint's name, a value out of range).
+func refusal(err error) string {
+	var sqlErr interface {
+		error
+		SQLState() string
+	}
+	if errors.As(err, &sqlErr) {
+		return sqlErr.Error()
+	}
+	return err.Error()
 }
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
@@ -162,23 +202,90 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, kindValidation, "invalid query parameters", fe)
 		return
 	}
+	if sr, ok := a.reader.(streamReader); ok {
+		a.streamList(w, r, sr, p)
+		return
+	}
 	res, err := a.reader.List(r.Context(), p)
 	if err != nil {
 		a.readFailed(w, r, err)
 		return
 	}
-	out := listResponse{Data: res.Events, Pagination: pagination{
+	out := listResponse{Data: res.Events, Pagination: newPagination(res)}
+	if out.Data == nil {
+		out.Data = []audit.Event{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// streamReader is a Reader that can hand a page over event by event
+// (*query.Service is one).
+type streamReader interface {
+	Stream(ctx context.Context, p query.ListParams, each func(*audit.Event) error) (query.ListResult, error)
+}
+
+// streamList writes a list response as the events come from the database:
+// a page of 1,000 events of 256 KiB each is 256 MB that would otherwise be
+// held twice (rows, then the encoded body) per request (issue 18 item 6).
+// The bytes are those of writeJSON(listResponse), pagination last as there.
+//
+// The status is sent with the first event. A failure before it is an
+// ordinary problem (503, 500); a failure after it cannot change the status
+// any more, so the response is aborted (the connection is reset, the
+// chunked body never ends) and the client sees a broken response, not a
+// short list that looks complete.
+func (a *API) streamList(w http.ResponseWriter, r *http.Request, sr streamReader, p query.ListParams) {
+	started := false
+	var buf []byte
+	start := func() {
+		started = true
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		buf = append(buf[:0], `{"data":[`...)
+	}
+	res, err := sr.Stream(r.Context(), p, func(e *audit.Event) error {
+		if !started {
+			start()
+		} else {
+			buf = append(buf[:0], ',')
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(append(buf, b...)); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if !started {
+			a.readFailed(w, r, err)
+			return
+		}
+		a.log.Warn("list response aborted after its status was sent", "request_id", RequestID(r.Context()), "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	if !started {
+		start()
+		_, _ = w.Write(buf)
+	}
+	tail, err := json.Marshal(newPagination(res))
+	if err != nil {
+		panic(http.ErrAbortHandler) // our own type always marshals
+	}
+	_, _ = w.Write(append(append([]byte(`],"pagination":`), tail...), "}\n"...))
+}
+
+func newPagination(res query.ListResult) pagination {
+	return pagination{
 		Limit:      res.Limit,
 		Offset:     res.Offset,
 		Total:      res.Total,
 		TotalExact: res.TotalExact,
 		HasMore:    res.HasMore,
 		NextCursor: res.NextCursor,
-	}}
-	if out.Data == nil {
-		out.Data = []audit.Event{}
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 type listResponse struct {
@@ -217,15 +324,30 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ev)
 }
 
-// readFailed answers a read error: 404 for nothing found, 503 while the
-// database is unreachable or slow, 500 otherwise.
+// readFailed answers a read error by its class (failure.ClassOf): 404 for
+// nothing found, 503 with Retry-After while the database is unavailable or
+// too slow, 400 when the database refused a value of the request, 500 for
+// anything else — never 503 for a bug, which would have clients retry it
+// forever.
 func (a *API) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeProblem(w, r, kindNotFound, "no such audit event", nil)
-	case store.IsUnavailable(err):
+		return
+	case r.Context().Err() != nil:
+		// The client left or its deadline passed: nothing is wrong here.
+		a.log.Debug("read abandoned", "request_id", RequestID(r.Context()), "error", err)
+		writeUnavailable(w, r, retryAfter, "the request ended before the database answered; retry later")
+		return
+	}
+	switch failure.ClassOf(err) {
+	case failure.Unavailable:
 		a.log.Warn("read failed: database unavailable", "request_id", RequestID(r.Context()), "error", err)
 		writeUnavailable(w, r, retryAfter, "the database is unavailable or too slow right now; retry later")
+	case failure.Data:
+		a.metrics.validationFailure("query")
+		writeProblem(w, r, kindValidation, "the database refused a value of the request: "+refusal(err),
+			map[string]string{"query": "refused by the database"})
 	default:
 		a.internalError(w, r, err)
 	}

@@ -20,7 +20,7 @@ import (
 // Integrity serves chain verification, legal holds and signed exports
 // (CONTRACT §8); *integrity.Service is the implementation.
 type Integrity interface {
-	VerifyChain(ctx context.Context, correlationID string) (integrity.ChainReport, error)
+	VerifyChain(ctx context.Context, correlationID string, full bool) (integrity.ChainReport, error)
 	PlaceHold(ctx context.Context, correlationID, reason, placedBy string) (store.Hold, error)
 	ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string) (store.HoldRelease, error)
 	ListHolds(ctx context.Context) ([]store.Hold, error)
@@ -38,6 +38,10 @@ const (
 	// take; the deadline moves on after every batch, so a long export runs
 	// as long as the client keeps reading.
 	exportWriteWindow = 2 * time.Minute
+	// verifyRetryAfter is the Retry-After of a verify-chain refused for
+	// concurrency: about the time a verification of a long chain's links
+	// since its checkpoint takes.
+	verifyRetryAfter = 5 * time.Second
 )
 
 // registerIntegrity adds the integrity routes when svc is set.
@@ -76,9 +80,21 @@ func (h integrityHandlers) verifyChain(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := h.svc.VerifyChain(r.Context(), corr)
+	var full bool
+	if raw, ok := obj["full"]; ok && string(raw) != "null" {
+		if json.Unmarshal(raw, &full) != nil {
+			h.invalid(w, r, map[string]string{"full": "must be a boolean"})
+			return
+		}
+	}
+	rep, err := h.svc.VerifyChain(r.Context(), corr, full)
 	if errors.Is(err, store.ErrNotFound) {
 		writeProblem(w, r, kindNotFound, "no audit events for correlation_id "+strconv.Quote(corr), nil)
+		return
+	}
+	if errors.Is(err, integrity.ErrBusy) {
+		writeUnavailable(w, r, verifyRetryAfter, fmt.Sprintf(
+			"%d chain verifications are already running on this replica; retry later", integrity.MaxConcurrentVerifications))
 		return
 	}
 	if err != nil {

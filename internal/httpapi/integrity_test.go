@@ -111,10 +111,20 @@ func TestVerifyChainEndpoint(t *testing.T) {
 	require.Equal(t, []any{}, v["tampered_events"])
 
 	b.tamper(`UPDATE audit_events SET event_data = event_data || '{"i": 42}' WHERE event_id = $1`, ids[3])
-	r = b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-verify", "extra": true})
+	// The first verification sealed a checkpoint past ids[3]: the next one
+	// starts after it, and only a full one reads ids[3] again.
+	r = b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-verify"})
+	require.Equal(t, 200, r.status, "%s", r.body)
+	v = r.json(t)
+	require.Equal(t, true, v["is_valid"])
+	require.Equal(t, 0.0, v["events_read"])
+	require.Equal(t, 5.0, v["verified_from"].(map[string]any)["chain_seq"])
+	r = b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-verify", "extra": true, "full": true})
 	require.Equal(t, 200, r.status, "%s", r.body)
 	v = r.json(t)
 	require.Equal(t, false, v["is_valid"])
+	require.Equal(t, 5.0, v["events_read"])
+	require.NotContains(t, v, "verified_from")
 	require.Equal(t, 4.0, v["verified_events"])
 	tampered := v["tampered_events"].([]any)
 	require.Len(t, tampered, 1)
@@ -139,6 +149,56 @@ func TestVerifyChainEndpoint(t *testing.T) {
 	require.Equal(t, "https://kubernaut.ai/problems/validation-error", r.json(t)["type"])
 	r = b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-unknown"})
 	require.Equal(t, 404, r.status)
+	r = b.do("POST", "/api/v1/audit/verify-chain", `{"correlation_id":"rr-verify","full":"yes"}`)
+	require.Equal(t, 400, r.status)
+	require.Contains(t, r.fields(t), "full")
+}
+
+func TestVerifyChainBeyondTheConcurrencyBoundIs503(t *testing.T) {
+	t.Parallel()
+	b, _ := setupIntegrity(t, false)
+	b.writeChain("rr-busy", 3)
+	ctx := context.Background()
+
+	// Hold every verification at its first read: a transaction that locks
+	// the checkpoints table makes each wait on the lock, in the database.
+	tx, err := b.store.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	_, err = tx.Exec(ctx, `LOCK TABLE audit_chain_checkpoints IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	statuses := make(chan int, integrity.MaxConcurrentVerifications)
+	for range integrity.MaxConcurrentVerifications {
+		go func() {
+			resp, err := b.srv.Client().Post(b.srv.URL+"/api/v1/audit/verify-chain", "application/json",
+				strings.NewReader(`{"correlation_id":"rr-busy"}`))
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			_ = resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%audit_chain_checkpoints%'`).Scan(&waiting)
+		return err == nil && waiting == integrity.MaxConcurrentVerifications
+	}, 60*time.Second, 10*time.Millisecond, "every slot is taken by a verification waiting in the database")
+
+	r := b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-busy"})
+	require.Equal(t, 503, r.status, "%s", r.body)
+	require.Equal(t, "5", r.header.Get("Retry-After"))
+	require.Equal(t, "https://kubernaut.ai/problems/service-unavailable", r.json(t)["type"])
+
+	require.NoError(t, tx.Rollback(ctx))
+	for range integrity.MaxConcurrentVerifications {
+		require.Equal(t, 200, <-statuses)
+	}
+	r = b.do("POST", "/api/v1/audit/verify-chain", map[string]any{"correlation_id": "rr-busy"})
+	require.Equal(t, 200, r.status, "a slot is free again once they finish")
 }
 
 func TestLegalHoldEndpoints(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -34,8 +35,13 @@ func (a *API) writeNotification(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, stored)
 	case errors.Is(err, store.ErrConflict):
 		writeProblem(w, r, kindConflict, "a notification with notification_id "+n.NotificationID+" is already recorded", nil)
-	case store.IsUnavailable(err):
+	case failure.ClassOf(err) == failure.Unavailable:
 		a.spoolNotification(w, r, *n, err)
+	case failure.ClassOf(err) == failure.Data:
+		a.metrics.validationFailure("body")
+		a.log.Warn("the database refused a validated notification", "request_id", RequestID(r.Context()), "error", err)
+		writeProblem(w, r, kindValidation, "the database refused the notification; nothing was written",
+			map[string]string{"body": "refused by the database: " + refusal(err)})
 	default:
 		a.internalError(w, r, err)
 	}

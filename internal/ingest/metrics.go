@@ -16,6 +16,8 @@ const (
 	resultRejected    = "rejected"
 	resultUnavailable = "unavailable"
 	resultBusy        = "busy"
+	resultAbandoned   = "abandoned"
+	resultInternal    = "internal"
 )
 
 // Metrics are the pipeline's Prometheus metrics.
@@ -44,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_ingest_events_total",
-			Help: "Audit events submitted for writing, by result: committed, duplicate (already stored), queued (spooled), rejected (refused by the database), unavailable, busy (queue full).",
+			Help: "Audit events submitted for writing, by result: committed, duplicate (already stored), queued (spooled), rejected (refused by the database), unavailable, busy (queue full until the deadline), abandoned (the client left while waiting for the queue), internal (a commit failed with an internal error).",
 		}, []string{"result"}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "datastorage_ingest_batch_size",
@@ -71,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Lag.WithLabelValues(pathLive)
 	m.Lag.WithLabelValues(pathReplayed)
-	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy} {
+	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy, resultAbandoned, resultInternal} {
 		m.Events.WithLabelValues(r)
 	}
 	if reg != nil {

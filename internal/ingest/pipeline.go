@@ -11,10 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"golang.org/x/sync/semaphore"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -31,14 +31,25 @@ const (
 
 // ErrUnavailable is returned by Submit when neither PostgreSQL nor the spool
 // could take the events. Nothing was accepted; the client should retry.
-var ErrUnavailable = errors.New("ingest: the database and the spool are both unavailable")
+var ErrUnavailable = failure.Mark(errors.New("ingest: the database and the spool are both unavailable"), failure.Unavailable)
+
+// ErrDatabaseUnavailable is returned (wrapping the database's error) by
+// Replay when PostgreSQL could not take replayed events: they stay in the
+// spool, which is not known to be down.
+var ErrDatabaseUnavailable = failure.Mark(errors.New("ingest: the database is unavailable"), failure.Unavailable)
 
 // ErrBusy is returned by Submit when the write queue stayed full until the
 // request's deadline. Nothing was accepted.
-var ErrBusy = errors.New("ingest: write queue is full")
+var ErrBusy = failure.Mark(errors.New("ingest: write queue is full"), failure.Unavailable)
+
+// ErrAbandoned is returned by Submit when the caller's context was canceled
+// (the client went away) while the request waited for room in the write
+// queue. Nothing was accepted; it is counted apart from ErrBusy, which means
+// the queue stayed full for the whole deadline.
+var ErrAbandoned = failure.Mark(errors.New("ingest: the caller left while waiting for the write queue"), failure.Unavailable)
 
 // ErrClosed is returned by Submit after Close has begun. Nothing was accepted.
-var ErrClosed = errors.New("ingest: pipeline is shutting down")
+var ErrClosed = failure.Mark(errors.New("ingest: pipeline is shutting down"), failure.Unavailable)
 
 // MissingParentsError is returned by Submit when events name a parent_event_id
 // that is neither stored nor earlier in the same request.
@@ -51,17 +62,53 @@ func (e *MissingParentsError) Error() string {
 	return fmt.Sprintf("ingest: %d event(s) name a parent event that does not exist", len(e.Indices))
 }
 
-// RejectedError is returned by Submit when PostgreSQL refused the request's
-// data although it passed validation. Nothing of the request was written.
-type RejectedError struct{ Err error }
+// FailureClass is failure.Data.
+func (e *MissingParentsError) FailureClass() failure.Class { return failure.Data }
+
+// RejectedError is returned by Submit and Replay when PostgreSQL refused the
+// request's data (failure.Data) although it passed validation. Nothing of
+// the request was written.
+type RejectedError struct {
+	// Index is the position in the request of the first event whose
+	// presence made PostgreSQL refuse it; -1 when it could not be told.
+	Index int
+	Err   error
+}
+
+// ConflictsError is returned by Submit and Replay when events carry an
+// event_id that is already stored (on any date) with other content, or that
+// appears twice in the request with different content. Nothing of the
+// request was written. A repeat with the same content is a retry: it
+// succeeds and stores nothing new.
+type ConflictsError struct {
+	// Indices are the positions of those events in the submitted slice.
+	Indices []int
+}
+
+func (e *ConflictsError) Error() string {
+	return fmt.Sprintf("ingest: %d event(s) reuse an event_id stored with other content", len(e.Indices))
+}
+
+// FailureClass is failure.Data.
+func (e *ConflictsError) FailureClass() failure.Class { return failure.Data }
 
 func (e *RejectedError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("ingest: the database refused event %d of the request: %s", e.Index, e.Err.Error())
+	}
 	return "ingest: the database refused the events: " + e.Err.Error()
 }
 
 func (e *RejectedError) Unwrap() error { return e.Err }
 
-// Store is the part of the PostgreSQL store the pipeline writes through.
+// FailureClass is failure.Data.
+func (e *RejectedError) FailureClass() failure.Class { return failure.Data }
+
+// Store is the part of the PostgreSQL store the pipeline writes through. Its
+// errors carry their class (failure.ClassOf): unavailable ones send events to
+// the spool, data ones reject the request that holds the refused event
+// (a *store.RefusedEventError names it), internal ones fail the commit's
+// requests without a retry.
 type Store interface {
 	InsertEvents(ctx context.Context, events []*audit.Event) (int64, error)
 	ResolveParents(ctx context.Context, events []*audit.Event) error
@@ -81,7 +128,10 @@ type Options struct {
 	MaxBatch int
 	// QueueSize bounds the events waiting for a writer.
 	QueueSize int
-	// CommitTimeout bounds one commit, and one spool append after it.
+	// CommitTimeout bounds one commit of up to MaxBatch events, and one
+	// spool append after it; a commit of more events (a client batch of up
+	// to server.maxBatchSize) gets CommitTimeout per MaxBatch events started
+	// (commitTimeout).
 	CommitTimeout time.Duration
 }
 
@@ -117,14 +167,11 @@ type pending struct {
 	// replay marks events that came from the spool: on a database outage
 	// they stay where they are instead of being spooled again.
 	replay bool
-	// part is the pending's place among its request's parts (route).
-	part int
 }
 
 type result struct {
 	outcome Outcome
 	err     error
-	part    int
 }
 
 // New starts the pipeline's writers. spool may be nil: then a database outage
@@ -166,11 +213,11 @@ func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger
 }
 
 // Submit writes events (already validated, with their ids) and reports where
-// they went: Committed when all are committed, Queued when all are committed
-// or spooled and some were spooled. Events of several writers are committed
-// in one transaction per writer (route). Once the events are queued for the
-// writers, Submit waits for the outcome even if ctx ends, so that an answer is
-// never lost for an event that was written.
+// they went: Committed when all are committed, Queued when all are spooled.
+// A request is one transaction whatever correlations it holds (route), so it
+// is stored whole or not at all. Once the events are queued for a writer,
+// Submit waits for the outcome even if ctx ends, so that an answer is never
+// lost for an event that was written.
 func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, error) {
 	if len(events) == 0 {
 		return Committed, nil
@@ -183,7 +230,7 @@ func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, 
 		if errors.As(err, &missing) {
 			return 0, &MissingParentsError{Indices: missing.Indices}
 		}
-		if !store.IsUnavailable(err) {
+		if failure.ClassOf(err) != failure.Unavailable {
 			return 0, fmt.Errorf("ingest: resolve parents: %w", err)
 		}
 	}
@@ -192,9 +239,11 @@ func (p *Pipeline) Submit(ctx context.Context, events []*audit.Event) (Outcome, 
 
 // Replay commits events taken from the spool through the same group commits
 // as live writes (so they get the same treatment, hash chains included). It
-// never spools: while PostgreSQL is unavailable it returns ErrUnavailable and
-// the caller leaves the entries in the spool. Parents are resolved inside the
-// commit; a missing one yields *MissingParentsError.
+// never spools: while PostgreSQL is unavailable it returns an error wrapping
+// ErrDatabaseUnavailable and the database's error, and the caller leaves the
+// entries in the spool. Parents are resolved inside the commit; a missing one
+// yields *MissingParentsError, a refused event *RejectedError; any other
+// error is internal (failure.ClassOf).
 func (p *Pipeline) Replay(ctx context.Context, events []*audit.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -206,113 +255,60 @@ func (p *Pipeline) Replay(ctx context.Context, events []*audit.Event) error {
 func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bool) (Outcome, error) {
 	weight := int64(min(len(events), p.opts.QueueSize))
 	if err := p.slots.Acquire(ctx, weight); err != nil {
+		if errors.Is(err, context.Canceled) {
+			// The client went away: not a sign of a full queue.
+			p.metrics.Events.WithLabelValues(resultAbandoned).Add(float64(len(events)))
+			return 0, ErrAbandoned
+		}
 		p.metrics.Events.WithLabelValues(resultBusy).Add(float64(len(events)))
 		return 0, ErrBusy
 	}
 	defer p.slots.Release(weight)
-	parts := p.route(events)
-	done := make(chan result, len(parts))
+	done := make(chan result, 1)
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
 		return 0, ErrClosed
 	}
 	p.metrics.QueueDepth.Add(float64(len(events)))
-	for i, pt := range parts {
-		p.queues[pt.writer] <- &pending{events: pt.events, done: done, replay: replay, part: i}
-	}
+	p.queues[p.route(events)] <- &pending{events: events, done: done, replay: replay}
 	p.mu.RUnlock()
-
-	// Combine the parts' answers: queued if any part was queued, the first
-	// error if any failed (with indices into the caller's slice).
-	var out result
-	for range parts {
-		r := <-done
-		switch {
-		case out.err != nil:
-		case r.err != nil:
-			out = r
-		case r.outcome == Queued || out.outcome == 0:
-			out.outcome = r.outcome
-		}
-	}
-	var missing *MissingParentsError
-	if len(parts) > 1 && errors.As(out.err, &missing) {
-		out.err = parts[out.part].missing(events, missing)
-	}
-	return out.outcome, out.err
+	r := <-done
+	return r.outcome, r.err
 }
 
-// part is the events of one request that one writer commits.
-type part struct {
-	writer int
-	events []*audit.Event
-}
-
-// parts are a request's events by writer, each in request order.
-type parts []part
-
-// route assigns a request's events to writers by correlation, so that a
-// correlation's chain is only ever extended by one writer of this process
-// and concurrent commits never queue on each other's chain locks (a 500-event
-// batch touches hundreds of correlations; two of them committed by
-// different writers used to take turns). A request whose events belong to
-// several writers is split, one transaction per writer, committed in
-// parallel. An event whose parent is earlier in the request goes with the
-// parent: the foreign key check cannot see the parent in another writer's
-// uncommitted transaction.
-//
-// The price of splitting: a request is no longer one transaction. Each part
-// is committed or spooled on its own, so the answer is still 201 only when
-// every event is stored or spooled; but when PostgreSQL fails between two
-// parts' commits and the spool is down too, the request answers 503 with
-// some parts committed. A client that retries with its own event_ids (the
-// SDK does) stores nothing twice; one that lets the server assign ids may.
-func (p *Pipeline) route(events []*audit.Event) parts {
+// route returns the writer that commits a request: the one that owns most
+// of its events' correlations. Every correlation belongs to one writer, so
+// that requests of one correlation are committed by one writer and
+// concurrent commits rarely queue on each other's chain locks. A request
+// whose correlations belong to several writers is nevertheless committed
+// whole, by one writer, in one transaction: CONTRACT §3 makes a batch atomic,
+// and PostgreSQL offers no atomic commit across connections short of
+// two-phase commit. Its events of other writers' correlations can then meet
+// a commit of theirs on a chain lock and wait for it (the advisory locks are
+// taken in one order, so they wait, never deadlock); see doc.go for what
+// that costs.
+func (p *Pipeline) route(events []*audit.Event) int {
 	w := len(p.queues)
+	if w == 1 {
+		return 0
+	}
 	writerOf := func(e *audit.Event) int { return int(maphash.String(p.seed, e.CorrelationID) % uint64(w)) }
 	first := writerOf(events[0])
-	if w == 1 || !slices.ContainsFunc(events[1:], func(e *audit.Event) bool { return writerOf(e) != first }) {
-		return parts{{writer: first, events: events}}
+	if !slices.ContainsFunc(events[1:], func(e *audit.Event) bool { return writerOf(e) != first }) {
+		return first
 	}
-	// group[i] is the event whose correlation decides where event i goes:
-	// its own, or that of its parent's group.
-	group := make([]int, len(events))
-	index := make(map[uuid.UUID]int, len(events))
-	byWriter := make([][]*audit.Event, w)
-	for i, e := range events {
-		group[i] = i
-		if e.ParentID != nil {
-			if j, ok := index[*e.ParentID]; ok {
-				group[i] = group[j]
-			}
-		}
-		index[e.ID] = i
-		k := writerOf(events[group[i]])
-		byWriter[k] = append(byWriter[k], e)
+	counts := make([]int, w)
+	for _, e := range events {
+		counts[writerOf(e)]++
 	}
-	var out parts
-	for k, evs := range byWriter {
-		if len(evs) > 0 {
-			out = append(out, part{writer: k, events: evs})
+	best := first
+	for k, n := range counts {
+		if n > counts[best] {
+			best = k
 		}
 	}
-	return out
-}
-
-// missing turns a part's *MissingParentsError, whose indices are into the
-// part, into one whose indices are into the request.
-func (pt part) missing(events []*audit.Event, err *MissingParentsError) *MissingParentsError {
-	at := make(map[*audit.Event]int, len(events))
-	for i, e := range events {
-		at[e] = i
-	}
-	out := &MissingParentsError{Indices: make([]int, len(err.Indices))}
-	for k, i := range err.Indices {
-		out.Indices[k] = at[pt.events[i]]
-	}
-	slices.Sort(out.Indices)
-	return out
+	return best
 }
 
 // Close stops accepting events, lets the writers commit (or spool) everything
@@ -370,15 +366,19 @@ func (p *Pipeline) writer(queue chan *pending) {
 }
 
 // commit writes the events of batch (events is their concatenation) and
-// answers every waiter.
+// answers every waiter. What a failure means is failure.ClassOf's rule:
+// unavailable spools the batch (fallback), data rejects the request that
+// holds the refused event and commits the others, internal fails every
+// request of the commit at once (no retry: the same commit would fail the
+// same way, and nothing says which request is at fault).
 func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.commitTimeout(len(events)))
 	start := time.Now()
 	inserted, err := p.store.InsertEvents(ctx, events)
 	cancel()
 	p.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
-	switch {
-	case err == nil:
+	switch failure.ClassOf(err) {
+	case failure.None:
 		p.metrics.BatchSize.Observe(float64(len(events)))
 		committedAt := time.Now()
 		for _, pd := range batch {
@@ -389,34 +389,79 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 			p.metrics.Events.WithLabelValues(resultDuplicate).Add(float64(dup))
 		}
 		finish(batch, Committed, nil)
-	case store.IsUnavailable(err):
+	case failure.Unavailable:
 		p.fallback(batch, events, err)
-	case len(batch) > 1:
-		// The database refused something: commit the halves on their own so
-		// only the request that holds the bad event fails.
-		half := len(batch) / 2
-		p.commit(batch[:half], flatten(batch[:half]))
-		p.commit(batch[half:], flatten(batch[half:]))
+	case failure.Data:
+		p.refused(batch, events, err)
 	default:
-		p.metrics.Events.WithLabelValues(resultRejected).Add(float64(len(events)))
-		var missing *store.MissingParentError
-		if errors.As(err, &missing) {
-			finish(batch, 0, &MissingParentsError{Indices: missing.Indices})
-			return
-		}
-		p.log.Warn("database refused a validated request", "events", len(events), "error", err)
-		finish(batch, 0, &RejectedError{Err: err})
+		p.metrics.Events.WithLabelValues(resultInternal).Add(float64(len(events)))
+		p.throttled(slog.LevelError, "commit failed with an internal error; its requests are answered 500, nothing was written",
+			"requests", len(batch), "events", len(events), "error", err)
+		finish(batch, 0, fmt.Errorf("ingest: commit: %w", err))
 	}
 }
 
+// refused handles a commit the database refused for its data. When the
+// store named the refused event, its request is rejected and the others are
+// committed without it; otherwise the batch is split in halves until the
+// refused request is isolated. Either way one bad request never fails its
+// neighbours.
+func (p *Pipeline) refused(batch []*pending, events []*audit.Event, err error) {
+	var at *store.RefusedEventError
+	if len(batch) > 1 && errors.As(err, &at) && at.Index >= 0 {
+		offset := 0
+		for k, pd := range batch {
+			if at.Index < offset+len(pd.events) {
+				p.reject(pd, &store.RefusedEventError{Index: at.Index - offset, Err: at.Err})
+				rest := append(slices.Clip(batch[:k]), batch[k+1:]...)
+				if len(rest) > 0 {
+					p.commit(rest, flatten(rest))
+				}
+				return
+			}
+			offset += len(pd.events)
+		}
+	}
+	if len(batch) > 1 {
+		half := len(batch) / 2
+		p.commit(batch[:half], flatten(batch[:half]))
+		p.commit(batch[half:], flatten(batch[half:]))
+		return
+	}
+	p.reject(batch[0], err)
+}
+
+// reject answers one request the database refused.
+func (p *Pipeline) reject(pd *pending, err error) {
+	p.metrics.Events.WithLabelValues(resultRejected).Add(float64(len(pd.events)))
+	var missing *store.MissingParentError
+	if errors.As(err, &missing) {
+		finish([]*pending{pd}, 0, &MissingParentsError{Indices: missing.Indices})
+		return
+	}
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) {
+		finish([]*pending{pd}, 0, &ConflictsError{Indices: conflict.Indices})
+		return
+	}
+	index := -1
+	var at *store.RefusedEventError
+	if errors.As(err, &at) {
+		index = at.Index
+	}
+	p.log.Warn("database refused a validated request", "events", len(pd.events), "index", index, "error", err)
+	finish([]*pending{pd}, 0, &RejectedError{Index: index, Err: err})
+}
+
 // fallback spools a batch PostgreSQL could not take. Replayed events are
-// already in the spool: they are answered ErrUnavailable and stay there.
+// already in the spool: they are answered ErrDatabaseUnavailable and stay
+// there.
 func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error) {
 	if slices.ContainsFunc(batch, func(pd *pending) bool { return pd.replay }) {
 		var live []*pending
 		for _, pd := range batch {
 			if pd.replay {
-				finish([]*pending{pd}, 0, ErrUnavailable)
+				finish([]*pending{pd}, 0, fmt.Errorf("%w: %w", ErrDatabaseUnavailable, cause))
 			} else {
 				live = append(live, pd)
 			}
@@ -432,7 +477,7 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 		finish(batch, 0, ErrUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CommitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.commitTimeout(len(events)))
 	defer cancel()
 	if err := p.spool.Append(ctx, events); err != nil {
 		// The spool says why it refused (down, or full at redis.dlqMaxLen).
@@ -446,9 +491,18 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 	finish(batch, Queued, nil)
 }
 
+// commitTimeout bounds a commit (or spool append) of n events: CommitTimeout
+// per MaxBatch events started. A 10,000-event client batch is one
+// transaction and cannot be split to fit a bound sized for group commits;
+// held to it, it timed out on a busy machine and answered 503 every time
+// the client retried.
+func (p *Pipeline) commitTimeout(n int) time.Duration {
+	return p.opts.CommitTimeout * time.Duration(max(1, (n+p.opts.MaxBatch-1)/p.opts.MaxBatch))
+}
+
 func finish(batch []*pending, o Outcome, err error) {
 	for _, pd := range batch {
-		pd.done <- result{outcome: o, err: err, part: pd.part}
+		pd.done <- result{outcome: o, err: err}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/store"
 )
 
@@ -48,6 +50,10 @@ func (f *fakeStore) InsertEvents(ctx context.Context, events []*audit.Event) (in
 	if f.insert != nil {
 		n, err = f.insert(ctx, call, events)
 	}
+	if err != nil {
+		// As the real store: every error carries its class.
+		return 0, &store.Error{Err: err, Class: store.Classify(err)}
+	}
 	if err == nil {
 		f.mu.Lock()
 		f.committed = append(f.committed, events)
@@ -61,7 +67,9 @@ func (f *fakeStore) ResolveParents(_ context.Context, events []*audit.Event) err
 	f.resolved = append(f.resolved, slices.Clone(events))
 	f.mu.Unlock()
 	if f.resolve != nil {
-		return f.resolve(events)
+		if err := f.resolve(events); err != nil {
+			return &store.Error{Err: err, Class: store.Classify(err)}
+		}
 	}
 	return nil
 }
@@ -410,7 +418,7 @@ func TestDatabaseOutageSpoolsTheEventsAndAnswersQueued(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"connection refused", errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")},
+		{"connection refused", fmt.Errorf("dial tcp 127.0.0.1:5432: %w", syscall.ECONNREFUSED)},
 		{"connection failure", &pgconn.PgError{Code: "08006"}},
 		{"admin shutdown", &pgconn.PgError{Code: "57P01"}},
 		{"too many connections", &pgconn.PgError{Code: "53300"}},
@@ -421,7 +429,7 @@ func TestDatabaseOutageSpoolsTheEventsAndAnswersQueued(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			require.True(t, store.IsUnavailable(tt.err), "test data")
+			require.Equal(t, failure.Unavailable, store.Classify(tt.err), "test data")
 			st := &fakeStore{insert: func(context.Context, int, []*audit.Event) (int64, error) { return 0, tt.err }}
 			sp := &fakeSpool{}
 			p, m := start(t, st, sp, Options{})
@@ -441,7 +449,7 @@ func TestDatabaseOutageSpoolsTheEventsAndAnswersQueued(t *testing.T) {
 
 func TestDatabaseOutageWithoutASpoolAnswersUnavailable(t *testing.T) {
 	t.Parallel()
-	down := errors.New("connection refused")
+	down := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
 	tests := []struct {
 		name  string
 		spool *fakeSpool
@@ -588,7 +596,7 @@ func TestSubmitWhenParentsCannotBeCheckedLeavesTheCheckToTheCommit(t *testing.T)
 
 func TestSubmitWhenTheParentCheckFailsOtherwiseReportsTheError(t *testing.T) {
 	t.Parallel()
-	denied := &pgconn.PgError{Code: "42501", Message: "permission denied"}
+	denied := &pgconn.PgError{Code: "42703", Message: "column does not exist"}
 	st := &fakeStore{resolve: func([]*audit.Event) error { return denied }}
 	sp := &fakeSpool{}
 	p, _ := start(t, st, sp, Options{})
@@ -632,7 +640,11 @@ func TestReplayNeverSpoolsAgain(t *testing.T) {
 	}}
 	p, _ := start(t, st, sp, Options{})
 	err := p.Replay(context.Background(), newEvents(2, "rr"))
-	require.ErrorIs(t, err, ErrUnavailable)
+	require.ErrorIs(t, err, ErrDatabaseUnavailable)
+	assert.Equal(t, failure.Unavailable, failure.ClassOf(err))
+	assert.NotErrorIs(t, err, ErrUnavailable, "the spool is not known to be down")
+	assert.NotContains(t, err.Error(), "spool", "a PostgreSQL-only outage is not reported as both stores down")
+	assert.Contains(t, err.Error(), "SQLSTATE 08006", "the database's own error is kept")
 	assert.Empty(t, sp.spooledIDs())
 }
 
@@ -643,7 +655,7 @@ func TestReplayInTheSameCommitAsLiveSubmitsIsNotSpooledButTheLiveOnesAre(t *test
 		if call == 0 {
 			return int64(len(events)), nil
 		}
-		return 0, errors.New("connection reset by peer") // the database went away
+		return 0, fmt.Errorf("read: %w", syscall.ECONNRESET) // the database went away
 	})}
 	sp := &fakeSpool{}
 	p, m := start(t, st, sp, Options{Writers: 1, MaxBatch: 100})
@@ -660,8 +672,8 @@ func TestReplayInTheSameCommitAsLiveSubmitsIsNotSpooledButTheLiveOnesAre(t *test
 	g.Release()
 
 	require.NoError(t, await(t, first).err)
-	require.ErrorIs(t, await(t, replay).err, ErrUnavailable)
-	require.ErrorIs(t, await(t, replay2).err, ErrUnavailable)
+	require.ErrorIs(t, await(t, replay).err, ErrDatabaseUnavailable)
+	require.ErrorIs(t, await(t, replay2).err, ErrDatabaseUnavailable)
 	r := await(t, liveCh)
 	require.NoError(t, r.err)
 	assert.Equal(t, Queued, r.o)
@@ -794,7 +806,7 @@ func TestNewMetricsRegistersEveryMetricWithEveryResult(t *testing.T) {
 		}
 		assert.Zero(t, m.GetCounter().GetValue())
 	}
-	assert.ElementsMatch(t, []string{"committed", "duplicate", "queued", "rejected", "unavailable", "busy"}, results,
+	assert.ElementsMatch(t, []string{"committed", "duplicate", "queued", "rejected", "unavailable", "busy", "abandoned", "internal"}, results,
 		"every result is exported from the start, at 0")
 }
 
@@ -809,4 +821,116 @@ func TestNewAppliesDefaultOptions(t *testing.T) {
 	p, _ = start(t, &fakeStore{}, nil, Options{})
 	assert.Equal(t, 2000, p.opts.MaxBatch)
 	assert.Equal(t, 20000, p.opts.QueueSize)
+}
+
+func TestAnInternalErrorFailsTheCommitOnceWithoutSpoolingOrRetrying(t *testing.T) {
+	t.Parallel()
+	g := newGate(t)
+	scan := errors.New("can't scan into dest[0]: cannot scan int4 into *string") // no class: internal
+	st := &fakeStore{insert: g.hold(func(_ context.Context, call int, evs []*audit.Event) (int64, error) {
+		if call == 0 {
+			return int64(len(evs)), nil
+		}
+		return 0, scan
+	})}
+	sp := &fakeSpool{}
+	p, m := start(t, st, sp, Options{Writers: 1, MaxBatch: 100})
+	first := submitAsync(p, newEvents(1, "first"))
+	g.waitEntered(t)
+	a, b := submitAsync(p, newEvents(2, "a")), replayAsync(p, newEvents(3, "b"))
+	waitQueued(t, m, 5)
+	g.Release()
+	require.NoError(t, await(t, first).err)
+	for _, ch := range []<-chan outcome{a, b} {
+		r := await(t, ch)
+		require.ErrorIs(t, r.err, scan)
+		assert.Equal(t, failure.Internal, failure.ClassOf(r.err))
+		assert.Zero(t, r.o)
+	}
+	assert.Equal(t, 2, st.attemptCount(), "one attempt for the two requests: no split, no retry")
+	assert.Empty(t, sp.spooledIDs(), "an internal error is not an outage")
+	assert.Equal(t, 5.0, counter(t, m, "internal"))
+}
+
+func TestARefusedEventNamedByTheStoreRejectsItsRequestAndCommitsTheOthersAtOnce(t *testing.T) {
+	t.Parallel()
+	g := newGate(t)
+	check := &pgconn.PgError{Code: "23514"}
+	st := &fakeStore{insert: g.hold(func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
+		for i, e := range evs {
+			if e.CorrelationID == "bad" {
+				return 0, &store.RefusedEventError{Index: i, Err: check}
+			}
+		}
+		return int64(len(evs)), nil
+	})}
+	p, m := start(t, st, nil, Options{Writers: 1, MaxBatch: 100})
+	first := submitAsync(p, newEvents(1, "first"))
+	g.waitEntered(t)
+	before, after := newEvents(3, "good-1"), newEvents(2, "good-2")
+	bad := append(newEvents(2, "ok"), newEvents(1, "bad")...)
+	chBefore, chBad, chAfter := submitAsync(p, before), submitAsync(p, bad), submitAsync(p, after)
+	waitQueued(t, m, 8)
+	g.Release()
+	require.NoError(t, await(t, first).err)
+	require.NoError(t, await(t, chBefore).err)
+	require.NoError(t, await(t, chAfter).err)
+	var rejected *RejectedError
+	require.ErrorAs(t, await(t, chBad).err, &rejected)
+	assert.Equal(t, 2, rejected.Index, "the index is into the request, not the commit")
+	assert.Equal(t, 3, st.attemptCount(), "the first commit, the refused one, the one without the bad request")
+	assert.ElementsMatch(t, append(append(ids(st.committedBatches()[0]), ids(before)...), ids(after)...), st.committedIDs())
+}
+
+func TestAClientThatLeavesWhileWaitingForTheQueueIsNotCountedBusy(t *testing.T) {
+	t.Parallel()
+	g := newGate(t)
+	st := &fakeStore{insert: g.hold(nil)}
+	p, m := start(t, st, nil, Options{Writers: 1, MaxBatch: 1, QueueSize: 2})
+	first := submitAsync(p, newEvents(1, "first"))
+	g.waitEntered(t)
+	second := submitAsync(p, newEvents(1, "second"))
+	waitQueued(t, m, 1) // the queue is full
+
+	ctx, cancel := context.WithCancel(context.Background())
+	leaving := make(chan error, 1)
+	go func() {
+		_, err := p.Submit(ctx, newEvents(2, "leaving"))
+		leaving <- err
+	}()
+	cancel() // the client disconnects
+	select {
+	case err := <-leaving:
+		require.ErrorIs(t, err, ErrAbandoned)
+		assert.NotErrorIs(t, err, ErrBusy)
+	case <-time.After(guard):
+		t.Fatal("Submit did not return after its client left")
+	}
+	assert.Equal(t, 2.0, counter(t, m, "abandoned"))
+	assert.Zero(t, counter(t, m, "busy"), "a client that left is not a sign of a full queue")
+	g.Release()
+	require.NoError(t, await(t, first).err)
+	require.NoError(t, await(t, second).err)
+}
+
+func TestARequestLargerThanMaxBatchGetsAProportionalCommitTimeout(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	budgets := map[int]time.Duration{}
+	st := &fakeStore{insert: func(ctx context.Context, _ int, evs []*audit.Event) (int64, error) {
+		deadline, ok := ctx.Deadline()
+		require.True(t, ok)
+		mu.Lock()
+		budgets[len(evs)] = time.Until(deadline)
+		mu.Unlock()
+		return int64(len(evs)), nil
+	}}
+	p, _ := start(t, st, nil, Options{Writers: 1, MaxBatch: 10, CommitTimeout: time.Minute})
+	_, err := p.Submit(context.Background(), newEvents(5, "small"))
+	require.NoError(t, err)
+	_, err = p.Submit(context.Background(), newEvents(35, "big")) // 4 × MaxBatch started
+	require.NoError(t, err)
+	assert.LessOrEqual(t, budgets[5], time.Minute)
+	assert.Greater(t, budgets[35], 3*time.Minute, "35 events get 4 × CommitTimeout")
+	assert.LessOrEqual(t, budgets[35], 4*time.Minute)
 }

@@ -26,70 +26,28 @@ func mixedEvents(n int, correlations ...string) []*audit.Event {
 	return out
 }
 
-func TestRouteKeepsEveryCorrelationOnOneWriterAndEveryPartInOrder(t *testing.T) {
+func TestRouteSendsEveryCorrelationToOneWriterAndARequestToOne(t *testing.T) {
 	t.Parallel()
 	p, _ := start(t, &fakeStore{}, nil, Options{Writers: 4})
-	var corrs []string
-	for i := range 40 {
-		corrs = append(corrs, fmt.Sprintf("rr-%d", i))
-	}
 	writerOf := map[string]int{}
-	for range 20 {
-		events := mixedEvents(100, corrs...)
-		ps := p.route(events)
-		require.Greater(t, len(ps), 1, "100 events over 40 correlations span several writers")
-		seen := 0
-		for _, pt := range ps {
-			last := -1
-			for _, e := range pt.events {
-				if w, ok := writerOf[e.CorrelationID]; ok {
-					assert.Equal(t, w, pt.writer, "%s always goes to the same writer", e.CorrelationID)
-				}
-				writerOf[e.CorrelationID] = pt.writer
-				i := indexOf(events, e)
-				assert.Greater(t, i, last, "a part keeps the request's order")
-				last = i
-				seen++
+	for i := range 40 {
+		corr := fmt.Sprintf("rr-%d", i)
+		w := p.route(mixedEvents(3, corr))
+		writerOf[corr] = w
+		assert.Equal(t, w, p.route(mixedEvents(1, corr)), "%s always goes to the same writer", corr)
+	}
+	// A request over several writers goes to the one owning most of it.
+	var a, b string
+	for c, w := range writerOf {
+		for c2, w2 := range writerOf {
+			if w != w2 {
+				a, b = c, c2
 			}
 		}
-		assert.Equal(t, len(events), seen, "every event is in exactly one part")
 	}
-
-	one := mixedEvents(30, "rr-single")
-	ps := p.route(one)
-	require.Len(t, ps, 1, "one correlation, one part")
-	assert.Equal(t, ids(one), ids(ps[0].events))
-}
-
-func indexOf(events []*audit.Event, e *audit.Event) int {
-	for i, x := range events {
-		if x == e {
-			return i
-		}
-	}
-	return -1
-}
-
-func TestRouteKeepsAChildWithAParentEarlierInTheRequest(t *testing.T) {
-	t.Parallel()
-	p, _ := start(t, &fakeStore{}, nil, Options{Writers: 8})
-	events := mixedEvents(64, "rr-a", "rr-b", "rr-c", "rr-d", "rr-e", "rr-f", "rr-g", "rr-h")
-	// Children in other correlations than their parents, chains of them.
-	for i := 8; i < len(events); i += 3 {
-		id := events[i-5].ID
-		events[i].ParentID = &id
-	}
-	partOf := map[uuid.UUID]int{}
-	for k, pt := range p.route(events) {
-		for _, e := range pt.events {
-			partOf[e.ID] = k
-		}
-	}
-	for _, e := range events {
-		if e.ParentID != nil {
-			assert.Equal(t, partOf[*e.ParentID], partOf[e.ID], "a child commits in its parent's transaction")
-		}
-	}
+	require.NotEmpty(t, a, "40 correlations span several writers")
+	assert.Equal(t, writerOf[a], p.route(mixedEvents(5, a, a, b)))
+	assert.Equal(t, writerOf[b], p.route(mixedEvents(5, b, b, a)))
 }
 
 // exclusiveStore fails the test if two InsertEvents calls are ever in
@@ -125,7 +83,7 @@ func (s *exclusiveStore) InsertEvents(ctx context.Context, events []*audit.Event
 	return n, err
 }
 
-func TestConcurrentCommitsNeverShareACorrelation(t *testing.T) {
+func TestConcurrentCommitsOfOneCorrelationRequestsNeverShareACorrelation(t *testing.T) {
 	t.Parallel()
 	st := &exclusiveStore{t: t, inFlight: map[string]bool{}}
 	p, _ := start(t, st, nil, Options{Writers: 4, MaxBatch: 50})
@@ -140,7 +98,7 @@ func TestConcurrentCommitsNeverShareACorrelation(t *testing.T) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for range 30 {
-				events := mixedEvents(1+rng.IntN(40), corrs[rng.IntN(10):]...)
+				events := mixedEvents(1+rng.IntN(40), corrs[rng.IntN(len(corrs))])
 				o, err := p.Submit(context.Background(), events)
 				assert.NoError(t, err)
 				assert.Equal(t, Committed, o)
@@ -163,42 +121,75 @@ func TestConcurrentCommitsNeverShareACorrelation(t *testing.T) {
 	}
 }
 
-func TestASplitRequestAnswersQueuedWhenOnePartWasSpooled(t *testing.T) {
-	t.Parallel()
-	var down string // the correlation whose commit meets an outage
-	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
-		for _, e := range evs {
-			if e.CorrelationID == down {
-				return 0, &pgconn.PgError{Code: "57P01"}
-			}
-		}
-		return int64(len(evs)), nil
-	}}
-	sp := &fakeSpool{}
-	p, _ := start(t, st, sp, Options{Writers: 2})
-	events := splitAcrossWriters(t, p)
-	down = events[len(events)-1].CorrelationID
-	o, err := p.Submit(context.Background(), events)
-	require.NoError(t, err)
-	assert.Equal(t, Queued, o)
-	assert.ElementsMatch(t, ids(events), append(st.committedIDs(), sp.spooledIDs()...), "every event stored or spooled, once")
-	assert.NotEmpty(t, st.committedIDs())
-	assert.NotEmpty(t, sp.spooledIDs())
-}
-
-// splitAcrossWriters returns a request that p's routing splits in two.
-func splitAcrossWriters(t *testing.T, p *Pipeline) []*audit.Event {
+// spanningWriters returns a request whose correlations belong to two of p's
+// writers.
+func spanningWriters(t *testing.T, p *Pipeline) []*audit.Event {
 	t.Helper()
 	for i := 0; ; i++ {
-		events := mixedEvents(6, fmt.Sprintf("rr-x%d", i), fmt.Sprintf("rr-y%d", i))
-		if len(p.route(events)) == 2 {
-			return events
+		x, y := fmt.Sprintf("rr-x%d", i), fmt.Sprintf("rr-y%d", i)
+		if p.route(mixedEvents(1, x)) != p.route(mixedEvents(1, y)) {
+			return mixedEvents(6, x, y)
 		}
 		require.Less(t, i, 1000, "no pair of correlations on two writers")
 	}
 }
 
-func TestASplitRequestNamesMissingParentsByTheirPlaceInTheRequest(t *testing.T) {
+func TestARequestSpanningWritersIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	st := &fakeStore{}
+	p, _ := start(t, st, nil, Options{Writers: 2})
+	events := spanningWriters(t, p)
+	o, err := p.Submit(context.Background(), events)
+	require.NoError(t, err)
+	assert.Equal(t, Committed, o)
+	require.Len(t, st.committedBatches(), 1, "one commit")
+	assert.Equal(t, ids(events), ids(st.committedBatches()[0]), "the whole request, in order")
+}
+
+func TestARequestSpanningWritersWithARefusedEventStoresNothingAndNamesIt(t *testing.T) {
+	t.Parallel()
+	bad := 0
+	check := &pgconn.PgError{Code: "23514", Message: "new row violates check constraint"}
+	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
+		for i, e := range evs {
+			if e.ID == uuid.Nil {
+				return 0, &store.RefusedEventError{Index: i, Err: check}
+			}
+		}
+		bad++
+		return int64(len(evs)), nil
+	}}
+	sp := &fakeSpool{}
+	p, m := start(t, st, sp, Options{Writers: 2})
+	events := spanningWriters(t, p)
+	events[4].ID = uuid.Nil // what the fake store refuses
+	o, err := p.Submit(context.Background(), events)
+	var rejected *RejectedError
+	require.ErrorAs(t, err, &rejected)
+	assert.Equal(t, 4, rejected.Index, "the answer names the refused element")
+	assert.ErrorIs(t, err, check)
+	assert.Zero(t, o)
+	assert.Empty(t, st.committedIDs(), "no part of the request was committed")
+	assert.Empty(t, sp.spooledIDs(), "a refusal is not an outage")
+	assert.Equal(t, 6.0, counter(t, m, "rejected"))
+}
+
+func TestARequestSpanningWritersDuringAnOutageIsSpooledWhole(t *testing.T) {
+	t.Parallel()
+	st := &fakeStore{insert: func(context.Context, int, []*audit.Event) (int64, error) {
+		return 0, &pgconn.PgError{Code: "57P01"}
+	}}
+	sp := &fakeSpool{}
+	p, _ := start(t, st, sp, Options{Writers: 2})
+	events := spanningWriters(t, p)
+	o, err := p.Submit(context.Background(), events)
+	require.NoError(t, err)
+	assert.Equal(t, Queued, o)
+	assert.Equal(t, ids(events), sp.spooledIDs(), "the whole request, once, in one append")
+	assert.Empty(t, st.committedIDs())
+}
+
+func TestARequestSpanningWritersNamesMissingParentsByTheirPlaceInTheRequest(t *testing.T) {
 	t.Parallel()
 	ghost := uuid.New()
 	st := &fakeStore{insert: func(_ context.Context, _ int, evs []*audit.Event) (int64, error) {
@@ -210,7 +201,7 @@ func TestASplitRequestNamesMissingParentsByTheirPlaceInTheRequest(t *testing.T) 
 		return int64(len(evs)), nil
 	}}
 	p, _ := start(t, st, nil, Options{Writers: 2})
-	events := splitAcrossWriters(t, p)
+	events := spanningWriters(t, p)
 	bad := len(events) - 1
 	events[bad].ParentID = &ghost
 	// Replay leaves parents to the commit, where the store finds them missing.

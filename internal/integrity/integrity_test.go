@@ -97,7 +97,7 @@ func (e *env) tamper(sql string, args ...any) {
 
 func (e *env) verify(corr string) integrity.ChainReport {
 	e.t.Helper()
-	rep, err := e.svc.VerifyChain(context.Background(), corr)
+	rep, err := e.svc.VerifyChain(context.Background(), corr, false)
 	require.NoError(e.t, err)
 	return rep
 }
@@ -128,7 +128,7 @@ func TestVerifyChainIntact(t *testing.T) {
 			require.Empty(t, rep.TamperedEvents)
 			require.Contains(t, rep.Message, "intact")
 
-			_, err := e.svc.VerifyChain(context.Background(), "rr-none")
+			_, err := e.svc.VerifyChain(context.Background(), "rr-none", false)
 			require.ErrorIs(t, err, store.ErrNotFound)
 		})
 	}

@@ -101,7 +101,7 @@ func TestRetentionKeepsHeldEventsAndDropsExpiredMonths(t *testing.T) {
 
 	// A is gone, B is intact, and every chain that remains still verifies:
 	// retention's gaps are recorded.
-	_, err = e.svc.VerifyChain(ctx, "rr-A")
+	_, err = e.svc.VerifyChain(ctx, "rr-A", false)
 	require.ErrorIs(t, err, store.ErrNotFound)
 	for corr, n := range map[string]int64{"rr-B": 2, "rr-F": 1, "rr-E": 2, "rr-G": 1} {
 		rep := e.verify(corr)

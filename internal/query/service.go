@@ -16,7 +16,7 @@ const CountCap = 10_000
 // Store is the part of the store that reads serve from.
 type Store interface {
 	GetEvent(ctx context.Context, id uuid.UUID) (audit.Event, error)
-	ListEvents(ctx context.Context, f store.EventFilter, p store.Page) ([]audit.Event, error)
+	EachEvent(ctx context.Context, f store.EventFilter, p store.Page, each func(*audit.Event) error) error
 	CountEvents(ctx context.Context, f store.EventFilter, limit int) (int64, error)
 }
 
@@ -42,39 +42,62 @@ type ListResult struct {
 
 // List returns the page p asks for.
 func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
-	events, err := s.store.ListEvents(ctx, p.Filter, store.Page{
+	var events []audit.Event
+	res, err := s.Stream(ctx, p, func(e *audit.Event) error {
+		events = append(events, *e)
+		return nil
+	})
+	res.Events = events
+	return res, err
+}
+
+// Stream is List with the page's events handed to each, one at a time and
+// in order, as they come from the database, instead of gathered in
+// ListResult.Events (left nil): a page of large events is never held whole.
+// The rest of ListResult (has_more, next_cursor, total) is known only once
+// every event was handed over, so a response writes it last. An error from
+// each stops the read and is returned (wrapped).
+func (s *Service) Stream(ctx context.Context, p ListParams, each func(*audit.Event) error) (ListResult, error) {
+	res := ListResult{Limit: p.Limit, Offset: p.Offset}
+	var n int
+	var last Cursor
+	err := s.store.EachEvent(ctx, p.Filter, store.Page{
 		Limit:     p.Limit + 1, // one more than asked tells whether there is more
 		Offset:    p.Offset,
 		After:     p.Cursor.keyset(),
 		Ascending: p.Ascending,
+	}, func(e *audit.Event) error {
+		if n == p.Limit {
+			res.HasMore = true
+			return nil
+		}
+		n++
+		last = Cursor{Timestamp: e.Timestamp.Std(), ID: e.ID, Ascending: p.Ascending}
+		return each(e)
 	})
 	if err != nil {
 		return ListResult{}, fmt.Errorf("query: list: %w", err)
 	}
-	res := ListResult{Limit: p.Limit, Offset: p.Offset, Events: events}
-	if len(events) > p.Limit {
-		res.HasMore = true
-		res.Events = events[:p.Limit]
-		last := res.Events[len(res.Events)-1]
-		res.NextCursor = Cursor{Timestamp: last.Timestamp.Std(), ID: last.ID, Ascending: p.Ascending}.Encode()
+	if res.HasMore {
+		res.NextCursor = last.Encode()
 	}
-	if !res.HasMore && p.Cursor == nil && (len(res.Events) > 0 || p.Offset == 0) {
+	if !res.HasMore && p.Cursor == nil && (n > 0 || p.Offset == 0) {
 		// The page reached the end: everything before it was skipped by
 		// offset, so the total is known without counting.
-		res.Total, res.TotalExact = int64(p.Offset+len(res.Events)), true
+		res.Total, res.TotalExact = int64(p.Offset+n), true
 		return res, nil
 	}
-	n, err := s.store.CountEvents(ctx, p.Filter, CountCap+1)
+	c, err := s.store.CountEvents(ctx, p.Filter, CountCap+1)
 	if err != nil {
 		return ListResult{}, fmt.Errorf("query: count: %w", err)
 	}
-	res.Total, res.TotalExact = n, n <= CountCap
+	res.Total, res.TotalExact = c, c <= CountCap
 	if !res.TotalExact {
 		// A lower bound: at least the rows up to the end of this page. An
 		// empty page proves nothing about the rows its offset skipped.
 		var seen int64
-		if len(res.Events) > 0 {
-			seen = int64(p.Offset + len(res.Events))
+		if n > 0 {
+			seen = int64(p.Offset + n)
 		}
 		if res.HasMore {
 			seen++

@@ -60,6 +60,19 @@ func (f *fakeStore) GetEvent(_ context.Context, id uuid.UUID) (audit.Event, erro
 	return audit.Event{}, store.ErrNotFound
 }
 
+func (f *fakeStore) EachEvent(ctx context.Context, filter store.EventFilter, p store.Page, each func(*audit.Event) error) error {
+	events, err := f.ListEvents(ctx, filter, p)
+	if err != nil {
+		return err
+	}
+	for i := range events {
+		if err := each(&events[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeStore) ListEvents(_ context.Context, filter store.EventFilter, p store.Page) ([]audit.Event, error) {
 	f.mu.Lock()
 	f.pages = append(f.pages, p)

@@ -25,18 +25,26 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 `
 
-// redriveScriptSrc moves dead letters back: ARGV holds pairs of a dead-letter
-// id in KEYS[1] and the message to add to stream KEYS[2] in its place. An id
-// already gone (redriven concurrently) is skipped, so nothing is sent twice.
+// redriveScriptSrc moves dead letters back: ARGV[1] is redis.dlqMaxLen, then
+// pairs of a dead-letter id in KEYS[1] and the message to add to stream
+// KEYS[2] in its place. An id already gone (redriven concurrently) is
+// skipped, so nothing is sent twice. It stops before the stream would hold
+// more than ARGV[1] entries, as an append does (the check and the moves are
+// one step), and answers {moved, 1 if it stopped for room}.
 const redriveScriptSrc = `
+local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[2])
 local moved = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+for i = 2, #ARGV, 2 do
+  if #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) > 0 then
+    if moved >= room then
+      return {moved, 1}
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
     redis.call('XADD', KEYS[2], '*', '` + messageField + `', ARGV[i + 1])
     moved = moved + 1
   end
 end
-return moved
+return {moved, 0}
 `
 
 // releaseScriptSrc removes consumer ARGV[2] from group ARGV[1] of stream
@@ -191,9 +199,10 @@ func readDeadLetter(m redis.XMessage) DeadLetter {
 
 // Redrive moves the dead letters with the given ids back to the spool stream
 // of kind k, with their retry count reset (their last error is kept for the
-// record), and returns how many it moved; ids not found are skipped. The
-// stream's maximum length is not enforced: redriving is an operator's
-// decision about entries that were accepted long ago.
+// record), and returns how many it moved; ids not found are skipped. It
+// never fills the stream past redis.dlqMaxLen, which keeps room for live
+// writes' outages: when the stream is full it stops, leaves the rest in the
+// dead-letter stream and returns ErrFull (wrapped) with the count moved.
 func (s *Spool) Redrive(ctx context.Context, k Kind, ids []string) (int, error) {
 	moved := 0
 	for chunk := range slices.Chunk(ids, 500) {
@@ -217,7 +226,8 @@ func (s *Spool) Redrive(ctx context.Context, k Kind, ids []string) (int, error) 
 // RedriveAll moves every dead letter of kind k that exists when it starts
 // back to the spool stream, and returns how many it moved. Entries
 // dead-lettered while it runs are left for a later call, so it cannot chase
-// a poison entry round and round.
+// a poison entry round and round. Like Redrive it stops with ErrFull at
+// redis.dlqMaxLen.
 func (s *Spool) RedriveAll(ctx context.Context, k Kind) (int, error) {
 	last, err := s.rdb.XRevRangeN(ctx, k.DeadLetters(), "+", "-", 1).Result()
 	if err != nil {
@@ -263,9 +273,14 @@ func (s *Spool) redrive(ctx context.Context, k Kind, msgs []redis.XMessage) (int
 		}
 		args = append(args, m.ID, msg)
 	}
-	n, err := s.redriveScript.Run(ctx, s.rdb, []string{k.DeadLetters(), k.Stream()}, args...).Int()
-	if err != nil {
+	args = append([]any{s.maxLen}, args...)
+	res, err := s.redriveScript.Run(ctx, s.rdb, []string{k.DeadLetters(), k.Stream()}, args...).Int64Slice()
+	if err != nil || len(res) != 2 {
 		return 0, fmt.Errorf("spool: redrive %d %s: %w", len(msgs), k, err)
 	}
-	return n, nil
+	if res[1] == 1 {
+		return int(res[0]), fmt.Errorf("spool: redrive %s: %w at redis.dlqMaxLen (%d entries); the other dead letters stay where they are",
+			k, ErrFull, s.maxLen)
+	}
+	return int(res[0]), nil
 }

@@ -66,4 +66,18 @@
 // dead-letter stream (audit:dead-letter:events). An entry that cannot even be
 // decoded can never succeed and moves there at once. Operators inspect dead
 // letters and send them back after a fix with `datastorage dlq dead-letters`.
+//
+// # Parked pages
+//
+// What a replay failure means is failure.ClassOf's rule. Unavailable: the
+// worker waits for the database, holding the page. Data: the poison-entry
+// handling above. Internal (neither: a statement that no longer fits the
+// schema, an answer that cannot be scanned, a bug): the page is parked — left
+// delivered and unacknowledged, so nothing is lost and nothing is
+// dead-lettered for a fault that is not the data's — and the worker goes on
+// with other pages. A parked page is tried again only when a claim scan takes
+// it over, after ClaimIdle: one attempt per page per ClaimIdle, never a loop,
+// and it commits by itself once the cause is fixed.
+// datastorage_replay_parked_total counts parked records and the
+// DataStorageReplayParked alert fires. A one-shot Drain stops with the error.
 package spool

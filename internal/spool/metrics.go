@@ -19,6 +19,7 @@ const (
 	resultDuplicate    = "duplicate"
 	resultFailed       = "failed"
 	resultDeadLettered = "dead_lettered"
+	resultParked       = "parked"
 )
 
 // Metrics are the spool's counters. The gauges (depth, age, dead letters)
@@ -32,6 +33,9 @@ type Metrics struct {
 	Replayed *prometheus.CounterVec
 	// DeadLettered counts records moved to the dead-letter stream.
 	DeadLettered *prometheus.CounterVec
+	// Parked counts records whose replay failed with an internal error and
+	// that were left pending (see consumer.park).
+	Parked *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them with reg (nil: unregistered).
@@ -47,25 +51,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stream", "reason"}),
 		Replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_replay_events_total",
-			Help: "Spooled records handled by the replay worker, by stream and result: committed, duplicate (already stored; notifications only, events count theirs in datastorage_ingest_events_total), failed (data error, retried later), dead_lettered.",
+			Help: "Spooled records handled by the replay worker, by stream and result: committed, duplicate (already stored; notifications only, events count theirs in datastorage_ingest_events_total), failed (data error, retried later), dead_lettered, parked (internal error, left pending).",
 		}, []string{"stream", "result"}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_dead_letters_total",
 			Help: "Spooled records moved to the dead-letter stream by this process, by stream.",
 		}, []string{"stream"}),
+		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "datastorage_replay_parked_total",
+			Help: "Spooled records whose replay failed with an internal error (a bug, a schema that no longer fits) and were left pending, to be tried again after redis.claimIdle, by stream. Never an outage, never the data's fault: an operator must look.",
+		}, []string{"stream"}),
 	}
 	for _, k := range Kinds() {
 		m.Enqueued.WithLabelValues(k.String())
 		m.DeadLettered.WithLabelValues(k.String())
+		m.Parked.WithLabelValues(k.String())
 		for _, r := range []string{refusedFull, refusedUnavailable} {
 			m.Refused.WithLabelValues(k.String(), r)
 		}
-		for _, r := range []string{resultCommitted, resultDuplicate, resultFailed, resultDeadLettered} {
+		for _, r := range []string{resultCommitted, resultDuplicate, resultFailed, resultDeadLettered, resultParked} {
 			m.Replayed.WithLabelValues(k.String(), r)
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(m.Enqueued, m.Refused, m.Replayed, m.DeadLettered)
+		reg.MustRegister(m.Enqueued, m.Refused, m.Replayed, m.DeadLettered, m.Parked)
 	}
 	return m
 }

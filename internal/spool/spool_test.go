@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/testenv"
 )
@@ -177,7 +178,7 @@ func newMemSink() *memSink {
 
 func (s *memSink) Replay(_ context.Context, events []*audit.Event) error {
 	if s.down.Load() {
-		return errors.New("dial tcp: connection refused")
+		return failure.Mark(errors.New("dial tcp: connection refused"), failure.Unavailable)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,7 +199,7 @@ func (s *memSink) Replay(_ context.Context, events []*audit.Event) error {
 
 func (s *memSink) ReplayNotification(_ context.Context, n audit.Notification) error {
 	if s.down.Load() {
-		return errors.New("dial tcp: connection refused")
+		return failure.Mark(errors.New("dial tcp: connection refused"), failure.Unavailable)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,7 +212,7 @@ func (s *memSink) ReplayNotification(_ context.Context, n audit.Notification) er
 
 func (s *memSink) Ping(context.Context) error {
 	if s.down.Load() {
-		return errors.New("dial tcp: connection refused")
+		return failure.Mark(errors.New("dial tcp: connection refused"), failure.Unavailable)
 	}
 	return nil
 }

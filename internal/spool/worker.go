@@ -16,13 +16,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // DataError marks a replay failure caused by the records themselves (the
 // database refused them, or a parent event does not exist) rather than by
-// the database being unreachable. Sinks return it; the worker then splits the
-// page to isolate the bad record and eventually dead-letters it. Any other
-// error from a sink means "try again later".
+// the database being unreachable. Sinks return it (or any error of class
+// failure.Data); the worker then splits the page to isolate the bad record
+// and eventually dead-letters it. An error of class failure.Unavailable means
+// "try again when the database is back"; any other error is internal and
+// parks the page (see the package doc).
 type DataError struct{ Err error }
 
 // Error describes the failure as a data error.
@@ -30,6 +33,9 @@ func (e *DataError) Error() string { return "spool: data error: " + e.Err.Error(
 
 // Unwrap returns the sink's own error.
 func (e *DataError) Unwrap() error { return e.Err }
+
+// FailureClass is failure.Data.
+func (e *DataError) FailureClass() failure.Class { return failure.Data }
 
 // ErrAlreadyStored is returned by a NotificationSink when the record is
 // already in PostgreSQL (its notification_id is taken, typically by an
@@ -153,11 +159,14 @@ type DrainResult struct {
 	Failed int64
 	// DeadLettered is the number of records moved to the dead-letter stream.
 	DeadLettered int64
+	// Parked is the number of records whose page failed with an internal
+	// error; they stay in the spool, pending.
+	Parked int64
 }
 
 // Done is the number of records the drain finished with, one way or another.
 func (r DrainResult) Done() int64 {
-	return r.Committed + r.Duplicates + r.Failed + r.DeadLettered
+	return r.Committed + r.Duplicates + r.Failed + r.DeadLettered + r.Parked
 }
 
 // Drain replays what the spool of kind k holds now, and returns when nothing
@@ -514,9 +523,10 @@ func (c *consumer[T]) decodeEntry(e *entry[T]) error {
 	return nil
 }
 
-// commitAll commits entries and acknowledges them. On a data error it
-// commits the halves on their own, down to the single bad entry; on any other
-// error it waits for the database and tries again.
+// commitAll commits entries and acknowledges them. What a failure means is
+// failure.ClassOf's rule: on a data error it commits the halves on their own,
+// down to the single bad entry; while the database is unavailable it waits
+// for it and tries again; on an internal error it parks the page (park).
 func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 	items := make([]T, len(entries))
 	for i, e := range entries {
@@ -525,9 +535,8 @@ func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 	bo := backoff{}
 	for {
 		dups, err := c.commit(ctx, items)
-		var dataErr *DataError
-		switch {
-		case err == nil:
+		switch failure.ClassOf(err) {
+		case failure.None:
 			ids := make([]string, len(entries))
 			for i, e := range entries {
 				ids[i] = e.id
@@ -537,9 +546,13 @@ func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 			c.count(resultDuplicate, dups)
 			c.dbDown = false
 			return nil
-		case errors.As(err, &dataErr):
+		case failure.Data:
 			if len(entries) == 1 {
-				c.failed(ctx, entries[0], dataErr.Err)
+				var dataErr *DataError
+				if errors.As(err, &dataErr) {
+					err = dataErr.Err
+				}
+				c.failed(ctx, entries[0], err)
 				return nil
 			}
 			half := len(entries) / 2
@@ -547,6 +560,8 @@ func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 				return err
 			}
 			return c.commitAll(ctx, entries[half:])
+		case failure.Internal:
+			return c.park(entries, err)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -562,6 +577,26 @@ func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// park handles a page whose commit failed with an internal error: neither
+// the database's absence nor the records' fault, so neither waiting nor
+// dead-lettering is right. The page is left as it is, delivered and not
+// acknowledged: nothing is lost, nothing is dead-lettered, and the worker goes
+// on with other pages. It is tried again only when a claim scan takes it
+// over, after ClaimIdle, so a bug costs one attempt per page per ClaimIdle
+// instead of a loop; once the bug (or the schema) is fixed, the next claim
+// commits it. datastorage_replay_parked_total counts the records and the
+// DataStorageReplayParked alert fires. A one-shot drain stops with the error.
+func (c *consumer[T]) park(entries []entry[T], err error) error {
+	c.count(resultParked, len(entries))
+	c.w.spool.metrics.Parked.WithLabelValues(c.kind.String()).Add(float64(len(entries)))
+	c.log.Error("spool: replay of a page failed with an internal error; the page is parked (left pending) and tried again after the claim timeout",
+		"entries", len(entries), "first", entries[0].id, "claim_idle", c.w.opts.ClaimIdle, "error", err)
+	if c.oneShot {
+		return fmt.Errorf("spool: replay %d entries of %s: internal error: %w", len(entries), c.kind.Stream(), err)
+	}
+	return nil
 }
 
 // waitDatabase pings the database with backoff until it answers (true) or
@@ -710,6 +745,8 @@ func (c *consumer[T]) count(result string, n int) {
 		c.result.Failed += int64(n)
 	case resultDeadLettered:
 		c.result.DeadLettered += int64(n)
+	case resultParked:
+		c.result.Parked += int64(n)
 	}
 }
 

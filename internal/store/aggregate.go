@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -91,7 +92,8 @@ type SuccessFilter struct {
 }
 
 // CountOutcomes counts the events in w matching f by outcome.
-func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (OutcomeCounts, error) {
+func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (_ OutcomeCounts, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	var from string
 	if f.WorkflowID != "" {
@@ -111,7 +113,7 @@ func (s *Store) CountOutcomes(ctx context.Context, w Window, f SuccessFilter) (O
 		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
 	var c OutcomeCounts
-	err := s.pool.QueryRow(ctx, `
+	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'pending'), 0)::bigint
@@ -132,7 +134,8 @@ type NamespaceCount struct {
 // CountByNamespace counts remediations (distinct correlation ids) and events
 // per namespace in w, most remediations first. Events without a namespace are
 // left out.
-func (s *Store) CountByNamespace(ctx context.Context, w Window) ([]NamespaceCount, error) {
+func (s *Store) CountByNamespace(ctx context.Context, w Window) (_ []NamespaceCount, err error) {
+	defer classifyErr(&err)
 	var b sqlBuilder
 	// A correlation row that retention took down to 0 events is no longer
 	// a remediation of its hour.
@@ -163,7 +166,8 @@ type TrendPoint struct {
 
 // Trend counts events and failures per bucket ("hour" or "day") of w, with a
 // point for every bucket, empty ones included.
-func (s *Store) Trend(ctx context.Context, w Window, interval string) ([]TrendPoint, error) {
+func (s *Store) Trend(ctx context.Context, w Window, interval string) (_ []TrendPoint, err error) {
+	defer classifyErr(&err)
 	if interval != "hour" && interval != "day" {
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
 	}
@@ -223,7 +227,8 @@ const maxGroups = 1000
 
 // CountGroups counts the events in w grouped by the given columns (each one of
 // GroupColumns), largest groups first.
-func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) ([]Group, error) {
+func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) (_ []Group, err error) {
+	defer classifyErr(&err)
 	for _, c := range columns {
 		if !slices.Contains(GroupColumns, c) {
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
@@ -288,7 +293,8 @@ func (s *Store) CountGroups(ctx context.Context, w Window, columns []string) ([]
 
 // CorrelationEvents returns up to limit events of one correlation in time
 // order (chain order among equal timestamps).
-func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
 		WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
 	if err != nil {
@@ -299,4 +305,62 @@ func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, lim
 		return nil, fmt.Errorf("store: correlation events: %w", err)
 	}
 	return events, nil
+}
+
+// CorrelationOutline is CorrelationEvents with only the columns a
+// timeline's shape needs (event_id, event_date, event_timestamp,
+// parent_event_id, event_outcome; the rest zero), so a timeline of
+// thousands of large events is shaped without holding them (issue 18 item
+// 6). Same order and limit.
+func (s *Store) CorrelationOutline(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id, event_date, event_timestamp, parent_event_id, event_outcome
+		FROM audit_events WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: correlation outline: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (audit.Event, error) {
+		var e audit.Event
+		var id, parent pgtype.UUID
+		var date, ts time.Time
+		if err := row.Scan(&id, &date, &ts, &parent, &e.Outcome); err != nil {
+			return e, err
+		}
+		e.ID, e.Date, e.Timestamp = id.Bytes, audit.Date(date), audit.NewTime(ts)
+		if parent.Valid {
+			p := uuid.UUID(parent.Bytes)
+			e.ParentID = &p
+		}
+		return e, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: correlation outline: %w", err)
+	}
+	return events, nil
+}
+
+// EachCorrelationEvent hands each the full rows of the events of
+// correlationID with the given ids and dates between from and to, in no
+// particular order. The *audit.Event is each's only while it runs.
+func (s *Store) EachCorrelationEvent(ctx context.Context, correlationID string, ids []uuid.UUID, from, to time.Time,
+	each func(*audit.Event) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
+		WHERE correlation_id = $1 AND event_id = ANY($2) AND event_date BETWEEN $3 AND $4`,
+		correlationID, pgUUIDs(ids), from, to)
+	if err != nil {
+		return fmt.Errorf("store: correlation events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("store: correlation events: %w", err)
+		}
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: correlation events: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // querier is what both the pool and a transaction offer.
@@ -78,7 +80,17 @@ var insertColumns = []string{
 const (
 	lockChainsSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) FROM unnest($1::text[]) AS c`
 	readHeadsSQL  = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
-	storedIDsSQL  = `SELECT event_id FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
+	// storedIDsSQL finds the ids already taken, on any date
+	// (audit_event_ids, migration 00006): one primary-key probe per id on an
+	// unpartitioned table.
+	storedIDsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
+	// insertIDsSQL takes the ids of the events a transaction stores. A
+	// concurrent transaction storing the same id waits for ours and then
+	// fails on the primary key (errChainRace): one id, one row.
+	insertIDsSQL = `INSERT INTO audit_event_ids (event_id, event_date) SELECT * FROM unnest($1::uuid[], $2::date[])`
+	// repeatsSQL reads the stored events whose ids a batch repeats on the
+	// same date, to tell a retry (same content) from a forgery.
+	repeatsSQL    = `SELECT ` + eventColumns + ` FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
 	writeHeadsSQL = `
 INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)
 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])
@@ -107,13 +119,16 @@ const maxInsertAttempts = 4
 
 // InsertEvents stores events in one transaction, extending each
 // correlation's hash chain, and returns how many were new (the others were
-// already stored: same event_id and event_date; they keep their place in the
-// chain). Parents not yet resolved are looked up inside the same transaction
+// already stored with the same content, canonical form included: retries;
+// they keep their place in the chain). An event whose event_id is already
+// stored, on any date, with other content (or earlier in the slice with
+// other content) fails the batch with *ConflictError. Parents not yet resolved are looked up inside the same transaction
 // (in the same round trip as the chain heads); an event whose parent is
 // neither stored nor earlier in the slice fails the batch with
 // *MissingParentError. A month without a partition is created and the batch
 // retried.
-func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64, error) {
+func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int64, err error) {
+	defer classifyErr(&err)
 	s.recent.resolve(events, time.Now())
 	// The canonical form of every event whose parent is settled is computed
 	// before the transaction, so the chain locks are held for SQL and
@@ -131,8 +146,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 		}
 		canon[i] = c
 	}
-	n, err := s.insertAttempts(ctx, events, canon)
-	if err != nil {
+	unresolve := func() {
 		// A parent found earlier in this batch may not be there when the
 		// caller retries without some of its events: leave every parent as
 		// it was, to be resolved again.
@@ -140,14 +154,68 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (int64,
 			e.ParentDate = nil
 		}
 	}
+	n, err := s.insertAttempts(ctx, events, canon)
+	if err != nil {
+		unresolve()
+		if isRefusal(err) {
+			return 0, &RefusedEventError{Index: s.locateRefusal(ctx, events, canon, unresolve), Err: err}
+		}
+	}
 	return n, err
+}
+
+// isRefusal reports PostgreSQL refusing the rows themselves (SQLSTATE
+// classes 22 and 23).
+func isRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && classifySQLState(pgErr.Code) == failure.Data
+}
+
+// locateRefusal finds the first event of a refused batch whose presence
+// makes PostgreSQL refuse it, by bisecting over prefixes of the batch (a
+// prefix keeps every parent that is earlier in the batch), each tried in a
+// transaction that is rolled back: log2(n)+1 trials, paid only when a batch
+// is refused, so that the answer can name the element. It returns -1 when
+// the trials do not reproduce the refusal (a concurrent change, or the
+// database became unavailable meanwhile).
+func (s *Store) locateRefusal(ctx context.Context, events []*audit.Event, canon [][]byte, unresolve func()) int {
+	refused := func(k int) (bool, bool) {
+		defer unresolve()
+		_, err := s.insertEvents(ctx, events[:k], slices.Clone(canon[:k]), true)
+		switch {
+		case err == nil:
+			return false, true
+		case isRefusal(err):
+			return true, true
+		default:
+			return false, false
+		}
+	}
+	if bad, ok := refused(len(events)); !bad || !ok {
+		return -1
+	}
+	// events[:lo] is accepted, events[:hi] refused.
+	lo, hi := 0, len(events)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		bad, ok := refused(mid)
+		if !ok {
+			return -1
+		}
+		if bad {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi - 1
 }
 
 func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
 	var err error
 	for range maxInsertAttempts {
 		var n int64
-		n, err = s.insertEvents(ctx, events, canon)
+		n, err = s.insertEvents(ctx, events, canon, false)
 		switch {
 		case err == nil:
 			return n, nil
@@ -166,14 +234,15 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // insertEvents runs one attempt in two round trips: BEGIN, the chain locks,
 // the chain heads, the duplicate check and the parent lookup in one
 // pipeline; the INSERT, the new chain heads, the rollups and COMMIT in the next (a big
-// batch's COPY takes a round trip of its own between the two).
-func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
+// batch's COPY takes a round trip of its own between the two). A trial
+// (locateRefusal) ends with ROLLBACK instead of COMMIT.
+func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	defer conn.Release()
-	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon)
+	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon, trial)
 	if err != nil {
 		rollback(conn.Conn())
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
@@ -181,7 +250,7 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 	return inserted, nil
 }
 
-func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (int64, error) {
+func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	fresh, heads, err := s.chain(ctx, conn, events, canon)
 	if err != nil {
 		return 0, err
@@ -202,12 +271,14 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return 0, err
 		}
 		inserted = n
+		b.Queue(insertIDsSQL, idColumns(fresh)...)
 		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
 	case len(fresh) > 0:
 		cols, err := s.columns(fresh)
 		if err != nil {
 			return 0, err
 		}
+		b.Queue(insertIDsSQL, cols[0], cols[1])
 		b.Queue(insertEventsSQL, cols...).Exec(func(t pgconn.CommandTag) error {
 			tag = t
 			return nil
@@ -221,7 +292,11 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		defer release()
 		newRollupDelta(fresh).queue(b, shard)
 	}
-	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+	end := "COMMIT"
+	if trial {
+		end = "ROLLBACK"
+	}
+	b.Queue(end).Exec(func(t pgconn.CommandTag) error {
 		commit = t
 		return nil
 	})
@@ -230,6 +305,9 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return 0, errChainRace
 		}
 		return 0, err
+	}
+	if trial {
+		return 0, nil
 	}
 	if commit.String() != "COMMIT" {
 		// COMMIT of a failed transaction answers ROLLBACK, without an error.
@@ -253,10 +331,25 @@ func rollback(conn *pgx.Conn) {
 	}
 }
 
-// isDuplicateEvent reports a primary-key violation of audit_events.
+// isDuplicateEvent reports a primary-key violation of audit_events or of
+// audit_event_ids.
 func isDuplicateEvent(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && strings.HasPrefix(pgErr.TableName, "audit_events")
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
+		(strings.HasPrefix(pgErr.TableName, "audit_events") || pgErr.TableName == "audit_event_ids")
+}
+
+func sameDate(a, b audit.Date) bool { return a.Std().Equal(b.Std()) }
+
+// idColumns are the parameters of insertIDsSQL.
+func idColumns(events []*audit.Event) []any {
+	ids := make([]pgtype.UUID, len(events))
+	dates := make([]time.Time, len(events))
+	for i, e := range events {
+		ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
+		dates[i] = e.Date.Std()
+	}
+	return []any{ids, dates}
 }
 
 // chainHeads is the new last link of each correlation a batch touches.
@@ -279,7 +372,7 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 	}
 	heads := make(map[string]*head)
 	var check []uuid.UUID
-	var checkFrom, checkTo, minDate, maxDate time.Time
+	var minDate, maxDate time.Time
 	for _, e := range events {
 		heads[e.CorrelationID] = nil
 		d := e.Date.Std()
@@ -291,12 +384,6 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		}
 		if !e.ServerID() {
 			check = append(check, e.ID)
-			if checkFrom.IsZero() || d.Before(checkFrom) {
-				checkFrom = d
-			}
-			if d.After(checkTo) {
-				checkTo = d
-			}
 		}
 	}
 	corrs := slices.Sorted(maps.Keys(heads))
@@ -315,16 +402,9 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		})
 		return err
 	})
-	stored := map[uuid.UUID]bool{}
+	stored := map[uuid.UUID]audit.Date{}
 	if len(check) > 0 {
-		b.Queue(storedIDsSQL, pgUUIDs(check), checkFrom, checkTo).Query(func(rows pgx.Rows) error {
-			var id pgtype.UUID
-			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-				stored[id.Bytes] = true
-				return nil
-			})
-			return err
-		})
+		b.Queue(storedIDsSQL, pgUUIDs(check)).Query(func(rows pgx.Rows) error { return collectDates(rows, stored) })
 	}
 	found := map[uuid.UUID]audit.Date{}
 	if len(lookup) > 0 {
@@ -344,23 +424,15 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		}
 	}
 
-	fresh := make([]*audit.Event, 0, len(events))
-	type key struct {
-		id   uuid.UUID
-		date time.Time
+	repeats, err := s.repeats(ctx, conn, events, stored)
+	if err != nil {
+		return nil, chainHeads{}, err
 	}
-	seen := make(map[key]bool, len(events))
+
+	fresh := make([]*audit.Event, 0, len(events))
+	seen := make(map[uuid.UUID][]byte, len(events)) // id → canonical form
+	var conflicts []int
 	for i, e := range events {
-		k := key{e.ID, e.Date.Std()}
-		if seen[k] || stored[e.ID] && !e.ServerID() {
-			continue
-		}
-		seen[k] = true
-		h := heads[e.CorrelationID]
-		if h == nil {
-			h = &head{}
-			heads[e.CorrelationID] = h
-		}
 		c := canon[i]
 		if c == nil {
 			var err error
@@ -368,11 +440,38 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 				return nil, chainHeads{}, &InvalidEventError{EventID: e.ID.String(), Err: err}
 			}
 		}
+		// A repeated id is a retry when the content is the same, byte for
+		// byte in canonical form (what the hash covers); anything else is a
+		// conflict, whatever the date.
+		if first, ok := seen[e.ID]; ok {
+			if !bytes.Equal(first, c) {
+				conflicts = append(conflicts, i)
+			}
+			continue
+		}
+		seen[e.ID] = c
+		if d, ok := stored[e.ID]; ok && !e.ServerID() {
+			if r, same := repeats[e.ID]; !same || !sameDate(d, e.Date) || !bytes.Equal(r, c) {
+				conflicts = append(conflicts, i)
+			}
+			continue
+		}
+		if len(conflicts) > 0 {
+			continue // the batch fails: no need to link the rest
+		}
+		h := heads[e.CorrelationID]
+		if h == nil {
+			h = &head{}
+			heads[e.CorrelationID] = h
+		}
 		prev := h.hash
 		h.seq++
 		h.hash = s.hasher.Link(prev, c)
 		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = h.seq, h.hash, &prev, s.hasher.Algorithm()
 		fresh = append(fresh, e)
+	}
+	if len(conflicts) > 0 {
+		return nil, chainHeads{}, &ConflictError{Indices: conflicts}
 	}
 	var out chainHeads
 	for _, c := range corrs {
@@ -383,6 +482,51 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 		}
 	}
 	return fresh, out, nil
+}
+
+// repeats returns the canonical form of the stored events whose ids events
+// repeat on the same date (stored maps every id already taken to its date).
+// It costs a round trip only when there are such repeats: retries, spool
+// replays of events already committed, or forgeries.
+func (s *Store) repeats(ctx context.Context, conn *pgx.Conn, events []*audit.Event, stored map[uuid.UUID]audit.Date) (map[uuid.UUID][]byte, error) {
+	var ids []uuid.UUID
+	var from, to time.Time
+	for _, e := range events {
+		d, ok := stored[e.ID]
+		if !ok || !sameDate(d, e.Date) || e.ServerID() {
+			continue
+		}
+		ids = append(ids, e.ID)
+		if from.IsZero() || d.Std().Before(from) {
+			from = d.Std()
+		}
+		if d.Std().After(to) {
+			to = d.Std()
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, repeatsSQL, pgUUIDs(ids), from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uuid.UUID][]byte, len(ids))
+	evs, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, err
+	}
+	for i := range evs {
+		if !sameDate(stored[evs[i].ID], evs[i].Date) {
+			continue // a row of the same id on another date, stored before ids were unique
+		}
+		c, err := evs[i].Canonical()
+		if err != nil {
+			return nil, &InvalidEventError{EventID: evs[i].ID.String(), Err: err}
+		}
+		out[evs[i].ID] = c
+	}
+	return out, nil
 }
 
 // columns turns events into the 29 array parameters of insertEventsSQL.

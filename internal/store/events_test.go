@@ -117,7 +117,7 @@ func TestInsertEventsWithAMissingParentLeavesParentsUnresolvedAndTheConnectionUs
 	assert.Zero(t, stored)
 }
 
-func TestInsertEventsRacingAnUncommittedDuplicateStoresItOnce(t *testing.T) {
+func TestInsertEventsRacingAnUncommittedForgeryOfItsIDIsAConflict(t *testing.T) {
 	t.Parallel()
 	st, _ := newStore(t)
 	ctx := context.Background()
@@ -125,8 +125,9 @@ func TestInsertEventsRacingAnUncommittedDuplicateStoresItOnce(t *testing.T) {
 	_, err := st.InsertEvents(ctx, []*audit.Event{newEvent("rr-race", time.Now().Add(-time.Minute), 30)})
 	require.NoError(t, err)
 
-	// Another writer holds the same event uncommitted, under another
-	// correlation (so no chain lock orders the two).
+	// Another writer holds the same id uncommitted, with other content under
+	// another correlation (so no chain lock orders the two), and has taken
+	// the id as every writer does.
 	tx, err := st.Pool().Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(context.Background())
@@ -135,6 +136,8 @@ func TestInsertEventsRacingAnUncommittedDuplicateStoresItOnce(t *testing.T) {
 		resource_type, resource_id, severity, retention_days, chain_seq, event_hash, previous_event_hash, hash_algorithm)
 		VALUES ($1, $2, $3, '1.0', 't', 'gateway', 'a', 'success', 'rr-race-other', '{}', 'service', 's',
 		'gateway', 'r', 'info', 30, 1, 'h', '', 'sha256')`, ev.ID, ev.Date.Std(), ev.Timestamp.Std())
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO audit_event_ids (event_id, event_date) VALUES ($1, $2)`, ev.ID, ev.Date.Std())
 	require.NoError(t, err)
 
 	type result struct {
@@ -161,8 +164,10 @@ func TestInsertEventsRacingAnUncommittedDuplicateStoresItOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("InsertEvents never returned")
 	}
-	require.NoError(t, r.err)
-	assert.Zero(t, r.n, "already stored by the other writer")
+	var conflict *store.ConflictError
+	require.ErrorAs(t, r.err, &conflict, "the id is taken by other content: the retry after the race sees it")
+	assert.Equal(t, []int{0}, conflict.Indices)
+	assert.False(t, store.IsUnavailable(r.err), "a conflict is the client's data, not an outage")
 
 	var rows int
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE event_id = $1`, ev.ID).Scan(&rows))
@@ -170,6 +175,9 @@ func TestInsertEventsRacingAnUncommittedDuplicateStoresItOnce(t *testing.T) {
 	var seq int64
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT last_seq FROM audit_chain_heads WHERE correlation_id = 'rr-race'`).Scan(&seq))
 	assert.EqualValues(t, 1, seq, "the chain did not count the event it did not store")
+	got, err := st.GetEvent(ctx, ev.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "rr-race-other", got.CorrelationID, "the first writer keeps the id")
 }
 
 // verifyChain recomputes a correlation's chain from the stored events and
@@ -244,7 +252,7 @@ func TestBigAndSmallBatchesLinkTheSameVerifiableChains(t *testing.T) {
 type lookupCounter struct{ n atomic.Int64 }
 
 func (l *lookupCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "SELECT event_id, event_date FROM audit_events WHERE event_id = ANY") {
+	if strings.Contains(d.SQL, "SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY") {
 		l.n.Add(1)
 	}
 	return ctx

@@ -38,7 +38,8 @@ type ExportCursor struct {
 // links come together and in order. batch is the number of events Next
 // returns at most (0 means 500). The cursor runs in a read-only
 // repeatable-read transaction, so the export is one consistent snapshot.
-func (s *Store) OpenExport(ctx context.Context, f ExportFilter, batch int) (*ExportCursor, error) {
+func (s *Store) OpenExport(ctx context.Context, f ExportFilter, batch int) (_ *ExportCursor, err error) {
+	defer classifyErr(&err)
 	if batch <= 0 {
 		batch = 500
 	}
@@ -65,7 +66,8 @@ func (s *Store) OpenExport(ctx context.Context, f ExportFilter, batch int) (*Exp
 
 // Next returns the next batch of events; an empty batch means the export
 // is complete.
-func (c *ExportCursor) Next(ctx context.Context) ([]audit.Event, error) {
+func (c *ExportCursor) Next(ctx context.Context) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
 	if c.done {
 		return nil, nil
 	}

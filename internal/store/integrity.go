@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
 )
@@ -31,11 +33,45 @@ type Tombstone struct {
 }
 
 // ChainState is what ReadChain knows about a chain before its events: the
-// recorded head (nil when none is recorded) and the retention tombstones,
-// ordered by FromSeq.
+// recorded head (nil when none is recorded), the retention tombstones,
+// ordered by FromSeq, and the verification checkpoint (nil when none).
 type ChainState struct {
 	Head       *ChainHead
 	Tombstones []Tombstone
+	Checkpoint *Checkpoint
+}
+
+// Checkpoint is the sealed head of a chain's verified prefix
+// (audit_chain_checkpoints, migration 00006): every link up to and
+// including Seq was found intact by a verification at VerifiedAt. Events is
+// the number of stored links in that prefix. Seal is the verifier's
+// signature over the rest; the store neither makes nor checks it.
+type Checkpoint struct {
+	Seq        int64
+	EventID    uuid.UUID
+	Hash       string
+	VerifiedAt time.Time
+	Events     int64
+	Seal       string
+}
+
+// AdvanceCheckpoint records cp as correlationID's checkpoint if it is ahead
+// of the one recorded (or re-seals the one recorded at the same link). A
+// checkpoint behind the recorded one is left alone, not an error: two
+// verifications may finish in any order. The table's trigger refuses any
+// other change.
+func (s *Store) AdvanceCheckpoint(ctx context.Context, correlationID string, cp Checkpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_chain_checkpoints AS c
+		(correlation_id, chain_seq, event_id, event_hash, verified_at, events, seal)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (correlation_id) DO UPDATE SET chain_seq = EXCLUDED.chain_seq, event_id = EXCLUDED.event_id,
+			event_hash = EXCLUDED.event_hash, verified_at = EXCLUDED.verified_at, events = EXCLUDED.events, seal = EXCLUDED.seal
+		WHERE c.chain_seq < EXCLUDED.chain_seq OR (c.chain_seq = EXCLUDED.chain_seq AND c.event_hash = EXCLUDED.event_hash)`,
+		correlationID, cp.Seq, pgtype.UUID{Bytes: cp.EventID, Valid: true}, cp.Hash, cp.VerifiedAt, cp.Events, cp.Seal)
+	if err != nil {
+		return fmt.Errorf("store: advance checkpoint of %q: %w", correlationID, err)
+	}
+	return nil
 }
 
 // ReadChain reads one correlation's chain in a single snapshot: begin gets
@@ -46,9 +82,20 @@ type ChainState struct {
 // from begin or each stops the read and is returned as is.
 func (s *Store) ReadChain(ctx context.Context, correlationID string,
 	begin func(ChainState) error, each func(*audit.Event) error) (int64, error) {
-	var n int64
+	return s.ReadChainAfter(ctx, correlationID, func(st ChainState) (int64, error) { return 0, begin(st) }, each)
+}
+
+// ReadChainAfter is ReadChain from a point: begin also gets the
+// checkpoint, and returns the chain_seq after which each is called (0 for
+// the whole chain). With after > 0 a chain with no events past it is not
+// ErrNotFound: the count is 0. Rows before the point are filtered out by
+// PostgreSQL, not sent.
+func (s *Store) ReadChainAfter(ctx context.Context, correlationID string,
+	begin func(ChainState) (after int64, err error), each func(*audit.Event) error) (_ int64, err error) {
+	defer classifyErr(&err)
+	var n, after int64
 	var cbErr error
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var st ChainState
 		var h ChainHead
 		err := tx.QueryRow(ctx, `SELECT last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = $1`, correlationID).
@@ -71,12 +118,24 @@ func (s *Store) ReadChain(ctx context.Context, correlationID string,
 		}); err != nil {
 			return err
 		}
-		if err := begin(st); err != nil {
+		var cp Checkpoint
+		var cpID pgtype.UUID
+		err = tx.QueryRow(ctx, `SELECT chain_seq, event_id, event_hash, verified_at, events, seal
+			FROM audit_chain_checkpoints WHERE correlation_id = $1`, correlationID).
+			Scan(&cp.Seq, &cpID, &cp.Hash, &cp.VerifiedAt, &cp.Events, &cp.Seal)
+		switch {
+		case err == nil:
+			cp.EventID = cpID.Bytes
+			st.Checkpoint = &cp
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		if after, err = begin(st); err != nil {
 			cbErr = err
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE correlation_id = $1
-			ORDER BY chain_seq, event_id`, correlationID)
+		rows, err = tx.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE correlation_id = $1 AND chain_seq > $2
+			ORDER BY chain_seq, event_id`, correlationID, after)
 		if err != nil {
 			return err
 		}
@@ -100,7 +159,7 @@ func (s *Store) ReadChain(ctx context.Context, correlationID string,
 	if err != nil {
 		return n, fmt.Errorf("store: read chain: %w", err)
 	}
-	if n == 0 {
+	if n == 0 && after == 0 {
 		return 0, ErrNotFound
 	}
 	return n, nil
@@ -120,5 +179,7 @@ GRANT SELECT, INSERT ON legal_holds TO $ROLE;
 GRANT UPDATE (released_by, released_at, release_reason, events_released) ON legal_holds TO $ROLE;
 GRANT SELECT ON audit_chain_tombstones TO $ROLE;
 GRANT SELECT, INSERT, UPDATE ON audit_rollup_hourly, audit_rollup_correlations TO $ROLE;
+GRANT SELECT, INSERT ON audit_event_ids TO $ROLE;
+GRANT SELECT, INSERT, UPDATE ON audit_chain_checkpoints TO $ROLE;
 `, "$ROLE", r)
 }

@@ -43,9 +43,10 @@ const lockHoldSQL = `SELECT pg_advisory_xact_lock(hashtextextended('legal-hold:'
 // is already held is not an error: the existing hold is returned (and any
 // event written since is flagged too). ErrNotFound when the correlation has
 // no events.
-func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy string, at time.Time) (Hold, error) {
+func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy string, at time.Time) (_ Hold, err error) {
+	defer classifyErr(&err)
 	h := Hold{CorrelationID: correlationID, PlacedBy: placedBy, PlacedAt: at.UTC().Truncate(time.Microsecond), Reason: reason}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, int64(holdGateKey)); err != nil {
 			return err
 		}
@@ -90,9 +91,10 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 // ReleaseHold releases the active hold on correlationID: its events lose
 // the hold flag and the history records who released it, when and why.
 // ErrNotFound when the correlation is not held.
-func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string, at time.Time) (HoldRelease, error) {
+func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string, at time.Time) (_ HoldRelease, err error) {
+	defer classifyErr(&err)
 	r := HoldRelease{CorrelationID: correlationID, ReleasedBy: releasedBy, ReleasedAt: at.UTC().Truncate(time.Microsecond)}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockHoldSQL, correlationID); err != nil {
 			return err
 		}
@@ -128,7 +130,8 @@ func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, released
 
 // ListHolds returns the active holds, oldest first, each with the number of
 // events it protects now.
-func (s *Store) ListHolds(ctx context.Context) ([]Hold, error) {
+func (s *Store) ListHolds(ctx context.Context) (_ []Hold, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT h.correlation_id, h.reason, h.placed_by, h.placed_at,
 		       (SELECT count(*) FROM audit_events e WHERE e.correlation_id = h.correlation_id)
@@ -154,7 +157,8 @@ func (s *Store) ListHolds(ctx context.Context) ([]Hold, error) {
 // under hold. They are protected already (retention and the DELETE trigger
 // look at legal_holds too); the flag makes reads show it. The retention job
 // runs it first. It returns the number of events flagged.
-func (s *Store) SweepHolds(ctx context.Context) (int64, error) {
+func (s *Store) SweepHolds(ctx context.Context) (_ int64, err error) {
+	defer classifyErr(&err)
 	return sweepHolds(ctx, s.pool)
 }
 

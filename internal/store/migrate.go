@@ -48,7 +48,8 @@ func (s *Store) provider(log *slog.Logger) (*goose.Provider, func() error, error
 }
 
 // Migrate applies every pending migration and returns how many it applied.
-func (s *Store) Migrate(ctx context.Context, log *slog.Logger) (int, error) {
+func (s *Store) Migrate(ctx context.Context, log *slog.Logger) (_ int, err error) {
+	defer classifyErr(&err)
 	p, closeDB, err := s.provider(log)
 	if err != nil {
 		return 0, err
@@ -62,7 +63,8 @@ func (s *Store) Migrate(ctx context.Context, log *slog.Logger) (int, error) {
 }
 
 // MigrationStatus lists every known migration and whether it is applied.
-func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationStatus, error) {
+func (s *Store) MigrationStatus(ctx context.Context) (_ []MigrationStatus, err error) {
+	defer classifyErr(&err)
 	p, closeDB, err := s.provider(nil)
 	if err != nil {
 		return nil, err

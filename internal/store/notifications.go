@@ -12,15 +12,20 @@ import (
 	"kubernaut.ai/datastorage/internal/audit"
 )
 
+// notificationIDKey is the unique constraint on notification_id; a unique
+// violation of any other constraint is not "already recorded".
+const notificationIDKey = "notification_audit_notification_id_key"
+
 // InsertNotification stores a notification audit record and returns it with
 // its id and timestamps. A repeated notification_id returns ErrConflict.
-func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (audit.Notification, error) {
+func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (_ audit.Notification, err error) {
+	defer classifyErr(&err)
 	var lvl pgtype.Int4
 	if n.EscalationLevel != nil {
 		lvl = pgtype.Int4{Int32: *n.EscalationLevel, Valid: true}
 	}
 	var created, updated time.Time
-	err := s.pool.QueryRow(ctx, `
+	err = s.pool.QueryRow(ctx, `
 		INSERT INTO notification_audit (remediation_id, notification_id, recipient, channel,
 			message_summary, status, sent_at, delivery_status, error_message, escalation_level)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -30,7 +35,7 @@ func (s *Store) InsertNotification(ctx context.Context, n audit.Notification) (a
 	).Scan(&n.ID, &created, &updated)
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == notificationIDKey {
 			return n, ErrConflict
 		}
 		return n, fmt.Errorf("store: insert notification: %w", err)

@@ -16,13 +16,16 @@ import (
 
 // Parent lookups. An event names its parent by id only; the write path needs
 // the parent's event_date too (the partition key, part of the foreign key
-// and of the hash). Looking an id up across every partition costs the
-// planner milliseconds once there are years of them, so the first lookup
-// is bounded to the window where nearly every parent is, and only the ids
-// it misses are looked up everywhere.
+// and of the hash). Both lookups read audit_event_ids (migration 00006),
+// the one row per id that says which stored event an id names, so a parent
+// link can never resolve to a second row stored under the same id on
+// another date. The first lookup is still bounded to the window where
+// nearly every parent is (the bound costs nothing on the unpartitioned
+// table and keeps the two-step shape), and only the ids it misses are
+// looked up without it.
 const (
-	recentParentsSQL = `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
-	parentsSQL       = `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1)`
+	recentParentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
+	parentsSQL       = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
 )
 
 // parentWindow is how far before its earliest child the first lookup
@@ -48,7 +51,8 @@ func parentWindowOf(minDate, maxDate time.Time) (from, to time.Time) {
 // Concurrent calls share their database lookups: while one lookup runs, the
 // calls that arrive wait and are answered together by the next one, as the
 // group commit does for inserts. A lone call runs at once.
-func (s *Store) ResolveParents(ctx context.Context, events []*audit.Event) error {
+func (s *Store) ResolveParents(ctx context.Context, events []*audit.Event) (err error) {
+	defer classifyErr(&err)
 	s.recent.resolve(events, time.Now())
 	lookup := pendingParents(events)
 	if len(lookup) == 0 {

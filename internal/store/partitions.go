@@ -26,7 +26,8 @@ func partitionName(m time.Time) string {
 // EnsurePartitions makes sure audit_events has a partition for every month
 // from the one holding `from` through `ahead` months after it, and returns how
 // many it created. It is cheap when they exist.
-func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int) (int, error) {
+func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int) (_ int, err error) {
+	defer classifyErr(&err)
 	months := make([]time.Time, 0, ahead+1)
 	for m, i := monthStart(from), 0; i <= ahead; m, i = m.AddDate(0, 1, 0), i+1 {
 		months = append(months, m)
@@ -77,7 +78,8 @@ type Partition struct {
 }
 
 // Partitions lists audit_events' partitions in month order.
-func (s *Store) Partitions(ctx context.Context) ([]Partition, error) {
+func (s *Store) Partitions(ctx context.Context) (_ []Partition, err error) {
+	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT c.relname
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

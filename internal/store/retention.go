@@ -112,7 +112,8 @@ type retentionRun struct {
 
 // RunRetention runs retention once. It returns a report with Skipped set,
 // and no error, when another replica is running it.
-func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (RetentionReport, error) {
+func (s *Store) RunRetention(ctx context.Context, opts RetentionOptions) (_ RetentionReport, err error) {
+	defer classifyErr(&err)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
@@ -574,6 +575,11 @@ func (r *retentionRun) dropDetached(ctx context.Context, p Partition) (bool, int
 		}
 		if err := tx.QueryRow(ctx, `WITH gone AS (SELECT `+goneColumns+` FROM `+ident+`),`+
 			tombstonesFrom).Scan(&n); err != nil {
+			return err
+		}
+		// The month's ids go with it (audit_event_ids, migration 00006);
+		// row deletes free theirs by trigger, a DROP fires none.
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_event_ids WHERE event_date >= $1 AND event_date < $2`, p.From, p.To); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DROP TABLE `+ident)

@@ -173,13 +173,14 @@ SELECT coalesce(sum(events), 0) FROM hourly`
 // commit adds to an hour between the recount and its end: a commit waiting
 // on the lock adds its events after the recount, which did not see them.
 // Rebuild a month at a time on a busy system.
-func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time) (int64, error) {
+func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time) (_ int64, err error) {
+	defer classifyErr(&err)
 	from = from.UTC().Truncate(time.Hour)
 	if t := to.UTC().Truncate(time.Hour); t.Before(to) {
 		to = t.Add(time.Hour)
 	}
 	var n int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE audit_rollup_hourly, audit_rollup_correlations IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}

@@ -75,7 +75,8 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 func (s *Store) Close() { s.pool.Close() }
 
 // Ping checks that PostgreSQL answers a query.
-func (s *Store) Ping(ctx context.Context) error {
+func (s *Store) Ping(ctx context.Context) (err error) {
+	defer classifyErr(&err)
 	if _, err := s.pool.Exec(ctx, "SELECT 1"); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}

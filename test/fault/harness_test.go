@@ -64,8 +64,9 @@ type stack struct {
 	rdb   *redis.Client // the test's own client, for looking at the streams
 }
 
-// newStack starts PostgreSQL and Redis side by side (initdb is the slow part).
-func newStack(t *testing.T) *stack {
+// newStack starts PostgreSQL (with pgOpts) and Redis side by side (initdb is
+// the slow part).
+func newStack(t *testing.T, pgOpts ...testenv.PostgresOption) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("fault tests need PostgreSQL and Redis; they do not run with -short")
@@ -77,7 +78,7 @@ func newStack(t *testing.T) *stack {
 		redErr error
 		wg     sync.WaitGroup
 	)
-	wg.Go(func() { pg, pgErr = testenv.StartPostgres() })
+	wg.Go(func() { pg, pgErr = testenv.StartPostgres(pgOpts...) })
 	wg.Go(func() { r, redErr = testenv.StartRedis(testenv.WithAOF()) })
 	wg.Wait()
 	if pg != nil {
