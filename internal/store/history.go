@@ -77,7 +77,8 @@ var (
 // RemediationEvents returns, for each query, the remediation events it
 // selects, oldest first by (event_timestamp, event_id): the newest q.Limit
 // of them when there are more. The queries travel in one round trip.
-func (s *Store) RemediationEvents(ctx context.Context, qs ...RemediationQuery) ([][]RemediationEvent, error) {
+func (s *Store) RemediationEvents(ctx context.Context, qs ...RemediationQuery) (_ [][]RemediationEvent, err error) {
+	defer classifyErr(&err)
 	out := make([][]RemediationEvent, len(qs))
 	b := &pgx.Batch{}
 	for i, q := range qs {
@@ -114,7 +115,8 @@ func (s *Store) RemediationEvents(ctx context.Context, qs ...RemediationQuery) (
 // AssessmentEvents returns the effectiveness events of the correlations,
 // grouped by correlation and, within one, in (event_timestamp, event_id)
 // order. Every month is searched: an assessment counts at any time.
-func (s *Store) AssessmentEvents(ctx context.Context, correlationIDs []string) ([]AssessmentEvent, error) {
+func (s *Store) AssessmentEvents(ctx context.Context, correlationIDs []string) (_ []AssessmentEvent, err error) {
+	defer classifyErr(&err)
 	if len(correlationIDs) == 0 {
 		return nil, nil
 	}
