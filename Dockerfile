@@ -21,6 +21,9 @@ ARG VERSION=dev
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 COPY go.mod go.sum ./
+# The SDK is a module of its own that this one uses through a replace directive.
+COPY client/go.mod client/go.sum client/
+COPY client/clientmetrics/go.mod client/clientmetrics/go.sum client/clientmetrics/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \

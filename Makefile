@@ -22,10 +22,15 @@ run: ## Run the service locally with private PostgreSQL and Redis under .dev/ (C
 build: ## Build bin/datastorage, stamped with the git version
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 
+# The Go modules of the repository: the service, the SDK and its metrics (each its own module,
+# used by the service through replace directives), and deploy/ (below).
+SDK_MODULES := client client/clientmetrics
+
 .PHONY: test
 test: test-deploy ## Install PostgreSQL/Redis if missing, then run all tests (unit and integration)
 	@bash scripts/deps.sh
 	$(GO) test -count=1 -timeout 15m ./...
+	for m in $(SDK_MODULES); do (cd $$m && $(GO) test -count=1 ./...); done
 
 # deploy/ is a Go module of its own (kustomize, Kubernetes types, PromQL parser: test-only
 # dependencies kept out of the service's go.mod). It follows the service's module through a
@@ -45,22 +50,63 @@ vet: ## Check formatting (gofmt) and run go vet
 	@unformatted=$$(find . \( -path ./.git -o -path ./.dev -o -name testdata \) -prune -o -name '*.go' -print | xargs gofmt -l); \
 	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	for m in $(SDK_MODULES); do (cd $$m && $(GO) vet ./...); done
 	cd deploy && $(GO) vet -mod=mod ./...
 
+# Pinned: a new staticcheck release may bring new checks, which should arrive in a commit of their
+# own rather than fail CI on an unrelated change. `go run pkg@version` builds it once per machine
+# from the Go module proxy (into the build cache) without touching go.mod.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: lint
+lint: ## Run staticcheck (pinned version) on every module
+	$(STATICCHECK) ./...
+	for m in $(SDK_MODULES); do (cd $$m && $(STATICCHECK) ./...); done
+	cd deploy && GOFLAGS=-mod=mod $(STATICCHECK) ./...
+
+.PHONY: tidy-check
+tidy-check: ## Fail if `go mod tidy` would change go.mod or go.sum of any module (prints the diff)
+	$(GO) mod tidy -diff
+	for m in $(SDK_MODULES) deploy; do (cd $$m && $(GO) mod tidy -diff); done
+
+# The packages that run goroutines or share state between them. Their unit tests run under the
+# race detector (-short: the integration tests, which start servers, would take several times
+# longer under -race on 2 CPUs); ingest and spool are quick enough to run in full. -race needs
+# cgo, so a C compiler: scripts/deps.sh installs gcc.
+RACE_SHORT := ./cmd/datastorage/... ./internal/audit/... ./internal/auth/... ./internal/httpapi/... \
+	./internal/query/... ./internal/store/... ./internal/testenv/... ./test/sdk/...
+RACE_FULL := ./internal/ingest/... ./internal/spool/...
+
+.PHONY: race
+race: ## Run the unit tests of the concurrent packages (and all of ingest, spool) under the race detector
+	@bash scripts/deps.sh
+	CGO_ENABLED=1 $(GO) test -count=1 -race -short $(RACE_SHORT)
+	CGO_ENABLED=1 $(GO) test -count=1 -race $(RACE_FULL)
+	for m in $(SDK_MODULES); do (cd $$m && CGO_ENABLED=1 $(GO) test -count=1 -race ./...); done
+
+.PHONY: check
+check: vet lint tidy-check race test ## What CI runs (.ci/run): vet, staticcheck, tidy, race, then every test
+
+# bench/results/ is a record: reports committed on purpose, with the change they measure, each
+# naming the command that wrote it (bench/README.md). A plain run is output and goes to bin/bench/
+# (ignored, like all of bin/); RECORD=1 writes the record instead, to be committed.
+BENCH_DIR := $(if $(RECORD),bench/results,bin/bench)
+
 .PHONY: bench
-bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 min; writes bench/results/latest.md
+bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 min; writes bin/bench/latest.md (RECORD=1: bench/results/)
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
-	$(GO) run ./cmd/dsbench -server bin/datastorage $(BENCH_ARGS)
+	$(GO) run ./cmd/dsbench -server bin/datastorage -out $(BENCH_DIR)/latest.md -profiles bin/bench/profiles $(BENCH_ARGS)
 
 # Not part of `make bench`: loading and indexing 10M events alone takes longer than
 # the ~10 minutes `make bench` may take on a 2-CPU machine. Smaller: READ_EVENTS=2000000.
 READ_EVENTS ?= 10000000
 .PHONY: bench-read
-bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/timeline/aggregations over HTTP; ~25 min at 10M; writes bench/results/read.md
+bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/timeline/aggregations over HTTP; ~25 min at 10M; writes bin/bench/read.md (RECORD=1: bench/results/)
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
-	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage $(BENCH_ARGS)
+	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage -out $(BENCH_DIR)/read.md -profiles bin/bench/profiles $(BENCH_ARGS)
 
 CONSOLE_EVENTS ?= 1000000
 .PHONY: bench-console

@@ -2,12 +2,21 @@ module kubernaut.ai/datastorage
 
 go 1.26.0
 
+// The Go SDK (client/) is a module of its own, so that the services importing
+// it do not inherit this module's dependencies; the service and its tests use
+// the SDK next to them.
+replace (
+	kubernaut.ai/datastorage/client => ./client
+	kubernaut.ai/datastorage/client/clientmetrics => ./client/clientmetrics
+)
+
 require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/getkin/kin-openapi v0.152.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/puddle/v2 v2.2.3
 	github.com/oasdiff/yaml v0.1.1
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0
@@ -17,6 +26,8 @@ require (
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.24.0
 	gopkg.in/yaml.v3 v3.0.1
+	kubernaut.ai/datastorage/client v0.0.0-00010101000000-000000000000
+	kubernaut.ai/datastorage/client/clientmetrics v0.0.0-00010101000000-000000000000
 )
 
 require (
@@ -28,7 +39,6 @@ require (
 	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/mfridman/interpolate v0.0.2 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/oasdiff/yaml3 v0.0.14 // indirect

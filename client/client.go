@@ -221,9 +221,9 @@ func errUnexpected(r response) error {
 
 // --- writes ---
 
-// WriteEvent writes one event. It fills EventID (a new UUIDv7: the write is
-// idempotent, sending the same event again stores it once), EventTimestamp
-// and EventData when they are zero. Queued in the result means the server
+// WriteEvent writes one event. It fills ID (a new UUIDv7: the write is
+// idempotent, sending the same event again stores it once), Timestamp
+// and Data when they are zero. Queued in the result means the server
 // spooled it (202).
 func (c *Client) WriteEvent(ctx context.Context, ev Event) (WriteResult, error) {
 	ev, err := ev.prepare(c.now())
@@ -241,16 +241,16 @@ func (c *Client) WriteEvent(ctx context.Context, ev Event) (WriteResult, error) 
 	}
 	switch r.status {
 	case http.StatusCreated:
-		return WriteResult{EventID: ev.EventID, EventTimestamp: out.EventTimestamp, Message: out.Message}, nil
+		return WriteResult{EventID: ev.ID, EventTimestamp: out.EventTimestamp, Message: out.Message}, nil
 	case http.StatusAccepted:
-		return WriteResult{EventID: ev.EventID, EventTimestamp: ev.EventTimestamp.UTC().Truncate(time.Microsecond), Queued: true, Message: out.Message}, nil
+		return WriteResult{EventID: ev.ID, EventTimestamp: ev.Timestamp.UTC().Truncate(time.Microsecond), Queued: true, Message: out.Message}, nil
 	}
 	return WriteResult{}, errUnexpected(r)
 }
 
 // WriteEvents writes a batch atomically: when any event is invalid nothing
 // is written and the *Problem's FieldErrors name "[i].field" for each. Zero
-// EventIDs, EventTimestamps and EventData are filled as in WriteEvent. The
+// IDs, Timestamps and Data are filled as in WriteEvent. The
 // batch may hold up to the server's server.maxBatchSize (default 10000).
 func (c *Client) WriteEvents(ctx context.Context, events []Event) (BatchResult, error) {
 	if len(events) == 0 {
@@ -339,10 +339,15 @@ func (q Query) values() url.Values {
 // (oldest first with Order OrderAsc). Pass the page's
 // Pagination.NextCursor as q.Cursor for the next one, or use [Client.Events].
 func (c *Client) QueryEvents(ctx context.Context, q Query) (*EventPage, error) {
-	var page EventPage
-	if err := c.getJSON(ctx, auditEndpoint(c, q.values(), "events"), &page); err != nil {
+	r, err := c.do(ctx, http.MethodGet, auditEndpoint(c, q.values(), "events"), nil, "")
+	if err != nil {
 		return nil, err
 	}
+	var page EventPage
+	if err := decode(r, &page); err != nil {
+		return nil, err
+	}
+	page.Raw = r.body
 	return &page, nil
 }
 
@@ -390,10 +395,15 @@ func (c *Client) GetEvent(ctx context.Context, id uuid.UUID) (*AuditEvent, error
 // Timeline returns one remediation's events as a causal tree; [ErrNotFound]
 // when the correlation has no events.
 func (c *Client) Timeline(ctx context.Context, correlationID string) (*Timeline, error) {
-	var tl Timeline
-	if err := c.getJSON(ctx, auditEndpoint(c, nil, "timeline", correlationID), &tl); err != nil {
+	r, err := c.do(ctx, http.MethodGet, auditEndpoint(c, nil, "timeline", correlationID), nil, "")
+	if err != nil {
 		return nil, err
 	}
+	var tl Timeline
+	if err := decode(r, &tl); err != nil {
+		return nil, err
+	}
+	tl.Raw = r.body
 	return &tl, nil
 }
 

@@ -36,6 +36,15 @@
 // Every event gets its event_id (a UUIDv7) when it is emitted, so a retried
 // batch can never store an event twice. [Emitter.Flush] and [Emitter.Close]
 // wait, within a deadline, until what was emitted has been sent. See
-// [EmitterOptions] for the overflow policy and the limits. The emitter is a
-// prometheus.Collector: register it with the host service's registry.
+// [EmitterOptions] for the overflow policy and the limits. [Emitter.Stats]
+// returns its counters; the clientmetrics package (a module of its own, so
+// that this one needs no Prometheus) exports them as Prometheus metrics.
+//
+// # Dependencies
+//
+// This package is a Go module of its own (kubernaut.ai/datastorage/client)
+// that needs only the standard library and github.com/google/uuid: a
+// service importing it inherits none of the server's dependencies. Its
+// tests, which check every exchange against api/openapi.yaml and run
+// against the real server, live in the server's module (test/sdk).
 package client

@@ -89,9 +89,6 @@ type EmitterOptions struct {
 	// goroutines, possibly several at once: keep it quick and safe for
 	// concurrent use, e.g. append the events to a file for a later replay.
 	OnFailure func(events []EncodedEvent, err error)
-	// MetricLabels are constant labels added to every metric of the emitter
-	// (for hosts with more than one emitter).
-	MetricLabels map[string]string
 }
 
 func (o EmitterOptions) withDefaults() EmitterOptions {
@@ -173,7 +170,6 @@ type Emitter struct {
 
 	stats    emitterCounters
 	failedAt atomic.Uint64 // failed count when Close began
-	metrics  *emitterMetrics
 }
 
 // item is one entry of the queue: an event or a marker.
@@ -203,7 +199,6 @@ func NewEmitter(c *Client, opts EmitterOptions) *Emitter {
 		closing: make(chan struct{}),
 	}
 	e.batchLimit.Store(int64(opts.BatchSize))
-	e.metrics = newEmitterMetrics(e, opts.MetricLabels)
 	for range opts.Senders {
 		e.senders.Add(1)
 		go e.sender()
@@ -213,7 +208,7 @@ func NewEmitter(c *Client, opts EmitterOptions) *Emitter {
 }
 
 // Emit queues ev for sending and returns; it never waits for the network.
-// It fills EventID (a new UUIDv7), EventTimestamp (now) and EventData when
+// It fills ID (a new UUIDv7), Timestamp (now) and Data when
 // they are zero, and encodes the event at once, so the caller may reuse
 // what it passed.
 //
@@ -233,7 +228,7 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) error {
 		e.stats.drop(dropInvalid, 1)
 		return fmt.Errorf("datastorage: encoding the event: %w", err)
 	}
-	it := item{ev: EncodedEvent{ID: ev.EventID, JSON: b}}
+	it := item{ev: EncodedEvent{ID: ev.ID, JSON: b}}
 
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -435,7 +430,7 @@ func (e *Emitter) deliver(batch []EncodedEvent) {
 			return
 		}
 		var p *Problem
-		if errors.As(err, &p) && !p.Temporary() {
+		if errors.As(err, &p) && !p.Retryable() {
 			e.refused(batch, p)
 			return
 		}
@@ -589,6 +584,26 @@ func (e *Emitter) fail(batch []EncodedEvent, err error) {
 
 // Stats returns the emitter's counters.
 func (e *Emitter) Stats() EmitterStats { return e.stats.snapshot() }
+
+// StatsByReason splits the Dropped and Failed counts of [Emitter.Stats] by
+// reason. dropped has the keys "buffer_full", "closed", "canceled" and
+// "invalid"; failed has "rejected" (4xx), "retries_exhausted" and "closed"
+// (Close's deadline passed). Every key is present, 0 or not.
+func (e *Emitter) StatsByReason() (dropped, failed map[string]uint64) {
+	dropped = make(map[string]uint64, len(dropReasons))
+	for i, r := range dropReasons {
+		dropped[r] = e.stats.dropped[i].Load()
+	}
+	failed = make(map[string]uint64, len(failReasons))
+	for i, r := range failReasons {
+		failed[r] = e.stats.failed[i].Load()
+	}
+	return dropped, failed
+}
+
+// BufferSize is the most events the emitter's buffer holds
+// (EmitterOptions.BufferSize, or its default).
+func (e *Emitter) BufferSize() int { return e.opts.BufferSize }
 
 // EmitterStats are an emitter's counters since it started.
 type EmitterStats struct {

@@ -133,9 +133,9 @@ func (p *Problem) Is(target error) bool {
 	return false
 }
 
-// Temporary reports whether sending the same request again later may
+// Retryable reports whether sending the same request again later may
 // succeed: 429 and every 5xx. (The emitter also retries transport errors.)
-func (p *Problem) Temporary() bool {
+func (p *Problem) Retryable() bool {
 	return p.Status == http.StatusTooManyRequests || p.Status >= 500
 }
 

@@ -13,8 +13,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"kubernaut.ai/datastorage/client"
 )
 
@@ -84,18 +82,18 @@ func ExampleEmitter() {
 		Overflow:      client.OverflowBlock,
 		MaxBlock:      50 * time.Millisecond,
 	})
-	// The host exports the emitter's counters with its own metrics.
-	prometheus.NewRegistry().MustRegister(em)
+	// The host exports the emitter's counters with its own metrics
+	// through the clientmetrics package.
 
 	for step := 1; step <= 3; step++ {
 		err := em.Emit(context.Background(), client.Event{
 			Version:       "1.0",
-			EventType:     "workflowexecution.step.completed",
-			EventCategory: client.CategoryWorkflowExecution,
-			EventAction:   "completed",
-			EventOutcome:  client.OutcomeSuccess,
+			Type:          "workflowexecution.step.completed",
+			Category:      client.CategoryWorkflowExecution,
+			Action:        "completed",
+			Outcome:       client.OutcomeSuccess,
 			CorrelationID: "rr-2026-001",
-			EventData:     map[string]any{"step": step},
+			Data:          map[string]any{"step": step},
 		})
 		if err != nil {
 			log.Print(err) // ErrBufferFull: dropped and counted, never blocks longer than MaxBlock
@@ -122,9 +120,9 @@ func ExampleProblem() {
 
 	_, err := c.WriteEvent(context.Background(), client.Event{
 		Version:       "1.0",
-		EventCategory: client.CategoryGateway,
-		EventAction:   "received",
-		EventOutcome:  client.OutcomeSuccess,
+		Category:      client.CategoryGateway,
+		Action:        "received",
+		Outcome:       client.OutcomeSuccess,
 		CorrelationID: "rr-2026-001",
 	})
 	if errors.Is(err, client.ErrValidation) {
@@ -153,7 +151,7 @@ func ExampleClient_Events() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(ev.EventID, ev.EventType)
+		fmt.Println(ev.ID, ev.Type)
 	}
 	// Output:
 	// 0190b6a4-0000-7000-8000-000000000004 a
@@ -169,12 +167,12 @@ func ExampleClient_WriteEvent() {
 
 	res, err := c.WriteEvent(context.Background(), client.Event{
 		Version:       "1.0",
-		EventType:     "gateway.signal.received",
-		EventCategory: client.CategoryGateway,
-		EventAction:   "received",
-		EventOutcome:  client.OutcomeSuccess,
+		Type:          "gateway.signal.received",
+		Category:      client.CategoryGateway,
+		Action:        "received",
+		Outcome:       client.OutcomeSuccess,
 		CorrelationID: "rr-2026-001",
-		EventData:     map[string]any{"signal": "OOMKilled"},
+		Data:          map[string]any{"signal": "OOMKilled"},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -40,26 +40,26 @@ const (
 
 // Event is an audit event as a service writes it (AuditEventRequest).
 //
-// Required: Version, EventType, EventCategory, EventAction, EventOutcome,
-// CorrelationID. The write methods and the emitter fill in the rest when it
-// is left zero: EventID (a new UUIDv7, which makes the write idempotent),
-// EventTimestamp (now) and EventData (an empty object). Empty optional
+// Required: Version, Type, Category, Action, Outcome, CorrelationID. The
+// write methods and the emitter fill in the rest when it is left zero: ID
+// (a new UUIDv7, which makes the write idempotent), Timestamp (now) and
+// Data (an empty object). Field names drop the "event_" of their JSON keys. Empty optional
 // fields are left out of the request, and the server applies its defaults
 // (actor_type "service", severity "info", retention 2555 days, …).
 type Event struct {
-	// EventID makes the write idempotent: the same id and timestamp are
+	// ID makes the write idempotent: the same id and timestamp are
 	// stored once however often they are sent.
-	EventID        uuid.UUID `json:"event_id,omitzero"`
-	Version        string    `json:"version"`
-	EventType      string    `json:"event_type"`
-	EventTimestamp time.Time `json:"event_timestamp"`
-	EventCategory  Category  `json:"event_category"`
-	EventAction    string    `json:"event_action"`
-	EventOutcome   Outcome   `json:"event_outcome"`
-	CorrelationID  string    `json:"correlation_id"`
-	// EventData is any value that encodes as a JSON object (a map, a struct,
+	ID            uuid.UUID `json:"event_id,omitzero"`
+	Version       string    `json:"version"`
+	Type          string    `json:"event_type"`
+	Timestamp     time.Time `json:"event_timestamp"`
+	Category      Category  `json:"event_category"`
+	Action        string    `json:"event_action"`
+	Outcome       Outcome   `json:"event_outcome"`
+	CorrelationID string    `json:"correlation_id"`
+	// Data is any value that encodes as a JSON object (a map, a struct,
 	// json.RawMessage); nil sends {}.
-	EventData any `json:"event_data"`
+	Data any `json:"event_data"`
 
 	ActorType     string     `json:"actor_type,omitempty"`
 	ActorID       string     `json:"actor_id,omitempty"`
@@ -81,18 +81,18 @@ type Event struct {
 
 // prepare fills the fields the SDK defaults, on a copy.
 func (e Event) prepare(now time.Time) (Event, error) {
-	if e.EventID == uuid.Nil {
+	if e.ID == uuid.Nil {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return e, err
 		}
-		e.EventID = id
+		e.ID = id
 	}
-	if e.EventTimestamp.IsZero() {
-		e.EventTimestamp = now
+	if e.Timestamp.IsZero() {
+		e.Timestamp = now
 	}
-	if e.EventData == nil {
-		e.EventData = struct{}{}
+	if e.Data == nil {
+		e.Data = struct{}{}
 	}
 	return e, nil
 }
@@ -100,15 +100,15 @@ func (e Event) prepare(now time.Time) (Event, error) {
 // AuditEvent is a stored event as the server returns it: the request fields
 // with the server's defaults applied, plus the keys the server adds.
 type AuditEvent struct {
-	EventID        uuid.UUID       `json:"event_id"`
-	Version        string          `json:"version"`
-	EventType      string          `json:"event_type"`
-	EventTimestamp time.Time       `json:"event_timestamp"`
-	EventCategory  Category        `json:"event_category"`
-	EventAction    string          `json:"event_action"`
-	EventOutcome   Outcome         `json:"event_outcome"`
-	CorrelationID  string          `json:"correlation_id"`
-	EventData      json.RawMessage `json:"event_data"`
+	ID            uuid.UUID       `json:"event_id"`
+	Version       string          `json:"version"`
+	Type          string          `json:"event_type"`
+	Timestamp     time.Time       `json:"event_timestamp"`
+	Category      Category        `json:"event_category"`
+	Action        string          `json:"event_action"`
+	Outcome       Outcome         `json:"event_outcome"`
+	CorrelationID string          `json:"correlation_id"`
+	Data          json.RawMessage `json:"event_data"`
 
 	ActorType       string     `json:"actor_type,omitempty"`
 	ActorID         string     `json:"actor_id,omitempty"`
@@ -126,12 +126,12 @@ type AuditEvent struct {
 	RetentionDays   int        `json:"retention_days,omitempty"`
 	IsSensitive     bool       `json:"is_sensitive,omitempty"`
 
-	// EventDate is the UTC date of EventTimestamp (YYYY-MM-DD), the
+	// Date is the UTC date of Timestamp (YYYY-MM-DD), the
 	// partition key.
-	EventDate         string `json:"event_date"`
-	EventHash         string `json:"event_hash"`
-	PreviousEventHash string `json:"previous_event_hash"`
-	HashAlgorithm     string `json:"hash_algorithm"`
+	Date          string `json:"event_date"`
+	Hash          string `json:"event_hash"`
+	PreviousHash  string `json:"previous_event_hash"`
+	HashAlgorithm string `json:"hash_algorithm"`
 	// ChainSeq is the event's position in its correlation's hash chain.
 	ChainSeq          int64      `json:"chain_seq,omitempty"`
 	LegalHold         bool       `json:"legal_hold"`
@@ -210,6 +210,8 @@ func TimeBound(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 type EventPage struct {
 	Data       []AuditEvent `json:"data"`
 	Pagination Pagination   `json:"pagination"`
+	// Raw is the response body as received (for tools that print it).
+	Raw json.RawMessage `json:"-"`
 }
 
 // Pagination describes where a page sits in the result.
@@ -234,11 +236,20 @@ type Timeline struct {
 	DurationMS    int64           `json:"duration_ms"`
 	// Outcome is the outcome of the latest event.
 	Outcome Outcome `json:"outcome"`
+	// EventCount is the number of events in the tree.
+	EventCount int `json:"event_count,omitempty"`
+	// Truncated is true when the correlation has more events than the
+	// server puts in one tree (5,000): only the earliest are here.
+	Truncated bool `json:"truncated,omitempty"`
+	// Raw is the response body as received (for tools that print it).
+	Raw json.RawMessage `json:"-"`
 }
 
 // TimelineEvent is an event with the events caused by it.
 type TimelineEvent struct {
 	AuditEvent
+	// OffsetMS is the milliseconds from the remediation's first event.
+	OffsetMS int64           `json:"offset_ms,omitempty"`
 	Children []TimelineEvent `json:"children"`
 }
 
@@ -362,12 +373,12 @@ type ChainVerification struct {
 
 // TamperedEvent is an event whose stored hash does not match.
 type TamperedEvent struct {
-	EventID        uuid.UUID `json:"event_id"`
-	EventTimestamp time.Time `json:"event_timestamp"`
-	ExpectedHash   string    `json:"expected_hash"`
-	ActualHash     string    `json:"actual_hash"`
-	PreviousHash   string    `json:"previous_hash"`
-	Message        string    `json:"message"`
+	ID           uuid.UUID `json:"event_id"`
+	Timestamp    time.Time `json:"event_timestamp"`
+	ExpectedHash string    `json:"expected_hash"`
+	ActualHash   string    `json:"actual_hash"`
+	PreviousHash string    `json:"previous_hash"`
+	Message      string    `json:"message"`
 }
 
 // LegalHold is a hold on a correlation's events.

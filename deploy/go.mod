@@ -5,6 +5,13 @@ go 1.26.0
 // The deploy tests load the service's configuration with its own loader.
 replace kubernaut.ai/datastorage => ../
 
+// The service's module uses the SDK modules through replace directives, which
+// do not reach this module: it names them again.
+replace (
+	kubernaut.ai/datastorage/client => ../client
+	kubernaut.ai/datastorage/client/clientmetrics => ../client/clientmetrics
+)
+
 require (
 	github.com/moby/buildkit v0.31.2
 	github.com/prometheus/common v0.72.0

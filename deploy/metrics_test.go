@@ -343,7 +343,7 @@ func (c *checker) check(expr string) []string {
 func (c *checker) checkSelector(vs *parser.VectorSelector) []string {
 	name := vs.Name
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			name = m.Value
 		}
 	}
@@ -354,7 +354,7 @@ func (c *checker) checkSelector(vs *parser.VectorSelector) []string {
 	c.used[name] = true
 	var problems []string
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName {
+		if m.Name == model.MetricNameLabel {
 			continue
 		}
 		if !info.labels[m.Name] && !slices.Contains(targetLabels, m.Name) {

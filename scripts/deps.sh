@@ -3,6 +3,7 @@
 #   postgresql-15  (server binaries in /usr/lib/postgresql/15/bin)
 #   redis-server
 #   make           (so that .ci/run can call it on a bare image)
+#   gcc, libc6-dev (the race detector of `make race` needs cgo, hence a C compiler)
 #   shellcheck     (the workflow test runs the workflows' scripts through it)
 #   chromium       (the console's browser tests drive it headless)
 # Idempotent: prints what it found and exits when everything is there. Runs apt-get as root,
@@ -26,6 +27,12 @@ else
 fi
 if ! command -v make >/dev/null 2>&1; then
 	missing+=(make)
+fi
+if ! command -v gcc >/dev/null 2>&1; then
+	missing+=(gcc)
+fi
+if [[ ! -e /usr/include/stdlib.h ]]; then
+	missing+=(libc6-dev)
 fi
 if ! command -v shellcheck >/dev/null 2>&1; then
 	missing+=(shellcheck)
@@ -63,6 +70,8 @@ for pkg in "${missing[@]}"; do
 	postgresql-15) ok=$([[ -x /usr/lib/postgresql/15/bin/postgres ]] && echo y || true) ;;
 	redis-server) ok=$(command -v redis-server >/dev/null 2>&1 && echo y || true) ;;
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
+	gcc) ok=$(command -v gcc >/dev/null 2>&1 && echo y || true) ;;
+	libc6-dev) ok=$([[ -e /usr/include/stdlib.h ]] && echo y || true) ;;
 	shellcheck) ok=$(command -v shellcheck >/dev/null 2>&1 && echo y || true) ;;
 	chromium) ok=$(command -v chromium >/dev/null 2>&1 && echo y || true) ;;
 	esac

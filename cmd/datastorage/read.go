@@ -2,31 +2,25 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/client"
 	"kubernaut.ai/datastorage/internal/query"
 )
 
 // serverEnv names the API address for the read commands. It is deliberately
 // outside the DATASTORAGE_ prefix, which belongs to the service's config keys.
 const serverEnv = "KUBERNAUT_DATASTORAGE_URL"
-
-// apiClient is the read commands' view of the HTTP API.
-type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
 
 // addClientFlags registers the flags every read command shares.
 func addClientFlags(fs *flag.FlagSet, environ []string) (server, tokenFile, output *string) {
@@ -42,54 +36,36 @@ func addClientFlags(fs *flag.FlagSet, environ []string) (server, tokenFile, outp
 	return
 }
 
-func newAPIClient(server, tokenFile string) (*apiClient, error) {
-	c := &apiClient{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+// newAPIClient returns the SDK client of the read commands: a 30-second
+// timeout per request and, with --token-file, its token as bearer.
+func newAPIClient(server, tokenFile string) (*client.Client, error) {
+	opts := []client.Option{client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second})}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("read --token-file: %w", err)
 		}
-		c.token = strings.TrimSpace(string(b))
+		opts = append(opts, client.WithToken(strings.TrimSpace(string(b))))
+	}
+	c, err := client.New(server, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
 	}
 	return c, nil
 }
 
-// get fetches path and returns the body; a non-200 answer becomes an error
-// carrying the problem's title and detail.
-func (c *apiClient) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return nil, err
+// readError turns a problem answer into "Title (status): detail" and one
+// line per field error, the form the read commands print.
+func readError(err error) error {
+	var p *client.Problem
+	if !errors.As(err, &p) {
+		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	msg := fmt.Sprintf("%s (%d): %s", p.Title, p.Status, p.Detail)
+	for _, k := range slices.Sorted(maps.Keys(p.FieldErrors)) {
+		msg += fmt.Sprintf("\n  %s: %s", k, p.FieldErrors[k])
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var p struct {
-			Title       string            `json:"title"`
-			Detail      string            `json:"detail"`
-			FieldErrors map[string]string `json:"field_errors"`
-		}
-		if json.Unmarshal(body, &p) == nil && p.Title != "" {
-			msg := fmt.Sprintf("%s (%d): %s", p.Title, resp.StatusCode, p.Detail)
-			for k, v := range p.FieldErrors {
-				msg += fmt.Sprintf("\n  %s: %s", k, v)
-			}
-			return nil, fmt.Errorf("%s", msg)
-		}
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return body, nil
+	return errors.New(msg)
 }
 
 func cmdEvents(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
@@ -108,49 +84,47 @@ func cmdEvents(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("--output: must be table or json")
 	}
-	q := url.Values{}
-	for name, v := range params {
-		if *v != "" {
-			q.Set(strings.ReplaceAll(name, "-", "_"), *v)
-		}
+	q := client.Query{
+		CorrelationID: *params["correlation-id"],
+		EventType:     *params["event-type"],
+		EventCategory: client.Category(*params["event-category"]),
+		EventOutcome:  client.Outcome(*params["event-outcome"]),
+		Severity:      *params["severity"],
+		Namespace:     *params["namespace"],
+		ClusterID:     *params["cluster-id"],
+		ActorID:       *params["actor-id"],
+		ResourceType:  *params["resource-type"],
+		ResourceID:    *params["resource-id"],
+		Since:         *params["since"],
+		Until:         *params["until"],
+		Order:         client.Order(*params["order"]),
+		Cursor:        *params["cursor"],
+		Limit:         *limit,
 	}
-	q.Set("limit", fmt.Sprint(*limit))
 	c, err := newAPIClient(*server, *tokenFile)
 	if err != nil {
 		return err
 	}
-	body, err := c.get(ctx, "/api/v1/audit/events?"+q.Encode())
+	page, err := c.QueryEvents(ctx, q)
 	if err != nil {
-		return err
+		return readError(err)
 	}
 	if *output == "json" {
-		_, err := stdout.Write(body)
+		_, err := stdout.Write(page.Raw)
 		return err
-	}
-	var page struct {
-		Data       []audit.Event `json:"data"`
-		Pagination struct {
-			Total      int64  `json:"total"`
-			Exact      bool   `json:"total_is_exact"`
-			HasMore    bool   `json:"has_more"`
-			NextCursor string `json:"next_cursor"`
-		} `json:"pagination"`
-	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
 	}
 	col := newColorizer(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tTYPE\tOUTCOME\tACTOR\tCORRELATION\tEVENT ID")
 	for _, e := range page.Data {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Timestamp.Std().Format("2006-01-02 15:04:05.000"),
-			e.Type, col.outcome(e.Outcome), e.ActorID, e.CorrelationID, e.ID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Timestamp.UTC().Format("2006-01-02 15:04:05.000"),
+			e.Type, col.outcome(string(e.Outcome)), e.ActorID, e.CorrelationID, e.ID)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	total := fmt.Sprint(page.Pagination.Total)
-	if !page.Pagination.Exact {
+	if !page.Pagination.TotalIsExact {
 		total = "at least " + total
 	}
 	fmt.Fprintf(stdout, "\n%d shown, %s in all", len(page.Data), total)
@@ -194,30 +168,26 @@ func cmdTimeline(ctx context.Context, args, environ []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	body, err := c.get(ctx, "/api/v1/audit/timeline/"+url.PathEscape(id))
+	tl, err := c.Timeline(ctx, id)
 	if err != nil {
-		return err
+		return readError(err)
 	}
 	if *output == "json" {
-		_, err := stdout.Write(body)
+		_, err := stdout.Write(tl.Raw)
 		return err
 	}
-	var tl query.Timeline
-	if err := json.Unmarshal(body, &tl); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
 	col := newColorizer(stdout)
-	fmt.Fprintf(stdout, "%s  %s  %s → %s  (%d ms, %d events)\n", col.bold(tl.CorrelationID), col.outcome(tl.Outcome),
-		tl.StartedAt.Std().Format("2006-01-02 15:04:05.000"), tl.EndedAt.Std().Format("15:04:05.000"), tl.DurationMS, tl.EventCount)
-	var walk func(nodes []*query.TimelineNode, prefix string)
-	walk = func(nodes []*query.TimelineNode, prefix string) {
+	fmt.Fprintf(stdout, "%s  %s  %s → %s  (%d ms, %d events)\n", col.bold(tl.CorrelationID), col.outcome(string(tl.Outcome)),
+		tl.StartedAt.UTC().Format("2006-01-02 15:04:05.000"), tl.EndedAt.UTC().Format("15:04:05.000"), tl.DurationMS, tl.EventCount)
+	var walk func(nodes []client.TimelineEvent, prefix string)
+	walk = func(nodes []client.TimelineEvent, prefix string) {
 		for i, n := range nodes {
 			branch, next := "├─ ", "│  "
 			if i == len(nodes)-1 {
 				branch, next = "└─ ", "   "
 			}
-			line := fmt.Sprintf("%s%s%s  %s  %s  +%dms", prefix, branch, n.Timestamp.Std().Format("15:04:05.000"),
-				n.Type, col.outcome(n.Outcome), n.OffsetMS)
+			line := fmt.Sprintf("%s%s%s  %s  %s  +%dms", prefix, branch, n.Timestamp.UTC().Format("15:04:05.000"),
+				n.Type, col.outcome(string(n.Outcome)), n.OffsetMS)
 			if n.DurationMS != nil {
 				line += fmt.Sprintf("  took %dms", *n.DurationMS)
 			}

@@ -269,3 +269,16 @@ func finishReport(ctx context.Context, e *env, r *report, o options) error {
 	}
 	return nil
 }
+
+// commandLine is how this run was started, for the report's first line: a
+// committed report in bench/results/ says what wrote it.
+func commandLine() string {
+	args := []string{"go run ./cmd/dsbench"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		args = append(args, a)
+	}
+	return strings.Join(args, " ")
+}

@@ -87,9 +87,6 @@ func selfCPU() float64 { return procCPU(os.Getpid()) }
 // peakRSS returns VmHWM of pid in bytes.
 func peakRSS(pid int) int64 { return statusKB(pid, "VmHWM:") * 1024 }
 
-// currentRSS returns VmRSS of pid in bytes.
-func currentRSS(pid int) int64 { return statusKB(pid, "VmRSS:") * 1024 }
-
 func statusKB(pid int, key string) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {

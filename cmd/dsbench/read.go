@@ -70,7 +70,6 @@ type readReport struct {
 	explains          []readExplain
 	sizes             []partSize
 	rollupSizes       []partSize
-	firstPageMS       float64
 	cursorDepth       int
 }
 

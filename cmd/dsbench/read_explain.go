@@ -12,18 +12,13 @@ import (
 	"kubernaut.ai/datastorage/internal/store"
 )
 
-// readEventColumns mirrors internal/store's eventColumns (read.go), the
-// select list of every list and timeline query.
-const readEventColumns = `event_id, event_date, event_timestamp, version, event_type, event_category,
-	event_action, event_outcome, correlation_id, event_data, actor_type, actor_id, actor_ip,
-	resource_type, resource_id, parent_event_id, parent_event_date, namespace, cluster_id,
-	severity, duration_ms, error_code, error_message, retention_days, is_sensitive,
-	chain_seq, event_hash, previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason,
-	legal_hold_placed_by, legal_hold_placed_at, created_at`
+// readEventColumns is the store's select list of every list and timeline
+// query.
+var readEventColumns = store.EventColumns()
 
 // readExplains EXPLAINs (ANALYZE, BUFFERS) the statements the server runs
 // for each timed request shape: the list statements written as
-// internal/store/read.go writes them (kept in step by hand), the
+// internal/store/read.go writes them (the WHERE clauses kept in step by hand), the
 // aggregations exactly as the store sends them, with the benchmark's values
 // as parameters.
 func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cursor) []readExplain {

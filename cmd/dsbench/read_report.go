@@ -13,8 +13,8 @@ func (r *readReport) markdown(o options) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	f := r.facts
 	w("# Read-path benchmark\n\n")
-	w("`go run ./cmd/dsbench -read -read-events %d` (`make bench-read`), %s, %s.\n\n",
-		o.readEvents, r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
+	w("`%s` (`make bench-read`), %s, %s.\n\n",
+		commandLine(), r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
 	w("Machine: %d CPUs (%s), %s, %s. %s. Git %s. Load average at start %s.\n\n", f.cpus, f.cpuModel, f.memory, f.kernel, f.goVersion, f.gitRev, f.loadAvg)
 	w("PostgreSQL: %s. Settings:", f.pgVersion)
 	for _, s := range f.pgSettings {

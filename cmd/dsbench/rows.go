@@ -3,43 +3,21 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/store"
 )
 
 // insertColumns are the columns the store writes, in its order.
-var insertColumns = []string{
-	"event_id", "event_date", "event_timestamp", "version", "event_type", "event_category",
-	"event_action", "event_outcome", "correlation_id", "event_data", "actor_type", "actor_id",
-	"actor_ip", "resource_type", "resource_id", "parent_event_id", "parent_event_date",
-	"namespace", "cluster_id", "severity", "duration_ms", "error_code", "error_message",
-	"retention_days", "is_sensitive", "chain_seq", "event_hash", "previous_event_hash", "hash_algorithm",
-}
+var insertColumns = store.BatchInsertColumns()
 
-var insertTypes = []string{
-	"uuid", "date", "timestamptz", "text", "text", "text",
-	"text", "text", "text", "jsonb", "text", "text",
-	"text", "text", "text", "uuid", "date",
-	"text", "text", "text", "int4", "text", "text",
-	"int4", "bool", "int8", "bytea", "bytea", "text",
-}
-
-// unnestInsertSQL is the store's batch INSERT (internal/store/events.go,
-// insertEventsSQL), rebuilt here from the same column list so the benchmark
-// can run it without the chain statements around it. Keep the two in step.
-var unnestInsertSQL = func() string {
-	params := make([]string, len(insertColumns))
-	for i, t := range insertTypes {
-		params[i] = fmt.Sprintf("$%d::%s[]", i+1, t)
-	}
-	return "INSERT INTO audit_events (" + strings.Join(insertColumns, ", ") + ")\nSELECT * FROM unnest(" +
-		strings.Join(params, ", ") + ")"
-}()
+// unnestInsertSQL is the store's batch INSERT, which the benchmark runs
+// without the chain statements around it.
+var unnestInsertSQL = store.BatchInsertSQL()
 
 // onConflictInsertSQL is the same with ON CONFLICT DO NOTHING, the store's
 // statement before it dropped the clause (see experiments).

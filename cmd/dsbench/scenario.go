@@ -36,14 +36,6 @@ func (c cpuSplit) perEventMicros(events int64) (server, pg, load float64) {
 	return c.server / n * 1e6, c.postgres / n * 1e6, c.loadgen / n * 1e6
 }
 
-// busy is the share of the machine's CPUs that was in use.
-func (c cpuSplit) busy(cpus int) float64 {
-	if c.window == 0 || cpus == 0 {
-		return 0
-	}
-	return (c.server + c.postgres + c.loadgen) / c.window / float64(cpus)
-}
-
 // deepDive is what the heavy scenarios collect besides throughput: where
 // PostgreSQL spends its time and where the server does.
 type deepDive struct {

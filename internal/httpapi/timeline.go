@@ -42,6 +42,12 @@ var timelinePage = template.Must(template.New("timeline.html.tmpl").Funcs(templa
 
 func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
 	corr := r.PathValue("correlation_id")
+	if a.consoleOn && wantsHTML(r) {
+		// A browser gets the console's timeline, with links to every event;
+		// the console's page answers 404 itself when there is nothing.
+		http.Redirect(w, r, "/console/timeline/"+url.PathEscape(corr), http.StatusSeeOther)
+		return
+	}
 	if ts, ok := a.timelines.(timelineStreamer); ok && !wantsHTML(r) {
 		a.streamTimeline(w, r, ts, corr)
 		return
@@ -53,11 +59,6 @@ func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wantsHTML(r) {
 		writeJSON(w, http.StatusOK, tl)
-		return
-	}
-	if a.consoleOn {
-		// A browser gets the console's timeline, with links to every event.
-		http.Redirect(w, r, "/console/timeline/"+url.PathEscape(corr), http.StatusSeeOther)
 		return
 	}
 	var b bytes.Buffer

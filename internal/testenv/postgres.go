@@ -383,12 +383,21 @@ func postgresEnv() []string {
 // createDatabase creates database name through the admin URL, retrying while the template is
 // busy (another session briefly connected to template1).
 func createDatabase(ctx context.Context, adminURL, name string) error {
+	return createDatabaseFrom(ctx, adminURL, name, "")
+}
+
+// createDatabaseFrom creates database name as a copy of database template (template1 if
+// empty), retrying while the template is busy.
+func createDatabaseFrom(ctx context.Context, adminURL, name, template string) error {
 	conn, err := pgconn.Connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("testenv: connect to create database %s: %w", name, err)
 	}
 	defer conn.Close(context.Background())
 	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		sql += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
 	for {
 		_, err = conn.Exec(ctx, sql).ReadAll()
 		var pgErr *pgconn.PgError

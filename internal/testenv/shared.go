@@ -43,6 +43,9 @@ var (
 		server   *Postgres // nil when the environment named a server
 		adminURL string
 		err      error
+		// templates are the template databases of NewTemplatedDatabase, by key,
+		// built on this server by this process.
+		templates map[string]*templateDB
 	}
 	sharedRedis struct {
 		started bool
@@ -79,6 +82,20 @@ func closeShared() error {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	var errs []error
+	if sharedPG.server == nil && sharedPG.adminURL != "" {
+		// A server named by the environment outlives us: drop our templates. A private
+		// server takes them with it when it closes.
+		for _, tmpl := range sharedPG.templates {
+			if tmpl.name == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := dropDatabase(ctx, sharedPG.adminURL, tmpl.name); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+	}
 	if s := sharedPG.server; s != nil {
 		if err := s.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("testenv: shared postgres: %w", err))
@@ -177,11 +194,16 @@ func uniqueName(t testing.TB) string {
 			b.WriteByte('_')
 		}
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	b.WriteByte('_')
-	b.WriteString(hex.EncodeToString(rnd[:]))
+	b.WriteString(randomHex(6))
 	return b.String()
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	rnd := make([]byte, n)
+	_, _ = rand.Read(rnd)
+	return hex.EncodeToString(rnd)
 }
 
 // SharedRedis returns the address of the test binary's shared Redis server: the one named by

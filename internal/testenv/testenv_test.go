@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,4 +416,66 @@ func runChild(mode string) {
 	// parent sends.
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	panic("testenv: deliberate crash of a test binary")
+}
+
+func TestNewTemplatedDatabaseCopiesOneBuild(t *testing.T) {
+	integration(t)
+	var builds atomic.Int32
+	build := func(ctx context.Context, url string) error {
+		builds.Add(1)
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "CREATE TABLE seed (v int); INSERT INTO seed VALUES (1), (2), (3)")
+		return err
+	}
+	urls := make([]string, 6)
+	t.Run("clones", func(t *testing.T) {
+		for i := range urls {
+			t.Run(strconv.Itoa(i), func(t *testing.T) {
+				t.Parallel()
+				urls[i] = NewTemplatedDatabase(t, "copies-one-build", build)
+				require.Equal(t, 3, count(t, urls[i], "seed"), "the template's rows")
+				exec1(t, connect(t, urls[i]), "INSERT INTO seed SELECT generate_series(1, $1::int)", i)
+				require.Equal(t, 3+i, count(t, urls[i], "seed"), "a clone's writes stay in the clone")
+			})
+		}
+	})
+	require.EqualValues(t, 1, builds.Load(), "parallel first calls share one build")
+
+	sharedMu.Lock()
+	name := sharedPG.templates["copies-one-build"].name
+	sharedMu.Unlock()
+	tmplURL, err := databaseURL(sharedPostgresAdminURL(t), name)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pgx.Connect(ctx, tmplURL)
+	require.ErrorContains(t, err, "not currently accepting connections", "the template is sealed")
+}
+
+func TestNewTemplatedDatabaseBuildFailureAndLeftoverSessions(t *testing.T) {
+	integration(t)
+	adminURL := sharedPostgresAdminURL(t)
+	_, err := templateFor(adminURL, t.Name()+"-fails", func(context.Context, string) error {
+		return errors.New("migration 7 is broken")
+	})
+	require.ErrorContains(t, err, "migration 7 is broken")
+	_, err = templateFor(adminURL, t.Name()+"-fails", func(context.Context, string) error { return nil })
+	require.ErrorContains(t, err, "migration 7 is broken", "a failed build is not retried with another build")
+
+	// A build that forgets a connection must not make every clone wait for it.
+	var leaked *pgx.Conn
+	t.Cleanup(func() {
+		if leaked != nil {
+			_ = leaked.Close(context.Background())
+		}
+	})
+	url := NewTemplatedDatabase(t, t.Name()+"-leaks", func(ctx context.Context, url string) (err error) {
+		leaked, err = pgx.Connect(ctx, url)
+		return err
+	})
+	require.Equal(t, 0, count(t, url, "pg_class WHERE relname = 'seed'"))
 }

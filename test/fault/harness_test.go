@@ -390,13 +390,6 @@ func startLoad(t *testing.T, name string, srv *server, spec loadSpec) *load {
 	return l
 }
 
-// retarget sends the following requests to another server.
-func (l *load) retarget(srv *server) {
-	l.mu.Lock()
-	l.target = srv.base
-	l.mu.Unlock()
-}
-
 func (l *load) worker(client *http.Client, w, size int, batch bool, rate float64) {
 	var tick <-chan time.Time
 	if rate > 0 {

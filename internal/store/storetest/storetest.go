@@ -13,26 +13,41 @@ import (
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
-// New opens a store with opts on a fresh database (dropped after the test),
-// migrates it and creates the partitions of the previous month through
-// ahead months after the current one. It returns the store, closed after
-// the test, and the database URL.
+// New opens a store with opts on a fresh, migrated database (dropped after
+// the test) and creates the partitions of the previous month through ahead
+// months after the current one. It returns the store, closed after the
+// test, and the database URL.
+//
+// The database is a copy of a template database that the test process
+// migrates once (testenv.NewTemplatedDatabase): copying takes milliseconds,
+// migrating takes far longer and made every parallel test wait on the
+// catalog. Partitions are created per test, as before, because which months
+// exist depends on ahead and on the clock.
 func New(t testing.TB, opts store.Options, ahead int) (*store.Store, string) {
 	t.Helper()
 	ctx := context.Background()
-	url := testenv.NewDatabase(t)
+	url := testenv.NewTemplatedDatabase(t, "migrated", migrate)
 	st, err := store.Open(ctx, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	if _, err := st.Migrate(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), ahead+1); err != nil {
 		t.Fatal(err)
 	}
 	return st, url
+}
+
+// migrate applies every migration to the empty database at url: the
+// template that New copies.
+func migrate(ctx context.Context, url string) error {
+	st, err := store.Open(ctx, url, store.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = st.Migrate(ctx, nil)
+	return err
 }
 
 // rollupMismatchSQL counts the keys on which a rollup table and a count of

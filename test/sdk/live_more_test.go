@@ -1,4 +1,4 @@
-package client_test
+package sdk
 
 import (
 	"context"
@@ -26,21 +26,21 @@ func TestTimelineAndAggregationsAgainstTheServer(t *testing.T) {
 
 	now := time.Now().UTC().Truncate(time.Second)
 	root := newEvent("rr-tl")
-	root.EventID, root.EventTimestamp, root.Namespace, root.Severity = client.NewEventID(), now.Add(-3*time.Minute), "prod", "high"
+	root.ID, root.Timestamp, root.Namespace, root.Severity = client.NewEventID(), now.Add(-3*time.Minute), "prod", "high"
 	child := newEvent("rr-tl")
-	child.ParentEventID, child.EventTimestamp, child.Namespace = &root.EventID, now.Add(-2*time.Minute), "prod"
-	child.EventOutcome = client.OutcomeFailure
+	child.ParentEventID, child.Timestamp, child.Namespace = &root.ID, now.Add(-2*time.Minute), "prod"
+	child.Outcome = client.OutcomeFailure
 	other := newEvent("rr-tl-2")
-	other.EventTimestamp, other.Namespace = now.Add(-time.Minute), "dev"
+	other.Timestamp, other.Namespace = now.Add(-time.Minute), "dev"
 	_, err := c.WriteEvents(ctx, []client.Event{root, child, other})
 	require.NoError(t, err)
 
 	tl, err := c.Timeline(ctx, "rr-tl")
 	require.NoError(t, err)
 	require.Len(t, tl.Events, 1)
-	assert.Equal(t, root.EventID, tl.Events[0].EventID)
+	assert.Equal(t, root.ID, tl.Events[0].ID)
 	require.Len(t, tl.Events[0].Children, 1)
-	assert.Equal(t, client.OutcomeFailure, tl.Events[0].Children[0].EventOutcome)
+	assert.Equal(t, client.OutcomeFailure, tl.Events[0].Children[0].Outcome)
 	assert.EqualValues(t, 60_000, tl.DurationMS)
 	_, err = c.Timeline(ctx, "rr-none")
 	assert.ErrorIs(t, err, client.ErrNotFound)

@@ -1,4 +1,9 @@
-package client_test
+// Package sdk holds the tests of the Go SDK (kubernaut.ai/datastorage/client,
+// a module of its own): they check every request the SDK makes and every
+// answer it reads against api/openapi.yaml, and many run against the real
+// server, so they need this module's packages, which the SDK's module must
+// not depend on.
+package sdk
 
 import (
 	"bytes"
@@ -208,12 +213,12 @@ func writeProblem(w http.ResponseWriter, status int, body string) {
 func newEvent(correlation string) client.Event {
 	return client.Event{
 		Version:       "1.0",
-		EventType:     "workflowexecution.step.completed",
-		EventCategory: client.CategoryWorkflowExecution,
-		EventAction:   "completed",
-		EventOutcome:  client.OutcomeSuccess,
+		Type:          "workflowexecution.step.completed",
+		Category:      client.CategoryWorkflowExecution,
+		Action:        "completed",
+		Outcome:       client.OutcomeSuccess,
 		CorrelationID: correlation,
-		EventData:     map[string]any{"step": 1},
+		Data:          map[string]any{"step": 1},
 	}
 }
 

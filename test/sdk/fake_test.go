@@ -1,4 +1,4 @@
-package client_test
+package sdk
 
 import (
 	"bytes"
@@ -67,9 +67,9 @@ func TestTimeline(t *testing.T) {
 	assert.EqualValues(t, 5000, tl.DurationMS)
 	assert.Equal(t, client.OutcomeSuccess, tl.Outcome)
 	require.Len(t, tl.Events, 1)
-	assert.Equal(t, uuid.MustParse(rootID), tl.Events[0].EventID)
+	assert.Equal(t, uuid.MustParse(rootID), tl.Events[0].ID)
 	require.Len(t, tl.Events[0].Children, 1)
-	assert.Equal(t, uuid.MustParse(childID), tl.Events[0].Children[0].EventID)
+	assert.Equal(t, uuid.MustParse(childID), tl.Events[0].Children[0].ID)
 	assert.Equal(t, uuid.MustParse(rootID), *tl.Events[0].Children[0].ParentEventID)
 	assert.Equal(t, 5*time.Second, tl.EndedAt.Sub(tl.StartedAt))
 	assert.Equal(t, "application/json", f.last().header.Get("Accept"))
@@ -284,11 +284,11 @@ func TestQueuedWritesAnswer202(t *testing.T) {
 	})
 	c, _ := newSpecClient(t, f.URL)
 	ev := newEvent("rr-q")
-	ev.EventID = client.NewEventID()
+	ev.ID = client.NewEventID()
 	res, err := c.WriteEvent(context.Background(), ev)
 	require.NoError(t, err)
 	assert.True(t, res.Queued)
-	assert.Equal(t, ev.EventID, res.EventID, "the id is known even when queued")
+	assert.Equal(t, ev.ID, res.EventID, "the id is known even when queued")
 
 	nr, err := c.WriteNotification(context.Background(), client.Notification{RemediationID: "r", NotificationID: "n",
 		Recipient: "x", Channel: client.ChannelEmail, MessageSummary: "m", Status: client.NotificationPending})

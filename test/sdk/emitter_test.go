@@ -1,4 +1,4 @@
-package client_test
+package sdk
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/client"
+	"kubernaut.ai/datastorage/client/clientmetrics"
 )
 
 // batchServer is a fake batch endpoint. Each request is answered by the
@@ -127,8 +128,8 @@ func emit(t *testing.T, em *client.Emitter, n int, correlation string) []uuid.UU
 	ids := make([]uuid.UUID, n)
 	for i := range n {
 		ev := newEvent(correlation)
-		ev.EventID = client.NewEventID()
-		ids[i] = ev.EventID
+		ev.ID = client.NewEventID()
+		ids[i] = ev.ID
 		require.NoError(t, em.Emit(context.Background(), ev))
 	}
 	return ids
@@ -460,10 +461,9 @@ func TestEmitterIsACollector(t *testing.T) {
 	t.Parallel()
 	srv := newBatchServer(t)
 	c, _ := newSpecClient(t, srv.URL)
-	em := client.NewEmitter(c, client.EmitterOptions{BatchSize: 10, FlushInterval: time.Hour,
-		MetricLabels: map[string]string{"emitter": "audit"}})
+	em := client.NewEmitter(c, client.EmitterOptions{BatchSize: 10, FlushInterval: time.Hour})
 	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, reg.Register(em))
+	require.NoError(t, reg.Register(clientmetrics.New(em, map[string]string{"emitter": "audit"})))
 	emit(t, em, 7, "rr-metrics")
 	require.NoError(t, em.Flush(context.Background()))
 	closeEmitter(t, em)
@@ -512,7 +512,7 @@ func TestEmitterRejectsEventsItCannotEncode(t *testing.T) {
 	c, _ := newSpecClient(t, srv.URL)
 	em := client.NewEmitter(c, client.EmitterOptions{})
 	ev := newEvent("rr-enc")
-	ev.EventData = map[string]any{"f": func() {}}
+	ev.Data = map[string]any{"f": func() {}}
 	err := em.Emit(context.Background(), ev)
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, client.ErrBufferFull))

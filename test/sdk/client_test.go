@@ -1,4 +1,4 @@
-package client_test
+package sdk
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func TestWriteOneAndGetItBack(t *testing.T) {
 	dur := int64(1500)
 	ev := newEvent("rr-write-one")
 	ev.Namespace, ev.Severity, ev.DurationMS = "prod", "high", &dur
-	ev.EventData = map[string]any{"event_type": "workflowexecution.step.completed", "signal": "OOMKilled"}
+	ev.Data = map[string]any{"event_type": "workflowexecution.step.completed", "signal": "OOMKilled"}
 	res, err := c.WriteEvent(ctx, ev)
 	require.NoError(t, err)
 	assert.False(t, res.Queued)
@@ -37,23 +37,23 @@ func TestWriteOneAndGetItBack(t *testing.T) {
 
 	got, err := c.GetEvent(ctx, res.EventID)
 	require.NoError(t, err)
-	assert.Equal(t, res.EventID, got.EventID)
+	assert.Equal(t, res.EventID, got.ID)
 	assert.Equal(t, "rr-write-one", got.CorrelationID)
-	assert.Equal(t, client.CategoryWorkflowExecution, got.EventCategory)
+	assert.Equal(t, client.CategoryWorkflowExecution, got.Category)
 	assert.Equal(t, "prod", got.Namespace)
 	assert.Equal(t, "high", got.Severity)
 	assert.Equal(t, int64(1500), *got.DurationMS)
 	assert.Equal(t, "service", got.ActorType, "server default")
 	assert.Equal(t, "workflowexecution-service", got.ActorID, "server default")
 	assert.Equal(t, 2555, got.RetentionDays)
-	assert.Equal(t, got.EventTimestamp.UTC().Format(time.DateOnly), got.EventDate)
-	assert.Regexp(t, "^[0-9a-f]{64}$", got.EventHash)
-	assert.Equal(t, "", got.PreviousEventHash, "the first event of its chain")
-	assert.JSONEq(t, `{"event_type":"workflowexecution.step.completed","signal":"OOMKilled"}`, string(got.EventData))
+	assert.Equal(t, got.Timestamp.UTC().Format(time.DateOnly), got.Date)
+	assert.Regexp(t, "^[0-9a-f]{64}$", got.Hash)
+	assert.Equal(t, "", got.PreviousHash, "the first event of its chain")
+	assert.JSONEq(t, `{"event_type":"workflowexecution.step.completed","signal":"OOMKilled"}`, string(got.Data))
 	assert.False(t, got.CreatedAt.IsZero())
 
 	// Idempotent: the same event (same id and timestamp) again is stored once.
-	ev.EventID, ev.EventTimestamp = res.EventID, res.EventTimestamp
+	ev.ID, ev.Timestamp = res.EventID, res.EventTimestamp
 	again, err := c.WriteEvent(ctx, ev)
 	require.NoError(t, err)
 	assert.Equal(t, res.EventID, again.EventID)
@@ -68,21 +68,21 @@ func TestWriteBatchKeepsOrderAndParents(t *testing.T) {
 	ctx := context.Background()
 
 	parent := newEvent("rr-batch")
-	parent.EventID = client.NewEventID()
+	parent.ID = client.NewEventID()
 	child := newEvent("rr-batch")
-	child.ParentEventID = &parent.EventID
-	child.EventOutcome = client.OutcomeFailure
+	child.ParentEventID = &parent.ID
+	child.Outcome = client.OutcomeFailure
 	child.ErrorCode, child.ErrorMessage = "E42", "step failed"
 	res, err := c.WriteEvents(ctx, []client.Event{parent, child, newEvent("rr-batch")})
 	require.NoError(t, err)
 	require.Len(t, res.EventIDs, 3)
-	assert.Equal(t, parent.EventID, res.EventIDs[0])
+	assert.Equal(t, parent.ID, res.EventIDs[0])
 	assert.Equal(t, "3 audit events created successfully", res.Message)
 
 	got, err := c.GetEvent(ctx, res.EventIDs[1])
 	require.NoError(t, err)
 	require.NotNil(t, got.ParentEventID)
-	assert.Equal(t, parent.EventID, *got.ParentEventID)
+	assert.Equal(t, parent.ID, *got.ParentEventID)
 	require.NotNil(t, got.ParentEventDate)
 	assert.Equal(t, "E42", got.ErrorCode)
 }
@@ -94,7 +94,7 @@ func TestValidationErrorsAreTypedProblems(t *testing.T) {
 	ctx := context.Background()
 
 	bad := newEvent("rr-bad")
-	bad.EventCategory = "nonsense"
+	bad.Category = "nonsense"
 	bad.Version = ""
 	_, err := c.WriteEvents(badRequest(ctx), []client.Event{newEvent("rr-bad"), bad})
 	require.Error(t, err)
@@ -132,20 +132,20 @@ func TestQueryFiltersAndCursorIteration(t *testing.T) {
 	var batch []client.Event
 	for i := range 57 {
 		ev := newEvent("rr-query")
-		ev.EventTimestamp = base.Add(time.Duration(i) * time.Second)
+		ev.Timestamp = base.Add(time.Duration(i) * time.Second)
 		ev.Namespace = []string{"ns-a", "ns-b"}[i%2]
 		ev.ClusterID = "k1"
 		ev.ActorID = "gateway-7"
 		ev.ResourceType, ev.ResourceID = "Pod", fmt.Sprintf("pod-%d", i)
 		ev.Severity = "warning"
-		ev.EventData = map[string]any{"n": i, "workflow_id": fmt.Sprintf("wf-%d", i%3)}
+		ev.Data = map[string]any{"n": i, "workflow_id": fmt.Sprintf("wf-%d", i%3)}
 		if i%5 == 0 {
-			ev.EventOutcome = client.OutcomeFailure
+			ev.Outcome = client.OutcomeFailure
 		}
 		batch = append(batch, ev)
 	}
 	other := newEvent("rr-other")
-	other.EventCategory, other.EventType = client.CategoryGateway, "gateway.signal.received"
+	other.Category, other.Type = client.CategoryGateway, "gateway.signal.received"
 	batch = append(batch, other)
 	_, err := c.WriteEvents(ctx, batch)
 	require.NoError(t, err)
@@ -181,15 +181,15 @@ func TestQueryFiltersAndCursorIteration(t *testing.T) {
 	assert.Len(t, page.Data, 10)
 	assert.True(t, page.Pagination.HasMore)
 	assert.NotEmpty(t, page.Pagination.NextCursor)
-	assert.True(t, page.Data[0].EventTimestamp.After(page.Data[9].EventTimestamp), "newest first")
+	assert.True(t, page.Data[0].Timestamp.After(page.Data[9].Timestamp), "newest first")
 
 	for _, order := range []client.Order{client.OrderDesc, client.OrderAsc} {
 		var seen []time.Time
 		ids := map[uuid.UUID]bool{}
 		for ev, err := range c.Events(ctx, client.Query{CorrelationID: "rr-query", Limit: 10, Order: order}) {
 			require.NoError(t, err)
-			seen = append(seen, ev.EventTimestamp)
-			ids[ev.EventID] = true
+			seen = append(seen, ev.Timestamp)
+			ids[ev.ID] = true
 		}
 		assert.Len(t, seen, 57, order)
 		assert.Len(t, ids, 57, "no event twice (%s)", order)
@@ -322,7 +322,7 @@ func TestNonProblemErrorBodies(t *testing.T) {
 	assert.Contains(t, p.Detail, "bad gateway")
 	assert.Equal(t, 7*time.Second, p.RetryAfter)
 	assert.True(t, errors.Is(err, client.ErrServer))
-	assert.True(t, p.Temporary())
+	assert.True(t, p.Retryable())
 }
 
 func TestProblemSentinels(t *testing.T) {
@@ -352,7 +352,7 @@ func TestEventEncoding(t *testing.T) {
 	})
 	c, _ := newSpecClient(t, f.URL)
 	ev := newEvent("rr-enc")
-	ev.EventData = nil
+	ev.Data = nil
 	_, err := c.WriteEvent(context.Background(), ev)
 	require.NoError(t, err)
 	var sent map[string]any

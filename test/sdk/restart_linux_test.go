@@ -1,6 +1,6 @@
 //go:build linux
 
-package client_test
+package sdk
 
 import (
 	"bytes"
@@ -84,13 +84,13 @@ func TestEmitterDeliversExactlyOnceAcrossAServerRestart(t *testing.T) {
 			defer wg.Done()
 			for i := range total / producers {
 				ev := newEvent(fmt.Sprintf("rr-restart-%d-%d", p, i%50))
-				ev.EventID = client.NewEventID()
-				ev.EventData = map[string]any{"producer": p, "seq": i}
+				ev.ID = client.NewEventID()
+				ev.Data = map[string]any{"producer": p, "seq": i}
 				if err := em.Emit(context.Background(), ev); err != nil {
 					t.Errorf("emit %d/%d: %v", p, i, err)
 					return
 				}
-				ids[p] = append(ids[p], ev.EventID)
+				ids[p] = append(ids[p], ev.ID)
 				emitted.Add(1)
 			}
 		}()
@@ -162,7 +162,7 @@ func TestEmitterDeliversExactlyOnceAcrossAServerRestart(t *testing.T) {
 func checkServedMetrics(t *testing.T, url string) {
 	t.Helper()
 	used := map[string]bool{}
-	for _, f := range []string{"../deploy/prometheus/rules.yaml", "../deploy/grafana/datastorage.json"} {
+	for _, f := range []string{"../../deploy/prometheus/rules.yaml", "../../deploy/grafana/datastorage.json"} {
 		data, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for _, m := range regexp.MustCompile(`datastorage_[a-z0-9_]+`).FindAllString(string(data), -1) {
