@@ -6,11 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
-	"kubernaut.ai/datastorage/internal/remediation"
+	"kubernaut.ai/datastorage/client"
 )
 
 // cmdHistory prints a target's remediation history context (CONTRACT §16.1).
@@ -38,27 +38,31 @@ func cmdHistory(ctx context.Context, args, environ []string, stdout, stderr io.W
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("--output: must be table or json")
 	}
-	q := url.Values{"targetKind": {parts[1]}, "targetName": {parts[2]}, "currentSpecHash": {*specHash}}
-	for k, v := range map[string]string{"targetNamespace": parts[0], "tier1Window": *tier1, "tier2Window": *tier2, "clusterId": *cluster} {
-		if v != "" {
-			q.Set(k, v)
+	q := client.HistoryQuery{TargetNamespace: parts[0], TargetKind: parts[1], TargetName: parts[2],
+		CurrentSpecHash: *specHash, ClusterID: *cluster}
+	for _, w := range []struct {
+		flag, value string
+		dst         *time.Duration
+	}{{"--tier1-window", *tier1, &q.Tier1Window}, {"--tier2-window", *tier2, &q.Tier2Window}} {
+		if w.value == "" {
+			continue
 		}
+		d, err := time.ParseDuration(w.value)
+		if err != nil {
+			return fmt.Errorf("%s: must be a Go duration such as 24h or 90m", w.flag)
+		}
+		*w.dst = d
 	}
 	c, err := newAPIClient(*server, *tokenFile)
 	if err != nil {
 		return err
 	}
-	body, err := c.get(ctx, "/api/v1/remediation-history/context?"+q.Encode())
+	h, err := c.RemediationHistory(ctx, q)
 	if err != nil {
-		return err
+		return readError(err)
 	}
 	if *output == "json" {
-		_, err := stdout.Write(body)
-		return err
-	}
-	var h remediation.HistoryContext
-	if err := json.Unmarshal(body, &h); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
+		return json.NewEncoder(stdout).Encode(h)
 	}
 	col := newColorizer(stdout)
 	regression := "no"
@@ -70,13 +74,13 @@ func cmdHistory(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fmt.Fprintf(tw, "\nTier 1, last %s (%d, oldest first)\n", h.Tier1.Window, len(h.Tier1.Chain))
 	fmt.Fprintln(tw, "COMPLETED\tREMEDIATION\tSIGNAL\tACTION\tOUTCOME\tSCORE\tREASON\tRESOLVED\tMATCH")
 	for _, e := range h.Tier1.Chain {
-		historyRow(tw, e.CompletedAt.Std().Format("2006-01-02 15:04:05"), e.RemediationUID, e.SignalType, e.ActionType,
+		historyRow(tw, e.CompletedAt.UTC().Format("2006-01-02 15:04:05"), e.RemediationUID, e.SignalType, e.ActionType,
 			e.Outcome, e.EffectivenessScore, e.AssessmentReason, e.SignalResolved, e.HashMatch)
 	}
 	fmt.Fprintf(tw, "\nTier 2, last %s before tier 1 (%d, oldest first)\n", h.Tier2.Window, len(h.Tier2.Chain))
 	fmt.Fprintln(tw, "COMPLETED\tREMEDIATION\tSIGNAL\tACTION\tOUTCOME\tSCORE\tREASON\tRESOLVED\tMATCH")
 	for _, e := range h.Tier2.Chain {
-		historyRow(tw, e.CompletedAt.Std().Format("2006-01-02 15:04:05"), e.RemediationUID, e.SignalType, e.ActionType,
+		historyRow(tw, e.CompletedAt.UTC().Format("2006-01-02 15:04:05"), e.RemediationUID, e.SignalType, e.ActionType,
 			e.Outcome, e.EffectivenessScore, e.AssessmentReason, e.SignalResolved, e.HashMatch)
 	}
 	return tw.Flush()
@@ -118,17 +122,12 @@ func cmdEffectiveness(ctx context.Context, args, environ []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	body, err := c.get(ctx, "/api/v1/effectiveness/"+url.PathEscape(id))
+	e, err := c.Effectiveness(ctx, id)
 	if err != nil {
-		return err
+		return readError(err)
 	}
 	if *output == "json" {
-		_, err := stdout.Write(body)
-		return err
-	}
-	var e remediation.Effectiveness
-	if err := json.Unmarshal(body, &e); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
+		return json.NewEncoder(stdout).Encode(e)
 	}
 	fmt.Fprintf(stdout, "%s  score %s  status %s\n", newColorizer(stdout).bold(e.CorrelationID), optScore(e.Score), e.AssessmentStatus)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -144,7 +143,7 @@ func cmdEffectiveness(ctx context.Context, args, environ []string, stdout, stder
 		fmt.Fprintf(stdout, "spec hash: before %s, after %s, match %s\n", dash(hc.PreRemediationSpecHash),
 			dash(hc.PostRemediationSpecHash), optBool(hc.HashMatch))
 	}
-	fmt.Fprintf(stdout, "computed at %s\n", e.ComputedAt)
+	fmt.Fprintf(stdout, "computed at %s\n", e.ComputedAt.UTC().Format(time.RFC3339))
 	return nil
 }
 

@@ -52,7 +52,7 @@ func TestCLIHistoryAndEffectivenessThroughTheAPI(t *testing.T) {
 	assert.Contains(t, out, "Usage: datastorage history")
 	code, out = run(t, nil, "history", "--server", s.base, "--target", "ns/Pod/p", "--spec-hash", "H1", "--tier1-window", "7d")
 	assert.Equal(t, 1, code, out)
-	assert.Contains(t, out, "tier1Window:")
+	assert.Contains(t, out, "--tier1-window: must be a Go duration")
 
 	code, out = run(t, nil, "effectiveness", corr, "--server", s.base)
 	require.Equal(t, 0, code, out)
