@@ -1,4 +1,4 @@
-package client_test
+package sdk
 
 import (
 	"context"
@@ -20,18 +20,18 @@ func TestRemediationHistoryAndEffectivenessAgainstTheServer(t *testing.T) {
 	now := time.Now().UTC()
 
 	rem := newEvent("rr-hist-1")
-	rem.EventType, rem.EventCategory, rem.EventAction = "remediation.workflow_created", client.CategoryOrchestration, "created"
-	rem.EventTimestamp = now.Add(-2 * time.Hour)
-	rem.EventData = map[string]any{"target_resource": "/Node/n1", "pre_remediation_spec_hash": "H",
+	rem.Type, rem.Category, rem.Action = "remediation.workflow_created", client.CategoryOrchestration, "created"
+	rem.Timestamp = now.Add(-2 * time.Hour)
+	rem.Data = map[string]any{"target_resource": "/Node/n1", "pre_remediation_spec_hash": "H",
 		"signal_type": "alert", "action_type": "CordonNode"}
 	health := newEvent("rr-hist-1")
-	health.EventType, health.EventCategory, health.EventAction = "effectiveness.health.assessed", client.CategoryEffectiveness, "assessed"
-	health.EventTimestamp = now.Add(-time.Hour)
-	health.EventData = map[string]any{"assessed": true, "score": 0.5,
+	health.Type, health.Category, health.Action = "effectiveness.health.assessed", client.CategoryEffectiveness, "assessed"
+	health.Timestamp = now.Add(-time.Hour)
+	health.Data = map[string]any{"assessed": true, "score": 0.5,
 		"health_checks": map[string]any{"pod_running": true, "restart_delta": 3}}
 	done := health
-	done.EventType, done.EventTimestamp = "effectiveness.assessment.completed", now.Add(-50*time.Minute)
-	done.EventData = map[string]any{"reason": "Full"}
+	done.Type, done.Timestamp = "effectiveness.assessment.completed", now.Add(-50*time.Minute)
+	done.Data = map[string]any{"reason": "Full"}
 	_, err := c.WriteEvents(ctx, []client.Event{rem, health, done})
 	require.NoError(t, err)
 
@@ -57,7 +57,7 @@ func TestRemediationHistoryAndEffectivenessAgainstTheServer(t *testing.T) {
 	assert.Nil(t, e.HealthChecks.CrashLoops)
 	assert.Nil(t, e.SignalResolved)
 	assert.NotNil(t, e.SideEffects)
-	assert.WithinDuration(t, rem.EventTimestamp, e.CompletedAt, time.Millisecond)
+	assert.WithinDuration(t, rem.Timestamp, e.CompletedAt, time.Millisecond)
 
 	eff, err := c.Effectiveness(ctx, "rr-hist-1")
 	require.NoError(t, err)
