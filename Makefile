@@ -94,10 +94,11 @@ check: vet lint tidy-check race test ## What CI runs (.ci/run): vet, staticcheck
 BENCH_DIR := $(if $(RECORD),bench/results,bin/bench)
 
 .PHONY: bench
-bench: ## Write-path benchmark with its own PostgreSQL (fsync on) and Redis; ~3 min; writes bin/bench/latest.md (RECORD=1: bench/results/)
+bench: ## Write-path and catalog benchmarks with their own PostgreSQL (fsync on) and Redis; ~5 min; writes bin/bench/latest.md and catalog.md (RECORD=1: bench/results/)
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -server bin/datastorage -out $(BENCH_DIR)/latest.md -profiles bin/bench/profiles $(BENCH_ARGS)
+	$(GO) run ./cmd/dsbench -catalog -server bin/datastorage -out $(BENCH_DIR)/catalog.md $(CATALOG_BENCH_ARGS)
 
 # Not part of `make bench`: loading and indexing 10M events alone takes longer than
 # the ~10 minutes `make bench` may take on a 2-CPU machine. Smaller: READ_EVENTS=2000000.

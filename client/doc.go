@@ -20,6 +20,17 @@
 //
 // Lists page with an opaque cursor; [Client.Events] walks every page for you.
 //
+// # The workflow catalog
+//
+// [Client.RegisterWorkflow], [Client.GetWorkflow], [Client.ListWorkflows]
+// (and the [Client.Workflows] iterator), [Client.WorkflowVersions] and
+// [Client.SetWorkflowStatus] manage the catalog of remediation workflows;
+// [WorkflowID] derives a version's id from its name and version. An agent
+// chooses a workflow with [Client.Discover]: the [Discovery] it returns
+// holds the ranked results without content, and [Discovery.Select] has the
+// server confirm that the choice was offered and is still active before it
+// returns the version to run. A refused choice is a *[SelectionError].
+//
 // # Authentication
 //
 // The server may require a bearer token (auth.mode static or kubernetes).

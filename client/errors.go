@@ -30,8 +30,13 @@ var (
 	ErrForbidden = errors.New("datastorage: forbidden")
 	// ErrNotFound matches 404.
 	ErrNotFound = errors.New("datastorage: not found")
-	// ErrConflict matches 409 (a repeated notification_id).
+	// ErrConflict matches every 409 (a repeated notification_id, a workflow
+	// version registered again with a different spec, an
+	// invalid-transition).
 	ErrConflict = errors.New("datastorage: conflict")
+	// ErrInvalidTransition matches a 409 invalid-transition: a workflow
+	// status change the lifecycle does not allow.
+	ErrInvalidTransition = errors.New("datastorage: invalid status transition")
 	// ErrTooLarge matches 413: the body is over the server's limit.
 	ErrTooLarge = errors.New("datastorage: request too large")
 	// ErrRateLimited matches 429; Problem.RetryAfter says when to retry.
@@ -121,6 +126,8 @@ func (p *Problem) Is(target error) bool {
 		return p.Status == http.StatusNotFound
 	case ErrConflict:
 		return p.Status == http.StatusConflict
+	case ErrInvalidTransition:
+		return p.Status == http.StatusConflict && p.Slug() == "invalid-transition"
 	case ErrTooLarge:
 		return p.Status == http.StatusRequestEntityTooLarge
 	case ErrRateLimited:
@@ -134,9 +141,10 @@ func (p *Problem) Is(target error) bool {
 }
 
 // Retryable reports whether sending the same request again later may
-// succeed: 429 and every 5xx. (The emitter also retries transport errors.)
+// succeed: 408 (the body did not reach the server in time; nothing was
+// written), 429 and every 5xx. (The emitter also retries transport errors.)
 func (p *Problem) Retryable() bool {
-	return p.Status == http.StatusTooManyRequests || p.Status >= 500
+	return p.Status == http.StatusRequestTimeout || p.Status == http.StatusTooManyRequests || p.Status >= 500
 }
 
 // maxErrorBody bounds how much of an error body is read.

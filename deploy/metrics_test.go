@@ -667,7 +667,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	walk(dash.Panels)
-	for _, want := range []string{"Ingest", "Spool and replay", "Queries", "Database pool", "Partitions and process"} {
+	for _, want := range []string{"Ingest", "Spool and replay", "Queries", "Workflow catalog", "Database pool", "Partitions and process"} {
 		if !slices.Contains(rows, want) {
 			t.Errorf("row %q missing (have %v)", want, rows)
 		}
@@ -676,7 +676,11 @@ func TestGrafanaDashboard(t *testing.T) {
 	// replay, query latency by route, pool, partitions.
 	for _, m := range []string{"datastorage_ingest_events_total", "datastorage_http_request_duration_seconds_bucket",
 		"datastorage_ingest_batch_size_bucket", "datastorage_spool_depth", "datastorage_replay_events_total",
-		"datastorage_db_pool_connections", "datastorage_partitions_ahead_months"} {
+		"datastorage_db_pool_connections", "datastorage_partitions_ahead_months",
+		// The workflow catalog (issue 11): registrations by outcome, status
+		// changes, search duration, candidates per search.
+		"datastorage_catalog_registrations_total", "datastorage_catalog_status_changes_total",
+		"datastorage_catalog_search_duration_seconds_bucket", "datastorage_catalog_search_candidates_bucket"} {
 		if !c.used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)
 		}

@@ -7,6 +7,7 @@
 //	datastorage timeline CORRELATION_ID [--output tree|json]
 //	datastorage history --target NS/KIND/NAME --spec-hash H [--output table|json]
 //	datastorage effectiveness CORRELATION_ID [--output table|json]
+//	datastorage workflows apply|list|get|versions|search|validate|disable|enable|deprecate|archive
 //	datastorage retention run [--dry-run] [--config FILE]
 //	datastorage verify-export FILE --public-key KEY [--hmac-key-file FILE]
 //	datastorage version
@@ -35,6 +36,8 @@ Commands:
   timeline  show one remediation as a tree through the API (--output json for scripts)
   history   a target's past remediations on its spec: --target NS/KIND/NAME --spec-hash H (a table; --output json)
   effectiveness CORRELATION_ID: a remediation's effectiveness score (a table; --output json)
+  workflows the workflow catalog through the API: apply -f DIR, list, get, versions, search,
+            validate, disable|enable|deprecate|archive ("datastorage workflows help")
   retention run: delete expired events now, never held ones (--dry-run previews)
   rollups   rebuild: recount the aggregation rollups from the events (after a restore or bulk load)
   verify-export FILE --public-key KEY: check a signed export offline
@@ -75,6 +78,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdHistory(ctx, args[1:], environ, stdout, stderr)
 	case "effectiveness":
 		err = cmdEffectiveness(ctx, args[1:], environ, stdout, stderr)
+	case "workflows":
+		err = cmdWorkflows(ctx, args[1:], environ, stdout, stderr)
 	case "retention":
 		err = cmdRetention(ctx, args[1:], environ, stdout, stderr)
 	case "rollups":

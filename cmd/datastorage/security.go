@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"kubernaut.ai/datastorage/internal/auth"
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/httpapi"
@@ -15,14 +17,15 @@ import (
 // (nil for none) and the TLS configuration (nil for plain HTTP). Token
 // file, certificate and Kubernetes settings are checked here, at start, so a
 // mistake stops the service instead of refusing every request.
-func apiSecurity(cfg config.Config, environ []string, log *slog.Logger) (httpapi.Authorizer, *tls.Config, error) {
-	authz, err := newAuthorizer(cfg.Auth, environ, log)
+func apiSecurity(cfg config.Config, environ []string, log *slog.Logger, reg prometheus.Registerer) (httpapi.Authorizer, *tls.Config, error) {
+	reload := auth.ReloadOptions{Log: log, Metrics: auth.NewReloadMetrics(reg)}
+	authz, err := newAuthorizer(cfg.Auth, environ, reload)
 	if err != nil {
 		return nil, nil, err
 	}
 	var tlsCfg *tls.Config
 	if t := cfg.Server.TLS; t.Enabled() {
-		certs, err := auth.NewCertReloader(t.CertFile, t.KeyFile, auth.ReloadOptions{Log: log})
+		certs, err := auth.NewCertReloader(t.CertFile, t.KeyFile, reload)
 		if err != nil {
 			return nil, nil, fmt.Errorf("server.tls: %w", err)
 		}
@@ -32,10 +35,11 @@ func apiSecurity(cfg config.Config, environ []string, log *slog.Logger) (httpapi
 	return authz, tlsCfg, nil
 }
 
-func newAuthorizer(cfg config.Auth, environ []string, log *slog.Logger) (httpapi.Authorizer, error) {
+func newAuthorizer(cfg config.Auth, environ []string, reload auth.ReloadOptions) (httpapi.Authorizer, error) {
+	log := reload.Log
 	switch cfg.Mode {
 	case "static":
-		s, err := auth.NewStatic(cfg.TokenFile, auth.ReloadOptions{Log: log})
+		s, err := auth.NewStatic(cfg.TokenFile, reload)
 		if err != nil {
 			return nil, fmt.Errorf("auth.tokenFile: %w", err)
 		}

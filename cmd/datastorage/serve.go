@@ -17,9 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/config"
 	"kubernaut.ai/datastorage/internal/console"
 	"kubernaut.ai/datastorage/internal/httpapi"
@@ -50,7 +52,8 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	setGCPercent(environ)
-	authz, tlsCfg, err := apiSecurity(cfg, environ, log)
+	reg := telemetry.NewRegistry()
+	authz, tlsCfg, err := apiSecurity(cfg, environ, log, reg)
 	if err != nil {
 		return err
 	}
@@ -73,7 +76,6 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		log.Warn("could not create partitions ahead at start", "error", err)
 	}
 
-	reg := telemetry.NewRegistry()
 	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
 
 	// The spool does not need Redis at start either: while Redis is down,
@@ -99,13 +101,16 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 
+	validator := &audit.Validator{
+		MaxAge:               cfg.Ingest.MaxEventAge.Duration,
+		MaxSkew:              cfg.Ingest.MaxClockSkew.Duration,
+		DefaultRetentionDays: int32(cfg.Retention.DefaultDays),
+	}
+	workflows := newCatalog(cfg, st, pipeline, validator, reg, log)
+
 	health := &healthState{store: st, spool: sp}
 	api := httpapi.New(httpapi.Config{
-		Validator: &audit.Validator{
-			MaxAge:               cfg.Ingest.MaxEventAge.Duration,
-			MaxSkew:              cfg.Ingest.MaxClockSkew.Duration,
-			DefaultRetentionDays: int32(cfg.Retention.DefaultDays),
-		},
+		Validator:      validator,
 		Ingest:         pipeline,
 		Reader:         query.New(st),
 		Timelines:      query.NewTimelines(st),
@@ -123,6 +128,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		NotificationSpool: sp,
 		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
 		Remediations:      remediation.New(st),
+		Catalog:           workflows,
 		Console: func(h http.Handler) http.Handler {
 			return console.New(h, console.Config{Auth: consoleAuth(authz), Secure: cfg.Server.TLS.Enabled(), Log: log})
 		},
@@ -136,6 +142,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
 		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       httpapi.ConnContext,
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", telemetry.MetricsHandler(reg))
@@ -154,6 +161,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	}
 	if tlsCfg != nil {
 		apiLn = tls.NewListener(apiLn, tlsCfg)
+	} else {
+		// Content-Length with Transfer-Encoding is refused (request
+		// smuggling); the check needs the plain bytes (see GuardListener).
+		apiLn = httpapi.GuardListener(apiLn)
 	}
 	metricsLn, err := net.Listen("tcp", metricsSrv.Addr)
 	if err != nil {
@@ -165,6 +176,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	defer stopBG()
 	go maintainPartitions(bg, st, log, newPartitionHorizon(reg))
 	startRetention(bg, cfg, st, reg, log)
+	go workflows.RunSweeper(bg)
 	replay := startReplay(worker)
 	// On the error paths below the worker must still be stopped before the
 	// deferred closes of Redis and the pool; after shutdown this is a no-op.
@@ -291,6 +303,26 @@ func setGCPercent(environ []string) {
 		}
 	}
 	debug.SetGCPercent(defaultGCPercent)
+}
+
+// newCatalog wires the workflow catalog: its changes commit with their
+// events in the store; its search and validation events go through the
+// write pipeline like any client's.
+func newCatalog(cfg config.Config, st *store.Store, pipeline *ingest.Pipeline, validator *audit.Validator,
+	reg prometheus.Registerer, log *slog.Logger) *catalog.Service {
+	w := cfg.Catalog.Weights
+	return catalog.New(catalog.Options{
+		Store: st,
+		Sink: catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
+			_, err := pipeline.Submit(ctx, events)
+			return err
+		}),
+		Validator:    validator,
+		Weights:      catalog.Weights{Context: w.Context, Detected: w.Detected, Custom: w.Custom, Text: w.Text},
+		DiscoveryTTL: cfg.Catalog.DiscoveryTTL.Duration,
+		Registerer:   reg,
+		Log:          log,
+	})
 }
 
 // consoleAuth is the console's sign-in check: the API's own authorizer, or

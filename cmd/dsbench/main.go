@@ -19,6 +19,7 @@
 //	go run ./cmd/dsbench [-duration 10s] [-warmup 3s] [-out bench/results/latest.md]
 //	go run ./cmd/dsbench -experiments   # write-path design measurements → bench/results/experiments.md
 //	go run ./cmd/dsbench -read [-read-events 10000000]   # read-path benchmark → bench/results/read.md
+//	go run ./cmd/dsbench -catalog   # workflow catalog benchmark (catalog.go) → bench/results/catalog.md
 package main
 
 import (
@@ -53,6 +54,10 @@ type options struct {
 	readRequests    int
 	readBudget      time.Duration
 	readCursorPages int
+
+	// The workflow catalog benchmark (catalog.go).
+	catalog         bool
+	catalogRequests int
 }
 
 func main() {
@@ -79,7 +84,13 @@ func main() {
 	flag.IntVar(&o.readRequests, "read-requests", 200, "timed requests per read shape")
 	flag.DurationVar(&o.readBudget, "read-budget", 60*time.Second, "most time spent timing one read shape")
 	flag.IntVar(&o.readCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
+	flag.BoolVar(&o.catalog, "catalog", false, "run the workflow catalog benchmark instead (writes bench/results/catalog.md)")
+	flag.IntVar(&o.catalogRequests, "catalog-requests", 3000, "timed requests per catalog search and get shape")
 	flag.Parse()
+	if o.catalogRequests < 100 || o.catalogRequests > 100_000 {
+		fmt.Fprintln(os.Stderr, "dsbench: -catalog-requests in [100, 100k]")
+		os.Exit(2)
+	}
 	if o.readEvents < 10_000 || o.readEvents > 50_000_000 || o.readRequests < 1 || o.readRequests > 10_000 ||
 		o.readBudget <= 0 || o.readBudget > 10*time.Minute || o.readCursorPages < 1 || o.readCursorPages > 100_000 {
 		fmt.Fprintln(os.Stderr, "dsbench: -read-events in [10k, 50M], -read-requests in [1, 10k], -read-budget in (0, 10m], -read-cursor-pages in [1, 100k]")
@@ -100,6 +111,9 @@ func main() {
 		if o.historyCost {
 			o.out = "bench/results/history-index-cost.md"
 		}
+		if o.catalog {
+			o.out = "bench/results/catalog.md"
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -115,6 +129,8 @@ func main() {
 	var err error
 	if o.historyCost {
 		err = runHistoryIndexCost(ctx, o) // history_cost.go
+	} else if o.catalog {
+		err = runCatalog(ctx, o)
 	} else if o.read {
 		err = runRead(ctx, o)
 	} else if o.experiments {

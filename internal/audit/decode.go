@@ -249,6 +249,13 @@ type request struct {
 	RetentionDays   jint  `json:"retention_days"`
 	IsSensitive     jbool `json:"is_sensitive"`
 	ParentEventDate jraw  `json:"parent_event_date"` // ignored: the server takes it from the parent
+
+	// seen has bit i set once member requestMembers[i] was read; dups
+	// lists the members read more than once, which validation refuses
+	// (whichever occurrence a reader picked, another reader of the same
+	// body could pick the other).
+	seen uint32
+	dups []string
 }
 
 // build validates r and returns the event with defaults applied, or nil after
@@ -256,6 +263,9 @@ type request struct {
 func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Time) *Event {
 	before := len(fe)
 	c := checker{prefix: prefix, fe: fe}
+	for _, name := range r.dups {
+		c.fail(name, msgDuplicate)
+	}
 	ev := &Event{
 		Version:       c.str("version", &r.Version, 1, 10),
 		Type:          c.str("event_type", &r.EventType, 1, 100),
@@ -393,6 +403,10 @@ func (c checker) str(field string, s *jstr, min, max int) string {
 	case s.badUTF8:
 		c.fail(field, "must be valid UTF-8")
 		return ""
+	case s.badSurrogate:
+		// Decoding it would silently store U+FFFD instead.
+		c.fail(field, msgLoneSurrogate)
+		return ""
 	case !s.set || s.null:
 		if min > 0 {
 			c.fail(field, "is required")
@@ -438,13 +452,49 @@ func (c checker) timestamp(field string, s *jstr) (time.Time, bool) {
 }
 
 // ParseTimestamp parses an RFC 3339 timestamp that carries its zone (Z or an
-// offset); fractional seconds are optional.
+// offset); fractional seconds are optional. It refuses what time.Parse lets
+// through but RFC 3339 does not: an offset of 24 hours or more or with 60 or
+// more minutes (+24:00, +23:60), and a comma before the fraction.
 func ParseTimestamp(s string) (time.Time, error) {
+	if err := checkRFC3339Tail(s); err != nil {
+		return time.Time{}, err
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, err
 	}
 	return t, nil
+}
+
+// errRFC3339 is returned by ParseTimestamp for what time.Parse accepts but
+// RFC 3339 does not.
+var errRFC3339 = errors.New("not an RFC 3339 timestamp: the fraction must follow a '.' and the offset be Z or ±HH:MM with HH ≤ 23, MM ≤ 59")
+
+// checkRFC3339Tail checks what follows the seconds of a timestamp that
+// time.Parse checks too loosely; the rest is left to time.Parse.
+func checkRFC3339Tail(s string) error {
+	const secondsEnd = len("2006-01-02T15:04:05")
+	if len(s) <= secondsEnd {
+		return nil // too short: time.Parse says why
+	}
+	zone := len(s) - 1
+	if s[zone] != 'Z' {
+		zone = len(s) - len("+07:00")
+		if zone < secondsEnd {
+			return nil
+		}
+		z := s[zone:]
+		if (z[0] != '+' && z[0] != '-') || z[3] != ':' || !isDigit(z[1]) || !isDigit(z[2]) || !isDigit(z[4]) || !isDigit(z[5]) {
+			return nil
+		}
+		if (z[1]-'0')*10+(z[2]-'0') > 23 || (z[4]-'0')*10+(z[5]-'0') > 59 {
+			return errRFC3339
+		}
+	}
+	if frac := s[secondsEnd:zone]; frac != "" && frac[0] != '.' {
+		return errRFC3339
+	}
+	return nil
 }
 
 func (c checker) uuid(field string, s *jstr) (uuid.UUID, bool) {
@@ -547,19 +597,55 @@ func badEscape(b []byte) string {
 						continue
 					}
 				}
-				return `must not contain an unpaired UTF-16 surrogate escape such as \ud800`
+				return msgLoneSurrogate
 			case r >= 0xDC00 && r < 0xE000:
-				return `must not contain an unpaired UTF-16 surrogate escape such as \ud800`
+				return msgLoneSurrogate
 			}
 		}
 	}
 	return ""
 }
 
+// Field error messages shared by several checks.
+const (
+	msgDuplicate     = "must appear only once in the object"
+	msgLoneSurrogate = `must not contain an unpaired UTF-16 surrogate escape such as \ud800`
+)
+
+// loneSurrogate reports whether the string token b (quotes included, valid
+// JSON) holds a \u surrogate escape that is not a high one followed by a
+// low one: encoding/json would decode it to U+FFFD, changing the value.
+func loneSurrogate(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++ // a two-character escape
+			continue
+		}
+		r := hexRune(b[i+2 : i+6])
+		i += 5
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+				if lo := hexRune(b[i+3 : i+7]); lo >= 0xDC00 && lo < 0xE000 {
+					i += 6
+					continue
+				}
+			}
+			return true
+		case r >= 0xDC00 && r < 0xE000:
+			return true
+		}
+	}
+	return false
+}
+
 // jstr is a JSON member that should be a string.
 type jstr struct {
-	set, null, wrongType, badUTF8 bool
-	v                             string
+	set, null, wrongType, badUTF8, badSurrogate bool
+	v                                           string
 	// inArena says that the value is arena[off:end] of the scanner that
 	// is reading it, and not yet in v.
 	inArena  bool
@@ -581,6 +667,8 @@ func (s *jstr) UnmarshalJSON(b []byte) error {
 		// Fast path: no escapes, so the bytes between the quotes are the value
 		// (encoding/json has already checked the token).
 		s.v = string(b[1 : len(b)-1])
+	case loneSurrogate(b):
+		s.badSurrogate = true
 	default:
 		return json.Unmarshal(b, &s.v)
 	}

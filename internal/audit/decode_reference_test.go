@@ -4,9 +4,14 @@ package audit
 // they replaced: the same events, the same field errors (keys and
 // messages), the same errors. That code is kept here as the oracle of a
 // differential test and a fuzz target; only validation (build), which did
-// not change, is shared with the new decoder.
+// not change, is shared with the new decoder. One rule did change (issue
+// 18): member names are matched exactly, no longer case-insensitively as
+// encoding/json matches struct fields, and a repeated member is recorded
+// for validation to refuse; refUnmarshal reads the members with
+// encoding/json's token stream to hold the decoder to that.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -28,7 +33,7 @@ func (v *Validator) refDecodeOne(body []byte) (*Event, FieldErrors, error) {
 		return nil, nil, ErrNotObject
 	}
 	var r request
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := refUnmarshal(body, &r); err != nil {
 		return nil, nil, syntaxError(err, lead)
 	}
 	fe := FieldErrors{}
@@ -68,7 +73,7 @@ func (v *Validator) refDecodeBatch(body []byte, maxItems int) ([]*Event, FieldEr
 			continue
 		}
 		var r request
-		if err := json.Unmarshal(raw, &r); err != nil {
+		if err := refUnmarshal(raw, &r); err != nil {
 			fe[prefix] = "must be a JSON object"
 			continue
 		}
@@ -80,6 +85,50 @@ func (v *Validator) refDecodeBatch(body []byte, maxItems int) ([]*Event, FieldEr
 		return nil, fe, nil
 	}
 	return events, nil, nil
+}
+
+// refUnmarshal decodes the JSON object b into r: each member whose decoded
+// name is exactly a json tag of request goes to that field's
+// UnmarshalJSON; a name seen before is added to r.dups.
+func refUnmarshal(b []byte, r *request) error {
+	if err := json.Unmarshal(b, new(json.RawMessage)); err != nil {
+		return err // syntax: the same error encoding/json always gave
+	}
+	fields := map[string]any{}
+	rv := reflect.ValueOf(r).Elem()
+	for i := range rv.NumField() {
+		if tag := rv.Type().Field(i).Tag.Get("json"); tag != "" {
+			fields[tag] = rv.Field(i).Addr().Interface()
+		}
+	}
+	seen := map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		f, known := fields[name]
+		if !known {
+			continue
+		}
+		if seen[name] {
+			r.dups = append(r.dups, name)
+		}
+		seen[name] = true
+		if err := json.Unmarshal(raw, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *jbool) UnmarshalJSON(b []byte) error {
@@ -142,6 +191,11 @@ var decodeSeeds = []string{
 	`{"version":"1.0","event_type":"t","event_timestamp":"2026-11-22T09:30:00Z","event_category":"gateway",` +
 		`"event_action":"a","event_outcome":"success","correlation_id":"c","event_data":{}}`,
 	`{"VERSION":"1","Event_Type":"t","event_ſtatus":1,"ſeverity":"low","\u0065vent_id":"x","is_ſensitive":true}`,
+	`{"correlation_id":"A","Correlation_ID":"B","correlation\u005fid":"C","ev\u0065nt_id":"x","event_id":"y"}`,
+	`{"event_type":"a\ud800b","actor_id":"\udc00","namespace":"\ud83d\ude00","severity":"\ud800\ud800","error_code":"\ud800\u0041"}`,
+	`{"event_timestamp":"2026-11-22T09:00:00+24:00"}`, `{"event_timestamp":"2026-11-22T09:00:00+23:60"}`,
+	`{"event_timestamp":"2026-11-22T09:00:00,5Z"}`, `{"event_timestamp":"2026-11-22T09:00:00-23:59"}`,
+	`{"parent_event_date":1,"parent_event_date":2}`,
 	`{"version":1,"version":"1","duration_ms":null,"duration_ms":5,"is_sensitive":true,"is_sensitive":false}`,
 	`{"event_data":null,"event_data":{"a":1}}`, `{"event_data":{"a":1},"event_data":"s"}`,
 	`{"event_data":[1],"retention_days":1.5,"duration_ms":"5","is_sensitive":"yes"}`,

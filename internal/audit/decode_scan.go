@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"strconv"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -138,6 +137,12 @@ func (s *scanner) request(r *request) bool {
 			return false
 		}
 		name := b[start+1 : s.i-1]
+		if key.esc {
+			// A member's name is its decoded value: "event\u005fid" is
+			// event_id. Names are matched exactly, never by case folding.
+			var nbuf [64]byte
+			name = unquote(nbuf[:0], name)
+		}
 		if s.i = skipSpace(b, s.i); s.i >= len(b) || b[s.i] != ':' {
 			return false
 		}
@@ -149,12 +154,7 @@ func (s *scanner) request(r *request) bool {
 			return false
 		}
 		raw := b[start:s.i]
-		str, known := r.take(string(name), kind, raw, &vi, s.depth)
-		if !known && (key.esc || key.nonASCII || hasUpper(name)) {
-			// encoding/json also matches a member whose decoded name
-			// differs from the field's only in case.
-			str = r.takeFolded(name, kind, raw, &vi, s.depth)
-		}
+		str, _ := r.take(string(name), kind, raw, &vi, s.depth)
 		if str != nil {
 			arena = str.take(kind, raw, &vi.strInfo, arena)
 		}
@@ -177,118 +177,131 @@ func (s *scanner) request(r *request) bool {
 
 // resolve gives the string members that take left in the arena their values.
 func (r *request) resolve(arena string) {
-	for _, s := range [...]*jstr{
-		&r.Version, &r.EventType, &r.EventTimestamp, &r.EventCategory, &r.EventAction,
-		&r.EventOutcome, &r.CorrelationID, &r.EventID, &r.ActorType, &r.ActorID, &r.ActorIP,
-		&r.ResourceType, &r.ResourceID, &r.ParentEventID, &r.Namespace, &r.ClusterID,
-		&r.Severity, &r.ErrorCode, &r.ErrorMessage,
-	} {
+	for _, s := range r.strings() {
 		if s.inArena {
 			s.v, s.inArena = arena[s.off:s.end], false
 		}
 	}
 }
 
-func hasUpper(b []byte) bool {
-	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			return true
-		}
-	}
-	return false
-}
-
-// requestMembers lists the members of request, for the case-insensitive match.
-var requestMembers = []string{
-	"version", "event_type", "event_timestamp", "event_category", "event_action",
-	"event_outcome", "correlation_id", "event_data", "event_id", "actor_type", "actor_id",
-	"actor_ip", "resource_type", "resource_id", "parent_event_id", "namespace",
-	"cluster_id", "severity", "duration_ms", "error_code", "error_message",
-	"retention_days", "is_sensitive",
-}
-
-// takeFolded is take for a member name (still quoted-string content) that
-// is not exactly a field's: encoding/json decodes the name and matches it
-// to a field whose name folds to the same.
-func (r *request) takeFolded(name []byte, kind byte, raw []byte, vi *valueInfo, depth int) *jstr {
-	var buf, fbuf [64]byte
-	folded := appendFoldedName(fbuf[:0], unquote(buf[:0], name))
-	for _, m := range requestMembers {
-		if len(m) == len(folded) && string(appendFoldedName(buf[:0], []byte(m))) == string(folded) {
-			s, _ := r.take(m, kind, raw, vi, depth)
-			return s
-		}
-	}
-	return nil
-}
-
 // take records the value raw (of the given kind, at nesting depth) of the
 // member called name, and reports whether r has such a member. An unknown
-// member is ignored, as encoding/json ignores it. For a string member it
-// records nothing but returns the member, for the caller to take.
+// member is ignored (CONTRACT §0); a known one seen before is recorded in
+// r.dups, for validation to refuse. For a string member it records nothing
+// but returns the member, for the caller to take.
 func (r *request) take(name string, kind byte, raw []byte, vi *valueInfo, depth int) (*jstr, bool) {
-	var s *jstr
-	switch name {
-	case "version":
-		s = &r.Version
-	case "event_type":
-		s = &r.EventType
-	case "event_timestamp":
-		s = &r.EventTimestamp
-	case "event_category":
-		s = &r.EventCategory
-	case "event_action":
-		s = &r.EventAction
-	case "event_outcome":
-		s = &r.EventOutcome
-	case "correlation_id":
-		s = &r.CorrelationID
-	case "event_id":
-		s = &r.EventID
-	case "actor_type":
-		s = &r.ActorType
-	case "actor_id":
-		s = &r.ActorID
-	case "actor_ip":
-		s = &r.ActorIP
-	case "resource_type":
-		s = &r.ResourceType
-	case "resource_id":
-		s = &r.ResourceID
-	case "parent_event_id":
-		s = &r.ParentEventID
-	case "namespace":
-		s = &r.Namespace
-	case "cluster_id":
-		s = &r.ClusterID
-	case "severity":
-		s = &r.Severity
-	case "error_code":
-		s = &r.ErrorCode
-	case "error_message":
-		s = &r.ErrorMessage
-	case "duration_ms":
-		r.DurationMS.take(kind, raw)
-		return nil, true
-	case "retention_days":
-		r.RetentionDays.take(kind, raw)
-		return nil, true
-	case "is_sensitive":
-		r.IsSensitive.take(kind)
-		return nil, true
-	case "event_data":
-		r.EventData.take(kind, raw, vi, depth)
-		return nil, true
-	default:
+	i, ok := memberIndex(name)
+	if !ok {
 		return nil, false
 	}
-	return s, true
+	if r.seen&(1<<i) != 0 {
+		r.dups = append(r.dups, requestMembers[i])
+	}
+	r.seen |= 1 << i
+	switch i {
+	case mDurationMS:
+		r.DurationMS.take(kind, raw)
+	case mRetentionDays:
+		r.RetentionDays.take(kind, raw)
+	case mIsSensitive:
+		r.IsSensitive.take(kind)
+	case mEventData:
+		r.EventData.take(kind, raw, vi, depth)
+	case mParentEventDate:
+		// Ignored: the server takes it from the parent.
+	default:
+		return r.strings()[i], true
+	}
+	return nil, true
+}
+
+// The members of request, in the order of requestMembers: the string
+// members first, in the order of (*request).strings.
+const (
+	mDurationMS = iota + 19
+	mRetentionDays
+	mIsSensitive
+	mEventData
+	mParentEventDate
+)
+
+// requestMembers names the members of request by index.
+var requestMembers = [...]string{
+	"version", "event_type", "event_timestamp", "event_category", "event_action",
+	"event_outcome", "correlation_id", "event_id", "actor_type", "actor_id", "actor_ip",
+	"resource_type", "resource_id", "parent_event_id", "namespace", "cluster_id",
+	"severity", "error_code", "error_message",
+	"duration_ms", "retention_days", "is_sensitive", "event_data", "parent_event_date",
+}
+
+// strings returns the string members of r, in the order of requestMembers.
+func (r *request) strings() [19]*jstr {
+	return [...]*jstr{
+		&r.Version, &r.EventType, &r.EventTimestamp, &r.EventCategory, &r.EventAction,
+		&r.EventOutcome, &r.CorrelationID, &r.EventID, &r.ActorType, &r.ActorID, &r.ActorIP,
+		&r.ResourceType, &r.ResourceID, &r.ParentEventID, &r.Namespace, &r.ClusterID,
+		&r.Severity, &r.ErrorCode, &r.ErrorMessage,
+	}
+}
+
+// memberIndex finds the member called exactly name.
+func memberIndex(name string) (int, bool) {
+	switch name {
+	case "version":
+		return 0, true
+	case "event_type":
+		return 1, true
+	case "event_timestamp":
+		return 2, true
+	case "event_category":
+		return 3, true
+	case "event_action":
+		return 4, true
+	case "event_outcome":
+		return 5, true
+	case "correlation_id":
+		return 6, true
+	case "event_id":
+		return 7, true
+	case "actor_type":
+		return 8, true
+	case "actor_id":
+		return 9, true
+	case "actor_ip":
+		return 10, true
+	case "resource_type":
+		return 11, true
+	case "resource_id":
+		return 12, true
+	case "parent_event_id":
+		return 13, true
+	case "namespace":
+		return 14, true
+	case "cluster_id":
+		return 15, true
+	case "severity":
+		return 16, true
+	case "error_code":
+		return 17, true
+	case "error_message":
+		return 18, true
+	case "duration_ms":
+		return mDurationMS, true
+	case "retention_days":
+		return mRetentionDays, true
+	case "is_sensitive":
+		return mIsSensitive, true
+	case "event_data":
+		return mEventData, true
+	case "parent_event_date":
+		return mParentEventDate, true
+	}
+	return 0, false
 }
 
 // The take methods record one occurrence of a member the way the
-// UnmarshalJSON methods of these types (and encoding/json calling them for
-// each occurrence) always did: a repeated member adds to what the earlier
-// ones left, so null or a wrong type anywhere still counts.
+// UnmarshalJSON methods of these types do. A repeated member is refused by
+// validation (request.dups) whatever its occurrences hold.
 
 // take appends a string value to arena, for request.resolve to pick up.
 func (s *jstr) take(kind byte, raw []byte, info *strInfo, arena []byte) []byte {
@@ -300,6 +313,8 @@ func (s *jstr) take(kind byte, raw []byte, info *strInfo, arena []byte) []byte {
 		s.wrongType = true
 	case info.nonASCII && !utf8.Valid(raw):
 		s.badUTF8 = true
+	case info.uesc && loneSurrogate(raw):
+		s.badSurrogate = true
 	default:
 		s.off = len(arena)
 		if info.esc {
@@ -348,35 +363,4 @@ func (w *jraw) take(kind byte, raw []byte, vi *valueInfo, depth int) {
 	w.v = raw
 	w.depth = vi.maxDepth - depth
 	w.uesc, w.nonASCII = vi.uesc, vi.nonASCII
-}
-
-// appendFoldedName appends the case-folded form of a decoded object key
-// under which encoding/json matches it to a struct field when the exact
-// name is not there: ASCII upper case, and every other rune the smallest of
-// its fold set (so ſ matches s and K matches k).
-func appendFoldedName(out, in []byte) []byte {
-	for i := 0; i < len(in); {
-		if c := in[i]; c < utf8.RuneSelf {
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			out = append(out, c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(in[i:])
-		out = utf8.AppendRune(out, foldRune(r))
-		i += n
-	}
-	return out
-}
-
-func foldRune(r rune) rune {
-	for {
-		r2 := unicode.SimpleFold(r)
-		if r2 <= r {
-			return r2
-		}
-		r = r2
-	}
 }

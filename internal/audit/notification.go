@@ -45,20 +45,26 @@ type notificationRequest struct {
 }
 
 // DecodeNotification decodes and validates a notification audit request,
-// returning every failing field at once.
+// returning every failing field at once. Member names are exact and unique,
+// as for events (see DecodeObject).
 func (v *Validator) DecodeNotification(body []byte) (*Notification, FieldErrors, error) {
-	body, lead := trimJSONSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		if err := checkSyntax(body, lead); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, ErrNotObject
+	obj, fe, err := DecodeObject(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fe == nil {
+		fe = FieldErrors{}
 	}
 	var r notificationRequest
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, nil, syntaxError(err, lead)
+	for name, dst := range map[string]json.Unmarshaler{
+		"remediation_id": &r.RemediationID, "notification_id": &r.NotificationID, "recipient": &r.Recipient,
+		"channel": &r.Channel, "message_summary": &r.MessageSummary, "status": &r.Status, "sent_at": &r.SentAt,
+		"delivery_status": &r.DeliveryStatus, "error_message": &r.ErrorMessage, "escalation_level": &r.EscalationLevel,
+	} {
+		if raw, ok := obj[name]; ok {
+			_ = dst.UnmarshalJSON(raw) // never fails: every fault is a flag
+		}
 	}
-	fe := FieldErrors{}
 	c := checker{fe: fe}
 	n := &Notification{
 		RemediationID:  c.str("remediation_id", &r.RemediationID, 1, 255),

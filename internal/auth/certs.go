@@ -22,7 +22,7 @@ type CertReloader struct {
 // NewCertReloader loads the pair; an invalid pair is an error.
 func NewCertReloader(certFile, keyFile string, opts ReloadOptions) (*CertReloader, error) {
 	c := &CertReloader{opts: opts.withDefaults()}
-	c.files = newWatchedFiles("TLS certificate", []string{certFile, keyFile}, opts, func(b [][]byte) error {
+	c.files = newWatchedFiles("TLS certificate", "tls_certificate", []string{certFile, keyFile}, opts, func(b [][]byte) error {
 		cert, err := tls.X509KeyPair(b[0], b[1])
 		if err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultReloadInterval is how often, at most, a watched file is looked at
@@ -26,6 +28,56 @@ type ReloadOptions struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set, counts failed reloads and says whether the last
+	// look at the files loaded them (or found them unchanged); nil leaves
+	// the failures to the log alone.
+	Metrics *ReloadMetrics
+}
+
+// ReloadMetrics are the metrics of the file-backed Static and CertReloader.
+// A file that cannot be reloaded keeps the last good contents in force, so
+// serving goes on with tokens or a certificate that may already have been
+// revoked or rotated: the operator must hear of it, not only the log.
+type ReloadMetrics struct {
+	errors  *prometheus.CounterVec
+	failing *prometheus.GaugeVec
+}
+
+// NewReloadMetrics registers the reload metrics with reg (nil: unregistered).
+func NewReloadMetrics(reg prometheus.Registerer) *ReloadMetrics {
+	m := &ReloadMetrics{
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "datastorage_auth_file_reload_errors_total",
+			Help: "Failed reloads of a watched file (file: token_file, tls_certificate): unreadable, deleted or invalid; the last good contents stay in force.",
+		}, []string{"file"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "datastorage_auth_file_reload_failing",
+			Help: "1 when the last look at a watched file (file: token_file, tls_certificate) failed and older contents are in force, else 0 (also for a file not in use).",
+		}, []string{"file"}),
+	}
+	// Both series exist from the start, at 0, whatever is configured: an
+	// alert on them needs no absent() and sees the first failure.
+	for _, f := range []string{"token_file", "tls_certificate"} {
+		m.errors.WithLabelValues(f)
+		m.failing.WithLabelValues(f)
+	}
+	if reg != nil {
+		reg.MustRegister(m.errors, m.failing)
+	}
+	return m
+}
+
+// result records the outcome of one look at the files named by label.
+func (m *ReloadMetrics) result(label string, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.errors.WithLabelValues(label).Inc()
+		m.failing.WithLabelValues(label).Set(1)
+		return
+	}
+	m.failing.WithLabelValues(label).Set(0)
 }
 
 func (o ReloadOptions) withDefaults() ReloadOptions {
@@ -57,6 +109,7 @@ func (o ReloadOptions) withDefaults() ReloadOptions {
 // distinct content and retried at the next interval.
 type watchedFiles struct {
 	what  string // for logs: "token file", "TLS certificate"
+	label string // for metrics: "token_file", "tls_certificate"
 	paths []string
 	opts  ReloadOptions
 	load  func(contents [][]byte) error
@@ -67,8 +120,8 @@ type watchedFiles struct {
 	bad  string // the last failure logged, so that it is logged once
 }
 
-func newWatchedFiles(what string, paths []string, opts ReloadOptions, load func([][]byte) error) *watchedFiles {
-	return &watchedFiles{what: what, paths: paths, opts: opts.withDefaults(), load: load}
+func newWatchedFiles(what, label string, paths []string, opts ReloadOptions, load func([][]byte) error) *watchedFiles {
+	return &watchedFiles{what: what, label: label, paths: paths, opts: opts.withDefaults(), load: load}
 }
 
 // initial reads and loads the files; an error here stops the start.
@@ -83,6 +136,7 @@ func (w *watchedFiles) initial() error {
 		return err
 	}
 	w.sum = sum
+	w.opts.Metrics.result(w.label, nil)
 	w.next.Store(w.opts.Now().Add(w.opts.Interval).UnixNano())
 	return nil
 }
@@ -110,6 +164,12 @@ func (w *watchedFiles) reload() (bool, error) {
 }
 
 func (w *watchedFiles) reloadLocked() (bool, error) {
+	changed, err := w.lookLocked()
+	w.opts.Metrics.result(w.label, err)
+	return changed, err
+}
+
+func (w *watchedFiles) lookLocked() (bool, error) {
 	w.next.Store(w.opts.Now().Add(w.opts.Interval).UnixNano())
 	contents, sum, err := w.read()
 	if err != nil {

@@ -32,8 +32,11 @@ import (
 //
 // The file is re-read when it changes (looked at no more often than
 // ReloadOptions.Interval, on requests), so tokens are added, rotated and
-// revoked without a restart. A file that fails to load keeps the previous
-// tokens and is logged.
+// revoked without a restart; `tokens: []` revokes every token. A file that
+// fails to load (deleted, unreadable, empty, invalid) keeps the previous
+// tokens: a half-written rotation must not lock every caller out. The
+// failure is logged and, with ReloadOptions.Metrics, counted and shown by a
+// gauge that the DataStorageAuthFileReloadFailing alert watches.
 //
 // Presented tokens are compared with every listed token in constant time,
 // through their SHA-256 digests, so neither the position of a match nor the
@@ -53,7 +56,7 @@ type staticToken struct {
 // an error: the service must not start without the tokens it was given.
 func NewStatic(path string, opts ReloadOptions) (*Static, error) {
 	s := &Static{}
-	s.files = newWatchedFiles("token file", []string{path}, opts, func(c [][]byte) error {
+	s.files = newWatchedFiles("token file", "token_file", []string{path}, opts, func(c [][]byte) error {
 		tokens, err := parseTokenFile(c[0])
 		if err != nil {
 			return err

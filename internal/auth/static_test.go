@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -234,4 +235,61 @@ func TestStaticConcurrentRequestsDuringRotation(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+func TestStaticReloadFailuresAreCountedAndShown(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	writeFile(t, path, "tokens:\n  - {name: gateway, token: secret-0123456789, verbs: [get]}\n")
+	reg := prometheus.NewRegistry()
+	s, err := auth.NewStatic(path, auth.ReloadOptions{Metrics: auth.NewReloadMetrics(reg)})
+	require.NoError(t, err)
+	failures := func() float64 { return series(t, reg, "datastorage_auth_file_reload_errors_total", "token_file") }
+	failing := func() float64 { return series(t, reg, "datastorage_auth_file_reload_failing", "token_file") }
+	require.Equal(t, 0.0, failures())
+	require.Equal(t, 0.0, failing())
+	require.Equal(t, 0.0, series(t, reg, "datastorage_auth_file_reload_failing", "tls_certificate"), "present for files not in use")
+
+	writeFile(t, path, "tokens:\n  - {name: gateway, tok")
+	_, err = s.Reload()
+	require.Error(t, err)
+	assert.Equal(t, 1.0, failures())
+	assert.Equal(t, 1.0, failing(), "older tokens are in force")
+
+	require.NoError(t, os.Remove(path))
+	_, err = s.Reload()
+	require.Error(t, err)
+	assert.Equal(t, 2.0, failures())
+	assert.Equal(t, 1.0, failing())
+	_, err = s.Authorize(context.Background(), "secret-0123456789", auth.VerbGet)
+	require.NoError(t, err, "the last good tokens stay in force")
+
+	// Back to the last good contents: unchanged, and fine again.
+	writeFile(t, path, "tokens:\n  - {name: gateway, token: secret-0123456789, verbs: [get]}\n")
+	changed, err := s.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed)
+	assert.Equal(t, 0.0, failing())
+	assert.Equal(t, 2.0, failures())
+}
+
+// series returns the value of the gathered series name{file=file}.
+func series(t *testing.T, reg *prometheus.Registry, name, file string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "file" && l.GetValue() == file {
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s{file=%q}", name, file)
+	return 0
 }

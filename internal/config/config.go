@@ -21,6 +21,7 @@ type Config struct {
 	Ingest    Ingest    `yaml:"ingest"`
 	Retention Retention `yaml:"retention"`
 	Integrity Integrity `yaml:"integrity"`
+	Catalog   Catalog   `yaml:"catalog"`
 	Logging   Logging   `yaml:"logging"`
 }
 
@@ -189,6 +190,24 @@ type Integrity struct {
 	SigningKey []byte `yaml:"-"`
 }
 
+// Catalog configures the workflow catalog's search (CONTRACT §15.4).
+type Catalog struct {
+	// Weights are the score's term weights.
+	Weights CatalogWeights `yaml:"weights"`
+	// DiscoveryTTL is how long a search answer can be validated; older
+	// discoveries are deleted.
+	DiscoveryTTL Duration `yaml:"discoveryTTL"`
+}
+
+// CatalogWeights weigh each kind of search term: the context labels, the
+// detected labels, the custom labels and the text.
+type CatalogWeights struct {
+	Context  float64 `yaml:"context"`
+	Detected float64 `yaml:"detected"`
+	Custom   float64 `yaml:"custom"`
+	Text     float64 `yaml:"text"`
+}
+
 // Logging configures the slog handler.
 type Logging struct {
 	Level  string `yaml:"level"`
@@ -262,6 +281,10 @@ func Default() Config {
 			Interval:     Duration{time.Hour},
 			BatchSize:    5000,
 			BatchTimeout: Duration{30 * time.Second},
+		},
+		Catalog: Catalog{
+			Weights:      CatalogWeights{Context: 1, Detected: 0.5, Custom: 0.5, Text: 1},
+			DiscoveryTTL: Duration{24 * time.Hour},
 		},
 		Logging: Logging{Level: "info", Format: "json"},
 	}

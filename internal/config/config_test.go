@@ -185,6 +185,11 @@ func TestEnvironmentOverrides(t *testing.T) {
 		{"upper-case form", []string{"DATASTORAGE_SERVER_MAXBATCHSIZE=77"}, func(t *testing.T, c Config) {
 			assert.Equal(t, 77, c.Server.MaxBatchSize)
 		}},
+		{"catalog weights and TTL", []string{"DATASTORAGE_CATALOG_WEIGHTS_DETECTED=0.75", "DATASTORAGE_CATALOG_DISCOVERY_TTL=48h"}, func(t *testing.T, c Config) {
+			assert.Equal(t, 0.75, c.Catalog.Weights.Detected)
+			assert.Equal(t, 48*time.Hour, c.Catalog.DiscoveryTTL.Duration)
+			assert.Equal(t, 1.0, c.Catalog.Weights.Context)
+		}},
 		{"snake-case form", []string{"DATASTORAGE_SERVER_MAX_BATCH_SIZE=78"}, func(t *testing.T, c Config) {
 			assert.Equal(t, 78, c.Server.MaxBatchSize)
 		}},
@@ -291,6 +296,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "scalar for section", yaml: "server: 5\n", want: []string{"config: server: must be a mapping of keys (line 1)"}},
 		{name: "not a mapping", yaml: "- a\n", want: []string{"config: top level: must be a mapping of keys"}},
 		{name: "not a bool", yaml: "retention:\n  enabled: maybe\n", want: []string{`retention.enabled: must be true or false, got "maybe"`}},
+		{name: "catalog weight not a number", yaml: "catalog:\n  weights:\n    text: high\n", want: []string{`catalog.weights.text: must be a number, got "high"`}},
+		{name: "catalog weight negative", env: []string{"DATASTORAGE_CATALOG_WEIGHTS_CUSTOM=-1"}, want: []string{"catalog.weights.custom: must be a number from 0 to 100, got -1"}},
+		{name: "catalog weight NaN", env: []string{"DATASTORAGE_CATALOG_WEIGHTS_CONTEXT=NaN"}, want: []string{"catalog.weights.context: must be a number from 0 to 100"}},
+		{name: "catalog discovery TTL too short", yaml: "catalog:\n  discoveryTTL: 30s\n", want: []string{"catalog.discoveryTTL: must be at least 1m, got 30s"}},
 		{name: "bad env integer", env: []string{"DATASTORAGE_SERVER_PORT=eighty"},
 			want: []string{`config: DATASTORAGE_SERVER_PORT (server.port): must be an integer, got "eighty"`}},
 		{name: "duration in words", yaml: "server:\n  shutdownTimeout: 5 minutes\n",

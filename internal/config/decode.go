@@ -168,6 +168,12 @@ func setScalar(v reflect.Value, s string) error {
 			return fmt.Errorf("must be an integer, got %q", s)
 		}
 		v.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("must be a number, got %q", s)
+		}
+		v.SetFloat(f)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {
@@ -193,6 +199,8 @@ func kindWanted(v reflect.Value) string {
 	switch v.Kind() {
 	case reflect.Int, reflect.Int64:
 		return "must be an integer"
+	case reflect.Float64:
+		return "must be a number"
 	case reflect.Bool:
 		return "must be true or false"
 	default:

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // problems collects validation errors so that all of them are reported in
@@ -125,6 +126,20 @@ func (c Config) validate() []error {
 	positive(&p, "retention.interval", c.Retention.Interval)
 	between(&p, "retention.batchSize", c.Retention.BatchSize, 1, 100_000)
 	positive(&p, "retention.batchTimeout", c.Retention.BatchTimeout)
+
+	for _, w := range []struct {
+		key string
+		v   float64
+	}{{"catalog.weights.context", c.Catalog.Weights.Context}, {"catalog.weights.detected", c.Catalog.Weights.Detected},
+		{"catalog.weights.custom", c.Catalog.Weights.Custom}, {"catalog.weights.text", c.Catalog.Weights.Text}} {
+		// NaN fails both comparisons, so it is refused too.
+		if !(w.v >= 0 && w.v <= 100) {
+			p.add(w.key, "must be a number from 0 to 100, got %v", w.v)
+		}
+	}
+	if c.Catalog.DiscoveryTTL.Duration < time.Minute {
+		p.add("catalog.discoveryTTL", "must be at least 1m, got %s", c.Catalog.DiscoveryTTL)
+	}
 
 	oneOf(&p, "logging.level", c.Logging.Level, []string{"debug", "info", "warn", "error"})
 	oneOf(&p, "logging.format", c.Logging.Format, []string{"json", "text"})

@@ -73,6 +73,8 @@ type Config struct {
 	// Remediations serves the remediation read models (CONTRACT §16); nil
 	// leaves those routes out.
 	Remediations Remediations
+	// Catalog serves the workflow catalog (CONTRACT §15); nil leaves its routes out.
+	Catalog Catalog
 	// Console, when set, builds the browser console served at /console/
 	// from the API's complete handler (the console reads and writes through
 	// it, with the caller's token); nil leaves the console out.
@@ -146,6 +148,7 @@ func New(c Config) *API {
 	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
 	a.registerIntegrity(mux, c.Integrity)
 	a.registerRemediation(mux, c.Remediations)
+	a.registerWorkflows(mux, c.Catalog)
 	for _, p := range []string{"/healthz", "/health/live"} {
 		mux.HandleFunc("GET "+p, a.live)
 	}

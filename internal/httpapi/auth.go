@@ -31,13 +31,19 @@ const legalHoldPath = "/api/v1/audit/legal-hold"
 const authRetryAfter = 5 * time.Second
 
 // routeVerb is the verb a request to a route under /api/ needs (CONTRACT §1):
-// reads need get; legal holds need update to place or release; every other
-// write needs create. path is the path of the mux pattern that matched.
+// reads need get, and so do the catalog's search and validate; legal holds
+// and catalog status changes need update; every other write needs create. path is the path of the mux pattern that matched.
 func routeVerb(method, path string) auth.Verb {
 	switch {
 	case method == http.MethodGet || method == http.MethodHead:
 		return auth.VerbGet
 	case path == legalHoldPath || strings.HasPrefix(path, legalHoldPath+"/"):
+		return auth.VerbUpdate
+	// The catalog (CONTRACT §15.5): search and validate only read it;
+	// a status change is an update.
+	case path == workflowsPath+"/search" || strings.HasPrefix(path, workflowsPath+"/discoveries/"):
+		return auth.VerbGet
+	case method == http.MethodPatch && strings.HasPrefix(path, workflowsPath+"/"):
 		return auth.VerbUpdate
 	default:
 		return auth.VerbCreate
@@ -84,6 +90,9 @@ func (a *API) guard(mux *http.ServeMux, next http.Handler) http.Handler {
 				writeRateLimited(w, r, wait, a.limiter)
 				return
 			}
+		}
+		if !a.checkInput(w, r, path) {
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -133,7 +142,7 @@ func writeBlankProblem(w http.ResponseWriter, r *http.Request, status int, title
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Instance: r.URL.Path})
+	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Instance: instance(r)})
 }
 
 // maxActorID is the length limit of actor_id (CONTRACT §2.1).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -101,7 +102,15 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 			writeProblem(w, r, kindTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", a.maxBody), nil)
 			return nil, false
 		}
-		writeProblem(w, r, kindValidation, "request body could not be read: "+err.Error(), map[string]string{"body": "could not be read"})
+		// The error names the connection's addresses (read tcp
+		// 10.0.0.5:8080->...): not for the client's eyes.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			w.Header().Set("Connection", "close")
+			writeProblem(w, r, kindRequestTimeout, "the request body did not arrive in time; nothing was written", nil)
+			return nil, false
+		}
+		writeProblem(w, r, kindValidation, "the request body could not be read to its end; nothing was written", map[string]string{"body": "could not be read"})
 		return nil, false
 	}
 	return body, true
@@ -307,7 +316,7 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 		// "/events/batch" is a path of its own (POST only); the mux cannot
 		// tell it from an event id for other methods.
 		w.Header().Set("Allow", "POST")
-		writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: POST", nil)
+		writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+clip(r.URL.Path, maxEcho)+"; allowed: POST", nil)
 		return
 	}
 	id, err := audit.ParseUUID(r.PathValue("event_id"))

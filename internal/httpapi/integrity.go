@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/auth"
@@ -322,20 +322,25 @@ func (h integrityHandlers) exportRequest(r *http.Request) (integrity.ExportReque
 	return req, fe
 }
 
-// object reads the body as a JSON object; unknown keys are ignored.
+// object reads the body as a JSON object (audit.DecodeObject): member
+// names are exact, unknown ones ignored, repeated ones refused.
 func (h integrityHandlers) object(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, bool) {
 	body, ok := h.a.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+	obj, fe, err := audit.DecodeObject(body)
+	if err != nil {
 		msg := "the body must be a JSON object"
-		if err != nil {
+		if !errors.Is(err, audit.ErrNotObject) {
 			msg += ": " + err.Error()
 		}
 		h.a.metrics.validationFailure("body")
 		writeProblem(w, r, kindValidation, msg, map[string]string{"body": msg})
+		return nil, false
+	}
+	if fe != nil {
+		h.invalid(w, r, fe)
 		return nil, false
 	}
 	return obj, true
@@ -361,20 +366,15 @@ func (h integrityHandlers) correlationID(w http.ResponseWriter, r *http.Request,
 }
 
 // stringField reads a required string member of 1 to max characters,
-// recording a failure in fe.
+// recording a failure in fe. Its value is held to the rules of every
+// stored string (audit.DecodeString): UTF-8, no lone surrogate, no NUL.
 func (h integrityHandlers) stringField(obj map[string]json.RawMessage, key string, max int, fe map[string]string) (string, bool) {
-	raw, present := obj[key]
-	if !present || string(raw) == "null" {
-		fe[key] = "is required"
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		fe[key] = "must be a string"
-		return "", false
-	}
-	if n := utf8.RuneCountInString(s); n < 1 || n > max {
-		fe[key] = fmt.Sprintf("must be 1 to %d characters", max)
+	s, msg := audit.DecodeString(obj[key], 1, max)
+	if msg != "" {
+		if msg == "must not be empty" || strings.HasPrefix(msg, "must be at most") {
+			msg = fmt.Sprintf("must be 1 to %d characters", max)
+		}
+		fe[key] = msg
 		return "", false
 	}
 	return s, true

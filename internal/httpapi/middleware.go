@@ -104,7 +104,7 @@ func (a *API) instrument(next http.Handler) http.Handler {
 			a.log.LogAttrs(ctx, level, "request",
 				slog.String("request_id", id),
 				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("path", clip(r.URL.Path, 1024)),
 				slog.String("route", route),
 				slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes),
@@ -112,6 +112,15 @@ func (a *API) instrument(next http.Handler) http.Handler {
 				slog.String("remote", r.RemoteAddr),
 			)
 		}()
+		if framingConflict(r) {
+			// Refused before anything reads the body, and the connection
+			// is closed: what follows on it cannot be trusted to be framed
+			// as the client (or a proxy) meant.
+			sw.Header().Set("Connection", "close")
+			writeProblem(sw, r, kindValidation, "the request has both Content-Length and Transfer-Encoding; send one",
+				map[string]string{"Transfer-Encoding": "must not be combined with Content-Length"})
+			return
+		}
 		next.ServeHTTP(sw, r)
 	})
 }
@@ -136,9 +145,9 @@ func routeProblems(mux *http.ServeMux) http.Handler {
 				allow = http.MethodPost
 			}
 			w.Header().Set("Allow", allow)
-			writeProblem(w, r, kindMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow, nil)
+			writeProblem(w, r, kindMethodNotAllowed, "method "+clip(r.Method, 20)+" is not allowed on "+clip(r.URL.Path, maxEcho)+"; allowed: "+allow, nil)
 		case http.StatusNotFound, 0:
-			writeProblem(w, r, kindNotFound, "no such endpoint: "+r.URL.Path, nil)
+			writeProblem(w, r, kindNotFound, "no such endpoint: "+clip(r.URL.Path, maxEcho), nil)
 		default:
 			// A redirect (e.g. path cleaning) is not an error: replay it for real.
 			for k, v := range rec.header {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -39,6 +40,14 @@ var (
 	kindUnavailable      = kind{"service-unavailable", http.StatusServiceUnavailable, "Service Unavailable"}
 )
 
+// Ours (issue 18), beyond CONTRACT §12's list: a body that did not arrive in
+// time (nothing was written; send it again), and a body that is not plain
+// JSON.
+var (
+	kindRequestTimeout       = kind{"request-timeout", http.StatusRequestTimeout, "Request Timeout"}
+	kindUnsupportedMediaType = kind{"unsupported-media-type", http.StatusUnsupportedMediaType, "Unsupported Media Type"}
+)
+
 // writeProblem sends a problem of kind k. fields may be nil.
 func writeProblem(w http.ResponseWriter, r *http.Request, k kind, detail string, fields map[string]string) {
 	p := Problem{
@@ -46,7 +55,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, k kind, detail string,
 		Title:       k.title,
 		Status:      k.status,
 		Detail:      detail,
-		Instance:    r.URL.Path,
+		Instance:    instance(r),
 		FieldErrors: fields,
 	}
 	h := w.Header()
@@ -55,6 +64,19 @@ func writeProblem(w http.ResponseWriter, r *http.Request, k kind, detail string,
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(k.status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// maxEcho bounds what a problem echoes of the request path, in bytes.
+const maxEcho = 256
+
+// instance is a problem's instance: the request path, cut to maxEcho
+// bytes (at a character boundary) so that a 100 KB path is not echoed.
+func instance(r *http.Request) string {
+	p := r.URL.Path
+	if len(p) > maxEcho {
+		p = strings.ToValidUTF8(p[:maxEcho], "")
+	}
+	return p
 }
 
 // writeUnavailable sends a 503 that tells the client when to come back.

@@ -17,6 +17,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/apitest"
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
@@ -36,6 +37,8 @@ type bundle struct {
 	store  *store.Store
 	spec   *apitest.Validator
 	health *fakeHealth
+	// catalog is the workflow catalog the API serves (CONTRACT §15).
+	catalog *catalog.Service
 }
 
 type options struct {
@@ -48,6 +51,11 @@ type options struct {
 	auth       httpapi.Authorizer
 	rateLimit  httpapi.RateLimit
 	registerer prometheus.Registerer
+	// catalogSink, when set, replaces the write pipeline as the sink of the
+	// catalog's search and validation events.
+	catalogSink catalog.EventSink
+	// weights replace the catalog's default score weights.
+	weights *catalog.Weights
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -66,8 +74,22 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		reader = query.New(st)
 	}
 	health := &fakeHealth{db: true}
+	validator := &audit.Validator{MaxAge: o.maxAge, MaxSkew: o.maxClockSkew, DefaultRetentionDays: 2555}
+	sink := o.catalogSink
+	if sink == nil {
+		sink = catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
+			_, err := pipe.Submit(ctx, events)
+			return err
+		})
+	}
+	weights := catalog.DefaultWeights
+	if o.weights != nil {
+		weights = *o.weights
+	}
+	cat := catalog.New(catalog.Options{Store: st, Sink: sink, Validator: validator, Weights: weights, Log: log, Registerer: o.registerer})
 	api := httpapi.New(httpapi.Config{
-		Validator:      &audit.Validator{MaxAge: o.maxAge, MaxSkew: o.maxClockSkew, DefaultRetentionDays: 2555},
+		Validator:      validator,
+		Catalog:        cat,
 		Ingest:         pipe,
 		Reader:         reader,
 		Timelines:      query.NewTimelines(st),
@@ -85,7 +107,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, srv: srv, store: st, spec: apitest.NewValidator(t), health: health}
+	return &bundle{t: t, srv: srv, store: st, spec: apitest.NewValidator(t), health: health, catalog: cat}
 }
 
 type fakeHealth struct{ db, spool, stopping bool }

@@ -24,6 +24,13 @@ const cursorVersion = 1
 
 var errBadCursor = errors.New("query: malformed cursor")
 
+// The times a cursor may hold: years 1 to 9999, what RFC 3339 can write
+// and well inside the ranges of Go and of PostgreSQL's timestamptz.
+var (
+	minCursorMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxCursorMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+)
+
 // Encode returns the cursor's text form.
 func (c Cursor) Encode() string {
 	var b [26]byte
@@ -44,7 +51,13 @@ func DecodeCursor(s string) (Cursor, error) {
 	}
 	var c Cursor
 	c.Ascending = b[1] == 1
-	c.Timestamp = time.UnixMicro(int64(binary.BigEndian.Uint64(b[2:10]))).UTC()
+	micros := int64(binary.BigEndian.Uint64(b[2:10]))
+	if micros < minCursorMicros || micros > maxCursorMicros {
+		// Not a time this service stores: a forged cursor, which would
+		// otherwise reach PostgreSQL as a timestamp out of its range.
+		return Cursor{}, errBadCursor
+	}
+	c.Timestamp = time.UnixMicro(micros).UTC()
 	copy(c.ID[:], b[10:])
 	return c, nil
 }

@@ -251,7 +251,7 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 }
 
 func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
-	fresh, heads, err := s.chain(ctx, conn, events, canon)
+	fresh, heads, err := s.chain(ctx, conn, events, canon, true)
 	if err != nil {
 		return 0, err
 	}
@@ -274,23 +274,12 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		b.Queue(insertIDsSQL, idColumns(fresh)...)
 		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
 	case len(fresh) > 0:
-		cols, err := s.columns(fresh)
-		if err != nil {
+		if err := s.queueLinked(b, fresh, heads, &tag); err != nil {
 			return 0, err
 		}
-		b.Queue(insertIDsSQL, cols[0], cols[1])
-		b.Queue(insertEventsSQL, cols...).Exec(func(t pgconn.CommandTag) error {
-			tag = t
-			return nil
-		})
-		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
 	}
 	if len(fresh) > 0 {
-		// Last before COMMIT: the rollup rows stay locked from here to the
-		// end of the commit, the shortest time possible.
-		shard, release := s.shards.acquire()
-		defer release()
-		newRollupDelta(fresh).queue(b, shard)
+		defer s.queueRollups(b, fresh)()
 	}
 	end := "COMMIT"
 	if trial {
@@ -315,6 +304,34 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 	}
 	s.recent.add(fresh, time.Now())
 	return inserted + tag.RowsAffected(), nil
+}
+
+// queueLinked queues the INSERT of linked events (by unnest), of their ids
+// (audit_event_ids: one id, one event, whatever its date) and their new
+// chain heads; tag receives the INSERT's command tag. The write path and
+// the catalog's transactions both use it.
+func (s *Store) queueLinked(b *pgx.Batch, fresh []*audit.Event, heads chainHeads, tag *pgconn.CommandTag) error {
+	cols, err := s.columns(fresh)
+	if err != nil {
+		return err
+	}
+	b.Queue(insertIDsSQL, cols[0], cols[1])
+	b.Queue(insertEventsSQL, cols...).Exec(func(t pgconn.CommandTag) error {
+		*tag = t
+		return nil
+	})
+	b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
+	return nil
+}
+
+// queueRollups queues the rollup upserts of fresh and returns the release
+// of their shard, to be called once the transaction has ended. They go last
+// before COMMIT: the rollup rows stay locked from there to the end of the
+// commit, the shortest time possible.
+func (s *Store) queueRollups(b *pgx.Batch, fresh []*audit.Event) (release func()) {
+	shard, release := s.shards.acquire()
+	newRollupDelta(fresh).queue(b, shard)
+	return release
 }
 
 // rollback ends whatever transaction a failed attempt left open, so the
@@ -359,13 +376,14 @@ type chainHeads struct {
 	hashes []string
 }
 
-// chain opens the transaction, locks the chains of the batch's correlations,
+// chain opens the transaction (unless begin is false: the caller has one
+// open on conn), locks the chains of the batch's correlations,
 // resolves parents, drops events already stored (and repeats within the
 // batch), and links the rest: each gets the next sequence number of its
 // correlation and a hash over its predecessor's. It returns the events to
 // insert and the new chain heads. canon holds the events' canonical forms
 // where already known; the others are computed here.
-func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) ([]*audit.Event, chainHeads, error) {
+func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte, begin bool) ([]*audit.Event, chainHeads, error) {
 	type head struct {
 		seq  int64
 		hash string
@@ -390,7 +408,9 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 	lookup := pendingParents(events)
 
 	b := &pgx.Batch{}
-	b.Queue("BEGIN")
+	if begin {
+		b.Queue("BEGIN")
+	}
 	b.Queue(lockChainsSQL, corrs)
 	b.Queue(readHeadsSQL, corrs).Query(func(rows pgx.Rows) error {
 		var c string

@@ -341,6 +341,12 @@ func TestProblemSentinels(t *testing.T) {
 	assert.False(t, errors.Is(p, client.ErrValidation))
 	wrapped := fmt.Errorf("saving: %w", p)
 	assert.True(t, errors.Is(wrapped, client.ErrBadRequest))
+
+	// A slow body (408) is worth sending again; a body the server does not
+	// read (415) is not.
+	assert.True(t, (&client.Problem{Status: 408}).Retryable())
+	assert.False(t, (&client.Problem{Status: 415}).Retryable())
+	assert.False(t, (&client.Problem{Status: 400}).Retryable())
 }
 
 // TestEventEncoding pins the request form: omitted optional keys, the

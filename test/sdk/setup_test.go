@@ -21,6 +21,7 @@ import (
 	"kubernaut.ai/datastorage/client"
 	"kubernaut.ai/datastorage/internal/apitest"
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
@@ -125,8 +126,17 @@ func startLiveServer(t *testing.T, authz ...httpapi.Authorizer) *liveServer {
 	log := slog.New(slog.DiscardHandler)
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 1000}, nil, log)
 	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	validator := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555}
+	// The catalog as serve wires it: search and validation events go
+	// through the write pipeline.
+	cat := catalog.New(catalog.Options{Store: st, Validator: validator, Weights: catalog.DefaultWeights, Log: log,
+		Sink: catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
+			_, err := pipe.Submit(ctx, events)
+			return err
+		})})
 	cfg := httpapi.Config{
-		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555},
+		Validator:      validator,
+		Catalog:        cat,
 		Ingest:         pipe,
 		Reader:         query.New(st),
 		Timelines:      query.NewTimelines(st),
