@@ -5,6 +5,8 @@
 //	datastorage dlq stats|replay|dead-letters [--config FILE]
 //	datastorage events [filters] [--output table|json]
 //	datastorage timeline CORRELATION_ID [--output tree|json]
+//	datastorage history --target NS/KIND/NAME --spec-hash H [--output table|json]
+//	datastorage effectiveness CORRELATION_ID [--output table|json]
 //	datastorage workflows apply|list|get|versions|search|validate|disable|enable|deprecate|archive
 //	datastorage retention run [--dry-run] [--config FILE]
 //	datastorage verify-export FILE --public-key KEY [--hmac-key-file FILE]
@@ -32,6 +34,8 @@ Commands:
   dlq       inspect and replay the spool: stats, replay, dead-letters list|redrive
   events    list events through the API, as a table (--output json for scripts)
   timeline  show one remediation as a tree through the API (--output json for scripts)
+  history   a target's past remediations on its spec: --target NS/KIND/NAME --spec-hash H (a table; --output json)
+  effectiveness CORRELATION_ID: a remediation's effectiveness score (a table; --output json)
   workflows the workflow catalog through the API: apply -f DIR, list, get, versions, search,
             validate, disable|enable|deprecate|archive ("datastorage workflows help")
   retention run: delete expired events now, never held ones (--dry-run previews)
@@ -70,6 +74,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdEvents(ctx, args[1:], environ, stdout, stderr)
 	case "timeline":
 		err = cmdTimeline(ctx, args[1:], environ, stdout, stderr)
+	case "history":
+		err = cmdHistory(ctx, args[1:], environ, stdout, stderr)
+	case "effectiveness":
+		err = cmdEffectiveness(ctx, args[1:], environ, stdout, stderr)
 	case "workflows":
 		err = cmdWorkflows(ctx, args[1:], environ, stdout, stderr)
 	case "retention":

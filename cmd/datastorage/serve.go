@@ -30,6 +30,7 @@ import (
 	"kubernaut.ai/datastorage/internal/lifecycle"
 	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/spool"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/telemetry"
@@ -132,6 +133,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 
 		NotificationSpool: sp,
 		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
+		Remediations:      remediation.New(st),
 		Catalog:           workflows,
 		Console: func(h http.Handler) http.Handler {
 			return console.New(h, console.Config{Auth: consoleAuth(authz), Secure: cfg.Server.TLS.Enabled(), Log: log})

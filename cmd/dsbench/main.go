@@ -46,6 +46,8 @@ type options struct {
 	only        string
 	skipRaw     bool
 
+	// historyCost measures the remediation read models' indexes (history_cost.go).
+	historyCost bool
 	// The read benchmark (read*.go).
 	read            bool
 	readEvents      int64
@@ -76,6 +78,7 @@ func main() {
 	})
 	flag.StringVar(&o.only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	flag.BoolVar(&o.historyCost, "history-index-cost", false, "measure what the remediation read models' candidate indexes cost the write path (writes bench/results/history-index-cost.md)")
 	flag.BoolVar(&o.read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
 	flag.Int64Var(&o.readEvents, "read-events", 10_000_000, "events the read benchmark loads")
 	flag.IntVar(&o.readRequests, "read-requests", 200, "timed requests per read shape")
@@ -105,6 +108,9 @@ func main() {
 		if o.read {
 			o.out = "bench/results/read.md"
 		}
+		if o.historyCost {
+			o.out = "bench/results/history-index-cost.md"
+		}
 		if o.catalog {
 			o.out = "bench/results/catalog.md"
 		}
@@ -121,7 +127,9 @@ func main() {
 	defer cancel()
 
 	var err error
-	if o.catalog {
+	if o.historyCost {
+		err = runHistoryIndexCost(ctx, o) // history_cost.go
+	} else if o.catalog {
 		err = runCatalog(ctx, o)
 	} else if o.read {
 		err = runRead(ctx, o)

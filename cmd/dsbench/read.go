@@ -109,6 +109,10 @@ func runRead(ctx context.Context, o options) error {
 	if r.load, err = loadReadData(ctx, e, o.readEvents); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
+	history, err := loadHistoryData(ctx, e) // read_history.go
+	if err != nil {
+		return fmt.Errorf("load remediations: %w", err)
+	}
 	if r.sizes, err = readSizes(ctx, e); err != nil {
 		return err
 	}
@@ -241,6 +245,8 @@ func runRead(ctx context.Context, o options) error {
 		measure(&readResult{name: a.name, target: "p99 ≤ 200 ms", limit: 200 * time.Millisecond}, func(int) string { return p })
 	}
 
+	measureHistory(ctx, conn, e.dbURL, history, measure)
+
 	logf("EXPLAIN (ANALYZE, BUFFERS) of each query shape")
 	cur, err := query.DecodeCursor(cursor)
 	if err != nil {
@@ -250,7 +256,7 @@ func runRead(ctx context.Context, o options) error {
 	r.finished = time.Now()
 
 	out := o.out
-	md := r.markdown(o)
+	md := r.markdown(o) + history.markdown()
 	// Keep the hand-written analysis below the marker across runs.
 	if old, err := os.ReadFile(out); err == nil {
 		if i := strings.Index(string(old), readMarker); i >= 0 {

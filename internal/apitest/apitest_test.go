@@ -33,6 +33,8 @@ var contractEndpoints = []string{
 	"DELETE /api/v1/audit/legal-hold/{correlation_id}",
 	"GET /api/v1/audit/export",
 	"POST /api/v1/audit/notifications",
+	"GET /api/v1/remediation-history/context",
+	"GET /api/v1/effectiveness/{correlation_id}",
 	"POST /api/v1/workflows",
 	"GET /api/v1/workflows",
 	"GET /api/v1/workflows/{workflow_id}",

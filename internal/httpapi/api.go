@@ -70,6 +70,9 @@ type Config struct {
 	RateLimit RateLimit
 	// Integrity serves verify-chain, legal holds and export; nil leaves those routes out.
 	Integrity Integrity
+	// Remediations serves the remediation read models (CONTRACT §16); nil
+	// leaves those routes out.
+	Remediations Remediations
 	// Catalog serves the workflow catalog (CONTRACT §15); nil leaves its routes out.
 	Catalog Catalog
 	// Console, when set, builds the browser console served at /console/
@@ -144,6 +147,7 @@ func New(c Config) *API {
 	mux.HandleFunc("GET /api/v1/audit/aggregations/{name}", a.getAggregation)
 	mux.HandleFunc("POST /api/v1/audit/notifications", a.writeNotification)
 	a.registerIntegrity(mux, c.Integrity)
+	a.registerRemediation(mux, c.Remediations)
 	a.registerWorkflows(mux, c.Catalog)
 	for _, p := range []string{"/healthz", "/health/live"} {
 		mux.HandleFunc("GET "+p, a.live)

@@ -21,6 +21,7 @@ import (
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
@@ -102,6 +103,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		Auth:           o.auth,
 		RateLimit:      o.rateLimit,
 		Registerer:     o.registerer,
+		Remediations:   remediation.New(st),
 	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)

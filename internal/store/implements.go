@@ -5,6 +5,7 @@ import (
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/maintenance"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 )
 
 // The domain packages declare what they need of PostgreSQL; these lines make
@@ -17,6 +18,7 @@ var (
 	_ query.TimelineStore  = (*Store)(nil)
 	_ integrity.Store      = (*Store)(nil)
 	_ catalog.Store        = (*Store)(nil)
+	_ remediation.Store    = (*Store)(nil)
 
 	_ maintenance.PartitionStore = (*Store)(nil)
 	_ maintenance.RetentionStore = (*Store)(nil)

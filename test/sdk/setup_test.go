@@ -25,6 +25,7 @@ import (
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
@@ -146,6 +147,7 @@ func startLiveServer(t *testing.T, authz ...httpapi.Authorizer) *liveServer {
 		MaxBatchSize:   5000,
 		MaxBodySize:    16 << 20,
 		RequestTimeout: 10 * time.Second,
+		Remediations:   remediation.New(st),
 	}
 	if len(authz) > 0 {
 		cfg.Auth = authz[0]
