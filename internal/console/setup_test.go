@@ -20,11 +20,13 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/auth"
+	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/console"
 	"kubernaut.ai/datastorage/internal/httpapi"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
@@ -66,8 +68,9 @@ func setup(t *testing.T, withAuth bool) *bundle {
 		require.NoError(t, err)
 		authz, consoleAuth = s, s
 	}
+	validator := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555}
 	api := httpapi.New(httpapi.Config{
-		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555},
+		Validator:      validator,
 		Ingest:         pipe,
 		Reader:         query.New(st),
 		Timelines:      query.NewTimelines(st),
@@ -80,6 +83,12 @@ func setup(t *testing.T, withAuth bool) *bundle {
 		RequestTimeout: 10 * time.Second,
 		Auth:           authz,
 		Integrity:      integrity.NewService(st, audit.NewHasher(nil), signer),
+		Catalog: catalog.New(catalog.Options{Store: st, Validator: validator, Weights: catalog.DefaultWeights, Log: log,
+			Sink: catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
+				_, err := pipe.Submit(ctx, events)
+				return err
+			})}),
+		Remediations: remediation.New(st),
 		Console: func(h http.Handler) http.Handler {
 			return console.New(h, console.Config{Auth: consoleAuth, Log: log})
 		},
