@@ -12,7 +12,7 @@ var (
 	// ErrNotFound is returned by Get, Versions, ChangeStatus and
 	// ValidateSelection for an unknown (or malformed) workflow id, name or
 	// discovery id.
-	ErrNotFound = errors.New("catalog: not found")
+	ErrNotFound = failure.Mark(errors.New("catalog: not found"), failure.Data)
 	// ErrConflict is returned by Register when the name and version exist
 	// with different keys: the version must be bumped.
 	ErrConflict = errors.New("catalog: version already registered with different content")

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"kubernaut.ai/datastorage/internal/failure"
 )
 
 // The records the catalog's Store reads and writes. They live here, with
@@ -49,7 +51,7 @@ type WorkflowRecord struct {
 // ErrWorkflowExists is returned by Store.RegisterWorkflow, unwrapped, when the id
 // is already stored; the stored record is returned with it. Test with
 // errors.Is.
-var ErrWorkflowExists = errors.New("workflow version already registered")
+var ErrWorkflowExists = failure.Mark(errors.New("workflow version already registered"), failure.Data)
 
 // StatusChange is what ChangeWorkflowStatus writes.
 type StatusChange struct {

@@ -96,7 +96,8 @@ func getWorkflow(ctx context.Context, q querier, id uuid.UUID, forUpdate bool) (
 
 // GetWorkflow returns one version with its content; catalog.ErrNotFound when the id
 // is unknown.
-func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (catalog.WorkflowRecord, error) {
+func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (_ catalog.WorkflowRecord, err error) {
+	defer classifyErr(&err)
 	r, err := getWorkflow(ctx, s.pool, id, false)
 	if err != nil {
 		return r, fmt.Errorf("store: get workflow %s: %w", id, err)
@@ -113,10 +114,11 @@ func (s *Store) GetWorkflow(ctx context.Context, id uuid.UUID) (catalog.Workflow
 // Three round trips: the insert, the new latest and the read back share
 // the first with BEGIN and the name's lock; the chain's reads take the
 // second; the event, the chain head, the rollups and COMMIT the third.
-func (s *Store) RegisterWorkflow(ctx context.Context, rec catalog.WorkflowRecord, event *audit.Event) (catalog.WorkflowRecord, error) {
+func (s *Store) RegisterWorkflow(ctx context.Context, rec catalog.WorkflowRecord, event *audit.Event) (_ catalog.WorkflowRecord, err error) {
+	defer classifyErr(&err)
 	var out catalog.WorkflowRecord
 	var inserted bool
-	err := s.catalogTx(ctx, rec.Name, []*audit.Event{event},
+	err = s.catalogTx(ctx, rec.Name, []*audit.Event{event},
 		func(b *pgx.Batch) {
 			inserted, out = false, catalog.WorkflowRecord{}
 			b.Queue(insertWorkflowSQL, pgtype.UUID{Bytes: rec.ID, Valid: true}, rec.Name, rec.Version,
@@ -150,9 +152,10 @@ func (s *Store) RegisterWorkflow(ctx context.Context, rec catalog.WorkflowRecord
 // aborts the transaction and is returned as is (an invalid transition, say).
 // catalog.ErrNotFound when the id is unknown.
 func (s *Store) ChangeWorkflowStatus(ctx context.Context, id uuid.UUID,
-	decide func(current catalog.WorkflowRecord) (catalog.StatusChange, *audit.Event, error)) (catalog.WorkflowRecord, error) {
+	decide func(current catalog.WorkflowRecord) (catalog.StatusChange, *audit.Event, error)) (_ catalog.WorkflowRecord, err error) {
+	defer classifyErr(&err)
 	var name string
-	err := s.pool.QueryRow(ctx, `SELECT workflow_name FROM workflow_versions WHERE workflow_id = $1`,
+	err = s.pool.QueryRow(ctx, `SELECT workflow_name FROM workflow_versions WHERE workflow_id = $1`,
 		pgtype.UUID{Bytes: id, Valid: true}).Scan(&name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return catalog.WorkflowRecord{}, fmt.Errorf("store: change workflow %s: %w", id, catalog.ErrNotFound)
@@ -298,7 +301,8 @@ func (s *Store) catalogAttempt(ctx context.Context, name string, events []*audit
 
 // ListWorkflows returns up to f.Limit versions without content, ordered by
 // name (byte order) then precedence descending.
-func (s *Store) ListWorkflows(ctx context.Context, f catalog.WorkflowFilter) ([]catalog.WorkflowRecord, error) {
+func (s *Store) ListWorkflows(ctx context.Context, f catalog.WorkflowFilter) (_ []catalog.WorkflowRecord, err error) {
+	defer classifyErr(&err)
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -342,7 +346,8 @@ func (s *Store) ListWorkflows(ctx context.Context, f catalog.WorkflowFilter) ([]
 // normalisation 32 (rank/(rank+1)), which maps PostgreSQL's unbounded rank
 // onto 0..1 while keeping its order. One query, driven by the partial GIN
 // index on label_terms.
-func (s *Store) SearchWorkflows(ctx context.Context, q catalog.SearchQuery) ([]catalog.WorkflowRecord, error) {
+func (s *Store) SearchWorkflows(ctx context.Context, q catalog.SearchQuery) (_ []catalog.WorkflowRecord, err error) {
+	defer classifyErr(&err)
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
@@ -387,7 +392,8 @@ func (s *Store) SearchWorkflows(ctx context.Context, q catalog.SearchQuery) ([]c
 // caller searches again, never a false "valid"), and the search's audit
 // event, which goes through the durable write path, still says what was
 // shown.
-func (s *Store) InsertDiscovery(ctx context.Context, d catalog.Discovery) error {
+func (s *Store) InsertDiscovery(ctx context.Context, d catalog.Discovery) (err error) {
+	defer classifyErr(&err)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
@@ -415,10 +421,11 @@ func (s *Store) InsertDiscovery(ctx context.Context, d catalog.Discovery) error 
 
 // GetDiscovery returns a discovery recorded at or after notBefore;
 // catalog.ErrNotFound for an unknown or older one.
-func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (catalog.Discovery, error) {
+func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.Time) (_ catalog.Discovery, err error) {
+	defer classifyErr(&err)
 	d := catalog.Discovery{ID: id}
 	var offered []pgtype.UUID
-	err := s.pool.QueryRow(ctx, `SELECT created_at, request, offered FROM workflow_discoveries WHERE discovery_id = $1 AND created_at >= $2`,
+	err = s.pool.QueryRow(ctx, `SELECT created_at, request, offered FROM workflow_discoveries WHERE discovery_id = $1 AND created_at >= $2`,
 		pgtype.UUID{Bytes: id, Valid: true}, notBefore).Scan(&d.CreatedAt, &d.Request, &offered)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("store: discovery %s: %w", id, catalog.ErrNotFound)
@@ -434,7 +441,8 @@ func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.T
 
 // DeleteDiscoveriesBefore deletes the discoveries recorded before t and
 // returns how many it deleted.
-func (s *Store) DeleteDiscoveriesBefore(ctx context.Context, t time.Time) (int64, error) {
+func (s *Store) DeleteDiscoveriesBefore(ctx context.Context, t time.Time) (_ int64, err error) {
+	defer classifyErr(&err)
 	tag, err := s.pool.Exec(ctx, `DELETE FROM workflow_discoveries WHERE created_at < $1`, t)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete discoveries: %w", err)
