@@ -485,7 +485,7 @@ func successRates(groups []map[string]any, key string) []rateRow {
 		if done := row.Successes + row.Failures; done > 0 {
 			row.Rate = fmt.Sprintf("%.1f %%", 100*float64(row.Successes)/float64(done))
 		}
-		row.Confidence = confidence(row.Successes + row.Failures)
+		row.Confidence = query.Confidence(row.Successes + row.Failures)
 		rows = append(rows, *row)
 	}
 	slices.SortStableFunc(rows, func(a, b rateRow) int {
@@ -499,18 +499,4 @@ func successRates(groups []map[string]any, key string) []rateRow {
 		return strings.Compare(a.Key, b.Key)
 	})
 	return rows[:min(len(rows), 15)]
-}
-
-// confidence is CONTRACT §7's scale of the success-rate aggregation.
-func confidence(n int64) string {
-	switch {
-	case n >= 100:
-		return "high"
-	case n >= 20:
-		return "medium"
-	case n >= 5:
-		return "low"
-	default:
-		return "insufficient data"
-	}
 }

@@ -172,8 +172,9 @@ type SuccessRate struct {
 	MinSamplesMet bool    `json:"min_samples_met"`
 }
 
-// Confidence tiers by sample count (CONTRACT §7).
-func confidence(n int64) string {
+// Confidence is the tier of a success rate over n finished events
+// (CONTRACT §7): insufficient_data, low, medium or high.
+func Confidence(n int64) string {
 	switch {
 	case n >= 100:
 		return "high"
@@ -243,7 +244,7 @@ func (a *Aggregator) Aggregate(ctx context.Context, p AggregateParams) (any, err
 		if r.Total > 0 {
 			r.SuccessRate = float64(r.Successes) / float64(r.Total)
 		}
-		r.Confidence = confidence(r.Total)
+		r.Confidence = Confidence(r.Total)
 		r.MinSamplesMet = r.Total >= int64(p.MinSamples)
 		return r, nil
 	case AggByNamespace:
