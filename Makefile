@@ -111,9 +111,9 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 
 CONSOLE_EVENTS ?= 1000000
 .PHONY: bench-console
-bench-console: ## Console render time over CONSOLE_EVENTS (1M) events; writes bench/results/console.md
+bench-console: ## Console render time over CONSOLE_EVENTS (1M) events; writes bin/bench/console.md (RECORD=1: bench/results/)
 	@bash scripts/deps.sh
-	DATASTORAGE_CONSOLE_SCALE=$(CONSOLE_EVENTS) $(GO) test -count=1 -timeout 30m -run TestConsoleRenderTimeAtScale -v ./internal/console/
+	DATASTORAGE_CONSOLE_SCALE=$(CONSOLE_EVENTS) DATASTORAGE_CONSOLE_REPORT=$(CURDIR)/$(BENCH_DIR)/console.md $(GO) test -count=1 -timeout 30m -run TestConsoleRenderTimeAtScale -v ./internal/console/
 
 .PHONY: screenshots
 screenshots: ## Write screenshots of every console page, light and dark, to docs/console/

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,7 +24,7 @@ import (
 // page over DATASTORAGE_CONSOLE_SCALE events (make bench-console; skipped
 // otherwise): the benchmark data set of dsbench -read, loaded over the last
 // 30 days, then every page rendered repeatedly in process (the API calls
-// included, no network). It writes bench/results/console.md. It is a
+// included, no network). It writes the report DATASTORAGE_CONSOLE_REPORT names. It is a
 // measurement, not an assertion: the report says how each page compares
 // with the 50 ms target.
 func TestConsoleRenderTimeAtScale(t *testing.T) {
@@ -116,8 +117,12 @@ func TestConsoleRenderTimeAtScale(t *testing.T) {
 		fmt.Fprintf(&report, "| %s | %.1f ms | %.1f ms | %.1f ms | %s |\n", p.name, ms(p50), ms(p99), ms(worst), met)
 	}
 	t.Log("\n" + report.String())
-	require.NoError(t, os.MkdirAll("../../bench/results", 0o755))
-	require.NoError(t, os.WriteFile("../../bench/results/console.md", []byte(report.String()), 0o644))
+	out := os.Getenv("DATASTORAGE_CONSOLE_REPORT") // make bench-console: bin/bench/, or bench/results/ with RECORD=1
+	if out == "" {
+		out = "../../bin/bench/console.md"
+	}
+	require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
+	require.NoError(t, os.WriteFile(out, []byte(report.String()), 0o644))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
