@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"kubernaut.ai/datastorage/internal/auth"
@@ -264,6 +265,38 @@ func (c *Console) get(ctx context.Context, s *session, path string, out any) (in
 		return http.StatusInternalServerError, fmt.Errorf("console: decode %s: %w", path, err)
 	}
 	return res.Status, nil
+}
+
+// getAll sends GET requests for paths concurrently and returns a function
+// that decodes the answer of one of them as get would.
+func (c *Console) getAll(ctx context.Context, s *session, paths ...string) func(path string, out any) (int, error) {
+	results := make(map[string]apiResult, len(paths))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := c.call(ctx, s, http.MethodGet, p, nil)
+			mu.Lock()
+			results[p] = res
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return func(path string, out any) (int, error) {
+		res, ok := results[path]
+		if !ok {
+			res = c.call(ctx, s, http.MethodGet, path, nil)
+		}
+		if res.Status != http.StatusOK {
+			return res.Status, errors.New(res.problem())
+		}
+		if err := json.Unmarshal(res.Body, out); err != nil {
+			return http.StatusInternalServerError, fmt.Errorf("console: decode %s: %w", path, err)
+		}
+		return res.Status, nil
+	}
 }
 
 // recorder keeps an in-process API answer.
