@@ -100,20 +100,9 @@ func cmdEffectiveness(ctx context.Context, args, environ []string, stdout, stder
 		fmt.Fprintln(stderr, "Usage: datastorage effectiveness CORRELATION_ID [flags]")
 		fs.PrintDefaults()
 	}
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	id, err := parseOneArg(fs, args)
+	if err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	if id == "" {
-		fs.Usage()
-		return errUsage
 	}
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("--output: must be table or json")

@@ -143,20 +143,9 @@ func cmdTimeline(ctx context.Context, args, environ []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "Usage: datastorage timeline CORRELATION_ID [flags]")
 		fs.PrintDefaults()
 	}
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	id, err := parseOneArg(fs, args)
+	if err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	if id == "" {
-		fs.Usage()
-		return errUsage
 	}
 	if *output == "table" {
 		*output = "tree"
@@ -238,4 +227,25 @@ func (c colorizer) outcome(s string) string {
 		return c.paint("33", s)
 	}
 	return s
+}
+
+// parseOneArg parses fs with the one positional argument a read command
+// takes (a correlation id), given before or after the flags. Without it the
+// usage is printed and errUsage returned.
+func parseOneArg(fs *flag.FlagSet, args []string) (string, error) {
+	var arg string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		arg, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if arg == "" && fs.NArg() == 1 {
+		arg = fs.Arg(0)
+	}
+	if arg == "" {
+		fs.Usage()
+		return "", errUsage
+	}
+	return arg, nil
 }
