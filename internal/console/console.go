@@ -257,14 +257,19 @@ func (c *Console) call(ctx context.Context, s *session, method, path string, bod
 // get calls the API and decodes a 200 answer into out; other answers come
 // back as an error whose text is the problem's detail.
 func (c *Console) get(ctx context.Context, s *session, path string, out any) (int, error) {
-	res := c.call(ctx, s, http.MethodGet, path, nil)
-	if res.Status != http.StatusOK {
-		return res.Status, errors.New(res.problem())
+	return c.call(ctx, s, http.MethodGet, path, nil).decode(path, out)
+}
+
+// decode reads a 200 answer into out; another answer is an error whose text
+// is the problem's detail.
+func (a apiResult) decode(path string, out any) (int, error) {
+	if a.Status != http.StatusOK {
+		return a.Status, errors.New(a.problem())
 	}
-	if err := json.Unmarshal(res.Body, out); err != nil {
+	if err := json.Unmarshal(a.Body, out); err != nil {
 		return http.StatusInternalServerError, fmt.Errorf("console: decode %s: %w", path, err)
 	}
-	return res.Status, nil
+	return a.Status, nil
 }
 
 // getAll sends GET requests for paths concurrently and returns a function
@@ -289,13 +294,7 @@ func (c *Console) getAll(ctx context.Context, s *session, paths ...string) func(
 		if !ok {
 			res = c.call(ctx, s, http.MethodGet, path, nil)
 		}
-		if res.Status != http.StatusOK {
-			return res.Status, errors.New(res.problem())
-		}
-		if err := json.Unmarshal(res.Body, out); err != nil {
-			return http.StatusInternalServerError, fmt.Errorf("console: decode %s: %w", path, err)
-		}
-		return res.Status, nil
+		return res.decode(path, out)
 	}
 }
 
