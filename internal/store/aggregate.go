@@ -79,6 +79,8 @@ func rolledUp(b *sqlBuilder, w query.Window, table, rollupCols string, rollupCon
 // CountOutcomes counts the events in w matching f by outcome.
 func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.SuccessFilter) (_ query.OutcomeCounts, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	var b sqlBuilder
 	var from string
 	if f.WorkflowID != "" {
@@ -98,7 +100,7 @@ func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.Succe
 		from = rolledUp(&b, w, "audit_rollup_hourly", "event_outcome, events AS n", conds, "event_outcome, 1 AS n", conds)
 	}
 	var c query.OutcomeCounts
-	err = s.pool.QueryRow(ctx, `
+	err = db.QueryRow(ctx, `
 		SELECT coalesce(sum(n) FILTER (WHERE event_outcome = 'success'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'failure'), 0)::bigint,
 		       coalesce(sum(n) FILTER (WHERE event_outcome = 'pending'), 0)::bigint
@@ -114,13 +116,15 @@ func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.Succe
 // left out.
 func (s *Store) CountByNamespace(ctx context.Context, w query.Window) (_ []query.NamespaceCount, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	var b sqlBuilder
 	// A correlation row that retention took down to 0 events is no longer
 	// a remediation of its hour.
 	from := rolledUp(&b, w, "audit_rollup_correlations",
 		"namespace, correlation_id, events AS n", []string{"namespace <> ''", "events > 0"},
 		"namespace, correlation_id, 1 AS n", []string{"namespace IS NOT NULL"})
-	rows, err := s.pool.Query(ctx, `
+	rows, err := db.Query(ctx, `
 		SELECT namespace, count(DISTINCT correlation_id), sum(n)::bigint
 		FROM `+from+`
 		GROUP BY namespace
@@ -139,6 +143,8 @@ func (s *Store) CountByNamespace(ctx context.Context, w query.Window) (_ []query
 // point for every bucket, empty ones included.
 func (s *Store) Trend(ctx context.Context, w query.Window, interval string) (_ []query.TrendBucket, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	if interval != "hour" && interval != "day" {
 		return nil, fmt.Errorf("store: trend: unknown interval %q", interval)
 	}
@@ -163,7 +169,7 @@ func (s *Store) Trend(ctx context.Context, w query.Window, interval string) (_ [
 		SELECT b.bucket, coalesce(c.n, 0)::bigint, coalesce(c.failures, 0)::bigint
 		FROM buckets b LEFT JOIN counts c USING (bucket)
 		ORDER BY b.bucket`
-	rows, err := s.pool.Query(ctx, sql, b.args...)
+	rows, err := db.Query(ctx, sql, b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: trend: %w", err)
 	}
@@ -190,6 +196,8 @@ const maxGroups = 1000
 // GroupColumns), largest groups first.
 func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []string) (_ []query.Group, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	for _, c := range columns {
 		if !slices.Contains(query.GroupColumns, c) {
 			return nil, fmt.Errorf("store: count groups: unknown column %q", c)
@@ -216,7 +224,7 @@ func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []strin
 		windowWhere(&b, w)
 		from = "(SELECT " + cols + ", 1 AS n FROM audit_events" + b.whereClause() + ") AS s"
 	}
-	rows, err := s.pool.Query(ctx, `
+	rows, err := db.Query(ctx, `
 		SELECT `+cols+`, sum(n)::bigint FROM `+from+`
 		GROUP BY `+cols+` HAVING sum(n) > 0
 		ORDER BY sum(n) DESC, `+cols+` LIMIT `+fmt.Sprint(maxGroups), b.args...)
@@ -256,7 +264,9 @@ func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []strin
 // order (chain order among equal timestamps).
 func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, limit int) (_ []audit.Event, err error) {
 	defer classifyErr(&err)
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
+	db := s.reads(ctx)
+	defer db.done(&err)
+	rows, err := db.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
 		WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: correlation events: %w", err)
@@ -273,8 +283,11 @@ func (s *Store) CorrelationEvents(ctx context.Context, correlationID string, lim
 // parent_event_id, event_outcome; the rest zero), so a timeline of
 // thousands of large events is shaped without holding them (issue 18 item
 // 6). Same order and limit.
-func (s *Store) CorrelationOutline(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT event_id, event_date, event_timestamp, parent_event_id, event_outcome
+func (s *Store) CorrelationOutline(ctx context.Context, correlationID string, limit int) (_ []audit.Event, err error) {
+	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
+	rows, err := db.Query(ctx, `SELECT event_id, event_date, event_timestamp, parent_event_id, event_outcome
 		FROM audit_events WHERE correlation_id = $1 ORDER BY event_timestamp, chain_seq LIMIT $2`, correlationID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: correlation outline: %w", err)
@@ -303,8 +316,11 @@ func (s *Store) CorrelationOutline(ctx context.Context, correlationID string, li
 // correlationID with the given ids and dates between from and to, in no
 // particular order. The *audit.Event is each's only while it runs.
 func (s *Store) EachCorrelationEvent(ctx context.Context, correlationID string, ids []uuid.UUID, from, to time.Time,
-	each func(*audit.Event) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
+	each func(*audit.Event) error) (err error) {
+	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
+	rows, err := db.Query(ctx, `SELECT `+eventColumns+` FROM audit_events
 		WHERE correlation_id = $1 AND event_id = ANY($2) AND event_date BETWEEN $3 AND $4`,
 		correlationID, pgUUIDs(ids), from, to)
 	if err != nil {

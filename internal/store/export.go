@@ -29,6 +29,8 @@ type ExportCursor struct {
 // repeatable-read transaction, so the export is one consistent snapshot.
 func (s *Store) OpenExport(ctx context.Context, f integrity.ExportFilter, batch int) (_ integrity.ExportCursor, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	if batch <= 0 {
 		batch = 500
 	}
@@ -42,7 +44,7 @@ func (s *Store) OpenExport(ctx context.Context, f integrity.ExportFilter, batch 
 	if f.Offset > 0 {
 		sql += ` OFFSET ` + strconv.FormatInt(f.Offset, 10)
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("store: open export: %w", err)
 	}

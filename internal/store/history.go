@@ -44,6 +44,8 @@ var (
 // of them when there are more. The queries travel in one round trip.
 func (s *Store) RemediationEvents(ctx context.Context, qs ...remediation.RemediationQuery) (_ [][]remediation.RemediationEvent, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	out := make([][]remediation.RemediationEvent, len(qs))
 	b := &pgx.Batch{}
 	for i, q := range qs {
@@ -71,7 +73,7 @@ func (s *Store) RemediationEvents(ctx context.Context, qs ...remediation.Remedia
 	if b.Len() == 0 {
 		return out, nil
 	}
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store: remediation events: %w", err)
 	}
 	return out, nil
@@ -82,10 +84,12 @@ func (s *Store) RemediationEvents(ctx context.Context, qs ...remediation.Remedia
 // order. Every month is searched: an assessment counts at any time.
 func (s *Store) AssessmentEvents(ctx context.Context, correlationIDs []string) (_ []remediation.AssessmentEvent, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	if len(correlationIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `
+	rows, err := db.Query(ctx, `
 SELECT correlation_id, event_type, event_data FROM audit_events
 WHERE correlation_id = ANY($1) AND event_category = 'effectiveness'
 ORDER BY correlation_id, event_timestamp, event_id`, correlationIDs)

@@ -15,6 +15,7 @@ import (
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/query"
+	"kubernaut.ai/datastorage/internal/readroute"
 )
 
 // eventColumns is the select list that scanEvent reads.
@@ -32,14 +33,26 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 const getEventSQL = `SELECT ` + eventColumns + ` FROM audit_events
 	WHERE event_id = $1 AND event_date = (SELECT event_date FROM audit_event_ids WHERE event_id = $1)`
 
-// GetEvent returns the event with the given id, or ErrNotFound.
+// GetEvent returns the event with the given id, or ErrNotFound. An id the
+// standby does not have yet is looked up on the primary too, so a 404 is
+// never a matter of replication lag (the event written a moment ago is
+// found).
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err error) {
 	defer classifyErr(&err)
-	rows, err := s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
+	db := s.reads(ctx)
+	defer db.done(&err)
+	rows, err := db.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
 	}
 	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+	if errors.Is(err, pgx.ErrNoRows) && db.target == readroute.Replica {
+		rows, err = s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
+		if err != nil {
+			return audit.Event{}, fmt.Errorf("store: get event: %w", err)
+		}
+		ev, err = pgx.CollectExactlyOneRow(rows, scanEvent)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return audit.Event{}, query.ErrNotFound
 	}
@@ -76,6 +89,8 @@ func (s *Store) ListEvents(ctx context.Context, f query.EventFilter, p query.Pag
 // An error from each stops the read and is returned (classified).
 func (s *Store) EachEvent(ctx context.Context, f query.EventFilter, p query.Page, each func(*audit.Event) error) (err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	var b sqlBuilder
 	b.filter(f)
 	if p.After != nil {
@@ -106,7 +121,7 @@ func (s *Store) EachEvent(ctx context.Context, f query.EventFilter, p query.Page
 	if p.Offset > 0 {
 		sql += ` OFFSET ` + strconv.Itoa(p.Offset)
 	}
-	rows, err := s.pool.Query(ctx, sql, b.args...)
+	rows, err := db.Query(ctx, sql, b.args...)
 	if err != nil {
 		return fmt.Errorf("store: list events: %w", err)
 	}
@@ -131,6 +146,8 @@ func (s *Store) EachEvent(ctx context.Context, f query.EventFilter, p query.Page
 // the page itself. A result equal to limit means "at least limit".
 func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int) (_ int64, err error) {
 	defer classifyErr(&err)
+	db := s.reads(ctx)
+	defer db.done(&err)
 	var b sqlBuilder
 	b.filter(f)
 	lim := ` LIMIT ` + strconv.Itoa(limit)
@@ -144,7 +161,7 @@ func (s *Store) CountEvents(ctx context.Context, f query.EventFilter, limit int)
 	}
 	sql := `SELECT count(*) FROM (` + strings.Join(arms, ` UNION ALL `) + lim + `) AS matches`
 	var n int64
-	if err := s.pool.QueryRow(ctx, sql, b.args...).Scan(&n); err != nil {
+	if err := db.QueryRow(ctx, sql, b.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count events: %w", err)
 	}
 	return n, nil

@@ -3,17 +3,23 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/readroute"
 )
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
 	pool    *pgxpool.Pool
+	replica *pgxpool.Pool     // the standby for routed reads; nil without one (replica.go)
+	router  *readroute.Router // where each routed read goes
+	fenced  *fencedConns      // primary connections found read-only (fence.go)
 	hasher  audit.Hasher
 	parents parentLookups // coalesces concurrent parent lookups (parents.go)
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
@@ -31,12 +37,44 @@ type Options struct {
 	// Tracer, if set, sees every statement the store runs (the read
 	// benchmark uses it to EXPLAIN exactly what the aggregations send).
 	Tracer pgx.QueryTracer
+	// ReplicaURL, if set, names a streaming standby that serves the reads
+	// readroute lets it serve (see replica.go).
+	ReplicaURL string
+	// MaxReplicaLag is the largest sampled replay lag at which the standby
+	// still serves reads.
+	MaxReplicaLag time.Duration
+	// Registerer receives the read routing metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
+	// Log receives the standby's state changes; nil discards them.
+	Log *slog.Logger
 }
 
 // Open creates the pool. It does not wait for PostgreSQL: the service must start
 // (and answer with its spool) while the database is down, so the first
 // connection is made on first use.
 func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
+	fenced := newFencedConns()
+	pool, err := newPool(ctx, connString, opts, fenced)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents()}
+	ro := readroute.Options{MaxLag: opts.MaxReplicaLag, Registerer: opts.Registerer, Log: opts.Log}
+	if opts.ReplicaURL != "" {
+		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("store: replica: %w", err)
+		}
+		ro.Probe = probeReplica(s.replica)
+	}
+	s.router = readroute.New(ro)
+	return s, nil
+}
+
+// newPool creates a pool with the service's session settings. fenced, when
+// set, drops the connections a read-only server refused a write on.
+func newPool(ctx context.Context, connString string, opts Options, fenced *fencedConns) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse connection string: %w", err)
@@ -45,8 +83,9 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
-	if opts.Tracer != nil {
-		cfg.ConnConfig.Tracer = opts.Tracer
+	cfg.ConnConfig.Tracer = opts.Tracer
+	if fenced != nil {
+		fenced.install(cfg)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
@@ -68,11 +107,16 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents()}, nil
+	return pool, nil
 }
 
 // Close closes the pool, waiting for connections in use to be released.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	if s.replica != nil {
+		s.replica.Close()
+	}
+}
 
 // Ping checks that PostgreSQL answers a query.
 func (s *Store) Ping(ctx context.Context) (err error) {
