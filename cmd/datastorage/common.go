@@ -27,14 +27,19 @@ func loadConfig(flagPath string, environ []string, logOut io.Writer) (config.Con
 // openStore opens the PostgreSQL pool of cfg; a config without a database
 // is refused here, naming the key, for every command that needs one.
 func openStore(ctx context.Context, cfg config.Config) (*store.Store, error) {
+	return openStoreWith(ctx, cfg, store.Options{})
+}
+
+// openStoreWith is openStore with the options only serve sets (the standby
+// for reads, metrics, a logger) in extra.
+func openStoreWith(ctx context.Context, cfg config.Config, extra store.Options) (*store.Store, error) {
 	if err := cfg.RequireDatabase(); err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, cfg.Database.ConnString(), store.Options{
-		MaxConns:       int32(cfg.Database.MaxConns),
-		ConnectTimeout: cfg.Database.ConnectTimeout.Duration,
-		Hasher:         audit.NewHasher(cfg.Integrity.HMACKey),
-	})
+	extra.MaxConns = int32(cfg.Database.MaxConns)
+	extra.ConnectTimeout = cfg.Database.ConnectTimeout.Duration
+	extra.Hasher = audit.NewHasher(cfg.Integrity.HMACKey)
+	return store.Open(ctx, cfg.Database.ConnString(), extra)
 }
 
 // migrateWithRetry applies migrations, waiting up to patience for PostgreSQL

@@ -58,7 +58,14 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	log.Info("starting datastorage", "version", version.Version, "api", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)),
 		"metrics", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.MetricsPort)))
 
-	st, err := openStore(ctx, cfg)
+	// Only the server reads from the standby: the other commands have no
+	// sampler to tell whether it is current, so they read the primary.
+	st, err := openStoreWith(ctx, cfg, store.Options{
+		ReplicaURL:    cfg.Database.ReplicaConnString(),
+		MaxReplicaLag: cfg.Database.MaxReplicaLag.Duration,
+		Registerer:    reg,
+		Log:           log,
+	})
 	if err != nil {
 		return err
 	}
@@ -182,6 +189,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	replay := &lifecycle.Loop{Run: worker.Run}
 	background := []namedService{{"spool replay", replay}, {"partition upkeep", &lifecycle.Loop{Run: upkeep.Run}},
 		{"workflow discovery sweeper", &lifecycle.Loop{Run: workflows.RunSweeper}}}
+	if st.ReadRouter().HasReplica() {
+		background = append(background, namedService{"standby lag sampler", &lifecycle.Loop{Run: st.ReadRouter().Run}})
+	}
 	if job := retentionJob(cfg, st, reg, log); job != nil {
 		background = append(background, namedService{"retention", &lifecycle.Loop{Run: job.Run}})
 	}

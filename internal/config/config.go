@@ -98,6 +98,14 @@ type Database struct {
 	// ConnectTimeout bounds dialling one connection; it is not part of
 	// ConnString either.
 	ConnectTimeout Duration `yaml:"connectTimeout"`
+	// ReplicaURL, optional, names a streaming standby (a postgres:// URL or
+	// a keyword/value DSN; the password from SecretsFile is added as to URL)
+	// that serves lists, timelines, aggregations, exports and the
+	// remediation reads while its replay lag is at most MaxReplicaLag.
+	ReplicaURL string `yaml:"replicaUrl"`
+	// MaxReplicaLag is the largest sampled replay lag at which the standby
+	// still serves reads; past it they go to the primary.
+	MaxReplicaLag Duration `yaml:"maxReplicaLag"`
 	// Password is read from SecretsFile by Load, never from YAML or the
 	// environment.
 	Password string `yaml:"-"`
@@ -259,6 +267,7 @@ func Default() Config {
 			// Capped so that a very large machine still gets a valid default.
 			MaxConns:       min(4*runtime.NumCPU(), maxDBMaxConns),
 			ConnectTimeout: Duration{5 * time.Second},
+			MaxReplicaLag:  Duration{5 * time.Second},
 		},
 		Redis: Redis{
 			Addr:          "127.0.0.1:6379",

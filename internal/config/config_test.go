@@ -112,6 +112,8 @@ database:
   passwordKey: pw
   maxConns: 7
   connectTimeout: 2s
+  replicaUrl: postgres://reader@db-ro.internal/audit
+  maxReplicaLag: 750ms
 redis:
   addr: redis.internal:6380
   db: 3
@@ -158,6 +160,7 @@ logging:
 	want.Database = Database{
 		Host: "db.internal", Port: 6432, Name: "audit", User: "writer", SSLMode: "verify-full",
 		SecretsFile: secrets, PasswordKey: "pw", MaxConns: 7, ConnectTimeout: Duration{2 * time.Second},
+		ReplicaURL: "postgres://reader@db-ro.internal/audit", MaxReplicaLag: Duration{750 * time.Millisecond},
 		Password: "hunter2",
 	}
 	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42,
@@ -354,6 +357,8 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"config: database.host: required"}},
 		{name: "ssl mode", yaml: "database:\n  host: h\n  name: n\n  user: u\n  sslMode: on\n", want: []string{`config: database.sslMode: must be one of disable, allow, prefer, require, verify-ca, verify-full, got "on"`}},
 		{name: "url shape", env: []string{"DATASTORAGE_DATABASE_URL=mysql://u:pw@h/db"}, want: []string{"config: database.url: must be a postgres:// URL or a keyword/value DSN"}},
+		{name: "replica url shape", env: []string{"DATASTORAGE_DATABASE_REPLICAURL=mysql://u:pw@h/db"}, want: []string{"config: database.replicaUrl: must be a postgres:// URL or a keyword/value DSN"}},
+		{name: "max replica lag", yaml: "database:\n  maxReplicaLag: 0s\n", want: []string{"config: database.maxReplicaLag: must be greater than 0, got 0s"}},
 		{name: "max conns", yaml: "database:\n  maxConns: 0\n", want: []string{"config: database.maxConns: must be between 1 and 1000, got 0"}},
 		{name: "empty password key", yaml: "database:\n  secretsFile: /x\n  passwordKey: \"\"\n", want: []string{"config: database.passwordKey: required when database.secretsFile is set"}},
 		{name: "missing secrets file", yaml: "database:\n  secretsFile: /nonexistent/db.yaml\n", want: []string{"config: database.secretsFile: open /nonexistent/db.yaml"}},
@@ -459,6 +464,21 @@ func TestSecretsFiles(t *testing.T) {
 			require.NoError(t, cfg.RequireDatabase())
 		})
 	}
+}
+
+// The standby's connection gets the primary's password the same way.
+func TestReplicaConnStringGetsThePassword(t *testing.T) {
+	t.Parallel()
+	secretFile := writeFile(t, "secret.yaml", "password: s3cret\n")
+	cfg, err := Load("", []string{"DATASTORAGE_DATABASE_SECRETSFILE=" + secretFile,
+		"DATASTORAGE_DATABASE_URL=postgres://app@db-rw/audit", "DATASTORAGE_DATABASE_REPLICAURL=postgres://app@db-ro/audit"})
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://app:s3cret@db-ro/audit", cfg.Database.ReplicaConnString())
+	assert.Equal(t, "postgres://app:s3cret@db-rw/audit", cfg.Database.ConnString())
+	cfg, err = Load("", nil)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Database.ReplicaConnString(), "no standby by default")
+	assert.Equal(t, 5*time.Second, cfg.Database.MaxReplicaLag.Duration)
 }
 
 func TestSecretsFileErrors(t *testing.T) {

@@ -41,22 +41,34 @@ func (d Database) ConnString() string {
 	}
 }
 
-func (d Database) urlWithPassword() string {
+// ReplicaConnString returns ReplicaURL with the password from SecretsFile
+// added as ConnString adds it to URL (the standby has the primary's roles),
+// or "" when no standby is configured.
+func (d Database) ReplicaConnString() string {
+	if d.ReplicaURL == "" {
+		return ""
+	}
+	return d.withPassword(d.ReplicaURL)
+}
+
+func (d Database) urlWithPassword() string { return d.withPassword(d.URL) }
+
+func (d Database) withPassword(conn string) string {
 	if d.Password == "" {
-		return d.URL
+		return conn
 	}
-	if !isPostgresURL(d.URL) {
-		if dsnHasKey(d.URL, "password") {
-			return d.URL
+	if !isPostgresURL(conn) {
+		if dsnHasKey(conn, "password") {
+			return conn
 		}
-		return d.URL + " password=" + quoteDSN(d.Password)
+		return conn + " password=" + quoteDSN(d.Password)
 	}
-	u, err := url.Parse(d.URL)
+	u, err := url.Parse(conn)
 	if err != nil {
-		return d.URL // Load has rejected it already; pgx will say why
+		return conn // Load has rejected it already; pgx will say why
 	}
 	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
-		return d.URL
+		return conn
 	}
 	if u.User != nil {
 		u.User = url.UserPassword(u.User.Username(), d.Password)

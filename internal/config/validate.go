@@ -183,6 +183,12 @@ func (d Database) validate(p *problems) {
 	}
 	between(p, "database.maxConns", d.MaxConns, 1, maxDBMaxConns)
 	positive(p, "database.connectTimeout", d.ConnectTimeout)
+	if d.ReplicaURL != "" {
+		if err := checkDatabaseURL(d.ReplicaURL); err != nil {
+			p.add("database.replicaUrl", "%v", err)
+		}
+	}
+	positive(p, "database.maxReplicaLag", d.MaxReplicaLag)
 }
 
 // checkDatabaseURL checks the shape of a URL or DSN. It never quotes the

@@ -155,7 +155,7 @@ func New(c Config) *API {
 	for _, p := range []string{"/readyz", "/health/ready", "/health"} {
 		mux.HandleFunc("GET "+p, a.ready)
 	}
-	a.handler = a.instrument(a.guard(mux, routeProblems(mux)))
+	a.handler = a.instrument(a.guard(mux, withConsistency(routeProblems(mux))))
 	if c.Console != nil {
 		a.consoleOn = true
 		// Outside /api/: the console signs people in itself and sends
