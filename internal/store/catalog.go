@@ -439,13 +439,28 @@ func (s *Store) GetDiscovery(ctx context.Context, id uuid.UUID, notBefore time.T
 	return d, nil
 }
 
+// discoverySweepKey is the transaction advisory lock one discovery sweep
+// holds: every replica runs the sweeper, and without it N replicas would
+// delete the same rows at once, each waiting on the others' row locks.
+const discoverySweepKey = 0x6473_6469_7363 // "dsdisc"
+
 // DeleteDiscoveriesBefore deletes the discoveries recorded before t and
-// returns how many it deleted.
+// returns how many it deleted. While another replica's sweep runs it does
+// nothing and returns 0: that sweep deletes the same rows.
 func (s *Store) DeleteDiscoveriesBefore(ctx context.Context, t time.Time) (_ int64, err error) {
 	defer classifyErr(&err)
-	tag, err := s.pool.Exec(ctx, `DELETE FROM workflow_discoveries WHERE created_at < $1`, t)
+	var n int64
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var mine bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(discoverySweepKey)).Scan(&mine); err != nil || !mine {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM workflow_discoveries WHERE created_at < $1`, t)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("store: delete discoveries: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }

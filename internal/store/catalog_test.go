@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
@@ -60,4 +62,30 @@ func TestWorkflowVersionsAreImmutable(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "active", got.Status)
 	require.True(t, got.IsLatest)
+}
+
+// With N replicas every one runs the discovery sweeper; while one sweeps,
+// the others' sweeps do nothing instead of contending for the same rows.
+func TestDiscoverySweepRunsOnOneReplicaAtATime(t *testing.T) {
+	t.Parallel()
+	st, url := newStore(t)
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	for range 2 {
+		require.NoError(t, st.InsertDiscovery(ctx, catalog.Discovery{ID: uuid.New(), CreatedAt: old, Request: []byte(`{}`)}))
+	}
+	other, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(0x6473_6469_7363))
+	require.NoError(t, err)
+	n, err := st.DeleteDiscoveriesBefore(ctx, time.Now().Add(-24*time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "another replica's sweep is running")
+	require.NoError(t, tx.Rollback(ctx))
+	n, err = st.DeleteDiscoveriesBefore(ctx, time.Now().Add(-24*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n)
 }
