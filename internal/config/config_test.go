@@ -481,6 +481,26 @@ func TestReplicaConnStringGetsThePassword(t *testing.T) {
 	assert.Equal(t, 5*time.Second, cfg.Database.MaxReplicaLag.Duration)
 }
 
+// A Secret mounted as a directory (an operator-generated one, such as
+// CloudNativePG's <cluster>-app) gives its password file as it is.
+func TestSecretsFileAsAMountedSecretDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "username"), []byte("app"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "password"), []byte("0123 s3cret\n"), 0o600))
+	env := []string{"DATASTORAGE_DATABASE_URL=postgres://app@pg-rw/app", "DATASTORAGE_DATABASE_SECRETSFILE=" + dir}
+	cfg, err := Load("", env)
+	require.NoError(t, err)
+	assert.Equal(t, "0123 s3cret", cfg.Database.Password)
+	_, err = Load("", append(env, "DATASTORAGE_DATABASE_PASSWORDKEY=pass"))
+	require.ErrorContains(t, err, `config: database.passwordKey: no file "pass" in the directory`)
+	_, err = Load("", append(env, "DATASTORAGE_DATABASE_PASSWORDKEY=../password"))
+	require.ErrorContains(t, err, `must be a file name`)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "password"), []byte("\n"), 0o600))
+	_, err = Load("", env)
+	require.ErrorContains(t, err, `config: database.passwordKey: "password" in `+dir+` is empty`)
+}
+
 func TestSecretsFileErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

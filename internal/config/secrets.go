@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -57,7 +59,26 @@ func (c *Config) readSecrets() []error {
 
 // readSecret returns the value under key in the YAML or JSON map stored in
 // path. section ("database" or "redis") prefixes the keys named in errors.
+//
+// path may also be a directory, as Kubernetes mounts a Secret (one file per
+// key): then the password is the file named key, without trailing line
+// breaks. That is how an operator-generated Secret (CloudNativePG's
+// <cluster>-app, with keys username and password) is used as it is.
 func readSecret(path, key, section string) (string, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		if key != filepath.Base(key) || key == "." || key == ".." {
+			return "", fmt.Errorf("config: %s.passwordKey: %q must be a file name in the directory %s", section, key, path)
+		}
+		data, err := os.ReadFile(filepath.Join(path, key))
+		if err != nil {
+			return "", fmt.Errorf("config: %s.passwordKey: no file %q in the directory %s: %w", section, key, path, err)
+		}
+		pw := strings.TrimRight(string(data), "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("config: %s.passwordKey: %q in %s is empty", section, key, path)
+		}
+		return pw, nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("config: %s.secretsFile: %w", section, err)
