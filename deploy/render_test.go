@@ -146,6 +146,8 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &buildConfig{}, true
 	case "image.openshift.io/v1 ImageStream":
 		return &imageStream{}, true
+	case "postgresql.cnpg.io/v1 Cluster":
+		return &cnpgCluster{}, true
 	}
 	return nil, false
 }
@@ -261,7 +263,7 @@ var overlays = []struct {
 		external: []string{"datastorage-db", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing"}},
 	{dir: "overlays/dev", namespace: "datastorage-dev", replicas: 1, authMode: "none"},
 	{dir: "overlays/production", namespace: "kubernaut-system", replicas: 3, tls: true, authMode: "kubernetes",
-		external: []string{"datastorage-db", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing", "datastorage-tls"}},
+		external: []string{"datastorage-pg-app", "datastorage-pg-ca", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing", "datastorage-tls"}},
 	{dir: "overlays/openshift", namespace: "kubernaut-system", replicas: 3, authMode: "kubernetes",
 		external: []string{"datastorage-db", "datastorage-redis", "datastorage-integrity", "datastorage-export-signing"}},
 }
