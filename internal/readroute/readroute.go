@@ -147,11 +147,11 @@ func New(o Options) *Router {
 	}, []string{"target", "reason"})
 	r.lag = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "datastorage_db_replica_lag_seconds",
-		Help: "The standby's replay lag at its last sample (0 when it has replayed everything it received); -1 while it is down or not configured.",
+		Help: "The standby's replay lag at its last sample (0 when it has replayed everything it received); -1 while it is down. Only with database.replicaUrl.",
 	})
 	r.up = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "datastorage_db_replica_up",
-		Help: "1 if the standby (database.replicaUrl) answered its last sample, else 0.",
+		Help: "1 if the standby (database.replicaUrl) answered its last sample, else 0. Only with database.replicaUrl.",
 	})
 	r.lag.Set(-1)
 	for _, c := range []struct {
@@ -164,7 +164,12 @@ func New(o Options) *Router {
 		r.reads.WithLabelValues(string(c.t), string(c.r))
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(r.reads, r.lag, r.up)
+		o.Registerer.MustRegister(r.reads)
+		// Without a standby the gauges would only say 0 or -1, which an
+		// alert on a down standby would take for one.
+		if r.probe != nil {
+			o.Registerer.MustRegister(r.lag, r.up)
+		}
 	}
 	return r
 }

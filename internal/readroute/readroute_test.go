@@ -96,7 +96,13 @@ func TestRouteFollowsTheSampledStandby(t *testing.T) {
 }
 
 func TestNoReplicaReadsThePrimary(t *testing.T) {
-	r := New(Options{MaxLag: time.Second})
+	reg := prometheus.NewRegistry()
+	r := New(Options{MaxLag: time.Second, Registerer: reg})
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		assert.Equal(t, "datastorage_db_reads_total", mf.GetName(), "no standby gauges without a standby")
+	}
 	assert.False(t, r.HasReplica())
 	r.Sample(context.Background())
 	tg, why := r.Route(context.Background())
