@@ -201,13 +201,18 @@ func (r *Router) decide(ctx context.Context) (Target, Reason) {
 	return Replica, ReasonCurrent
 }
 
-// Rerouted counts a read that was sent to the standby, could not get a
-// connection there, and was served by the primary instead; the standby
+// Rerouted counts a read that was sent to the standby, failed there before
+// anything was read, and is served by the primary instead; the standby
 // counts as down until its next good sample.
 func (r *Router) Rerouted(err error) {
-	r.set(sample{up: false}, err)
+	r.MarkDown(err)
 	r.reads.WithLabelValues(string(Primary), string(ReasonReplicaDown)).Inc()
 }
+
+// MarkDown makes the standby count as down until its next good sample,
+// after a read failed on it mid-way (that read fails; the next ones go to
+// the primary).
+func (r *Router) MarkDown(err error) { r.set(sample{up: false}, err) }
 
 // Sample probes the standby once and records what it found.
 func (r *Router) Sample(parent context.Context) {

@@ -109,7 +109,7 @@ func (r reader) done(err *error) {
 		return
 	}
 	if Classify(*err) == failure.Unavailable {
-		r.s.router.Rerouted(*err)
+		r.s.router.MarkDown(*err)
 	}
 }
 
