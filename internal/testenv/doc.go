@@ -28,6 +28,13 @@
 // Stop (clean shutdown), Kill (SIGKILL of every server process, as a crash), Start. Use
 // [WithAOF] for a Redis that keeps its data like production's.
 //
+// [Postgres.StartStandby] (or [NewStandby]) makes a streaming hot standby of a private server
+// started [WithReplication]: pg_basebackup -R through a replication slot, its own port and data
+// directory. A standby can be promoted ([Postgres.Promote], pg_ctl promote), its replay paused
+// and resumed, and [Postgres.WaitReplayed] waits until it has everything its primary wrote;
+// [Postgres.SetReadOnly] fences a primary for a switchover (default_transaction_read_only,
+// sessions kept open).
+//
 // Private PostgreSQL servers run with fsync=off (safe: only a machine crash loses data) but
 // keep synchronous_commit=on, so a commit acknowledged before Kill is there after Start, as in
 // production. The shared server, which no test kills, runs with synchronous_commit=off.
