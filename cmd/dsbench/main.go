@@ -45,6 +45,8 @@ type options struct {
 	serverEnv   []string
 	only        string
 	skipRaw     bool
+	// standby adds a streaming standby of PostgreSQL: "", async or sync (standby.go).
+	standby string
 
 	// historyCost measures the remediation read models' indexes (history_cost.go).
 	historyCost bool
@@ -78,6 +80,7 @@ func main() {
 	})
 	flag.StringVar(&o.only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	flag.StringVar(&o.standby, "standby", "", "write benchmark with a streaming standby of PostgreSQL: async, or sync (every commit waits for it)")
 	flag.BoolVar(&o.historyCost, "history-index-cost", false, "measure what the remediation read models' candidate indexes cost the write path (writes bench/results/history-index-cost.md)")
 	flag.BoolVar(&o.read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
 	flag.Int64Var(&o.readEvents, "read-events", 10_000_000, "events the read benchmark loads")
@@ -178,10 +181,18 @@ func runBench(ctx context.Context, o options) error {
 		return err
 	}
 	defer e.close()
+	stopStandby, err := e.addStandby(ctx, o.standby)
+	if err != nil {
+		return err
+	}
+	defer stopStandby()
 	r := &report{started: time.Now(), opts: o}
 	r.facts = collectFacts(ctx, e)
 	if len(o.serverEnv) > 0 {
 		r.facts.pool += "; overrides: " + strings.Join(o.serverEnv, " ")
+	}
+	if o.standby != "" {
+		r.facts.pool += "; with a streaming standby (" + o.standby + ") on the same machine"
 	}
 
 	logf("EXPLAIN of the hot-path statements at the server's own partitions")
