@@ -54,6 +54,13 @@ func newReplicatedStack(t *testing.T) (*stack, *testenv.Postgres) {
 	return s, standby
 }
 
+// patientConnect replaces the harness's 1 s connect timeout in these tests:
+// after a failover every connection is new, and on a loaded machine (make
+// test runs these beside every other package) a fresh backend's start and
+// target_session_attrs check can take longer than a second, so the pool
+// would never get one. 5 s is the service's default.
+const patientConnect = "DATASTORAGE_DATABASE_CONNECTTIMEOUT=5s"
+
 // verifyChains asks the service to verify the hash chain of every
 // correlation stored, and fails the test for any that is not valid.
 func verifyChains(t *testing.T, s *stack, srv *server) int {
@@ -133,7 +140,7 @@ func waitDrained(t *testing.T, s *stack, timeout time.Duration) time.Duration {
 func TestPrimaryKilledUnderLoadFromThreeReplicas(t *testing.T) {
 	t.Parallel()
 	s, standby := newReplicatedStack(t)
-	srvs := []*server{s.startServer("ds-1"), s.startServer("ds-2"), s.startServer("ds-3")}
+	srvs := []*server{s.startServer("ds-1", patientConnect), s.startServer("ds-2", patientConnect), s.startServer("ds-3", patientConnect)}
 	// Each replica: one worker of singles and one of batches of 4 at 33
 	// requests/s, ~165 events/s; ~500 events/s in all.
 	var loads []*load
@@ -146,7 +153,7 @@ func TestPrimaryKilledUnderLoadFromThreeReplicas(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	require.NoError(t, standby.Promote())
 	promoted := time.Now()
-	waitFor(t, 30*time.Second, "a write committed on the new primary", func() bool {
+	waitFor(t, 90*time.Second, "a write committed on the new primary", func() bool {
 		var all []outcome
 		for _, l := range loads {
 			all = append(all, l.results()...)
@@ -181,7 +188,7 @@ func TestPrimaryKilledUnderLoadFromThreeReplicas(t *testing.T) {
 func TestSwitchoverToTheStandby(t *testing.T) {
 	t.Parallel()
 	s, standby := newReplicatedStack(t)
-	srv := s.startServer("ds")
+	srv := s.startServer("ds", patientConnect)
 	l := startLoad(t, "switchover", srv, steady())
 	time.Sleep(2 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -195,7 +202,7 @@ func TestSwitchoverToTheStandby(t *testing.T) {
 	require.NoError(t, standby.WaitReplayed(ctx, s.pg))
 	require.NoError(t, standby.Promote())
 	promoted := time.Now()
-	waitFor(t, 30*time.Second, "a write committed on the new primary", func() bool {
+	waitFor(t, 90*time.Second, "a write committed on the new primary", func() bool {
 		_, ok := firstCommitAfter(l.results(), promoted)
 		return ok
 	})
@@ -223,7 +230,7 @@ func TestFailoverWhileTheSpoolReplays(t *testing.T) {
 	s, standby := newReplicatedStack(t)
 	// Small replay pages make the replay last long enough to fail over in
 	// the middle of it.
-	srv := s.startServer("ds", "DATASTORAGE_REDIS_REPLAYBATCH=10")
+	srv := s.startServer("ds", "DATASTORAGE_REDIS_REPLAYBATCH=10", patientConnect)
 	l := startLoad(t, "replay-failover", srv, loadSpec{singles: 2, batches: 2, batchSize: 4, perWorker: 50})
 	time.Sleep(2 * time.Second)
 	require.NoError(t, s.pg.Stop())
@@ -237,7 +244,7 @@ func TestFailoverWhileTheSpoolReplays(t *testing.T) {
 	left := s.xlen(eventsStream)
 	require.NoError(t, standby.Promote())
 	promoted := time.Now()
-	waitFor(t, 30*time.Second, "a write committed on the new primary", func() bool {
+	waitFor(t, 90*time.Second, "a write committed on the new primary", func() bool {
 		_, ok := firstCommitAfter(l.results(), promoted)
 		return ok
 	})
@@ -303,7 +310,7 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	s := newStack(t, testenv.WithReplication())
 	standby := testenv.NewStandby(t, s.pg)
 	srv := s.startServer("ds", "DATASTORAGE_DATABASE_REPLICAURL="+standby.URL("datastorage"),
-		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s")
+		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s", patientConnect)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const corr = "read-replica"
@@ -372,7 +379,7 @@ func TestThreeReplicasOneKilledKeepEveryChain(t *testing.T) {
 	s := newStack(t)
 	var srvs []*server
 	for i := range 3 {
-		srvs = append(srvs, s.startServer(fmt.Sprintf("ds-%d", i), "DATASTORAGE_REDIS_CLAIMIDLE=1s"))
+		srvs = append(srvs, s.startServer(fmt.Sprintf("ds-%d", i), "DATASTORAGE_REDIS_CLAIMIDLE=1s", patientConnect))
 	}
 	const correlations = 100
 	var (
