@@ -109,6 +109,15 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage -out $(BENCH_DIR)/read.md -profiles bin/bench/profiles $(BENCH_ARGS)
 
+# The store's write-path experiments (index cost per row, batch statements, chain cost) are Go
+# benchmarks next to the store's code (internal/store/write_bench_test.go); each case migrates
+# its own database. STORE_BENCHTIME=20x is ~4 min on 2 busy CPUs.
+STORE_BENCHTIME ?= 20x
+.PHONY: bench-store
+bench-store: ## Store benchmarks: what each index, batch statement and the hash chains cost per row (rows/s, PostgreSQL CPU and WAL per row)
+	@bash scripts/deps.sh
+	$(GO) test -count=1 -run '^$$' -bench 'IndexCost|WriteStatement|ChainCost' -benchtime $(STORE_BENCHTIME) -timeout 30m ./internal/store/
+
 CONSOLE_EVENTS ?= 1000000
 .PHONY: bench-console
 bench-console: ## Console render time over CONSOLE_EVENTS (1M) events; writes bin/bench/console.md (RECORD=1: bench/results/)
