@@ -92,7 +92,7 @@ func (h *catalogHist) quantile(q float64) string {
 			if math.IsInf(b[0], 1) {
 				return "> last bucket"
 			}
-			return "≤ " + fmtDur(time.Duration(b[0]*float64(time.Second)))
+			return "≤ " + Dur(time.Duration(b[0]*float64(time.Second)))
 		}
 	}
 	return "–"
@@ -146,22 +146,22 @@ func catalogHTTP() *http.Client {
 }
 
 func runCatalog(ctx context.Context, o options) error {
-	workDir, bin, err := prepare(ctx, o)
+	workDir, bin, err := Prepare(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := StartEnv(ctx, bin, workDir, o.serverEnv)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	r := &catalogReport{started: time.Now()}
 	r.facts = collectFacts(ctx, e)
 	hc := catalogHTTP()
 	gen := newCatalogGen(7)
 
-	logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
+	Logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
 	bodies := make([][]byte, 0, catNames*catVersions)
 	// Version-major order: the eight workers mostly register different
 	// names at once, as a GitOps apply of many repositories would.
@@ -172,12 +172,12 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	catalogResetStatements(ctx, e)
 	r.register = timeRequests(ctx, hc, "registration c=8", catConcurrency, len(bodies), func(i int) (string, string, []byte, int) {
-		return http.MethodPost, e.api + "/api/v1/workflows", bodies[i], http.StatusCreated
+		return http.MethodPost, e.API + "/api/v1/workflows", bodies[i], http.StatusCreated
 	})
 	r.register.loadAvg = catalogLoadAvg()
 	r.register.statements = catalogTopStatements(ctx, e, 8)
-	logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
-		fmtDur(r.register.pct(.5)), fmtDur(r.register.pct(.99)), r.register.errs)
+	Logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
+		Dur(r.register.pct(.5)), Dur(r.register.pct(.99)), r.register.errs)
 	if r.register.errs > 0 {
 		return fmt.Errorf("registration failed: %s", r.register.firstErr)
 	}
@@ -196,7 +196,7 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	// Warm-up: the first searches plan the statements and fill the caches.
 	timeRequests(ctx, hc, "warm-up", catConcurrency, 200, func(i int) (string, string, []byte, int) {
-		return http.MethodPost, e.api + "/api/v1/workflows/search", labels[i%len(labels)], http.StatusOK
+		return http.MethodPost, e.API + "/api/v1/workflows/search", labels[i%len(labels)], http.StatusOK
 	})
 	const hist = "datastorage_catalog_search_duration_seconds"
 	for _, shape := range []struct {
@@ -206,17 +206,17 @@ func runCatalog(ctx context.Context, o options) error {
 	}{{"search labels only c=8", catConcurrency, labels}, {"search text+explain c=8", catConcurrency, texts},
 		{"search labels only c=1", 1, labels}} {
 		catalogResetStatements(ctx, e)
-		before := catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist)
+		before := catalogScrapeHist(ctx, hc, e.Metrics+"/metrics", hist)
 		t := timeRequests(ctx, hc, shape.name, shape.c, requests, func(i int) (string, string, []byte, int) {
-			return http.MethodPost, e.api + "/api/v1/workflows/search", shape.bodies[i%len(shape.bodies)], http.StatusOK
+			return http.MethodPost, e.API + "/api/v1/workflows/search", shape.bodies[i%len(shape.bodies)], http.StatusOK
 		})
 		t.loadAvg = catalogLoadAvg()
-		t.server = catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist).minus(before)
+		t.server = catalogScrapeHist(ctx, hc, e.Metrics+"/metrics", hist).minus(before)
 		t.statements = catalogTopStatements(ctx, e, 5)
 		t.sample = string(shape.bodies[0])
 		r.timings = append(r.timings, t)
-		logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, fmtDur(t.pct(.5)),
-			fmtDur(t.pct(.99)), t.perSec(), fmtDur(t.server.mean()), t.server.quantile(.99), t.errs)
+		Logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, Dur(t.pct(.5)),
+			Dur(t.pct(.99)), t.perSec(), Dur(t.server.mean()), t.server.quantile(.99), t.errs)
 	}
 	ids := make([]string, 512)
 	for i := range ids {
@@ -224,22 +224,22 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	catalogResetStatements(ctx, e)
 	t := timeRequests(ctx, hc, "get by id c=1", 1, requests, func(i int) (string, string, []byte, int) {
-		return http.MethodGet, e.api + "/api/v1/workflows/" + ids[i%len(ids)], nil, http.StatusOK
+		return http.MethodGet, e.API + "/api/v1/workflows/" + ids[i%len(ids)], nil, http.StatusOK
 	})
 	t.loadAvg = catalogLoadAvg()
 	t.statements = catalogTopStatements(ctx, e, 3)
 	r.timings = append(r.timings, t)
-	logf("catalog: get by id p50 %s p99 %s, errors %d", fmtDur(t.pct(.5)), fmtDur(t.pct(.99)), t.errs)
+	Logf("catalog: get by id p50 %s p99 %s, errors %d", Dur(t.pct(.5)), Dur(t.pct(.99)), t.errs)
 
 	// Candidates per search, from the answers of a sample.
 	for _, b := range labels[:20] {
-		n, err := totalCandidates(ctx, hc, e.api, b)
+		n, err := totalCandidates(ctx, hc, e.API, b)
 		if err != nil {
 			return err
 		}
 		r.candidates = append(r.candidates, n)
 	}
-	logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
+	Logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
 	r.explains = catalogExplains(ctx, e)
 	r.finished = time.Now()
 
@@ -258,7 +258,7 @@ func runCatalog(ctx context.Context, o options) error {
 		return err
 	}
 	fmt.Println(r.summary())
-	logf("report written to %s", out)
+	Logf("report written to %s", out)
 	return nil
 }
 
@@ -519,9 +519,9 @@ func (g *catalogGen) search(withText bool) []byte {
 // store with a tracer runs SearchWorkflows with the filter the catalog
 // builds for a search (internal/catalog SearchRequest.query, kept in step
 // by hand), and the statement it sent is replayed under EXPLAIN.
-func catalogExplains(ctx context.Context, e *env) []readExplain {
+func catalogExplains(ctx context.Context, e *Env) []readExplain {
 	rec := &lastStatement{}
-	ds, err := store.Open(ctx, e.dbURL, store.Options{Tracer: rec})
+	ds, err := store.Open(ctx, e.DBURL, store.Options{Tracer: rec})
 	if err != nil {
 		return []readExplain{{name: "open", plan: err.Error()}}
 	}
@@ -540,7 +540,7 @@ func catalogExplains(ctx context.Context, e *env) []readExplain {
 	text := partial
 	text.Text = "raise the memory limit"
 	var out []readExplain
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return []readExplain{{name: "connect", plan: err.Error()}}
 	}
@@ -594,17 +594,17 @@ func (r *catalogReport) targets() []catalogTarget {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	lab, txt, get := find("search labels only c=8"), find("search text+explain c=8"), find("get by id c=1")
 	return []catalogTarget{
-		{"search p99, labels only, c=8", "≤ 10 ms", fmtDur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
-		{"search p99, text + explain, c=8", "≤ 20 ms", fmtDur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
+		{"search p99, labels only, c=8", "≤ 10 ms", Dur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
+		{"search p99, text + explain, c=8", "≤ 20 ms", Dur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
 		{"registrations per second, c=8", "≥ 300", fmt.Sprintf("%.0f", r.register.perSec()), r.register.perSec() >= 300 && r.register.errs == 0},
-		{"get by id p99", "≤ 3 ms", fmtDur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
+		{"get by id p99", "≤ 3 ms", Dur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
 	}
 }
 
 func (r *catalogReport) summary() string {
 	var b strings.Builder
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, yes(t.met))
+		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, Yes(t.met))
 	}
 	return b.String()
 }
@@ -625,7 +625,7 @@ func (r *catalogReport) markdown() string {
 		catNames, catVersions, r.rows, r.tableSize, catSignalTypes, catNames/catSignalTypes, r.candidates)
 	b.WriteString("| measure | result | target | met |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, yes(t.met))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, Yes(t.met))
 	}
 	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n" +
 		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it): " +
@@ -634,10 +634,10 @@ func (r *catalogReport) markdown() string {
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		srvMean, srvP99 := "–", "–"
 		if t.server != nil && t.server.count > 0 {
-			srvMean, srvP99 = fmtDur(t.server.mean()), t.server.quantile(.99)
+			srvMean, srvP99 = Dur(t.server.mean()), t.server.quantile(.99)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, fmtDur(t.pct(.5)),
-			fmtDur(t.pct(.9)), fmtDur(t.pct(.99)), fmtDur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, Dur(t.pct(.5)),
+			Dur(t.pct(.9)), Dur(t.pct(.99)), Dur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
 	}
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		if t.firstErr != "" {
@@ -739,7 +739,7 @@ func (h *catalogHist) minus(before *catalogHist) *catalogHist {
 	return d
 }
 
-func catalogResetStatements(ctx context.Context, e *env) {
+func catalogResetStatements(ctx context.Context, e *Env) {
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()")
 		return err
@@ -748,7 +748,7 @@ func catalogResetStatements(ctx context.Context, e *env) {
 
 // catalogTopStatements are the statements that took the most time since the
 // last reset, other than the benchmark's own.
-func catalogTopStatements(ctx context.Context, e *env, n int) []catalogStmt {
+func catalogTopStatements(ctx context.Context, e *Env, n int) []catalogStmt {
 	var out []catalogStmt
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT calls, mean_exec_time, mean_plan_time, regexp_replace(query, '\s+', ' ', 'g')

@@ -17,9 +17,9 @@ import (
 	"time"
 )
 
-// loopbackClient is an HTTP client that can only reach 127.0.0.1: the dialer
+// LoopbackClient is an HTTP client that can only reach 127.0.0.1: the dialer
 // refuses every other address, whatever URL it is handed.
-func loopbackClient(conns int) *http.Client {
+func LoopbackClient(conns int) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Timeout: 60 * time.Second,
@@ -43,57 +43,57 @@ func loopbackClient(conns int) *http.Client {
 	}
 }
 
-// loadSpec is one HTTP scenario.
-type loadSpec struct {
-	name        string
-	batch       int // events per request; 1 posts to /events, more to /events/batch
-	concurrency int
-	warmup      time.Duration
-	duration    time.Duration
-	// parentEvery makes every n-th single-event request name the worker's
+// Spec is one HTTP scenario.
+type Spec struct {
+	Name        string
+	Batch       int // events per request; 1 posts to /events, more to /events/batch
+	Concurrency int
+	Warmup      time.Duration
+	Duration    time.Duration
+	// ParentEvery makes every n-th single-event request name the worker's
 	// previous event as parent_event_id (0: never).
-	parentEvery int
+	ParentEvery int
 }
 
 // loadResult is what a scenario measured.
 type loadResult struct {
-	spec      loadSpec
-	requests  int64
-	events    int64
-	errors    map[int]int64 // status (0: transport error) → count
-	elapsed   time.Duration // the measured window
-	latencies []time.Duration
+	Spec      Spec
+	Requests  int64
+	Events    int64
+	Errors    map[int]int64 // status (0: transport error) → count
+	Elapsed   time.Duration // the measured window
+	Latencies []time.Duration
 	cpu       cpuSplit
 	peakRSS   int64
-	firstErr  string
+	FirstErr  string
 	deep      *deepDive
 }
 
-func (r loadResult) eventsPerSec() float64 {
-	if r.elapsed <= 0 {
+func (r loadResult) EventsPerSec() float64 {
+	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.events) / r.elapsed.Seconds()
+	return float64(r.Events) / r.Elapsed.Seconds()
 }
 
-func (r loadResult) percentile(p float64) time.Duration {
-	if len(r.latencies) == 0 {
+func (r loadResult) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
 		return 0
 	}
-	i := int(float64(len(r.latencies)-1) * p)
-	return r.latencies[i]
+	i := int(float64(len(r.Latencies)-1) * p)
+	return r.Latencies[i]
 }
 
-func (r loadResult) max() time.Duration {
-	if len(r.latencies) == 0 {
+func (r loadResult) Max() time.Duration {
+	if len(r.Latencies) == 0 {
 		return 0
 	}
-	return r.latencies[len(r.latencies)-1]
+	return r.Latencies[len(r.Latencies)-1]
 }
 
-func (r loadResult) errorCount() int64 {
+func (r loadResult) ErrorCount() int64 {
 	var n int64
-	for _, c := range r.errors {
+	for _, c := range r.Errors {
 		n += c
 	}
 	return n
@@ -103,22 +103,22 @@ func (r loadResult) errorCount() int64 {
 // it in time.
 const maxRequestsPerWorker = 2_000_000
 
-// runLoad drives the API with spec.concurrency workers, each sending one
+// Run drives the API with spec.concurrency workers, each sending one
 // request at a time on its own kept-alive connection, for the warm-up and
 // then the measured window. Only requests that start inside the window
 // count.
-func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe func(phase string)) loadResult {
+func Run(ctx context.Context, e *Env, spec Spec, bodies [][]byte, probe func(phase string)) loadResult {
 	path := "/api/v1/audit/events"
-	if spec.batch > 1 {
+	if spec.Batch > 1 {
 		path += "/batch"
 	}
 	start := time.Now()
-	measureFrom := start.Add(spec.warmup)
-	measureTo := measureFrom.Add(spec.duration)
+	measureFrom := start.Add(spec.Warmup)
+	measureTo := measureFrom.Add(spec.Duration)
 
 	var (
 		mu   sync.Mutex
-		res  = loadResult{spec: spec, errors: map[int]int64{}}
+		res  = loadResult{Spec: spec, Errors: map[int]int64{}}
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
@@ -130,16 +130,16 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 		if probe == nil {
 			return
 		}
-		if !sleepUntil(ctx, measureFrom) {
+		if !SleepUntil(ctx, measureFrom) {
 			return
 		}
 		probe("start")
-		sleepUntil(ctx, measureTo)
+		SleepUntil(ctx, measureTo)
 		probe("end")
 	}()
-	for w := range spec.concurrency {
+	for w := range spec.Concurrency {
 		wg.Go(func() {
-			c := &rawClient{addr: e.apiAddr}
+			c := &rawClient{addr: e.APIAddr}
 			defer c.close()
 			var (
 				lat      = make([]time.Duration, 0, 4096)
@@ -159,7 +159,7 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 					break
 				}
 				body := bodies[int(next.Add(1))%len(bodies)]
-				if spec.parentEvery > 0 && parent != "" && n%spec.parentEvery == 0 {
+				if spec.ParentEvery > 0 && parent != "" && n%spec.ParentEvery == 0 {
 					buf = withParent(buf, body, parent)
 					body = buf
 				}
@@ -167,14 +167,14 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 				d := time.Since(t0)
 				measured := !t0.Before(measureFrom)
 				if status == http.StatusCreated {
-					if spec.batch == 1 {
+					if spec.Batch == 1 {
 						if id := eventID(resp); id != "" {
 							parent = id
 						}
 					}
 					if measured {
 						reqs++
-						events += int64(spec.batch)
+						events += int64(spec.Batch)
 						lat = append(lat, d)
 					}
 					continue
@@ -196,21 +196,21 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			res.requests += reqs
-			res.events += events
-			res.latencies = append(res.latencies, lat...)
+			res.Requests += reqs
+			res.Events += events
+			res.Latencies = append(res.Latencies, lat...)
 			for k, v := range errs {
-				res.errors[k] += v
+				res.Errors[k] += v
 			}
-			if res.firstErr == "" {
-				res.firstErr = firstErr
+			if res.FirstErr == "" {
+				res.FirstErr = firstErr
 			}
 		})
 	}
 	wg.Wait()
 	<-probeDone
-	res.elapsed = spec.duration
-	slices.Sort(res.latencies)
+	res.Elapsed = spec.Duration
+	slices.Sort(res.Latencies)
 	runtime.GC()
 	return res
 }
@@ -239,7 +239,7 @@ func (c *rawClient) close() {
 // until the next call). Status 0 means a transport error.
 func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	if c.conn == nil {
-		conn, err := dialLoopback(c.addr)
+		conn, err := DialLoopback(c.addr)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -275,8 +275,8 @@ func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	return resp.StatusCode, c.body, nil
 }
 
-// dialLoopback connects to addr, which must be on 127.0.0.1.
-func dialLoopback(addr string) (net.Conn, error) {
+// DialLoopback connects to addr, which must be on 127.0.0.1.
+func DialLoopback(addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -287,7 +287,7 @@ func dialLoopback(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, 5*time.Second)
 }
 
-func sleepUntil(ctx context.Context, t time.Time) bool {
+func SleepUntil(ctx context.Context, t time.Time) bool {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {

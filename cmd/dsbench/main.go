@@ -127,14 +127,12 @@ func main() {
 	defer cancel()
 
 	var err error
-	if o.historyCost {
-		err = runHistoryIndexCost(ctx, o) // history_cost.go
+	if o.historyCost || o.experiments {
+		err = fmt.Errorf("moved")
 	} else if o.catalog {
 		err = runCatalog(ctx, o)
 	} else if o.read {
 		err = runRead(ctx, o)
-	} else if o.experiments {
-		err = runExperiments(ctx, o)
 	} else {
 		err = runBench(ctx, o)
 	}
@@ -144,19 +142,19 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
+func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "dsbench %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
-// prepare makes the work directory and the server binary.
-func prepare(ctx context.Context, o options) (workDir, bin string, err error) {
+// Prepare makes the work directory and the server binary.
+func Prepare(ctx context.Context, o options) (workDir, bin string, err error) {
 	workDir, err = os.MkdirTemp("", "dsbench-")
 	if err != nil {
 		return "", "", err
 	}
 	bin = o.serverBin
 	if bin == "" {
-		logf("building ./cmd/datastorage")
+		Logf("building ./cmd/datastorage")
 		if bin, err = buildServer(ctx, workDir); err != nil {
 			return "", "", err
 		}
@@ -168,23 +166,23 @@ func prepare(ctx context.Context, o options) (workDir, bin string, err error) {
 }
 
 func runBench(ctx context.Context, o options) error {
-	workDir, bin, err := prepare(ctx, o)
+	workDir, bin, err := Prepare(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := StartEnv(ctx, bin, workDir, o.serverEnv)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	r := &report{started: time.Now(), opts: o}
 	r.facts = collectFacts(ctx, e)
 	if len(o.serverEnv) > 0 {
 		r.facts.pool += "; overrides: " + strings.Join(o.serverEnv, " ")
 	}
 
-	logf("EXPLAIN of the hot-path statements at the server's own partitions")
+	Logf("EXPLAIN of the hot-path statements at the server's own partitions")
 	if r.explain5, err = explainSet(ctx, e, false); err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
@@ -192,38 +190,38 @@ func runBench(ctx context.Context, o options) error {
 		return err
 	}
 	r.partitions = 36
-	logf("EXPLAIN at 36 partitions (empty)")
+	Logf("EXPLAIN at 36 partitions (empty)")
 	if r.explain36, err = explainSet(ctx, e, false); err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
 
-	gen := newEventGen(1, 1000, time.Now())
+	gen := NewGenerator(1, 1000, time.Now())
 	single := make([][]byte, 4096)
 	var size int
 	for i := range single {
-		single[i] = gen.body()
+		single[i] = gen.Body()
 		size += len(single[i])
 	}
 	r.eventBytes = size / len(single)
 	batches := make([][]byte, 24)
 	for i := range batches {
-		batches[i] = gen.batchBody(500)
+		batches[i] = gen.BatchBody(500)
 	}
 
-	specs := []loadSpec{
-		{name: "single c=1", batch: 1, concurrency: 1, parentEvery: 4},
-		{name: "single c=8", batch: 1, concurrency: 8, parentEvery: 4},
-		{name: "single c=64", batch: 1, concurrency: 64, parentEvery: 4},
-		{name: "batch500 c=1", batch: 500, concurrency: 1},
-		{name: "batch500 c=4", batch: 500, concurrency: 4},
+	specs := []Spec{
+		{Name: "single c=1", Batch: 1, Concurrency: 1, ParentEvery: 4},
+		{Name: "single c=8", Batch: 1, Concurrency: 8, ParentEvery: 4},
+		{Name: "single c=64", Batch: 1, Concurrency: 64, ParentEvery: 4},
+		{Name: "batch500 c=1", Batch: 500, Concurrency: 1},
+		{Name: "batch500 c=4", Batch: 500, Concurrency: 4},
 	}
 	for _, spec := range specs {
-		if o.only != "" && !strings.Contains(spec.name, o.only) {
+		if o.only != "" && !strings.Contains(spec.Name, o.only) {
 			continue
 		}
-		spec.warmup, spec.duration = o.warmup, o.duration
+		spec.Warmup, spec.Duration = o.warmup, o.duration
 		bodies := single
-		if spec.batch > 1 {
+		if spec.Batch > 1 {
 			bodies = batches
 		}
 		res, err := runScenario(ctx, e, r, spec, bodies)
@@ -231,42 +229,42 @@ func runBench(ctx context.Context, o options) error {
 			return err
 		}
 		r.loads = append(r.loads, res)
-		logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.name, res.eventsPerSec(),
-			fmtDur(res.percentile(.5)), fmtDur(res.percentile(.99)), res.errorCount())
-		if res.firstErr != "" {
-			logf("  first error: %s", res.firstErr)
+		Logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.Name, res.EventsPerSec(),
+			Dur(res.Percentile(.5)), Dur(res.Percentile(.99)), res.ErrorCount())
+		if res.FirstErr != "" {
+			Logf("  first error: %s", res.FirstErr)
 		}
 	}
-	r.serverPeakRSSAll = peakRSS(e.serverPID())
+	r.serverPeakRSSAll = PeakRSS(e.ServerPID())
 
 	rows := int64(0)
 	for _, l := range r.loads {
-		if l.spec.batch > 1 {
-			rows = max(rows, l.events)
+		if l.Spec.Batch > 1 {
+			rows = max(rows, l.Events)
 		}
 	}
 	rows = min(max(rows, 50_000), 400_000)
 	if o.skipRaw {
 		return finishReport(ctx, e, r, o)
 	}
-	logf("raw limit: COPY of %d rows straight into audit_events", rows)
+	Logf("raw limit: COPY of %d rows straight into audit_events", rows)
 	if r.copy, err = rawCopy(ctx, e, gen, rows); err != nil {
 		return fmt.Errorf("raw copy: %w", err)
 	}
-	logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
+	Logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
 
-	logf("hash chain cost: the store's insert with and without chain statements")
+	Logf("hash chain cost: the store's insert with and without chain statements")
 	if r.chain, err = chainCost(ctx, e, gen); err != nil {
 		return fmt.Errorf("chain cost: %w", err)
 	}
-	logf("EXPLAIN at 36 partitions (after the load)")
+	Logf("EXPLAIN at 36 partitions (after the load)")
 	if r.explainLoaded, err = explainSet(ctx, e, true); err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
 	return finishReport(ctx, e, r, o)
 }
 
-func finishReport(ctx context.Context, e *env, r *report, o options) error {
+func finishReport(ctx context.Context, e *Env, r *report, o options) error {
 	r.rowsInTable = countRows(ctx, e)
 	r.finished = time.Now()
 
@@ -278,17 +276,17 @@ func finishReport(ctx context.Context, e *env, r *report, o options) error {
 		return err
 	}
 	fmt.Println(r.summaryTable())
-	logf("report written to %s", o.out)
+	Logf("report written to %s", o.out)
 	if o.keep {
-		logf("-keep: server %s, database %s; Ctrl-C to stop", e.api, e.dbURL)
+		Logf("-keep: server %s, database %s; Ctrl-C to stop", e.API, e.DBURL)
 		<-ctx.Done()
 	}
 	return nil
 }
 
-// commandLine is how this run was started, for the report's first line: a
+// CommandLine is how this run was started, for the report's first line: a
 // committed report in bench/results/ says what wrote it.
-func commandLine() string {
+func CommandLine() string {
 	args := []string{"go run ./cmd/dsbench"}
 	for _, a := range os.Args[1:] {
 		if strings.ContainsAny(a, " \t'\"$") {

@@ -84,25 +84,25 @@ func runRead(ctx context.Context, o options) error {
 	// more memory for reads.
 	for _, s := range readPGSettings {
 		found := false
-		for i := range pgSettings {
-			if pgSettings[i][0] == s[0] {
-				pgSettings[i][1], found = s[1], true
+		for i := range PGSettings {
+			if PGSettings[i][0] == s[0] {
+				PGSettings[i][1], found = s[1], true
 			}
 		}
 		if !found {
-			pgSettings = append(pgSettings, s)
+			PGSettings = append(PGSettings, s)
 		}
 	}
-	workDir, bin, err := prepare(ctx, o)
+	workDir, bin, err := Prepare(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := StartEnv(ctx, bin, workDir, o.serverEnv)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	r := &readReport{started: time.Now()}
 	r.facts = collectFacts(ctx, e)
 
@@ -120,7 +120,7 @@ func runRead(ctx context.Context, o options) error {
 		return err
 	}
 
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return err
 	}
@@ -134,11 +134,11 @@ func runRead(ctx context.Context, o options) error {
 		return err
 	}
 
-	cl := loopbackClient(2)
+	cl := LoopbackClient(2)
 	n := o.readRequests
 	rng := rand.New(rand.NewPCG(7, 11))
 	get := func(path string) (time.Duration, []byte, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.api+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.API+path, nil)
 		t := time.Now()
 		resp, err := cl.Do(req)
 		if err != nil {
@@ -176,9 +176,9 @@ func runRead(ctx context.Context, o options) error {
 			res.bytes += int64(len(b))
 		}
 		res.path = path(0)
-		logf("%-44s n=%d p50 %s p99 %s errors %d %s", res.name, len(res.lat), fmtDur(res.pct(.5)), fmtDur(res.pct(.99)), res.errs, res.note)
+		Logf("%-44s n=%d p50 %s p99 %s errors %d %s", res.name, len(res.lat), Dur(res.pct(.5)), Dur(res.pct(.99)), res.errs, res.note)
 		if res.firstErr != "" {
-			logf("  first error: %s", res.firstErr)
+			Logf("  first error: %s", res.firstErr)
 		}
 		r.results = append(r.results, res)
 	}
@@ -211,7 +211,7 @@ func runRead(ctx context.Context, o options) error {
 		depth++
 	}
 	r.cursorDepth = depth
-	logf("walked %d pages by cursor in %s", depth, time.Since(walkStart).Round(time.Millisecond))
+	Logf("walked %d pages by cursor in %s", depth, time.Since(walkStart).Round(time.Millisecond))
 	deep := &readResult{name: fmt.Sprintf("cursor page %d pages deep", depth),
 		target: "p99 ≤ 2 × first page p99", limit: 2 * first.pct(.99)}
 	measure(deep, func(int) string { return events + "?limit=50&cursor=" + url.QueryEscape(cursor) })
@@ -245,9 +245,9 @@ func runRead(ctx context.Context, o options) error {
 		measure(&readResult{name: a.name, target: "p99 ≤ 200 ms", limit: 200 * time.Millisecond}, func(int) string { return p })
 	}
 
-	measureHistory(ctx, conn, e.dbURL, history, measure)
+	measureHistory(ctx, conn, e.DBURL, history, measure)
 
-	logf("EXPLAIN (ANALYZE, BUFFERS) of each query shape")
+	Logf("EXPLAIN (ANALYZE, BUFFERS) of each query shape")
 	cur, err := query.DecodeCursor(cursor)
 	if err != nil {
 		return err
@@ -273,9 +273,9 @@ func runRead(ctx context.Context, o options) error {
 	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 		return err
 	}
-	logf("report written to %s", out)
+	Logf("report written to %s", out)
 	if o.keep {
-		logf("-keep: server %s, database %s; Ctrl-C to stop", e.api, e.dbURL)
+		Logf("-keep: server %s, database %s; Ctrl-C to stop", e.API, e.DBURL)
 		<-ctx.Done()
 	}
 	return nil
@@ -284,18 +284,18 @@ func runRead(ctx context.Context, o options) error {
 const readMarker = "<!-- analysis: written by hand, kept by dsbench -read across runs -->"
 
 // tableSizes measures the named tables.
-func tableSizes(ctx context.Context, e *env, names ...string) ([]partSize, error) {
+func tableSizes(ctx context.Context, e *Env, names ...string) ([]partSize, error) {
 	return sizes(ctx, e, `WHERE c.relname = ANY($1)`, names)
 }
 
 // readSizes measures every partition of audit_events.
-func readSizes(ctx context.Context, e *env) ([]partSize, error) {
+func readSizes(ctx context.Context, e *Env) ([]partSize, error) {
 	return sizes(ctx, e, `JOIN pg_inherits i ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_events'::regclass`)
 }
 
 // sizes measures the tables of pg_class c that where selects, by name.
-func sizes(ctx context.Context, e *env, where string, args ...any) ([]partSize, error) {
-	conn, err := pgx.Connect(ctx, e.dbURL)
+func sizes(ctx context.Context, e *Env, where string, args ...any) ([]partSize, error) {
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return nil, err
 	}

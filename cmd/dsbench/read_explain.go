@@ -81,7 +81,7 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 			}},
 		} {
 			if err := a.run(); err != nil {
-				logf("  %s: %v", a.name, err)
+				Logf("  %s: %v", a.name, err)
 				continue
 			}
 			shapes = append(shapes, struct {
@@ -102,7 +102,7 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 		if err != nil {
 			ex.plan = "EXPLAIN failed: " + err.Error()
 		}
-		logf("  explained %s", s.name)
+		Logf("  explained %s", s.name)
 		out = append(out, ex)
 	}
 	return out
