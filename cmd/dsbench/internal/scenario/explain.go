@@ -1,11 +1,10 @@
-package main
+package scenario
 
 import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -42,7 +44,7 @@ const explainReps = 9
 // EXECUTE, as pgx runs them (named prepared statements), under
 // plan_cache_mode force_custom_plan and force_generic_plan, and reports which
 // one the default (auto) settles on.
-func explainSet(ctx context.Context, e *Env, loaded bool) ([]explainRow, error) {
+func explainSet(ctx context.Context, e *harness.Env, loaded bool) ([]explainRow, error) {
 	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return nil, err
@@ -87,12 +89,12 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 		}
 		copy(ids, got)
 	}
-	gen := NewGenerator(99, 1000, time.Now())
+	gen := loadgen.NewGenerator(99, 1000, time.Now())
 	bodies := make([][]byte, 32)
 	for i := range bodies {
 		bodies[i] = gen.Body()
 	}
-	events, err := DecodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +102,7 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 	for i := range corrs {
 		corrs[i] = events[i].CorrelationID
 	}
-	StampUnchained(events[:1], func(int) int64 { return 1 })
+	loadgen.StampUnchained(events[:1], func(int) int64 { return 1 })
 	ins, err := textColumns(events[:1])
 	if err != nil {
 		return nil, err
@@ -213,7 +215,7 @@ func explainOne(ctx context.Context, conn *pgx.Conn, name string, st explainStmt
 		execs = append(execs, res.ExecutionTime)
 		row.scanned, row.removed = countPartitions(res.Plan)
 	}
-	row.planMS, row.execMS = Median(plans), Median(execs)
+	row.planMS, row.execMS = report.Median(plans), report.Median(execs)
 	return row, nil
 }
 
@@ -310,18 +312,9 @@ func countPartitions(node map[string]any) (scanned, removed int) {
 	return scanned, removed
 }
 
-func Median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // createPartitions adds months before the earliest partition until
 // audit_events has total partitions; it returns how many there were before.
-func createPartitions(ctx context.Context, e *Env, total int) (int, error) {
+func createPartitions(ctx context.Context, e *harness.Env, total int) (int, error) {
 	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return 0, err

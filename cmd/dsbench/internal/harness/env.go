@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,21 +24,38 @@ import (
 // production (fsync, full-page writes and synchronous commit on), with the
 // memory and WAL sizing a production instance of this size would get.
 // pg_stat_statements is loaded to show where the server spends its time.
-var PGSettings = [][2]string{
-	{"fsync", "on"},
-	{"synchronous_commit", "on"},
-	{"full_page_writes", "on"},
-	{"wal_level", "replica"},
-	{"shared_buffers", "1GB"},
-	{"wal_buffers", "16MB"},
-	{"max_wal_size", "4GB"},
-	{"checkpoint_timeout", "15min"},
-	{"max_connections", "100"},
-	{"shared_preload_libraries", "pg_stat_statements"},
-	{"pg_stat_statements.track", "all"},
-	{"pg_stat_statements.track_planning", "on"},
-	{"track_io_timing", "on"},
-	{"track_wal_io_timing", "on"},
+func PGSettings() [][2]string {
+	return [][2]string{
+		{"fsync", "on"},
+		{"synchronous_commit", "on"},
+		{"full_page_writes", "on"},
+		{"wal_level", "replica"},
+		{"shared_buffers", "1GB"},
+		{"wal_buffers", "16MB"},
+		{"max_wal_size", "4GB"},
+		{"checkpoint_timeout", "15min"},
+		{"max_connections", "100"},
+		{"shared_preload_libraries", "pg_stat_statements"},
+		{"pg_stat_statements.track", "all"},
+		{"pg_stat_statements.track_planning", "on"},
+		{"track_io_timing", "on"},
+		{"track_wal_io_timing", "on"},
+	}
+}
+
+// MergeSettings returns base with over applied: a setting of over replaces
+// the one of the same name in base, in place, or is added at the end.
+func MergeSettings(base, over [][2]string) [][2]string {
+	out := slices.Clone(base)
+	for _, s := range over {
+		i := slices.IndexFunc(out, func(b [2]string) bool { return b[0] == s[0] })
+		if i < 0 {
+			out = append(out, s)
+			continue
+		}
+		out[i][1] = s[1]
+	}
+	return out
 }
 
 // benchDB is the database the server writes to.
@@ -58,9 +76,9 @@ type Env struct {
 	Pprof   bool
 }
 
-func StartEnv(ctx context.Context, bin, workDir string, serverEnv []string) (*Env, error) {
-	opts := make([]testenv.PostgresOption, 0, len(PGSettings))
-	for _, s := range PGSettings {
+func StartEnv(ctx context.Context, bin, workDir string, serverEnv []string, pgSettings [][2]string) (*Env, error) {
+	opts := make([]testenv.PostgresOption, 0, len(pgSettings))
+	for _, s := range pgSettings {
 		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
 	}
 	e := &Env{Bin: bin}
@@ -234,17 +252,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// buildServer builds ./cmd/datastorage into dir.
-func buildServer(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "datastorage")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/datastorage")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/datastorage: %w", err)
-	}
-	return out, nil
 }
 
 func tail(path string, n int) string {

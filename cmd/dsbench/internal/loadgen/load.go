@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bufio"
@@ -15,33 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// LoopbackClient is an HTTP client that can only reach 127.0.0.1: the dialer
-// refuses every other address, whatever URL it is handed.
-func LoopbackClient(conns int) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				host, _, err := net.SplitHostPort(addr)
-				if err != nil {
-					return nil, err
-				}
-				if host != "127.0.0.1" {
-					return nil, fmt.Errorf("dsbench talks to 127.0.0.1 only, not %s", host)
-				}
-				return d.DialContext(ctx, network, addr)
-			},
-			MaxIdleConns:        conns,
-			MaxIdleConnsPerHost: conns,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-			ForceAttemptHTTP2:   false,
-		},
-	}
-}
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+)
 
 // Spec is one HTTP scenario.
 type Spec struct {
@@ -55,28 +31,30 @@ type Spec struct {
 	ParentEvery int
 }
 
-// loadResult is what a scenario measured.
-type loadResult struct {
+// Result is what one run of a Spec measured, over the measured window only.
+type Result struct {
 	Spec      Spec
-	Requests  int64
-	Events    int64
+	Requests  int64         // answered 201
+	Events    int64         // in those requests
 	Errors    map[int]int64 // status (0: transport error) → count
 	Elapsed   time.Duration // the measured window
 	Latencies []time.Duration
-	cpu       cpuSplit
-	peakRSS   int64
-	FirstErr  string
-	deep      *deepDive
+	FirstErr  string // the first failure's status and body, for the log
 }
 
-func (r loadResult) EventsPerSec() float64 {
+// EventsPerSec is the throughput of the measured window.
+func (r Result) EventsPerSec() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
 	return float64(r.Events) / r.Elapsed.Seconds()
 }
 
-func (r loadResult) Percentile(p float64) time.Duration {
+// Percentile is the latency below which the fraction p (0..1) of the
+// answered requests fell: the nearest-rank value of the sorted latencies,
+// rounding the rank down (so p=1 is the maximum and p=0 the minimum). 0
+// when nothing was answered.
+func (r Result) Percentile(p float64) time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
 	}
@@ -84,14 +62,16 @@ func (r loadResult) Percentile(p float64) time.Duration {
 	return r.Latencies[i]
 }
 
-func (r loadResult) Max() time.Duration {
+// Max is the slowest answered request.
+func (r Result) Max() time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
 	}
 	return r.Latencies[len(r.Latencies)-1]
 }
 
-func (r loadResult) ErrorCount() int64 {
+// ErrorCount is the requests of the measured window not answered 201.
+func (r Result) ErrorCount() int64 {
 	var n int64
 	for _, c := range r.Errors {
 		n += c
@@ -103,11 +83,12 @@ func (r loadResult) ErrorCount() int64 {
 // it in time.
 const maxRequestsPerWorker = 2_000_000
 
-// Run drives the API with spec.concurrency workers, each sending one
-// request at a time on its own kept-alive connection, for the warm-up and
-// then the measured window. Only requests that start inside the window
-// count.
-func Run(ctx context.Context, e *Env, spec Spec, bodies [][]byte, probe func(phase string)) loadResult {
+// Run drives the API at apiAddr (127.0.0.1:port) with spec.Concurrency
+// workers, each sending one request at a time on its own kept-alive
+// connection, the bodies in turn, for the warm-up and then the measured
+// window. Only requests that start inside the window count. probe, if not
+// nil, is called with "start" and "end" on the clock at the window's edges.
+func Run(ctx context.Context, apiAddr string, spec Spec, bodies [][]byte, probe func(phase string)) Result {
 	path := "/api/v1/audit/events"
 	if spec.Batch > 1 {
 		path += "/batch"
@@ -118,7 +99,7 @@ func Run(ctx context.Context, e *Env, spec Spec, bodies [][]byte, probe func(pha
 
 	var (
 		mu   sync.Mutex
-		res  = loadResult{Spec: spec, Errors: map[int]int64{}}
+		res  = Result{Spec: spec, Errors: map[int]int64{}}
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
@@ -139,7 +120,7 @@ func Run(ctx context.Context, e *Env, spec Spec, bodies [][]byte, probe func(pha
 	}()
 	for w := range spec.Concurrency {
 		wg.Go(func() {
-			c := &rawClient{addr: e.APIAddr}
+			c := &rawClient{addr: apiAddr}
 			defer c.close()
 			var (
 				lat      = make([]time.Duration, 0, 4096)
@@ -239,7 +220,7 @@ func (c *rawClient) close() {
 // until the next call). Status 0 means a transport error.
 func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	if c.conn == nil {
-		conn, err := DialLoopback(c.addr)
+		conn, err := harness.DialLoopback(c.addr)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -275,18 +256,7 @@ func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	return resp.StatusCode, c.body, nil
 }
 
-// DialLoopback connects to addr, which must be on 127.0.0.1.
-func DialLoopback(addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if host != "127.0.0.1" {
-		return nil, fmt.Errorf("dsbench talks to 127.0.0.1 only, not %s", host)
-	}
-	return net.DialTimeout("tcp", addr, 5*time.Second)
-}
-
+// SleepUntil waits until t and reports true, or false when ctx ends first.
 func SleepUntil(ctx context.Context, t time.Time) bool {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 // The workflow catalog benchmark (`dsbench -catalog`, part of `make bench`):
 // register a catalog of 1,000 names × 10 versions (realistic labels, 4 KiB
@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +28,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -92,7 +93,7 @@ func (h *catalogHist) quantile(q float64) string {
 			if math.IsInf(b[0], 1) {
 				return "> last bucket"
 			}
-			return "≤ " + Dur(time.Duration(b[0]*float64(time.Second)))
+			return "≤ " + report.Dur(time.Duration(b[0]*float64(time.Second)))
 		}
 	}
 	return "–"
@@ -106,12 +107,7 @@ type catalogStmt struct {
 }
 
 func (t *catalogTiming) pct(p float64) time.Duration {
-	if len(t.lat) == 0 {
-		return 0
-	}
-	s := slices.Clone(t.lat)
-	slices.Sort(s)
-	return s[max(int(math.Ceil(p*float64(len(s))))-1, 0)]
+	return report.Quantile(t.lat, p)
 }
 
 func (t *catalogTiming) perSec() float64 {
@@ -145,13 +141,13 @@ func catalogHTTP() *http.Client {
 	}
 }
 
-func runCatalog(ctx context.Context, o options) error {
-	workDir, bin, err := Prepare(ctx, o)
+func RunCatalog(ctx context.Context, o Options) error {
+	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := StartEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := harness.StartEnv(ctx, bin, workDir, o.ServerEnv, harness.PGSettings())
 	if err != nil {
 		return err
 	}
@@ -161,7 +157,7 @@ func runCatalog(ctx context.Context, o options) error {
 	hc := catalogHTTP()
 	gen := newCatalogGen(7)
 
-	Logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
+	harness.Logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
 	bodies := make([][]byte, 0, catNames*catVersions)
 	// Version-major order: the eight workers mostly register different
 	// names at once, as a GitOps apply of many repositories would.
@@ -176,8 +172,8 @@ func runCatalog(ctx context.Context, o options) error {
 	})
 	r.register.loadAvg = catalogLoadAvg()
 	r.register.statements = catalogTopStatements(ctx, e, 8)
-	Logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
-		Dur(r.register.pct(.5)), Dur(r.register.pct(.99)), r.register.errs)
+	harness.Logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
+		report.Dur(r.register.pct(.5)), report.Dur(r.register.pct(.99)), r.register.errs)
 	if r.register.errs > 0 {
 		return fmt.Errorf("registration failed: %s", r.register.firstErr)
 	}
@@ -187,7 +183,7 @@ func runCatalog(ctx context.Context, o options) error {
 			Scan(&r.rows, &r.tableSize)
 	})
 
-	requests := o.catalogRequests
+	requests := o.CatalogRequests
 	labels := make([][]byte, 256)
 	texts := make([][]byte, 256)
 	for i := range labels {
@@ -215,8 +211,8 @@ func runCatalog(ctx context.Context, o options) error {
 		t.statements = catalogTopStatements(ctx, e, 5)
 		t.sample = string(shape.bodies[0])
 		r.timings = append(r.timings, t)
-		Logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, Dur(t.pct(.5)),
-			Dur(t.pct(.99)), t.perSec(), Dur(t.server.mean()), t.server.quantile(.99), t.errs)
+		harness.Logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, report.Dur(t.pct(.5)),
+			report.Dur(t.pct(.99)), t.perSec(), report.Dur(t.server.mean()), t.server.quantile(.99), t.errs)
 	}
 	ids := make([]string, 512)
 	for i := range ids {
@@ -229,7 +225,7 @@ func runCatalog(ctx context.Context, o options) error {
 	t.loadAvg = catalogLoadAvg()
 	t.statements = catalogTopStatements(ctx, e, 3)
 	r.timings = append(r.timings, t)
-	Logf("catalog: get by id p50 %s p99 %s, errors %d", Dur(t.pct(.5)), Dur(t.pct(.99)), t.errs)
+	harness.Logf("catalog: get by id p50 %s p99 %s, errors %d", report.Dur(t.pct(.5)), report.Dur(t.pct(.99)), t.errs)
 
 	// Candidates per search, from the answers of a sample.
 	for _, b := range labels[:20] {
@@ -239,26 +235,16 @@ func runCatalog(ctx context.Context, o options) error {
 		}
 		r.candidates = append(r.candidates, n)
 	}
-	Logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
+	harness.Logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
 	r.explains = catalogExplains(ctx, e)
 	r.finished = time.Now()
 
-	out := o.out
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	md := r.markdown()
-	// Keep the hand-written analysis below the marker across runs.
-	if old, err := os.ReadFile(out); err == nil && strings.Contains(string(old), catalogMarker) {
-		md += string(old[strings.Index(string(old), catalogMarker):])
-	} else {
-		md += "\n" + catalogMarker + "\n"
-	}
-	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+	out := o.Out
+	if err := report.Write(out, r.markdown(), catalogMarker); err != nil {
 		return err
 	}
 	fmt.Println(r.summary())
-	Logf("report written to %s", out)
+	harness.Logf("report written to %s", out)
 	return nil
 }
 
@@ -519,7 +505,7 @@ func (g *catalogGen) search(withText bool) []byte {
 // store with a tracer runs SearchWorkflows with the filter the catalog
 // builds for a search (internal/catalog SearchRequest.query, kept in step
 // by hand), and the statement it sent is replayed under EXPLAIN.
-func catalogExplains(ctx context.Context, e *Env) []readExplain {
+func catalogExplains(ctx context.Context, e *harness.Env) []readExplain {
 	rec := &lastStatement{}
 	ds, err := store.Open(ctx, e.DBURL, store.Options{Tracer: rec})
 	if err != nil {
@@ -594,17 +580,17 @@ func (r *catalogReport) targets() []catalogTarget {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	lab, txt, get := find("search labels only c=8"), find("search text+explain c=8"), find("get by id c=1")
 	return []catalogTarget{
-		{"search p99, labels only, c=8", "≤ 10 ms", Dur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
-		{"search p99, text + explain, c=8", "≤ 20 ms", Dur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
+		{"search p99, labels only, c=8", "≤ 10 ms", report.Dur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
+		{"search p99, text + explain, c=8", "≤ 20 ms", report.Dur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
 		{"registrations per second, c=8", "≥ 300", fmt.Sprintf("%.0f", r.register.perSec()), r.register.perSec() >= 300 && r.register.errs == 0},
-		{"get by id p99", "≤ 3 ms", Dur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
+		{"get by id p99", "≤ 3 ms", report.Dur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
 	}
 }
 
 func (r *catalogReport) summary() string {
 	var b strings.Builder
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, Yes(t.met))
+		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, report.Yes(t.met))
 	}
 	return b.String()
 }
@@ -625,7 +611,7 @@ func (r *catalogReport) markdown() string {
 		catNames, catVersions, r.rows, r.tableSize, catSignalTypes, catNames/catSignalTypes, r.candidates)
 	b.WriteString("| measure | result | target | met |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, Yes(t.met))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, report.Yes(t.met))
 	}
 	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n" +
 		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it): " +
@@ -634,10 +620,10 @@ func (r *catalogReport) markdown() string {
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		srvMean, srvP99 := "–", "–"
 		if t.server != nil && t.server.count > 0 {
-			srvMean, srvP99 = Dur(t.server.mean()), t.server.quantile(.99)
+			srvMean, srvP99 = report.Dur(t.server.mean()), t.server.quantile(.99)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, Dur(t.pct(.5)),
-			Dur(t.pct(.9)), Dur(t.pct(.99)), Dur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, report.Dur(t.pct(.5)),
+			report.Dur(t.pct(.9)), report.Dur(t.pct(.99)), report.Dur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
 	}
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		if t.firstErr != "" {
@@ -739,7 +725,7 @@ func (h *catalogHist) minus(before *catalogHist) *catalogHist {
 	return d
 }
 
-func catalogResetStatements(ctx context.Context, e *Env) {
+func catalogResetStatements(ctx context.Context, e *harness.Env) {
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()")
 		return err
@@ -748,7 +734,7 @@ func catalogResetStatements(ctx context.Context, e *Env) {
 
 // catalogTopStatements are the statements that took the most time since the
 // last reset, other than the benchmark's own.
-func catalogTopStatements(ctx context.Context, e *Env, n int) []catalogStmt {
+func catalogTopStatements(ctx context.Context, e *harness.Env, n int) []catalogStmt {
 	var out []catalogStmt
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT calls, mean_exec_time, mean_plan_time, regexp_replace(query, '\s+', ' ', 'g')

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -34,12 +36,12 @@ func (c copyResult) rowsPerSec() float64 {
 // rawCopy COPYs rows rows, equivalent to the API's events (same generator,
 // same decoded values, a stand-in hash), into audit_events with all its
 // indexes, in chunks of copyChunk rows per transaction, from one connection.
-func rawCopy(ctx context.Context, e *Env, gen *Generator, rows int64) (copyResult, error) {
+func rawCopy(ctx context.Context, e *harness.Env, gen *loadgen.Generator, rows int64) (copyResult, error) {
 	bodies := make([][]byte, copyChunk)
 	for i := range bodies {
 		bodies[i] = gen.Body()
 	}
-	events, err := DecodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return copyResult{}, err
 	}
@@ -50,20 +52,20 @@ func rawCopy(ctx context.Context, e *Env, gen *Generator, rows int64) (copyResul
 	defer conn.Close(context.Background())
 
 	pgPID := e.PostmasterPID()
-	cpu0 := TreeCPU(pgPID)
+	cpu0 := harness.TreeCPU(pgPID)
 	start := time.Now()
 	var done int64
 	deadline := start.Add(3 * time.Minute)
 	for done < rows && time.Now().Before(deadline) {
 		part := events[:min(int64(copyChunk), rows-done)]
-		StampUnchained(part, func(i int) int64 { return done + int64(i) + 1 })
+		loadgen.StampUnchained(part, func(i int) int64 { return done + int64(i) + 1 })
 		got, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, store.BatchInsertColumns(), store.CopyRows(part))
 		if err != nil {
 			return copyResult{}, err
 		}
 		done += got
 	}
-	return copyResult{rows: done, elapsed: time.Since(start), pgCPU: TreeCPU(pgPID) - cpu0}, nil
+	return copyResult{rows: done, elapsed: time.Since(start), pgCPU: harness.TreeCPU(pgPID) - cpu0}, nil
 }
 
 // storeCopyMinRows mirrors the store's copyMinRows: from this many rows the
@@ -92,7 +94,7 @@ func (c chainRun) rowsPerSec() float64 {
 // insert, chain-head write, rollups, in one transaction per writer) against
 // the same rows alone in a transaction, through pgx, for big batches from one
 // writer and group-commit-sized ones from two.
-func chainCost(ctx context.Context, e *Env, gen *Generator) ([]chainRun, error) {
+func chainCost(ctx context.Context, e *harness.Env, gen *loadgen.Generator) ([]chainRun, error) {
 	st, err := store.Open(ctx, e.DBURL, store.Options{MaxConns: 4})
 	if err != nil {
 		return nil, err
@@ -105,20 +107,20 @@ func chainCost(ctx context.Context, e *Env, gen *Generator) ([]chainRun, error) 
 			if err != nil {
 				return nil, err
 			}
-			Logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s", r.batch, r.writers, r.chain, r.rowsPerSec())
+			harness.Logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s", r.batch, r.writers, r.chain, r.rowsPerSec())
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-func chainOnce(ctx context.Context, e *Env, st *store.Store, gen *Generator, batch, writers, total int, chain bool) (chainRun, error) {
+func chainOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *loadgen.Generator, batch, writers, total int, chain bool) (chainRun, error) {
 	// Decode everything first so the clock sees only the writes.
 	bodies := make([][]byte, total)
 	for i := range bodies {
 		bodies[i] = gen.Body()
 	}
-	events, err := DecodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return chainRun{}, err
 	}
@@ -126,7 +128,7 @@ func chainOnce(ctx context.Context, e *Env, st *store.Store, gen *Generator, bat
 	if !chain {
 		for i := 0; i < total; i += batch {
 			part := events[i:min(i+batch, total)]
-			StampUnchained(part, func(i int) int64 { return int64(i) + 1 })
+			loadgen.StampUnchained(part, func(i int) int64 { return int64(i) + 1 })
 			if batch < storeCopyMinRows {
 				args, err := store.BatchInsertArgs(part)
 				if err != nil {
@@ -152,7 +154,7 @@ func chainOnce(ctx context.Context, e *Env, st *store.Store, gen *Generator, bat
 		defer pipe.Close(context.Background())
 	}
 	pgPID := e.PostmasterPID()
-	pg0, go0 := TreeCPU(pgPID), SelfCPU()
+	pg0, go0 := harness.TreeCPU(pgPID), harness.SelfCPU()
 	deadline := time.Now().Add(time.Minute)
 	start := time.Now()
 	var (
@@ -201,7 +203,7 @@ func chainOnce(ctx context.Context, e *Env, st *store.Store, gen *Generator, bat
 	}
 	wg.Wait()
 	r := chainRun{batch: batch, writers: writers, chain: chain, rows: rows, elapsed: time.Since(start),
-		pgCPU: TreeCPU(pgPID) - pg0, goCPU: SelfCPU() - go0}
+		pgCPU: harness.TreeCPU(pgPID) - pg0, goCPU: harness.SelfCPU() - go0}
 	if first != nil {
 		return r, fmt.Errorf("insert (chain %v): %w", chain, first)
 	}
@@ -209,7 +211,7 @@ func chainOnce(ctx context.Context, e *Env, st *store.Store, gen *Generator, bat
 }
 
 // countRows counts audit_events (for the report).
-func countRows(ctx context.Context, e *Env) int64 {
+func countRows(ctx context.Context, e *harness.Env) int64 {
 	var n int64
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&n)
