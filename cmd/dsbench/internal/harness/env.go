@@ -65,17 +65,22 @@ const benchDB = "datastorage_bench"
 type Env struct {
 	PG      *testenv.Postgres
 	Redis   *testenv.Redis
-	DBURL   string
+	DBURL   string // the server's database
 	server  *exec.Cmd
 	srvDone chan error
 	srvLog  string
 	Bin     string
 	API     string // http://127.0.0.1:port
 	APIAddr string // 127.0.0.1:port
-	Metrics string
-	Pprof   bool
+	Metrics string // http://127.0.0.1:port of /metrics and /debug/pprof
+	Pprof   bool   // the server serves /debug/pprof
 }
 
+// StartEnv starts PostgreSQL with pgSettings (PGSettings, or a merge over
+// it), Redis, and the server bin against a fresh database with
+// pg_stat_statements, with serverEnv added to the server's environment and
+// its pprof handlers on when it has them. Close stops all three; on an error
+// nothing is left running.
 func StartEnv(ctx context.Context, bin, workDir string, serverEnv []string, pgSettings [][2]string) (*Env, error) {
 	opts := make([]testenv.PostgresOption, 0, len(pgSettings))
 	for _, s := range pgSettings {
@@ -233,6 +238,8 @@ func (e *Env) stopServer() error {
 	}
 }
 
+// Close stops the server (interrupt, then kill after 30 s), Redis and
+// PostgreSQL.
 func (e *Env) Close() {
 	if err := e.stopServer(); err != nil {
 		Logf("server stop: %v", err)

@@ -18,6 +18,9 @@ type Generator struct {
 	now   time.Time
 }
 
+// NewGenerator returns a generator of events over the given number of
+// correlation ids, stamped within the hour before now; the same seed gives
+// the same events.
 func NewGenerator(seed uint64, correlations int, now time.Time) *Generator {
 	g := &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now}
 	for i := range correlations {

@@ -141,6 +141,9 @@ func catalogHTTP() *http.Client {
 	}
 }
 
+// RunCatalog is `dsbench -catalog`: it registers a workflow catalog
+// through the API, times searches and gets against the §15 targets, and
+// writes o.Out, keeping the analysis below catalogMarker.
 func RunCatalog(ctx context.Context, o Options) error {
 	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {

@@ -72,6 +72,10 @@ type partSize struct {
 	heap, idx, total int64
 }
 
+// RunRead is `dsbench -read` (`make bench-read`): it loads o.ReadEvents
+// events and the remediation history, times list, cursor, timeline,
+// aggregation and history reads over HTTP, EXPLAINs each shape, and writes
+// o.Out, keeping the analysis below readMarker.
 func RunRead(ctx context.Context, o Options) error {
 	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {

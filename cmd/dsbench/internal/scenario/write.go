@@ -12,6 +12,10 @@ import (
 	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 )
 
+// RunWrite is the write benchmark (`make bench`): EXPLAIN of the hot-path
+// statements at the server's partitions and at 36, the HTTP scenarios, the
+// raw COPY limit and the chain cost (unless o.SkipRaw), then the report in
+// o.Out.
 func RunWrite(ctx context.Context, o Options) error {
 	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {
