@@ -151,7 +151,10 @@ func chainOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *loadge
 	var pipe *ingest.Pipeline
 	if chain {
 		pipe = ingest.New(st, nil, ingest.Options{Writers: writers, MaxBatch: 2000}, nil, slog.New(slog.DiscardHandler))
-		defer pipe.Close(context.Background())
+		if err := pipe.Start(ctx); err != nil {
+			return chainRun{}, err
+		}
+		defer pipe.Stop(context.Background())
 	}
 	pgPID := e.PostmasterPID()
 	pg0, go0 := harness.TreeCPU(pgPID), harness.SelfCPU()
