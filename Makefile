@@ -74,7 +74,7 @@ tidy-check: ## Fail if `go mod tidy` would change go.mod or go.sum of any module
 # race detector (-short: the integration tests, which start servers, would take several times
 # longer under -race on 2 CPUs); ingest and spool are quick enough to run in full. -race needs
 # cgo, so a C compiler: scripts/deps.sh installs gcc.
-RACE_SHORT := ./cmd/datastorage/... ./internal/audit/... ./internal/auth/... ./internal/httpapi/... \
+RACE_SHORT := ./cmd/datastorage/... ./cmd/dsbench/... ./internal/audit/... ./internal/auth/... ./internal/httpapi/... \
 	./internal/query/... ./internal/store/... ./internal/testenv/... ./test/sdk/...
 RACE_FULL := ./internal/ingest/... ./internal/spool/...
 
