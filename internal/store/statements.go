@@ -44,3 +44,21 @@ func BatchInsertArgs(events []*audit.Event) ([]any, error) { return batchColumns
 // writes (the same preconditions as [BatchInsertArgs]; a bad hash fails the
 // COPY).
 func CopyRows(events []*audit.Event) pgx.CopyFromSource { return &eventRows{events: events} }
+
+// HotPathSQL returns the read statements InsertEvents and ResolveParents
+// send on every write, by what they do, for cmd/dsbench's EXPLAINs (the
+// EXPLAINs used to hold copies, which went stale when the id lookups moved
+// to audit_event_ids):
+//
+//   - "chain heads": $1 the correlation ids (text[]);
+//   - "stored ids": $1 the event ids (uuid[]);
+//   - "parents, bounded": $1 the ids, $2 and $3 the date window;
+//   - "parents, unbounded": $1 the ids (the lookup of what the bounded one missed).
+func HotPathSQL() map[string]string {
+	return map[string]string{
+		"chain heads":        readHeadsSQL,
+		"stored ids":         storedIDsSQL,
+		"parents, bounded":   recentParentsSQL,
+		"parents, unbounded": parentsSQL,
+	}
+}

@@ -108,21 +108,15 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 		return nil, err
 	}
 	date := func(t time.Time) string { return t.Format(time.DateOnly) }
+	hot := store.HotPathSQL()
 	// The window a date-bounded parent lookup would use: the maximum event
 	// age plus clock skew before the batch, through the batch's last date.
 	return []explainStmt{
 		{name: "insert (unnest), 1 row", sql: store.BatchInsertSQL(), args: ins, write: true},
-		{name: "chain-head read, 32 correlations",
-			sql:  `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`,
-			args: []any{corrs}},
-		{name: "stored-id check, 32 ids, 1 day",
-			sql:  `SELECT event_id FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`,
-			args: []any{uuidText(ids), date(today), date(today)}},
-		{name: "parent lookup, 1 id, unbounded",
-			sql:  `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1)`,
-			args: []any{uuidText(ids[:1])}},
-		{name: "parent lookup, 1 id, 9-day bound",
-			sql:  `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`,
+		{name: "chain-head read, 32 correlations", sql: hot["chain heads"], args: []any{corrs}},
+		{name: "stored-id check, 32 ids", sql: hot["stored ids"], args: []any{uuidText(ids)}},
+		{name: "parent lookup, 1 id, unbounded", sql: hot["parents, unbounded"], args: []any{uuidText(ids[:1])}},
+		{name: "parent lookup, 1 id, 9-day bound", sql: hot["parents, bounded"],
 			args: []any{uuidText(ids[:1]), date(today.AddDate(0, 0, -8)), date(today.AddDate(0, 0, 1))}},
 	}, nil
 }
