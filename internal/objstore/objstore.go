@@ -153,20 +153,26 @@ func checkPrefix(prefix string) error {
 	return checkKey(prefix)
 }
 
-// countingReader reads at most limit+1 bytes of r, so a body longer than announced is seen
-// without reading the rest of it, and stops when ctx ends.
+// countingReader counts what it reads of a Put's body (given as a LimitReader of size+1
+// bytes, so a body longer than announced is seen without reading the rest of it), remembers
+// the body's own error, and stops when ctx ends.
 type countingReader struct {
 	ctx context.Context
 	r   io.Reader
 	n   int64
+	err error // the body's or the context's error, not io.EOF
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
+		c.err = err
 		return 0, err
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 
