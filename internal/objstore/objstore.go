@@ -103,25 +103,6 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	}
 }
 
-// CheckURL reports whether rawURL is a well-formed target URL without touching the target;
-// config validation calls it at start.
-func CheckURL(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "file":
-		_, err := fileRoot(u)
-		return err
-	case "s3":
-		_, _, err := s3Location(u)
-		return err
-	default:
-		return fmt.Errorf("unsupported scheme %q, want file:///abs/dir or s3://bucket/prefix", u.Scheme)
-	}
-}
-
 // checkKey returns ErrInvalidKey unless key is a clean slash path.
 func checkKey(key string) error {
 	if key == "" {
