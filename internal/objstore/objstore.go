@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"kubernaut.ai/datastorage/internal/failure"
 )
@@ -67,6 +68,12 @@ type Options struct {
 	// credentials files, web identity, container and instance roles).
 	AccessKeyIDFile     string
 	SecretAccessKeyFile string
+	// StallTimeout is how long an S3 request may wait for the answer's headers, or between
+	// two reads of its body, before it fails as Unavailable; 0 means one minute. It is not a
+	// bound on a whole transfer, which the caller's context gives: it catches a server that
+	// accepted the connection and went silent, which would otherwise hold a Put or a ReadAt
+	// forever when the context has no deadline.
+	StallTimeout time.Duration
 }
 
 // ErrNotFound is returned (wrapped) by Store.Open when no object has the key. It is class

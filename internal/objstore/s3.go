@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -30,6 +32,9 @@ const (
 	minPartSize = 8 << 20
 	maxParts    = 10_000
 )
+
+// defaultStallTimeout is Options.StallTimeout's default.
+const defaultStallTimeout = time.Minute
 
 // abortTimeout bounds the AbortMultipartUpload sent after a failed Put, whose own context
 // may have ended.
@@ -91,6 +96,13 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 		// a wrong one with a redirect naming the right one.
 		cfg.Region = "us-east-1"
 	}
+	stall := opts.StallTimeout
+	if stall <= 0 {
+		stall = defaultStallTimeout
+	}
+	cfg.HTTPClient = awshttp.NewBuildableClient().WithReadTimeout(stall).WithTransportOptions(func(tr *http.Transport) {
+		tr.ResponseHeaderTimeout = stall
+	})
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)

@@ -1,11 +1,14 @@
 package objstore_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,5 +63,38 @@ func TestS3AnswersAreClassified(t *testing.T) {
 				assert.Equal(t, tc.want, failure.ClassOf(err), "%s: %v", name, err)
 			}
 		})
+	}
+}
+
+// A server that accepts connections and never answers fails every call as Unavailable after
+// the stall timeout, rather than holding it for as long as the context allows.
+func TestS3SilentServerIsUnavailable(t *testing.T) {
+	t.Setenv("AWS_MAX_ATTEMPTS", "1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	var silent atomic.Bool
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if silent.Load() {
+			<-release // no answer while the test runs
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	s, err := objstore.Open(t.Context(), "s3://bucket", objstore.Options{Endpoint: srv.URL, PathStyle: true, StallTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	silent.Store(true)
+	// The context would end the calls too, much later: it must still be live when they fail
+	// (net/http's timeout errors also match context.DeadlineExceeded, so the error alone
+	// does not tell).
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for name, err := range map[string]error{
+		"put":  s.Put(ctx, "k", strings.NewReader("x"), 1),
+		"list": func() error { _, err := s.List(ctx, ""); return err }(),
+	} {
+		require.Error(t, err, name)
+		require.NoError(t, ctx.Err(), "%s failed only when the context ended: %v", name, err)
+		assert.Equal(t, failure.Unavailable, failure.ClassOf(err), "%s: %v", name, err)
 	}
 }
