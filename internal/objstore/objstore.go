@@ -33,7 +33,9 @@ type Store interface {
 
 // Object is an opened object. ReadAt may be called concurrently; on S3 each call is one
 // ranged GET, so callers read in blocks (a Parquet footer, a row group), not byte by byte.
-// Reads after the object was replaced or deleted may fail or see the new content.
+// An Object never mixes two versions of its key: after the key is replaced or deleted, the
+// file target keeps reading the version it opened, the S3 target's reads fail (each GET is
+// conditional on the ETag seen at Open).
 type Object interface {
 	io.ReaderAt
 	io.Closer

@@ -190,3 +190,19 @@ func TestS3ReadsUseTheOpenContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, failure.Unavailable, failure.ClassOf(err))
 }
+
+// An open object never mixes versions: once its key is replaced, its reads fail.
+func TestS3ReadsOfAReplacedObjectFail(t *testing.T) {
+	t.Parallel()
+	srv := testenv.NewS3(t)
+	ctx := t.Context()
+	s, err := objstore.Open(ctx, "s3://"+srv.Bucket, s3Options(t, srv))
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "k", strings.NewReader("first"), 5))
+	o, err := s.Open(ctx, "k")
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "k", strings.NewReader("other"), 5))
+	_, err = o.ReadAt(make([]byte, 5), 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "412")
+}
