@@ -111,6 +111,7 @@ func testContract(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		assert.Equal(t, []objstore.Info{{Key: "a/c/d", Size: 2}}, list("a/c"))
 		assert.Empty(t, list("zz/"))
 		assert.Empty(t, list("a/c/d/"))
+		assert.Empty(t, list("a/c/d/e/f"), "below an object")
 	})
 
 	t.Run("DeleteRemovesAndIsIdempotent", func(t *testing.T) {

@@ -197,7 +197,7 @@ func (s *fileStore) List(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) {
+			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 				return fs.SkipAll // nothing stored under this prefix
 			}
 			return err
