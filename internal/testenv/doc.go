@@ -28,6 +28,11 @@
 // Stop (clean shutdown), Kill (SIGKILL of every server process, as a crash), Start. Use
 // [WithAOF] for a Redis that keeps its data like production's.
 //
+// [NewRedisHA] starts the production shape of the spool's Redis: a master, its replicas
+// (replicaof) and three Sentinels (Debian's redis-sentinel) with failover timings short enough
+// for a bounded test; every server in it is a [Redis] to kill and start. A replica restarted
+// after a failover comes back as a replica of the first master, until a Sentinel reconfigures it.
+//
 // Private PostgreSQL servers run with fsync=off (safe: only a machine crash loses data) but
 // keep synchronous_commit=on, so a commit acknowledged before Kill is there after Start, as in
 // production. The shared server, which no test kills, runs with synchronous_commit=off.
