@@ -88,7 +88,12 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	var bg lifecycle.Group
 	defer stopBackground(cfg, log, &bg)
 	bg.Add("store parent lookups", st)
-	sp := spool.New(rdb, spool.Options{MaxLen: cfg.Redis.DLQMaxLen, Metrics: spool.NewMetrics(reg)})
+	sp := spool.New(rdb, spool.Options{
+		MaxLen:      cfg.Redis.DLQMaxLen,
+		Metrics:     spool.NewMetrics(reg),
+		MinReplicas: cfg.Redis.RequiredReplicas(),
+		WaitTimeout: cfg.Redis.WaitTimeout.Duration,
+	})
 	reg.MustRegister(spool.NewCollector(sp))
 
 	pipeline := ingest.New(st, sp, ingest.Options{
