@@ -2,10 +2,12 @@ package spool_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
@@ -89,4 +91,44 @@ func TestAppendWaitsForReplicas(t *testing.T) {
 	assert.Equal(t, 2, nre.Want)
 	assert.LessOrEqual(t, nre.Got, 1, "there is one replica to count")
 	assert.EqualValues(t, 4, xlen(t, rdb, stream))
+}
+
+// TestWorkerSkipsEntriesWithdrawnWhileWaiting: a page the worker holds while the database is
+// down may contain entries an unreplicated append withdrew (their writes were answered 503);
+// when the database returns they are not stored, and they leave the pending list.
+func TestWorkerSkipsEntriesWithdrawnWhileWaiting(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.NewRedisDB(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	stream := spool.Events.Stream()
+	// Appended without WAIT (this Redis has no replica); replayed by a worker of a spool that
+	// requires one, as in the service.
+	require.NoError(t, spool.New(rdb, spool.Options{}).Append(ctx, newEvents(10)))
+	sp := spool.New(rdb, spool.Options{MinReplicas: 1})
+	sink := newMemSink()
+	sink.down.Store(true)
+	runWorker(t, sp, spool.WorkerOptions{Events: sink, Database: sink, BatchSize: 10})
+	eventually(t, "the page held", func() bool { return pendingCount(t, rdb, stream) == 10 })
+
+	entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
+	require.NoError(t, err)
+	withdrawn := map[uuid.UUID]bool{}
+	for _, e := range entries[:3] {
+		var msg spool.Message
+		require.NoError(t, json.Unmarshal([]byte(e.Values["message"].(string)), &msg))
+		var ev audit.Event
+		require.NoError(t, json.Unmarshal(msg.Payload, &ev))
+		withdrawn[ev.ID] = true
+		require.NoError(t, rdb.XDel(ctx, stream, e.ID).Err())
+	}
+
+	sink.down.Store(false)
+	eventually(t, "the rest stored", func() bool { return sink.total() == 7 })
+	eventually(t, "nothing pending", func() bool { return pendingCount(t, rdb, stream) == 0 })
+	for id := range withdrawn {
+		assert.Zero(t, sink.count(id), "a withdrawn entry is not replayed")
+	}
+	assert.Equal(t, 7, sink.total())
 }
