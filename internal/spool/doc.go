@@ -42,8 +42,10 @@
 // committing it and drops what is gone. What remains ambiguous is narrow and
 // harmless to clients that keep their event ids (the SDK does): a master that
 // dies between the script and the WAIT's answer (the service cannot know
-// whether a replica got the entries), or a database that returns within the
-// WAIT. Such a 503'd event may be stored, once, under its id.
+// whether a replica got the entries) or before the withdrawal reached a
+// replica that got them late, or a database that returns within the WAIT.
+// Such a 503'd event may be stored, once, under its id; fault test 2 counts
+// them (test/fault/redisha_test.go).
 //
 // # Replaying
 //
