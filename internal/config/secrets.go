@@ -52,6 +52,24 @@ func (c *Config) readSecrets() []error {
 			c.Integrity.SigningKey = data
 		}
 	}
+	// The archive's S3 credentials are read by internal/objstore when it
+	// opens the target; here they are only checked, so that a missing or
+	// empty file stops the start with the key's name.
+	for _, f := range []struct{ key, path string }{
+		{"archive.s3.accessKeyIdFile", c.Archive.S3.AccessKeyIDFile},
+		{"archive.s3.secretAccessKeyFile", c.Archive.S3.SecretAccessKeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		data, err := os.ReadFile(f.path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("config: %s: %w", f.key, err))
+		case len(bytes.TrimSpace(data)) == 0:
+			errs = append(errs, fmt.Errorf("config: %s: %s is empty", f.key, f.path))
+		}
+	}
 	return errs
 }
 
