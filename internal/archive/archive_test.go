@@ -18,6 +18,7 @@ import (
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/benchdata"
 	"kubernaut.ai/datastorage/internal/integrity"
+	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 	"kubernaut.ai/datastorage/internal/testenv"
@@ -164,7 +165,7 @@ func sameEvent(t *testing.T, want, got audit.Event) {
 // TestRoundTripDirectory archives a month to a directory, reads it, and
 // restores it.
 func TestRoundTripDirectory(t *testing.T) {
-	RoundTrip(t, dirObjects{root: t.TempDir()})
+	RoundTrip(t, fileTarget(t, t.TempDir()))
 }
 
 // RoundTrip is the whole life of an archived month against objs: a
@@ -216,11 +217,32 @@ func RoundTrip(t *testing.T, objs archive.Objects) {
 		assert.True(t, vr.IsValid, vr.Message)
 		assert.EqualValues(t, 25, vr.TotalEvents)
 	}
-	tl := archive.TimelineStore{TimelineStore: e.st, Reader: rd}
+	tl := archive.TimelineStore{TimelineSource: e.st, Reader: rd}
 	evs, err := tl.CorrelationEvents(ctx, e.corrs[3], 1000)
 	require.NoError(t, err)
 	assert.Len(t, evs, 25, "24 archived links and 1 in PostgreSQL")
 	assert.Equal(t, archive.MonthString(e.month), archive.MonthString(evs[0].Date.Std()), "the archived links come first")
+	// The streamed timeline of the API: outline, then the events in chunks.
+	timelines := query.NewTimelines(tl)
+	outline, err := timelines.Outline(ctx, e.corrs[3])
+	require.NoError(t, err)
+	assert.Equal(t, 25, outline.EventCount)
+	var nodes []*query.TimelineNode
+	var walk func([]*query.TimelineNode)
+	walk = func(ns []*query.TimelineNode) {
+		for _, n := range ns {
+			nodes = append(nodes, n)
+			walk(n.Children)
+		}
+	}
+	walk(outline.Events)
+	filled := 0
+	require.NoError(t, timelines.Fill(ctx, e.corrs[3], nodes, func(n *query.TimelineNode, ev *audit.Event) error {
+		sameEvent(t, e.events[ev.ID], *ev)
+		filled++
+		return nil
+	}))
+	assert.Equal(t, 25, filled)
 
 	// Restore: the month is back, byte-identical.
 	n, err := a.Restore(ctx, e.month)
@@ -258,7 +280,7 @@ func TestTamperingIsDetected(t *testing.T) {
 	e.fill(20, 10)
 	ctx := context.Background()
 	root := t.TempDir()
-	a := e.archiver(dirObjects{root: root})
+	a := e.archiver(fileTarget(t, root))
 	_, err := a.Run(ctx, time.Time{})
 	require.NoError(t, err)
 	_, err = a.Verify(ctx, e.month)
@@ -299,7 +321,7 @@ func TestHeldMonthIsSkipped(t *testing.T) {
 	ctx := context.Background()
 	_, err := e.st.PlaceHold(ctx, e.corrs[2], "case 7", "legal", time.Now())
 	require.NoError(t, err)
-	a := e.archiver(dirObjects{root: t.TempDir()})
+	a := e.archiver(fileTarget(t, t.TempDir()))
 	rep, err := a.Run(ctx, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, "skipped", e.monthOf(rep).Action)

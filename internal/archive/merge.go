@@ -1,10 +1,14 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
+
+	"github.com/google/uuid"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/integrity"
@@ -87,10 +91,16 @@ func (c ChainStore) ReadChainAfter(ctx context.Context, correlationID string,
 	return n + sent, nil
 }
 
-// TimelineStore is a query.TimelineStore whose correlations include their
-// archived events.
-type TimelineStore struct {
+// TimelineSource is what TimelineStore wraps (*store.Store is one).
+type TimelineSource interface {
 	query.TimelineStore
+	query.OutlineStore
+}
+
+// TimelineStore is a query.TimelineStore (and OutlineStore, so timelines
+// still stream) whose correlations include their archived events.
+type TimelineStore struct {
+	TimelineSource
 	Reader *Reader
 }
 
@@ -101,10 +111,54 @@ func (t TimelineStore) CorrelationEvents(ctx context.Context, correlationID stri
 	if err != nil {
 		return nil, fmt.Errorf("archive: timeline of %q: %w", correlationID, err)
 	}
-	live, err := t.TimelineStore.CorrelationEvents(ctx, correlationID, limit)
+	live, err := t.TimelineSource.CorrelationEvents(ctx, correlationID, limit)
 	if err != nil || len(archived) == 0 {
 		return live, err
 	}
+	return mergeEvents(archived, live, limit), nil
+}
+
+// CorrelationOutline is CorrelationEvents for the outline of a streamed
+// timeline: the archived events come whole (they are read whole anyway).
+func (t TimelineStore) CorrelationOutline(ctx context.Context, correlationID string, limit int) ([]audit.Event, error) {
+	archived, _, err := t.Reader.Correlation(ctx, correlationID)
+	if err != nil {
+		return nil, fmt.Errorf("archive: timeline of %q: %w", correlationID, err)
+	}
+	live, err := t.TimelineSource.CorrelationOutline(ctx, correlationID, limit)
+	if err != nil || len(archived) == 0 {
+		return live, err
+	}
+	return mergeEvents(archived, live, limit), nil
+}
+
+// EachCorrelationEvent reads the archive only when [from, to] reaches an
+// archived month.
+func (t TimelineStore) EachCorrelationEvent(ctx context.Context, correlationID string, ids []uuid.UUID, from, to time.Time,
+	each func(*audit.Event) error) error {
+	months, err := t.Reader.MonthsIn(ctx, from, to.AddDate(0, 0, 1))
+	if err != nil {
+		return fmt.Errorf("archive: timeline of %q: %w", correlationID, err)
+	}
+	if len(months) > 0 {
+		archived, _, err := t.Reader.Correlation(ctx, correlationID)
+		if err != nil {
+			return fmt.Errorf("archive: timeline of %q: %w", correlationID, err)
+		}
+		for i := range archived {
+			if slices.Contains(ids, archived[i].ID) {
+				if err := each(&archived[i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return t.TimelineSource.EachCorrelationEvent(ctx, correlationID, ids, from, to, each)
+}
+
+// mergeEvents merges archived and live events in (event_timestamp,
+// chain_seq) order, an event in both (a restored month) once.
+func mergeEvents(archived, live []audit.Event, limit int) []audit.Event {
 	seen := make(map[[16]byte]bool, len(live))
 	for _, e := range live {
 		seen[e.ID] = true
@@ -120,7 +174,7 @@ func (t TimelineStore) CorrelationEvents(ctx context.Context, correlationID stri
 		if c := a.Timestamp.Std().Compare(b.Timestamp.Std()); c != 0 {
 			return c
 		}
-		return int(a.ChainSeq - b.ChainSeq)
+		return cmp.Compare(a.ChainSeq, b.ChainSeq)
 	})
-	return out[:min(len(out), limit)], nil
+	return out[:min(len(out), limit)]
 }

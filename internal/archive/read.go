@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -160,7 +161,7 @@ func (r *Reader) Correlation(ctx context.Context, id string) ([]audit.Event, Sca
 		}
 		out = append(out, events...)
 	}
-	slices.SortFunc(out, func(a, b audit.Event) int { return int(a.ChainSeq - b.ChainSeq) })
+	slices.SortFunc(out, func(a, b audit.Event) int { return cmp.Compare(a.ChainSeq, b.ChainSeq) })
 	return out, stats, nil
 }
 
