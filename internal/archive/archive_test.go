@@ -26,6 +26,9 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// testHMACKey is the chains' HMAC key in every test.
+const testHMACKey = "archive-test-key"
+
 // env is a migrated store with events in an old month, and an archiver.
 type env struct {
 	t      *testing.T
@@ -47,12 +50,10 @@ func oldMonth() time.Time {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	hasher := audit.NewHasher([]byte("archive-test-key"))
+	hasher := audit.NewHasher([]byte(testHMACKey))
 	st, url := storetest.New(t, store.Options{MaxConns: 8, Hasher: hasher}, 1)
-	signer, err := integrity.GenerateSigner()
-	require.NoError(t, err)
-	e := &env{t: t, st: st, url: url, hasher: hasher, signer: signer, month: oldMonth(), events: map[uuid.UUID]audit.Event{}}
-	_, err = st.EnsurePartitions(context.Background(), e.month, 6)
+	e := &env{t: t, st: st, url: url, hasher: hasher, signer: testSigner(), month: oldMonth(), events: map[uuid.UUID]audit.Event{}}
+	_, err := st.EnsurePartitions(context.Background(), e.month, 6)
 	require.NoError(t, err)
 	return e
 }
