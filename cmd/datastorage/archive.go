@@ -24,10 +24,9 @@ import (
 )
 
 // killAfterEnv names the archive step after which `archive run` kills
-// (not DATASTORAGE_*: those are config keys, and the config refuses an
-// unknown one)
-// itself with SIGKILL: the crash tests' hook (cmd/datastorage
-// archive_crash_test.go). Unset in production.
+// itself with SIGKILL: the crash tests' hook (internal/archive
+// crash_test.go). Unset in production. Not DATASTORAGE_*: those are config
+// keys, and the config refuses an unknown one.
 const killAfterEnv = "TEST_DATASTORAGE_ARCHIVE_KILL_AFTER"
 
 // objects adapts an objstore.Store to what the archive asks of it.

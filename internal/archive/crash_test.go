@@ -142,4 +142,3 @@ func (e *env) cliEnv(t *testing.T, root string) []string {
 		"TMPDIR=" + t.TempDir(),
 	}
 }
-
