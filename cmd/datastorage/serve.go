@@ -124,19 +124,21 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	// archived links of a correlation (docs/archive.md).
 	var timelineStore query.TimelineStore = st
 	var chainStore integrity.Store = st
+	reader := query.New(st)
 	if cfg.Archive.Target != "" {
 		objs, err := openTarget(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		reader := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey()}
-		timelineStore = archive.TimelineStore{TimelineSource: st, Reader: reader}
-		chainStore = archive.ChainStore{Store: st, Reader: reader}
+		ar := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey()}
+		timelineStore = archive.TimelineStore{TimelineSource: st, Reader: ar}
+		chainStore = archive.ChainStore{Store: st, Reader: ar}
+		reader = reader.WithArchive(ar)
 	}
 	api := httpapi.New(httpapi.Config{
 		Validator:      validator,
 		Ingest:         pipeline,
-		Reader:         query.New(st),
+		Reader:         reader,
 		Timelines:      query.NewTimelines(timelineStore),
 		Aggregator:     query.NewAggregator(st),
 		Notifications:  st,

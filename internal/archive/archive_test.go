@@ -245,6 +245,45 @@ func RoundTrip(t *testing.T, objs archive.Objects) {
 	}))
 	assert.Equal(t, 25, filled)
 
+	// Lists: by correlation, the archived events are in the pages (in
+	// order, through cursors); any other list names the months it did not
+	// search.
+	lists := query.New(e.st).WithArchive(rd)
+	for _, asc := range []bool{false, true} {
+		var got []audit.Event
+		var cursor *query.Cursor
+		for range 10 {
+			res, err := lists.List(ctx, query.ListParams{Filter: query.EventFilter{CorrelationID: e.corrs[3]},
+				Limit: 7, Cursor: cursor, Ascending: asc})
+			require.NoError(t, err)
+			assert.Empty(t, res.ArchivedMonths, "a correlation's list searches the archive")
+			got = append(got, res.Events...)
+			if !res.HasMore {
+				break
+			}
+			c, err := query.DecodeCursor(res.NextCursor)
+			require.NoError(t, err)
+			cursor = &c
+		}
+		require.Len(t, got, 25, "ascending=%t", asc)
+		for i := 1; i < len(got); i++ {
+			before := got[i-1].Timestamp.Std().Before(got[i].Timestamp.Std())
+			assert.Equal(t, asc, before, "order at %d (ascending=%t)", i, asc)
+		}
+		for _, ev := range got {
+			sameEvent(t, e.events[ev.ID], ev)
+		}
+	}
+	res, err := lists.List(ctx, query.ListParams{Filter: query.EventFilter{CorrelationID: e.corrs[3], EventOutcome: "failure"}, Limit: 100})
+	require.NoError(t, err)
+	assert.Len(t, res.Events, 8, "filters apply to archived events: outcomes cycle success, failure, pending over 25 links")
+	res, err = lists.List(ctx, query.ListParams{Filter: query.EventFilter{Since: e.month.AddDate(0, 0, -3), Until: e.month.AddDate(0, 0, 10)}, Limit: 5})
+	require.NoError(t, err)
+	assert.Equal(t, []string{archive.MonthString(e.month)}, res.ArchivedMonths)
+	res, err = lists.List(ctx, query.ListParams{Filter: query.EventFilter{Since: e.month.AddDate(0, 3, 0)}, Limit: 5})
+	require.NoError(t, err)
+	assert.Empty(t, res.ArchivedMonths)
+
 	// Restore: the month is back, byte-identical.
 	n, err := a.Restore(ctx, e.month)
 	require.NoError(t, err)

@@ -179,3 +179,9 @@ func (r *Reader) MonthsIn(ctx context.Context, from, to time.Time) ([]string, er
 	}
 	return out, nil
 }
+
+// CorrelationEvents is Correlation without the statistics (query.Archive).
+func (r *Reader) CorrelationEvents(ctx context.Context, id string) ([]audit.Event, error) {
+	events, _, err := r.Correlation(ctx, id)
+	return events, err
+}
