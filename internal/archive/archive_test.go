@@ -393,3 +393,44 @@ func (e *env) record(month time.Time) archive.Record {
 	}
 	return archive.Record{}
 }
+
+// TestMonthChangedBeforeDropIsKept: an event written to the month after its
+// archive was verified and recorded (here by the step hook) makes the drop
+// refuse, and the next run archives the month again, with it.
+func TestMonthChangedBeforeDropIsKept(t *testing.T) {
+	e := newEnv(t)
+	e.fill(10, 6)
+	ctx := context.Background()
+	a := e.archiver(fileTarget(t, t.TempDir()))
+	late := uuid.New()
+	a.Options.AfterStep = func(step string, month time.Time) {
+		if step != archive.StepRecorded || !month.Equal(e.month) {
+			return
+		}
+		ts := e.month.Add(36 * time.Hour)
+		_, err := e.st.InsertEvents(ctx, []*audit.Event{{
+			ID: late, Version: "1.0", Type: "gateway.signal.received", Category: "gateway", Action: "received",
+			Timestamp: audit.NewTime(ts), Date: audit.DateOf(ts), Outcome: "success", CorrelationID: "late-arrival",
+			Data: json.RawMessage(`{}`), ActorType: "service", ActorID: "gateway-service", ResourceType: "gateway",
+			ResourceID: "late-arrival", Severity: "info", RetentionDays: 2555,
+		}})
+		require.NoError(t, err)
+	}
+	_, err := a.Run(ctx, e.month)
+	require.ErrorContains(t, err, "not dropping")
+	assert.True(t, e.partitionExists(e.month), "the month stays in PostgreSQL")
+	assert.Equal(t, archive.StatusVerified, e.record(e.month).Status)
+
+	a.Options.AfterStep = nil
+	rep, err := a.Run(ctx, e.month)
+	require.NoError(t, err)
+	mr := e.monthOf(rep)
+	assert.True(t, mr.Dropped)
+	assert.Equal(t, "archived", mr.Action, "written again")
+	assert.EqualValues(t, len(e.monthEvents())+1, mr.Events)
+	rd := &archive.Reader{Source: e.st, Objects: a.Objects, PublicKey: e.signer.PublicKey()}
+	got, _, err := rd.Correlation(ctx, "late-arrival")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, late, got[0].ID)
+}

@@ -205,6 +205,16 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 			m = nil
 		}
 	}
+	if m != nil {
+		pg := NewDigest()
+		if err := s.EachHash(ctx, month, pg.Add); err != nil {
+			return mr, fmt.Errorf("digest of PostgreSQL: %w", err)
+		}
+		if err := m.matches(pg); err != nil {
+			a.log().Warn("archive: the month changed since it was archived; writing it again", "month", mr.Month, "error", err)
+			m = nil
+		}
+	}
 	if m == nil {
 		mr.Action = "archived"
 		if m, err = a.write(ctx, s, month); err != nil {
