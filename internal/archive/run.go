@@ -34,7 +34,7 @@ type Options struct {
 	After time.Duration
 	// Target names the target in records and logs (its URL).
 	Target string
-	// RowsPerGroup and RowsPerFile size the Parquet files; 0 means 8192
+	// RowsPerGroup and RowsPerFile size the Parquet files; 0 means 2048
 	// and 4,194,304.
 	RowsPerGroup int
 	RowsPerFile  int64
@@ -217,7 +217,8 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 	}
 	if m == nil {
 		mr.Action = "archived"
-		if m, err = a.write(ctx, s, month); err != nil {
+		// What was written is read back from the target below, not trusted.
+		if _, err := a.write(ctx, s, month); err != nil {
 			return mr, err
 		}
 		a.step(StepWritten, month)
@@ -276,7 +277,7 @@ func (m *Manifest) matches(d *Digest) error {
 func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Manifest, error) {
 	rowsPerGroup := a.Options.RowsPerGroup
 	if rowsPerGroup <= 0 {
-		rowsPerGroup = 8192
+		rowsPerGroup = 2048
 	}
 	rowsPerFile := a.Options.RowsPerFile
 	if rowsPerFile <= 0 {
