@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,6 +105,9 @@ func TestCrashAtEachStep(t *testing.T) {
 			list, err := objs.List(ctx, archive.MonthPrefix(e.month))
 			require.NoError(t, err)
 			assert.Len(t, list, len(m.Files)+1, "the files of the manifest and the manifest, nothing else")
+			if step == archive.StepDropped {
+				cliChecks(t, bin, cmdEnv, root, e.month)
+			}
 		})
 	}
 }
@@ -141,4 +146,41 @@ func (e *env) cliEnv(t *testing.T, root string) []string {
 		"DATASTORAGE_LOGGING_LEVEL=warn",
 		"TMPDIR=" + t.TempDir(),
 	}
+}
+
+// cliChecks runs the other archive commands on an archived month: list,
+// verify (with the config), verify-archive (offline, public key only, and
+// failing on a changed file), restore.
+func cliChecks(t *testing.T, bin string, env []string, root string, month time.Time) {
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	ms := archive.MonthString(month)
+	out, err := run("archive", "list")
+	require.NoError(t, err, out)
+	assert.Regexp(t, ms+`\s+dropped\s+\d+`, out)
+	out, err = run("archive", "verify", "--month", ms)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "OK")
+	pub := testSigner().PublicKeyString()
+	hmacArg := "--hmac-key-file=" + filepath.Join(t.TempDir(), "hmac")
+	require.NoError(t, os.WriteFile(strings.TrimPrefix(hmacArg, "--hmac-key-file="), []byte(testHMACKey), 0o600))
+	out, err = run("verify-archive", "--target", "file://"+root, "--month", ms, "--public-key", pub, hmacArg)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "signature valid: OK")
+	// Offline, with another key: refused.
+	other, err := integrity.GenerateSigner()
+	require.NoError(t, err)
+	out, err = run("verify-archive", "--target", "file://"+root, "--month", ms, "--public-key", other.PublicKeyString(), hmacArg)
+	require.Error(t, err)
+	assert.Contains(t, out, "FAILED")
+	out, err = run("archive", "restore", "--month", ms)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "restored")
+	out, err = run("archive", "list")
+	require.NoError(t, err, out)
+	assert.Regexp(t, ms+`\s+restored`, out)
 }
