@@ -111,6 +111,7 @@ func testContract(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		assert.Equal(t, []objstore.Info{{Key: "a/c/d", Size: 2}}, list("a/c"))
 		assert.Empty(t, list("zz/"))
 		assert.Empty(t, list("a/c/d/"))
+		assert.Empty(t, list("a/c/d/e/f"), "below an object")
 	})
 
 	t.Run("DeleteRemovesAndIsIdempotent", func(t *testing.T) {
@@ -153,7 +154,8 @@ func testContract(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		s, ctx := newStore(t), t.Context()
 		require.NoError(t, s.Put(ctx, "kept", strings.NewReader("old"), 3))
 		big := int64(3 << 20) // past the first part of a multipart upload on S3
-		boom := errors.New("the producer failed")
+		// The body's own error comes back with its class, not one of the target's.
+		boom := failure.Mark(errors.New("the producer failed"), failure.Data)
 		cases := []struct {
 			name  string
 			key   string
@@ -162,9 +164,15 @@ func testContract(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 			check func(t *testing.T, err error)
 		}{
 			{"body error midway", "new", io.MultiReader(pattern(big), errReader{boom}), 2 * big,
-				func(t *testing.T, err error) { require.ErrorIs(t, err, boom) }},
+				func(t *testing.T, err error) {
+					require.ErrorIs(t, err, boom)
+					assert.Equal(t, failure.Data, failure.ClassOf(err))
+				}},
 			{"body error on a replacement", "kept", io.MultiReader(strings.NewReader("new data"), errReader{boom}), 100,
-				func(t *testing.T, err error) { require.ErrorIs(t, err, boom) }},
+				func(t *testing.T, err error) {
+					require.ErrorIs(t, err, boom)
+					assert.Equal(t, failure.Data, failure.ClassOf(err))
+				}},
 			{"body shorter than size", "short", strings.NewReader("abc"), 4,
 				func(t *testing.T, err error) { assert.Equal(t, failure.Data, failure.ClassOf(err)) }},
 			{"body longer than size", "long", strings.NewReader("abcde"), 4,

@@ -88,15 +88,14 @@ func (s *fileStore) Put(ctx context.Context, key string, body io.Reader, size in
 		}
 	}()
 	cr := &countingReader{ctx: ctx, r: io.LimitReader(body, size+1)}
-	n, err := io.Copy(f, cr)
-	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		if cr.n == n { // the body read fine; the write to the file failed
-			return fileErr(op, err)
-		}
-		return fmt.Errorf("%s: reading the body: %w", op, err)
+	// Not io.Copy: *os.File's ReadFrom may take the body's error and ours in any order; the
+	// buffer makes which side failed plain.
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, cr, make([]byte, 32<<10))
+	switch {
+	case cr.err != nil: // the body failed, or ctx ended: its error and class
+		return fmt.Errorf("%s: reading the body: %w", op, cr.err)
+	case err != nil: // writing the file failed
+		return fileErr(op, err)
 	}
 	if n != size {
 		return errSize(key, size, n, n > size)
@@ -198,7 +197,7 @@ func (s *fileStore) List(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) {
+			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 				return fs.SkipAll // nothing stored under this prefix
 			}
 			return err

@@ -81,3 +81,21 @@ func TestFileKeyBelowAFileIsInternal(t *testing.T) {
 	assert.Equal(t, failure.Internal, failure.ClassOf(err))
 	assert.Contains(t, err.Error(), `"a/b"`)
 }
+
+// An open object never mixes versions: once its key is replaced, it keeps reading the file
+// it opened (the rename replaced the name, not the file).
+func TestFileReadsOfAReplacedObjectSeeTheOpenedVersion(t *testing.T) {
+	t.Parallel()
+	s := newFileStore(t)
+	ctx := t.Context()
+	require.NoError(t, s.Put(ctx, "k", strings.NewReader("first"), 5))
+	o, err := s.Open(ctx, "k")
+	require.NoError(t, err)
+	defer o.Close()
+	require.NoError(t, s.Put(ctx, "k", strings.NewReader("other"), 5))
+	b := make([]byte, 5)
+	_, err = o.ReadAt(b, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "first", string(b))
+	assert.Equal(t, "other", readAll(t, s, "k"))
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"kubernaut.ai/datastorage/internal/failure"
 )
@@ -32,7 +33,9 @@ type Store interface {
 
 // Object is an opened object. ReadAt may be called concurrently; on S3 each call is one
 // ranged GET, so callers read in blocks (a Parquet footer, a row group), not byte by byte.
-// Reads after the object was replaced or deleted may fail or see the new content.
+// An Object never mixes two versions of its key: after the key is replaced or deleted, the
+// file target keeps reading the version it opened, the S3 target's reads fail (each GET is
+// conditional on the ETag seen at Open).
 type Object interface {
 	io.ReaderAt
 	io.Closer
@@ -67,6 +70,12 @@ type Options struct {
 	// credentials files, web identity, container and instance roles).
 	AccessKeyIDFile     string
 	SecretAccessKeyFile string
+	// StallTimeout is how long an S3 request may wait for the answer's headers, or between
+	// two reads of its body, before it fails as Unavailable; 0 means one minute. It is not a
+	// bound on a whole transfer, which the caller's context gives: it catches a server that
+	// accepted the connection and went silent, which would otherwise hold a Put or a ReadAt
+	// forever when the context has no deadline.
+	StallTimeout time.Duration
 }
 
 // ErrNotFound is returned (wrapped) by Store.Open when no object has the key. It is class
@@ -103,25 +112,6 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	}
 }
 
-// CheckURL reports whether rawURL is a well-formed target URL without touching the target;
-// config validation calls it at start.
-func CheckURL(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "file":
-		_, err := fileRoot(u)
-		return err
-	case "s3":
-		_, _, err := s3Location(u)
-		return err
-	default:
-		return fmt.Errorf("unsupported scheme %q, want file:///abs/dir or s3://bucket/prefix", u.Scheme)
-	}
-}
-
 // checkKey returns ErrInvalidKey unless key is a clean slash path.
 func checkKey(key string) error {
 	if key == "" {
@@ -153,20 +143,26 @@ func checkPrefix(prefix string) error {
 	return checkKey(prefix)
 }
 
-// countingReader reads at most limit+1 bytes of r, so a body longer than announced is seen
-// without reading the rest of it, and stops when ctx ends.
+// countingReader counts what it reads of a Put's body (given as a LimitReader of size+1
+// bytes, so a body longer than announced is seen without reading the rest of it), remembers
+// the body's own error, and stops when ctx ends.
 type countingReader struct {
 	ctx context.Context
 	r   io.Reader
 	n   int64
+	err error // the body's or the context's error, not io.EOF
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
+		c.err = err
 		return 0, err
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 
