@@ -2,12 +2,15 @@ package archive_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/archive"
 	"kubernaut.ai/datastorage/internal/objstore"
+	"kubernaut.ai/datastorage/internal/testenv"
 )
 
 // Objects adapts an objstore.Store (a directory or S3) to archive.Objects,
@@ -35,4 +38,18 @@ func fileTarget(t *testing.T, root string) archive.Objects {
 	st, err := objstore.Open(context.Background(), "file://"+root, objstore.Options{})
 	require.NoError(t, err)
 	return Objects{st}
+}
+
+// TestRoundTripS3 is the round trip against a real S3-compatible server
+// (versitygw, started by testenv), through objstore's s3:// target.
+func TestRoundTripS3(t *testing.T) {
+	srv := testenv.NewS3(t)
+	dir := t.TempDir()
+	id, secret := filepath.Join(dir, "id"), filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(id, []byte(srv.AccessKey), 0o600))
+	require.NoError(t, os.WriteFile(secret, []byte(srv.SecretKey), 0o600))
+	st, err := objstore.Open(context.Background(), "s3://"+srv.Bucket+"/archive", objstore.Options{
+		Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true, AccessKeyIDFile: id, SecretAccessKeyFile: secret})
+	require.NoError(t, err)
+	RoundTrip(t, Objects{st})
 }
