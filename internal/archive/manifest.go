@@ -32,8 +32,8 @@ type Manifest struct {
 	HashAlgorithm string `json:"hash_algorithm,omitempty"`
 	Files         []File `json:"files"`
 	// Correlations has each archived chain's first and last link of the
-	// month (chains cross months): the index a lookup of one correlation
-	// reads instead of the files.
+	// month (chains cross months), which verification checks the files
+	// against. (Lookups do not use it: see Reader.)
 	Correlations []Chain `json:"correlations"`
 	// Rollups are the month's totals from audit_rollup_hourly, which stay
 	// in PostgreSQL (aggregations keep working after the drop).

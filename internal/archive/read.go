@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -58,10 +57,11 @@ func (a *Archiver) Restore(ctx context.Context, month time.Time) (int64, error) 
 }
 
 // Reader answers reads of archived correlations. Manifests are read once
-// and kept (an archived month's manifest does not change; a record with
-// another manifest digest is read again); a lookup reads the manifests'
-// correlation lists, then only the row groups whose correlation_id
-// statistics can hold the correlation.
+// and their file lists kept (an archived month's manifest does not change;
+// a record with another manifest digest is read again); a lookup opens
+// only the files whose first..last correlation_id range holds the
+// correlation, and in them reads only the row groups whose correlation_id
+// statistics can hold it.
 type Reader struct {
 	Source  Source
 	Objects Objects
@@ -117,6 +117,10 @@ func (r *Reader) manifest(ctx context.Context, rec Record) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only the files are kept: the correlation list of a month at 1 M
+	// events a day is hundreds of thousands of entries, and a lookup finds
+	// its file by the files' first and last correlation_id instead.
+	m = &Manifest{Month: m.Month, Files: m.Files}
 	r.mu.Lock()
 	if r.manifests == nil {
 		r.manifests = map[time.Time]*cachedManifest{}
@@ -145,21 +149,21 @@ func (r *Reader) Correlation(ctx context.Context, id string) ([]audit.Event, Sca
 		if err != nil {
 			return nil, stats, err
 		}
-		i := sort.Search(len(m.Correlations), func(i int) bool { return m.Correlations[i].CorrelationID >= id })
-		if i == len(m.Correlations) || m.Correlations[i].CorrelationID != id {
-			continue
+		for _, f := range m.Files {
+			if id < f.First || id > f.Last {
+				continue
+			}
+			obj, err := r.Objects.Open(ctx, f.Key)
+			if err != nil {
+				return nil, stats, fmt.Errorf("archive: %s: %w", f.Key, err)
+			}
+			events, err := readCorrelation(obj, obj.Size(), id, &stats)
+			obj.Close()
+			if err != nil {
+				return nil, stats, fmt.Errorf("archive: %s: %w", f.Key, err)
+			}
+			out = append(out, events...)
 		}
-		f := m.Files[m.Correlations[i].File]
-		obj, err := r.Objects.Open(ctx, f.Key)
-		if err != nil {
-			return nil, stats, fmt.Errorf("archive: %s: %w", f.Key, err)
-		}
-		events, err := readCorrelation(obj, obj.Size(), id, &stats)
-		obj.Close()
-		if err != nil {
-			return nil, stats, fmt.Errorf("archive: %s: %w", f.Key, err)
-		}
-		out = append(out, events...)
 	}
 	slices.SortFunc(out, func(a, b audit.Event) int { return cmp.Compare(a.ChainSeq, b.ChainSeq) })
 	return out, stats, nil
