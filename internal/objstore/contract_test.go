@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -223,6 +225,29 @@ func testContract(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		exp := make([]byte, len(buf))
 		_, _ = io.ReadFull(io.NewSectionReader(patternAt{}, off, int64(len(buf))), exp)
 		assert.Equal(t, exp, buf)
+
+		// Concurrent reads of one Object, as a Parquet reader fetching row groups in parallel.
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Go(func() {
+				off := int64(i) * (size / 8)
+				got := make([]byte, 64<<10)
+				if _, err := o.ReadAt(got, off); err != nil {
+					errs[i] = err
+					return
+				}
+				want := make([]byte, len(got))
+				_, _ = patternAt{}.ReadAt(want, off)
+				if !bytes.Equal(got, want) {
+					errs[i] = fmt.Errorf("range at %d differs", off)
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			assert.NoError(t, err)
+		}
 	})
 }
 

@@ -273,11 +273,12 @@ var (
 // install pkg@version` run outside this module, so go.mod never sees versitygw's dependencies.
 // A file lock makes parallel test binaries wait for one build instead of racing.
 func versityGWBinary() (string, error) {
-	versityGWOnce.Do(func() { versityGWPath, versityGWErr = buildVersityGW() })
+	versityGWOnce.Do(func() { versityGWPath, versityGWErr = buildVersityGW(VersityGWVersion) })
 	return versityGWPath, versityGWErr
 }
 
-func buildVersityGW() (string, error) {
+// buildVersityGW returns the binary of version, building it if needed.
+func buildVersityGW(version string) (string, error) {
 	if p := os.Getenv(EnvVersityGW); p != "" {
 		if !isExecutable(p) {
 			return "", fmt.Errorf("testenv: %s=%s is not an executable file", EnvVersityGW, p)
@@ -288,7 +289,7 @@ func buildVersityGW() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("testenv: versitygw: no user cache directory to build it into: %w", err)
 	}
-	dir := filepath.Join(cache, "kubernaut-datastorage", "testenv", "versitygw-"+VersityGWVersion)
+	dir := filepath.Join(cache, "kubernaut-datastorage", "testenv", "versitygw-"+version)
 	bin := filepath.Join(dir, "versitygw")
 	if isExecutable(bin) {
 		return bin, nil
@@ -315,7 +316,7 @@ func buildVersityGW() (string, error) {
 	defer os.RemoveAll(tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), versityGWBuildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "install", versityGWPackage+"@"+VersityGWVersion)
+	cmd := exec.CommandContext(ctx, goTool, "install", versityGWPackage+"@"+version)
 	// Run from the empty build directory with GOWORK off and the caller's GOFLAGS dropped, so
 	// neither this module nor flags meant for the tests (-race) reach the build.
 	cmd.Dir = tmp
@@ -323,7 +324,7 @@ func buildVersityGW() (string, error) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("testenv: building versitygw %s (go install %s@%s, needs the Go module proxy) failed: %w\n%s",
-			VersityGWVersion, versityGWPackage, VersityGWVersion, err, tail(string(out), 30))
+			version, versityGWPackage, version, err, tail(string(out), 30))
 	}
 	if err := os.Rename(filepath.Join(tmp, "versitygw"), bin); err != nil {
 		return "", fmt.Errorf("testenv: versitygw: %w", err)

@@ -62,7 +62,22 @@ func TestS3CloseRemovesItsDirectory(t *testing.T) {
 // falling back to a build.
 func TestS3BinaryFromTheEnvironmentMustExist(t *testing.T) {
 	t.Setenv(EnvVersityGW, filepath.Join(t.TempDir(), "no-versitygw"))
-	_, err := buildVersityGW()
+	_, err := buildVersityGW(VersityGWVersion)
 	require.ErrorContains(t, err, "DATASTORAGE_TEST_VERSITYGW=")
 	require.ErrorContains(t, err, "is not an executable file")
+}
+
+// A build that fails (here: a version the module proxy does not have) says what it ran and
+// why, and leaves no binary in the cache for the next run to trust.
+func TestS3BuildFailureIsReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("asks the Go module proxy")
+	}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv(EnvVersityGW, "")
+	_, err := buildVersityGW("v0.0.0-no-such-version")
+	require.ErrorContains(t, err, "testenv: building versitygw v0.0.0-no-such-version (go install github.com/versity/versitygw/cmd/versitygw@v0.0.0-no-such-version")
+	require.ErrorContains(t, err, "\ngo: ", "the go command's own output follows")
+	require.NoFileExists(t, filepath.Join(cache, "kubernaut-datastorage", "testenv", "versitygw-v0.0.0-no-such-version", "versitygw"))
 }
