@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +19,9 @@ type Store struct {
 	parents parentLookups // coalesces concurrent parent lookups (parents.go)
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
+	heads   *headCache    // chain heads this process committed last (commit.go)
+	// fastMisses counts one-round-trip commits whose guard failed (tests).
+	fastMisses atomic.Int64
 }
 
 // Options tune the connection pool.
@@ -68,7 +72,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents()}, nil
+	return &Store{pool: pool, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache()}, nil
 }
 
 // Close closes the pool, waiting for connections in use to be released.
