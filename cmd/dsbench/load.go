@@ -67,6 +67,8 @@ type loadResult struct {
 	peakRSS   int64
 	firstErr  string
 	deep      *deepDive
+	// work is PostgreSQL's counters over the measured window (writepath.go).
+	work *pgWork
 }
 
 func (r loadResult) eventsPerSec() float64 {

@@ -237,6 +237,11 @@ func runBench(ctx context.Context, o options) error {
 			logf("  first error: %s", res.firstErr)
 		}
 	}
+	if o.only == "" || strings.Contains("naive c=1", o.only) {
+		if err := runNaiveComparison(ctx, e, r, single); err != nil { // writepath.go
+			return err
+		}
+	}
 	r.serverPeakRSSAll = peakRSS(e.serverPID())
 
 	rows := int64(0)
@@ -250,7 +255,10 @@ func runBench(ctx context.Context, o options) error {
 		return finishReport(ctx, e, r, o)
 	}
 	logf("raw limit: COPY of %d rows straight into audit_events", rows)
-	if r.copy, err = rawCopy(ctx, e, gen, rows); err != nil {
+	if r.wp.copyWork, err = measureWork(ctx, e, func() (err error) {
+		r.copy, err = rawCopy(ctx, e, gen, rows)
+		return err
+	}); err != nil {
 		return fmt.Errorf("raw copy: %w", err)
 	}
 	logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
@@ -258,6 +266,10 @@ func runBench(ctx context.Context, o options) error {
 	logf("hash chain cost: the store's insert with and without chain statements")
 	if r.chain, err = chainCost(ctx, e, gen); err != nil {
 		return fmt.Errorf("chain cost: %w", err)
+	}
+	logf("chains on vs off, rollups on in both (writepath.go)")
+	if r.wp.chains, err = runChainsOnOff(ctx, e, gen); err != nil {
+		r.wp.chainsErr = err.Error()
 	}
 	logf("EXPLAIN at 36 partitions (after the load)")
 	if r.explainLoaded, err = explainSet(ctx, e, true); err != nil {

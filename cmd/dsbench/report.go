@@ -30,6 +30,7 @@ type report struct {
 	chain             []chainRun
 	serverPeakRSSAll  int64
 	rowsInTable       int64
+	wp                writepathReport // writepath.go
 }
 
 type facts struct {
@@ -214,6 +215,7 @@ func (r *report) markdown() string {
 	}
 	p("")
 
+	b.WriteString(r.writepathMarkdown()) // writepath_report.go
 	p("## Targets")
 	p("")
 	p("| target | measured | met |")

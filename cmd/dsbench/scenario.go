@@ -125,7 +125,8 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 			}
 		}
 	}
-	res := runLoad(ctx, e, spec, bodies, probe)
+	ww := &windowWork{ctx: ctx, e: e}
+	res := runLoad(ctx, e, spec, bodies, ww.wrap(probe))
 	res.cpu = split
 	res.peakRSS = peakRSS(srv)
 	if deep {
@@ -136,6 +137,7 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 		dd.statements = topStatements(ctx, e)
 		res.deep = &dd
 	}
+	res.work = ww.result(dd.waits.samples)
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// InsertUnchained writes events as InsertEvents does (commitSQL, the rows
+// by COPY from copyMinRows events on: the events, their ids and the
+// rollups, in one transaction) but without the hash chain: no advisory
+// locks, no chain-head read or write, no hashing. The caller sets each
+// event's chain fields (a stand-in hash will do).
+//
+// It exists for cmd/dsbench only, which measures what the chains cost
+// ("chains on vs off, rollups on in both", issue 15): the product has no
+// switch to turn chains off, and a copy of these statements in the
+// benchmark would drift from what the store runs.
+func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int64, error) {
+	var inserted int64
+	shard, release := s.shards.acquire()
+	defer release()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rest := commitArgs(chainHeads{}, nil, nil, newRollupDelta(events), shard)
+		if len(events) >= copyMinRows {
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, &eventRows{events: events})
+			if err != nil {
+				return err
+			}
+			inserted = n
+			_, err = tx.Exec(ctx, commitAfterCopySQL, append(idColumns(events), rest...)...)
+			return err
+		}
+		cols, err := s.columns(events)
+		if err != nil {
+			return err
+		}
+		inserted = int64(len(events))
+		_, err = tx.Exec(ctx, commitEventsSQL, append(cols, rest...)...)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: insert %d events without chain: %w", len(events), err)
+	}
+	return inserted, nil
+}
