@@ -74,7 +74,7 @@ func (w *pgWork) readWALByRM(ctx context.Context, e *env) {
 			return err
 		}
 		rows, err := c.Query(ctx, `
-			SELECT resource_manager, count, record_size, fpi_size
+			SELECT "resource_manager/record_type", count, record_size, fpi_size
 			FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, false) WHERE count > 0 ORDER BY combined_size DESC`, w.from, w.to)
 		if err != nil {
 			return err

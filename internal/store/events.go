@@ -79,7 +79,11 @@ var insertColumns = []string{
 // and locking the other 35 months.
 const (
 	lockChainsSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) FROM unnest($1::text[]) AS c`
-	readHeadsSQL  = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
+	// lockChainsGenericSQL is lockChainsSQL and genericPlansSQL in one
+	// statement, for a commit that reads nothing before it writes
+	// (insertFast).
+	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true) FROM unnest($1::text[]) AS c`
+	readHeadsSQL         = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
 	// storedIDsSQL finds the ids already taken, on any date
 	// (audit_event_ids, migration 00006): one primary-key probe per id on an
 	// unpartitioned table.
@@ -312,8 +316,7 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 	var commit pgconn.CommandTag
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(lockChainsSQL, corrs)
-	b.Queue(genericPlansSQL)
+	b.Queue(lockChainsGenericSQL, corrs)
 	b.Queue(commitEventsSQL, append(cols, commitArgs(heads, &expected, check, newRollupDelta(events), shard)...)...).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {

@@ -23,25 +23,41 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 	var inserted int64
 	shard, release := s.shards.acquire()
 	defer release()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: insert %d events without chain: %w", len(events), err)
+	}
+	defer conn.Release()
+	// The same round trips as InsertEvents at its best: BEGIN and the COPY
+	// then commitSQL and COMMIT for a big batch, one pipeline for a small.
+	err = func() error {
 		rest := commitArgs(chainHeads{}, nil, nil, newRollupDelta(events), shard)
+		b := &pgx.Batch{}
 		if len(events) >= copyMinRows {
-			n, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, &eventRows{events: events})
+			if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+				return err
+			}
+			n, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, &eventRows{events: events})
 			if err != nil {
 				return err
 			}
 			inserted = n
-			_, err = tx.Exec(ctx, commitAfterCopySQL, append(idColumns(events), rest...)...)
-			return err
+			b.Queue(commitAfterCopySQL, append(idColumns(events), rest...)...)
+		} else {
+			cols, err := s.columns(events)
+			if err != nil {
+				return err
+			}
+			inserted = int64(len(events))
+			b.Queue("BEGIN")
+			b.Queue(commitEventsSQL, append(cols, rest...)...)
 		}
-		cols, err := s.columns(events)
-		if err != nil {
-			return err
-		}
-		inserted = int64(len(events))
-		_, err = tx.Exec(ctx, commitEventsSQL, append(cols, rest...)...)
-		return err
-	})
+		b.Queue("COMMIT")
+		return conn.SendBatch(ctx, b).Close()
+	}()
+	if err != nil {
+		rollback(conn.Conn())
+	}
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events without chain: %w", len(events), err)
 	}
