@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -370,7 +371,29 @@ type chainOnOff struct {
 	elapsed        time.Duration
 	goCPU          float64
 	work           pgWork
+	roundTrips     int64 // the store's, counted by its pgx tracer
 }
+
+// roundTripCounter counts the round trips a store makes: every statement
+// sent alone, every pipeline and every COPY is one.
+type roundTripCounter struct{ n atomic.Int64 }
+
+func (r *roundTripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTripCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *roundTripCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTripCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
 func (c chainOnOff) rowsPerSec() float64 {
 	if c.elapsed <= 0 {
@@ -386,7 +409,8 @@ func (c chainOnOff) rowsPerSec() float64 {
 // Off runs before and after on, and counts as their mean, so that a drift
 // of the machine's load does not favour either.
 func runChainsOnOff(ctx context.Context, e *env, gen *eventGen) ([]chainOnOff, error) {
-	st, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 4})
+	rt := &roundTripCounter{}
+	st, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 4, Tracer: rt})
 	if err != nil {
 		return nil, err
 	}
@@ -394,10 +418,12 @@ func runChainsOnOff(ctx context.Context, e *env, gen *eventGen) ([]chainOnOff, e
 	var out []chainOnOff
 	for _, shape := range []struct{ batch, writers, total int }{{500, 1, 50_000}, {32, 2, 20_000}} {
 		for _, chain := range []bool{false, true, false} {
+			rt0 := rt.n.Load()
 			c, err := chainOnOffOnce(ctx, e, st, gen, shape.batch, shape.writers, shape.total, chain)
 			if err != nil {
 				return out, err
 			}
+			c.roundTrips = rt.n.Load() - rt0
 			logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s, PostgreSQL %.0f µs/row", c.batch, c.writers, c.chain,
 				c.rowsPerSec(), c.work.pgMicros())
 			out = append(out, c)

@@ -106,7 +106,12 @@ func (r *report) writepathMarkdown() string {
 		row(l.spec.name, l.work, true)
 	}
 	for i := range min(len(r.wp.naive), len(r.wp.again)) {
-		row(fmt.Sprintf("naive writer c=1, round %d", i+1), r.wp.naive[i].work, false)
+		if w := r.wp.naive[i].work; w != nil && r.wp.naive[i].events > 0 {
+			// Its Go CPU is dsbench's: the naive writer and the load generator.
+			cp := *w
+			cp.serverCPU = r.wp.naive[i].cpu.server * float64(w.events) / float64(r.wp.naive[i].events)
+			row(fmt.Sprintf("naive writer c=1, round %d (server CPU: naive writer + load generator)", i+1), &cp, true)
+		}
 		row(fmt.Sprintf("single c=1, round %d (alternating)", i+1), r.wp.again[i].work, true)
 	}
 	row("raw COPY", &r.wp.copyWork, false)
@@ -119,15 +124,20 @@ func (r *report) writepathMarkdown() string {
 	}
 	p("")
 	r.writepathBreakdown(p)
-	p("Statements per commit count what `pg_stat_statements` saw less BEGIN, COMMIT and SET, which it counts once per connection when they come through the extended protocol (pgx's pipelines); the naive writer's INSERT is its own transaction. Round trips per commit are not counted here; `docs/architecture.md` gives them for each commit size.")
+	p("Statements per commit count what `pg_stat_statements` saw less BEGIN, COMMIT and SET, which it counts once per connection when they come through the extended protocol (pgx's pipelines); the naive writer's INSERT is its own transaction. Round trips per commit are counted for the store-level runs below (a pgx tracer on the store: each pipeline, lone statement and COPY is one); `docs/architecture.md` gives them for each commit size.")
 	p("")
 	if len(r.wp.chains) > 0 {
 		p("Chains on vs off, through the store (no HTTP): *on* is `ingest.Pipeline` over `store.InsertEvents` (as in the server); *off* is `store.InsertUnchained`, the same INSERT or COPY, id table and rollups in one transaction, without the chain's locks, head read and write and hashing. Off runs before and after on; the comparison uses their mean.")
 		p("")
-		p("| batch × writers | chains | rows/s | Go CPU µs/row |")
-		p("|---|---|--:|--:|")
+		p("| batch × writers | chains | rows/s | Go CPU µs/row | PostgreSQL CPU µs/row | commits | round trips/commit |")
+		p("|---|---|--:|--:|--:|--:|--:|")
 		for _, c := range r.wp.chains {
-			p("| %d × %d | %v | %.0f | %.0f |", c.batch, c.writers, c.chain, c.rowsPerSec(), c.goCPU/float64(max(c.rows, 1))*1e6)
+			rt := "–"
+			if c.work.commits > 0 {
+				rt = fmt.Sprintf("%.2f", float64(c.roundTrips)/float64(c.work.commits))
+			}
+			p("| %d × %d | %v | %.0f | %.0f | %.0f | %d | %s |", c.batch, c.writers, c.chain, c.rowsPerSec(),
+				c.goCPU/float64(max(c.rows, 1))*1e6, c.work.pgMicros(), c.work.commits, rt)
 		}
 		p("")
 	}
