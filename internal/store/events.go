@@ -447,11 +447,13 @@ func rollback(conn *pgx.Conn) {
 }
 
 // isDuplicateEvent reports a primary-key violation of audit_events or of
-// audit_event_ids.
+// audit_event_ids, or of a table commitSQL adds rows to that a concurrent
+// commit added first (a chain head, a rollup row): the commit is retried.
 func isDuplicateEvent(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
-		(strings.HasPrefix(pgErr.TableName, "audit_events") || pgErr.TableName == "audit_event_ids")
+		(strings.HasPrefix(pgErr.TableName, "audit_events") || pgErr.TableName == "audit_event_ids" ||
+			pgErr.TableName == "audit_chain_heads" || strings.HasPrefix(pgErr.TableName, "audit_rollup_"))
 }
 
 func sameDate(a, b audit.Date) bool { return a.Std().Equal(b.Std()) }
