@@ -61,6 +61,13 @@ type options struct {
 }
 
 func main() {
+	if db := os.Getenv(naiveEnv); db != "" { // the naive writer's process (writepath.go)
+		if err := runNaiveProcess(db); err != nil {
+			fmt.Fprintln(os.Stderr, "dsbench naive writer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each HTTP scenario")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up before each HTTP scenario")

@@ -107,10 +107,10 @@ func (r *report) writepathMarkdown() string {
 	}
 	for i := range min(len(r.wp.naive), len(r.wp.again)) {
 		if w := r.wp.naive[i].work; w != nil && r.wp.naive[i].events > 0 {
-			// Its Go CPU is dsbench's: the naive writer and the load generator.
+			// Its server CPU is the naive writer's process's, over the window.
 			cp := *w
 			cp.serverCPU = r.wp.naive[i].cpu.server * float64(w.events) / float64(r.wp.naive[i].events)
-			row(fmt.Sprintf("naive writer c=1, round %d (server CPU: naive writer + load generator)", i+1), &cp, true)
+			row(fmt.Sprintf("naive writer c=1, round %d (server CPU: the naive writer's)", i+1), &cp, true)
 		}
 		row(fmt.Sprintf("single c=1, round %d (alternating)", i+1), r.wp.again[i].work, true)
 	}

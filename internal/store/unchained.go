@@ -30,7 +30,9 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 	defer conn.Release()
 	// The same round trips as InsertEvents at its best: BEGIN and the COPY
 	// then commitSQL and COMMIT for a big batch, one pipeline for a small.
-	err = func() error {
+	// Without the chain locks two commits may add the same new rollup key
+	// at once; the loser is retried, as InsertEvents retries (isDuplicateEvent).
+	once := func() error {
 		rest := commitArgs(chainHeads{}, nil, nil, newRollupDelta(events), shard)
 		b := &pgx.Batch{}
 		if len(events) >= copyMinRows {
@@ -54,9 +56,15 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 		}
 		b.Queue("COMMIT")
 		return conn.SendBatch(ctx, b).Close()
-	}()
-	if err != nil {
+	}
+	for range maxInsertAttempts {
+		if err = once(); err == nil {
+			break
+		}
 		rollback(conn.Conn())
+		if !isDuplicateEvent(err) {
+			break
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events without chain: %w", len(events), err)
