@@ -336,7 +336,6 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 	}
 	if !ok {
 		s.heads.forget(corrs)
-		s.fastMisses.Add(1)
 		return 0, false, nil
 	}
 	s.heads.put(heads)

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +19,6 @@ type Store struct {
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
 	heads   *headCache    // chain heads this process committed last (commit.go)
-	// fastMisses counts one-round-trip commits whose guard failed (tests).
-	fastMisses atomic.Int64
 }
 
 // Options tune the connection pool.
