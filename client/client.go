@@ -226,7 +226,7 @@ func errUnexpected(r response) error {
 // and Data when they are zero. Queued in the result means the server
 // spooled it (202).
 func (c *Client) WriteEvent(ctx context.Context, ev Event) (WriteResult, error) {
-	ev, err := ev.prepare(c.now())
+	req, err := ev.prepare(c.now())
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -235,15 +235,15 @@ func (c *Client) WriteEvent(ctx context.Context, ev Event) (WriteResult, error) 
 		EventTimestamp time.Time `json:"event_timestamp"`
 		Message        string    `json:"message"`
 	}
-	r, err := c.sendJSON(ctx, http.MethodPost, auditEndpoint(c, nil, "events"), ev, &out)
+	r, err := c.sendJSON(ctx, http.MethodPost, auditEndpoint(c, nil, "events"), req, &out)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	switch r.status {
 	case http.StatusCreated:
-		return WriteResult{EventID: ev.ID, EventTimestamp: out.EventTimestamp, Message: out.Message}, nil
+		return WriteResult{ID: req.ID, Timestamp: out.EventTimestamp, Message: out.Message}, nil
 	case http.StatusAccepted:
-		return WriteResult{EventID: ev.ID, EventTimestamp: ev.Timestamp.UTC().Truncate(time.Microsecond), Queued: true, Message: out.Message}, nil
+		return WriteResult{ID: req.ID, Timestamp: req.Timestamp.UTC().Truncate(time.Microsecond), Queued: true, Message: out.Message}, nil
 	}
 	return WriteResult{}, errUnexpected(r)
 }
@@ -257,7 +257,7 @@ func (c *Client) WriteEvents(ctx context.Context, events []Event) (BatchResult, 
 		return BatchResult{}, errors.New("datastorage: WriteEvents needs at least one event")
 	}
 	now := c.now()
-	prepared := make([]Event, len(events))
+	prepared := make([]eventRequest, len(events))
 	for i, ev := range events {
 		p, err := ev.prepare(now)
 		if err != nil {
@@ -309,9 +309,9 @@ func (q Query) values() url.Values {
 		}
 	}
 	set("correlation_id", q.CorrelationID)
-	set("event_type", q.EventType)
-	set("event_category", string(q.EventCategory))
-	set("event_outcome", string(q.EventOutcome))
+	set("event_type", q.Type)
+	set("event_category", string(q.Category))
+	set("event_outcome", string(q.Outcome))
 	set("severity", q.Severity)
 	set("namespace", q.Namespace)
 	set("cluster_id", q.ClusterID)
@@ -359,14 +359,14 @@ func (c *Client) QueryEvents(ctx context.Context, q Query) (*EventPage, error) {
 //		if err != nil { return err }
 //		...
 //	}
-func (c *Client) Events(ctx context.Context, q Query) func(yield func(AuditEvent, error) bool) {
-	return func(yield func(AuditEvent, error) bool) {
+func (c *Client) Events(ctx context.Context, q Query) func(yield func(Event, error) bool) {
+	return func(yield func(Event, error) bool) {
 		q := q
 		q.Offset = 0
 		for {
 			page, err := c.QueryEvents(ctx, q)
 			if err != nil {
-				yield(AuditEvent{}, err)
+				yield(Event{}, err)
 				return
 			}
 			for _, ev := range page.Data {
@@ -384,8 +384,8 @@ func (c *Client) Events(ctx context.Context, q Query) func(yield func(AuditEvent
 
 // GetEvent returns one event; a *Problem matching [ErrNotFound] when there
 // is none.
-func (c *Client) GetEvent(ctx context.Context, id uuid.UUID) (*AuditEvent, error) {
-	var ev AuditEvent
+func (c *Client) GetEvent(ctx context.Context, id uuid.UUID) (*Event, error) {
+	var ev Event
 	if err := c.getJSON(ctx, auditEndpoint(c, nil, "events", id.String()), &ev); err != nil {
 		return nil, err
 	}
@@ -423,14 +423,14 @@ func (c *Client) aggregation(ctx context.Context, name string, v url.Values, out
 }
 
 // SuccessRate returns the share of successful events among those selected
-// by exactly one of q.EventType, q.EventCategory, q.WorkflowID.
+// by exactly one of q.Type, q.Category, q.WorkflowID.
 func (c *Client) SuccessRate(ctx context.Context, q SuccessRateQuery) (*SuccessRate, error) {
 	v := q.Window.values()
-	if q.EventType != "" {
-		v.Set("event_type", q.EventType)
+	if q.Type != "" {
+		v.Set("event_type", q.Type)
 	}
-	if q.EventCategory != "" {
-		v.Set("event_category", string(q.EventCategory))
+	if q.Category != "" {
+		v.Set("event_category", string(q.Category))
 	}
 	if q.WorkflowID != "" {
 		v.Set("workflow_id", q.WorkflowID)
@@ -558,8 +558,8 @@ func (q ExportQuery) values(format string) url.Values {
 	if q.CorrelationID != "" {
 		v.Set("correlation_id", q.CorrelationID)
 	}
-	if q.EventCategory != "" {
-		v.Set("event_category", string(q.EventCategory))
+	if q.Category != "" {
+		v.Set("event_category", string(q.Category))
 	}
 	if format != "" {
 		v.Set("format", format)

@@ -20,6 +20,12 @@
 //
 // Lists page with an opaque cursor; [Client.Events] walks every page for you.
 //
+// One type, [Event], is an event both as written and as read: the fields the
+// server assigns (hash, chain position, legal hold, commit time) are filled
+// on read and never sent, so an event read back can be written again as it
+// is (the write is idempotent by its id and timestamp). A read event's Data
+// is the stored object as a json.RawMessage; [Event.DecodeData] decodes it.
+//
 // # The workflow catalog
 //
 // [Client.RegisterWorkflow], [Client.GetWorkflow], [Client.ListWorkflows]

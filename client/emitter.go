@@ -218,17 +218,17 @@ func NewEmitter(c *Client, opts EmitterOptions) *Emitter {
 // and an encoding error for an event that cannot be encoded as JSON. Every
 // event not queued is counted as dropped.
 func (e *Emitter) Emit(ctx context.Context, ev Event) error {
-	ev, err := ev.prepare(time.Now())
+	req, err := ev.prepare(time.Now())
 	if err != nil {
 		e.stats.drop(dropInvalid, 1)
 		return err
 	}
-	b, err := json.Marshal(ev)
+	b, err := json.Marshal(req)
 	if err != nil {
 		e.stats.drop(dropInvalid, 1)
 		return fmt.Errorf("datastorage: encoding the event: %w", err)
 	}
-	it := item{ev: EncodedEvent{ID: ev.ID, JSON: b}}
+	it := item{ev: EncodedEvent{ID: req.ID, JSON: b}}
 
 	e.mu.RLock()
 	defer e.mu.RUnlock()

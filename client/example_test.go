@@ -177,7 +177,7 @@ func ExampleClient_WriteEvent() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(res.EventID.Version(), res.Queued, res.EventTimestamp.Format(time.RFC3339))
+	fmt.Println(res.ID.Version(), res.Queued, res.Timestamp.Format(time.RFC3339))
 	// Output: VERSION_7 false 2026-11-22T10:00:00Z
 }
 

@@ -38,14 +38,21 @@ const (
 	OutcomePending Outcome = "pending"
 )
 
-// Event is an audit event as a service writes it (AuditEventRequest).
+// Event is an audit event: the same type as a service writes it and as the
+// server returns it (CONTRACT §1).
 //
-// Required: Version, Type, Category, Action, Outcome, CorrelationID. The
-// write methods and the emitter fill in the rest when it is left zero: ID
-// (a new UUIDv7, which makes the write idempotent), Timestamp (now) and
-// Data (an empty object). Field names drop the "event_" of their JSON keys. Empty optional
-// fields are left out of the request, and the server applies its defaults
-// (actor_type "service", severity "info", retention 2555 days, …).
+// Writing: Version, Type, Category, Action, Outcome and CorrelationID are
+// required. The write methods and the emitter fill in, when left zero, ID (a
+// new UUIDv7, which makes the write idempotent), Timestamp (now) and Data (an
+// empty object). Empty optional fields are left out of the request and the
+// server applies its defaults (actor_type "service", severity "info",
+// retention 2555 days, …). The fields the server assigns (from ParentEventDate
+// on) are never sent: a read event can be written again as it is.
+//
+// Reading: every field is filled as stored, the server's defaults applied, and
+// Data holds the stored object as a [json.RawMessage] (see [Event.DecodeData]).
+//
+// Field names drop the "event_" of their JSON keys.
 type Event struct {
 	// ID makes the write idempotent: the same id and timestamp are
 	// stored once however often they are sent.
@@ -58,7 +65,8 @@ type Event struct {
 	Outcome       Outcome   `json:"event_outcome"`
 	CorrelationID string    `json:"correlation_id"`
 	// Data is any value that encodes as a JSON object (a map, a struct,
-	// json.RawMessage); nil sends {}.
+	// json.RawMessage); nil sends {}. A read event's Data is the stored
+	// object as a json.RawMessage.
 	Data any `json:"event_data"`
 
 	ActorType     string     `json:"actor_type,omitempty"`
@@ -74,60 +82,16 @@ type Event struct {
 	DurationMS   *int64 `json:"duration_ms,omitempty"`
 	ErrorCode    string `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
-	// RetentionDays is 1 … 2555; nil means the server default.
-	RetentionDays *int `json:"retention_days,omitempty"`
+	// RetentionDays is 1 … 2555; 0 means the server default when writing.
+	RetentionDays int  `json:"retention_days,omitempty"`
 	IsSensitive   bool `json:"is_sensitive,omitempty"`
-}
 
-// prepare fills the fields the SDK defaults, on a copy.
-func (e Event) prepare(now time.Time) (Event, error) {
-	if e.ID == uuid.Nil {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return e, err
-		}
-		e.ID = id
-	}
-	if e.Timestamp.IsZero() {
-		e.Timestamp = now
-	}
-	if e.Data == nil {
-		e.Data = struct{}{}
-	}
-	return e, nil
-}
+	// The fields below are assigned by the server: filled on read, never
+	// sent.
 
-// AuditEvent is a stored event as the server returns it: the request fields
-// with the server's defaults applied, plus the keys the server adds.
-type AuditEvent struct {
-	ID            uuid.UUID       `json:"event_id"`
-	Version       string          `json:"version"`
-	Type          string          `json:"event_type"`
-	Timestamp     time.Time       `json:"event_timestamp"`
-	Category      Category        `json:"event_category"`
-	Action        string          `json:"event_action"`
-	Outcome       Outcome         `json:"event_outcome"`
-	CorrelationID string          `json:"correlation_id"`
-	Data          json.RawMessage `json:"event_data"`
-
-	ActorType       string     `json:"actor_type,omitempty"`
-	ActorID         string     `json:"actor_id,omitempty"`
-	ActorIP         string     `json:"actor_ip,omitempty"`
-	ResourceType    string     `json:"resource_type,omitempty"`
-	ResourceID      string     `json:"resource_id,omitempty"`
-	ParentEventID   *uuid.UUID `json:"parent_event_id,omitempty"`
+	// ParentEventDate is the partition date of the parent event.
 	ParentEventDate *time.Time `json:"parent_event_date,omitempty"`
-	Namespace       string     `json:"namespace,omitempty"`
-	ClusterID       string     `json:"cluster_id,omitempty"`
-	Severity        string     `json:"severity,omitempty"`
-	DurationMS      *int64     `json:"duration_ms,omitempty"`
-	ErrorCode       string     `json:"error_code,omitempty"`
-	ErrorMessage    string     `json:"error_message,omitempty"`
-	RetentionDays   int        `json:"retention_days,omitempty"`
-	IsSensitive     bool       `json:"is_sensitive,omitempty"`
-
-	// Date is the UTC date of Timestamp (YYYY-MM-DD), the
-	// partition key.
+	// Date is the UTC date of Timestamp (YYYY-MM-DD), the partition key.
 	Date          string `json:"event_date"`
 	Hash          string `json:"event_hash"`
 	PreviousHash  string `json:"previous_event_hash"`
@@ -142,14 +106,101 @@ type AuditEvent struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// UnmarshalJSON reads an event, keeping event_data as the json.RawMessage
+// it was sent as (decoding it into any would turn its numbers into float64
+// and lose large integers).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	type plain Event // no methods: no recursion
+	var w struct {
+		*plain
+		Data json.RawMessage `json:"event_data"`
+	}
+	w.plain = (*plain)(e)
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	e.Data = nil
+	if w.Data != nil {
+		e.Data = w.Data
+	}
+	return nil
+}
+
+// DecodeData decodes Data into v: a read event's stored object, or the
+// value a writer set.
+func (e *Event) DecodeData(v any) error {
+	raw, ok := e.Data.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(e.Data); err != nil {
+			return err
+		}
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// eventRequest is the request body of one event (AuditEventRequest): the
+// fields a client may send, without those the server assigns.
+type eventRequest struct {
+	ID            uuid.UUID  `json:"event_id,omitzero"`
+	Version       string     `json:"version"`
+	Type          string     `json:"event_type"`
+	Timestamp     time.Time  `json:"event_timestamp"`
+	Category      Category   `json:"event_category"`
+	Action        string     `json:"event_action"`
+	Outcome       Outcome    `json:"event_outcome"`
+	CorrelationID string     `json:"correlation_id"`
+	Data          any        `json:"event_data"`
+	ActorType     string     `json:"actor_type,omitempty"`
+	ActorID       string     `json:"actor_id,omitempty"`
+	ActorIP       string     `json:"actor_ip,omitempty"`
+	ResourceType  string     `json:"resource_type,omitempty"`
+	ResourceID    string     `json:"resource_id,omitempty"`
+	ParentEventID *uuid.UUID `json:"parent_event_id,omitempty"`
+	Namespace     string     `json:"namespace,omitempty"`
+	ClusterID     string     `json:"cluster_id,omitempty"`
+	Severity      string     `json:"severity,omitempty"`
+	DurationMS    *int64     `json:"duration_ms,omitempty"`
+	ErrorCode     string     `json:"error_code,omitempty"`
+	ErrorMessage  string     `json:"error_message,omitempty"`
+	RetentionDays int        `json:"retention_days,omitempty"`
+	IsSensitive   bool       `json:"is_sensitive,omitempty"`
+}
+
+// prepare returns the request body of e, with the fields the SDK defaults
+// filled in.
+func (e Event) prepare(now time.Time) (eventRequest, error) {
+	if e.ID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return eventRequest{}, err
+		}
+		e.ID = id
+	}
+	if e.Timestamp.IsZero() {
+		e.Timestamp = now
+	}
+	if e.Data == nil {
+		e.Data = struct{}{}
+	}
+	return eventRequest{
+		ID: e.ID, Version: e.Version, Type: e.Type, Timestamp: e.Timestamp, Category: e.Category,
+		Action: e.Action, Outcome: e.Outcome, CorrelationID: e.CorrelationID, Data: e.Data,
+		ActorType: e.ActorType, ActorID: e.ActorID, ActorIP: e.ActorIP, ResourceType: e.ResourceType,
+		ResourceID: e.ResourceID, ParentEventID: e.ParentEventID, Namespace: e.Namespace,
+		ClusterID: e.ClusterID, Severity: e.Severity, DurationMS: e.DurationMS, ErrorCode: e.ErrorCode,
+		ErrorMessage: e.ErrorMessage, RetentionDays: e.RetentionDays, IsSensitive: e.IsSensitive,
+	}, nil
+}
+
 // WriteResult is the answer to [Client.WriteEvent].
 type WriteResult struct {
-	EventID uuid.UUID
-	// EventTimestamp is the stored timestamp (UTC, microseconds).
-	EventTimestamp time.Time
+	ID uuid.UUID
+	// Timestamp is the stored timestamp (UTC, microseconds).
+	Timestamp time.Time
 	// Queued is true when the server answered 202: PostgreSQL could not take
 	// the event right now and it is durably queued in the server's spool; it
-	// will be stored exactly once, under EventID.
+	// will be stored exactly once, under ID.
 	Queued  bool
 	Message string
 }
@@ -157,8 +208,8 @@ type WriteResult struct {
 // BatchResult is the answer to [Client.WriteEvents]: every event is
 // committed or durably queued.
 type BatchResult struct {
-	EventIDs []uuid.UUID `json:"event_ids"`
-	Message  string      `json:"message"`
+	IDs     []uuid.UUID `json:"event_ids"`
+	Message string      `json:"message"`
 }
 
 // Order is the sort direction of a query.
@@ -174,9 +225,9 @@ const (
 // fields do not filter; the filters combine with AND.
 type Query struct {
 	CorrelationID string
-	EventType     string
-	EventCategory Category
-	EventOutcome  Outcome
+	Type          string
+	Category      Category
+	Outcome       Outcome
 	Severity      string
 	Namespace     string
 	ClusterID     string
@@ -208,8 +259,8 @@ func TimeBound(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // EventPage is one page of a query.
 type EventPage struct {
-	Data       []AuditEvent `json:"data"`
-	Pagination Pagination   `json:"pagination"`
+	Data       []Event    `json:"data"`
+	Pagination Pagination `json:"pagination"`
 	// Raw is the response body as received (for tools that print it).
 	Raw json.RawMessage `json:"-"`
 }
@@ -247,10 +298,28 @@ type Timeline struct {
 
 // TimelineEvent is an event with the events caused by it.
 type TimelineEvent struct {
-	AuditEvent
+	Event
 	// OffsetMS is the milliseconds from the remediation's first event.
 	OffsetMS int64           `json:"offset_ms,omitempty"`
 	Children []TimelineEvent `json:"children"`
+}
+
+// UnmarshalJSON reads the event and its tree. It is needed because the
+// embedded Event's UnmarshalJSON would otherwise be promoted and read only
+// the event.
+func (t *TimelineEvent) UnmarshalJSON(b []byte) error {
+	if err := t.Event.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	var tree struct {
+		OffsetMS int64           `json:"offset_ms"`
+		Children []TimelineEvent `json:"children"`
+	}
+	if err := json.Unmarshal(b, &tree); err != nil {
+		return err
+	}
+	t.OffsetMS, t.Children = tree.OffsetMS, tree.Children
+	return nil
 }
 
 // Window is the time window of an aggregation (default: the last 7 days).
@@ -260,11 +329,11 @@ type Window struct {
 }
 
 // SuccessRateQuery selects the events of a success rate: exactly one of
-// EventType, EventCategory or WorkflowID.
+// Type, Category or WorkflowID.
 type SuccessRateQuery struct {
 	Window
-	EventType     string
-	EventCategory Category
+	Type     string
+	Category Category
 	// WorkflowID matches event_data.workflow_id.
 	WorkflowID string
 	// MinSamples is the sample count needed for MinSamplesMet (0: server default 5).
@@ -409,7 +478,7 @@ type LegalHoldRelease struct {
 type ExportQuery struct {
 	StartTime, EndTime time.Time
 	CorrelationID      string
-	EventCategory      Category
+	Category           Category
 	// Format is "json" (default) or "ndjson"; [Client.Export] always asks
 	// for json, [Client.ExportTo] honours it.
 	Format string
@@ -421,7 +490,7 @@ type ExportQuery struct {
 // Export is a signed export.
 type Export struct {
 	Metadata              ExportMetadata        `json:"export_metadata"`
-	Events                []AuditEvent          `json:"events"`
+	Events                []Event               `json:"events"`
 	HashChainVerification HashChainVerification `json:"hash_chain_verification"`
 	// Raw is the response body exactly as received: keep it (not a
 	// re-encoding) for `datastorage verify-export`.
@@ -430,9 +499,9 @@ type Export struct {
 
 // ExportMetadata describes an export and carries its signature.
 type ExportMetadata struct {
-	ExportTimestamp time.Time `json:"export_timestamp"`
-	ExportFormat    string    `json:"export_format"`
-	TotalEvents     int64     `json:"total_events"`
+	Timestamp   time.Time `json:"export_timestamp"`
+	Format      string    `json:"export_format"`
+	TotalEvents int64     `json:"total_events"`
 	// Signature is base64 (standard encoding) over the exact bytes of the
 	// exported events.
 	Signature          string         `json:"signature"`

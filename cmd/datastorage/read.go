@@ -86,9 +86,9 @@ func cmdEvents(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	}
 	q := client.Query{
 		CorrelationID: *params["correlation-id"],
-		EventType:     *params["event-type"],
-		EventCategory: client.Category(*params["event-category"]),
-		EventOutcome:  client.Outcome(*params["event-outcome"]),
+		Type:          *params["event-type"],
+		Category:      client.Category(*params["event-category"]),
+		Outcome:       client.Outcome(*params["event-outcome"]),
 		Severity:      *params["severity"],
 		Namespace:     *params["namespace"],
 		ClusterID:     *params["cluster-id"],

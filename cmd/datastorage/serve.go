@@ -81,6 +81,12 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	redis.SetLogger(redisLog{log})
 	rdb := openRedis(cfg.Redis)
 	defer rdb.Close()
+	if sn := cfg.Redis.Sentinel; sn.Enabled() {
+		log.Info("spool: Redis through Sentinel", "master_name", sn.MasterName, "sentinels", sn.Addrs.String(),
+			"min_replicas", cfg.Redis.RequiredReplicas(), "wait_timeout", cfg.Redis.WaitTimeout.String())
+	} else if n := cfg.Redis.RequiredReplicas(); n > 0 {
+		log.Info("spool: Redis", "addr", cfg.Redis.Addr, "min_replicas", n, "wait_timeout", cfg.Redis.WaitTimeout.String())
+	}
 
 	// Every piece of background work joins bg, which stops it (last joined
 	// first, each waited for) before the deferred closes of Redis and the
@@ -88,7 +94,12 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	var bg lifecycle.Group
 	defer stopBackground(cfg, log, &bg)
 	bg.Add("store parent lookups", st)
-	sp := spool.New(rdb, spool.Options{MaxLen: cfg.Redis.DLQMaxLen, Metrics: spool.NewMetrics(reg)})
+	sp := spool.New(rdb, spool.Options{
+		MaxLen:      cfg.Redis.DLQMaxLen,
+		Metrics:     spool.NewMetrics(reg),
+		MinReplicas: cfg.Redis.RequiredReplicas(),
+		WaitTimeout: cfg.Redis.WaitTimeout.Duration,
+	})
 	reg.MustRegister(spool.NewCollector(sp))
 
 	pipeline := ingest.New(st, sp, ingest.Options{
@@ -96,7 +107,11 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		MaxBatch:  cfg.Ingest.MaxBatch,
 		QueueSize: cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
-	bg.Add("ingest pipeline", pipeline)
+	// The writers start now, before the replay worker and the API that feed
+	// them, so they stop after both.
+	if err := bg.Start(ctx, "ingest pipeline", pipeline); err != nil {
+		return err
+	}
 	worker, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err

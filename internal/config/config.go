@@ -22,6 +22,7 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	Integrity Integrity `yaml:"integrity"`
 	Catalog   Catalog   `yaml:"catalog"`
+	Archive   Archive   `yaml:"archive"`
 	Logging   Logging   `yaml:"logging"`
 }
 
@@ -126,6 +127,14 @@ type Redis struct {
 	// MaxDeliveries is how many times an entry that fails for a data reason
 	// is tried before it moves to the dead-letter stream.
 	MaxDeliveries int `yaml:"maxDeliveries"`
+	// Sentinel, when configured, finds the master through Redis Sentinel
+	// and follows it through failovers; Addr is then not used.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// MinReplicas is how many replicas must confirm a spooled write (WAIT)
+	// before it is answered 201/202; see RequiredReplicas.
+	MinReplicas MinReplicas `yaml:"minReplicas"`
+	// WaitTimeout bounds that confirmation; a shortfall is answered 503.
+	WaitTimeout Duration `yaml:"waitTimeout"`
 	// Password is read from SecretsFile by Load.
 	Password string `yaml:"-"`
 }
@@ -208,6 +217,44 @@ type CatalogWeights struct {
 	Text     float64 `yaml:"text"`
 }
 
+// Archive configures the archive tier (issue 14): months older than After are
+// written as Parquet files to Target, verified, and dropped from PostgreSQL.
+type Archive struct {
+	// Enabled runs the archive job in serve (one replica at a time, as
+	// retention). It requires Target. Target alone, with Enabled false, lets
+	// the archive commands (list, verify, restore) reach the archive while
+	// the job does not run.
+	Enabled bool `yaml:"enabled"`
+	// After is how old a month's last day must be before the month is
+	// archived. It may not be shorter than ingest.maxEventAge, or an event
+	// could arrive for a month already archived.
+	After Duration `yaml:"after"`
+	// Target is where archived months go: file:///abs/dir or
+	// s3://bucket/prefix. Empty means no archive.
+	Target string `yaml:"target"`
+	// S3 configures an s3:// Target; its keys are refused for a file:// one.
+	S3 ArchiveS3 `yaml:"s3"`
+}
+
+// ArchiveS3 configures the S3 client of an s3:// archive target. Every field
+// may stay empty: the standard AWS environment (AWS_REGION, AWS_PROFILE, web
+// identity, instance roles…) then decides, as for any AWS SDK.
+type ArchiveS3 struct {
+	// Endpoint is the URL of an S3-compatible service (MinIO, Ceph…); empty
+	// means AWS S3.
+	Endpoint string `yaml:"endpoint"`
+	// Region is the bucket's region; empty takes the AWS environment, else
+	// us-east-1.
+	Region string `yaml:"region"`
+	// PathStyle addresses the bucket in the URL path, as most S3-compatible
+	// services need.
+	PathStyle bool `yaml:"pathStyle"`
+	// AccessKeyIDFile and SecretAccessKeyFile hold static credentials, both
+	// or neither (a mounted Secret); neither means the AWS credential chain.
+	AccessKeyIDFile     string `yaml:"accessKeyIdFile"`
+	SecretAccessKeyFile string `yaml:"secretAccessKeyFile"`
+}
+
 // Logging configures the slog handler.
 type Logging struct {
 	Level  string `yaml:"level"`
@@ -267,6 +314,9 @@ func Default() Config {
 			ClaimIdle:     Duration{30 * time.Second},
 			ReplayBatch:   500,
 			MaxDeliveries: 5,
+			Sentinel:      RedisSentinel{PasswordKey: defaultPassword},
+			MinReplicas:   AutoReplicas,
+			WaitTimeout:   Duration{time.Second},
 		},
 		Auth: Auth{Mode: "none"},
 		Ingest: Ingest{
@@ -286,6 +336,9 @@ func Default() Config {
 			Weights:      CatalogWeights{Context: 1, Detected: 0.5, Custom: 0.5, Text: 1},
 			DiscoveryTTL: Duration{24 * time.Hour},
 		},
+		// 90 days: a quarter of hot history, the usual horizon of incident
+		// reviews and well past ingest.maxEventAge.
+		Archive: Archive{After: Duration{90 * 24 * time.Hour}},
 		Logging: Logging{Level: "info", Format: "json"},
 	}
 }

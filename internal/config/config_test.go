@@ -81,6 +81,8 @@ func TestLoadFullFile(t *testing.T) {
 	hmac := writeFile(t, "hmac.key", "s3cret-key\n")
 	signing := writeFile(t, "signing.pem", "PRIVATE KEY PEM\n")
 	secrets := writeFile(t, "db.yaml", "pw: hunter2\n")
+	keyID := writeFile(t, "access-key-id", "AKIAEXAMPLE\n")
+	secretKey := writeFile(t, "secret-access-key", "wJalrXUtnFEMI\n")
 	cfg, err := loadYAML(t, `
 server:
   host: 127.0.0.1
@@ -119,6 +121,13 @@ redis:
   claimIdle: 5s
   replayBatch: 100
   maxDeliveries: 3
+  sentinel:
+    masterName: spool
+    addrs:
+      - sentinel-0.redis:26379
+      - sentinel-1.redis:26379
+  minReplicas: 2
+  waitTimeout: 250ms
 auth:
   mode: static
   tokenFile: /secrets/tokens.yaml
@@ -138,6 +147,16 @@ retention:
 integrity:
   hmacKeyFile: `+hmac+`
   signingKeyFile: `+signing+`
+archive:
+  enabled: true
+  after: 720h
+  target: s3://audit-archive/datastorage
+  s3:
+    endpoint: https://minio.internal:9000
+    region: eu-west-3
+    pathStyle: true
+    accessKeyIdFile: `+keyID+`
+    secretAccessKeyFile: `+secretKey+`
 logging:
   level: debug
   format: text
@@ -161,12 +180,17 @@ logging:
 		Password: "hunter2",
 	}
 	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42,
-		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3}
+		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3,
+		Sentinel:    RedisSentinel{MasterName: "spool", Addrs: AddrList{"sentinel-0.redis:26379", "sentinel-1.redis:26379"}, PasswordKey: "password"},
+		MinReplicas: 2, WaitTimeout: Duration{250 * time.Millisecond}}
 	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, MaxBatch: 500, QueueSize: 500}
 	want.Retention = Retention{Enabled: true, DefaultDays: 30, Interval: Duration{15 * time.Minute},
 		BatchSize: 100, BatchTimeout: Duration{5 * time.Second}}
 	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key"),
 		SigningKeyFile: signing, SigningKey: []byte("PRIVATE KEY PEM\n")}
+	want.Archive = Archive{Enabled: true, After: Duration{720 * time.Hour}, Target: "s3://audit-archive/datastorage",
+		S3: ArchiveS3{Endpoint: "https://minio.internal:9000", Region: "eu-west-3", PathStyle: true,
+			AccessKeyIDFile: keyID, SecretAccessKeyFile: secretKey}}
 	want.Logging = Logging{Level: "debug", Format: "text"}
 	assert.Equal(t, want, cfg)
 	assert.Equal(t, slog.LevelDebug, cfg.Logging.SlogLevel())
@@ -345,6 +369,33 @@ func TestLoadErrors(t *testing.T) {
 		{name: "log level", env: []string{"DATASTORAGE_LOGGING_LEVEL=loud"}, want: []string{`config: logging.level: must be one of debug, info, warn, error, got "loud"`}},
 		{name: "log format", yaml: "logging:\n  format: xml\n", want: []string{`config: logging.format: must be one of json, text, got "xml"`}},
 
+		// Archive.
+		{name: "archive enabled without target", yaml: "archive:\n  enabled: true\n",
+			want: []string{"config: archive.target: required when archive.enabled is true"}},
+		{name: "archive relative file target", env: []string{"DATASTORAGE_ARCHIVE_TARGET=file://archive/dir"},
+			want: []string{`config: archive.target: must name an absolute directory as file:///abs/dir (three slashes), got "file://archive/dir"`}},
+		{name: "archive opaque file target", yaml: "archive:\n  target: file:archive\n",
+			want: []string{"config: archive.target: must name an absolute directory"}},
+		{name: "archive target scheme", yaml: "archive:\n  target: /var/archive\n",
+			want: []string{`config: archive.target: must be file:///abs/dir or s3://bucket/prefix, got "/var/archive"`}},
+		{name: "archive s3 without bucket", yaml: "archive:\n  target: s3:///prefix\n",
+			want: []string{"config: archive.target: must name a bucket as s3://bucket/prefix"}},
+		{name: "archive s3 credentials in URL", yaml: "archive:\n  target: s3://key:secret@bucket/p\n",
+			want: []string{"config: archive.target: must be s3://bucket/prefix without user"}},
+		{name: "archive after shorter than max event age", yaml: "archive:\n  after: 24h\n",
+			want: []string{"config: archive.after: must be at least ingest.maxEventAge (168h0m0s), or events could arrive for an archived month; got 24h0m0s"}},
+		{name: "archive s3 key for a file target", yaml: "archive:\n  target: file:///var/archive\n  s3:\n    region: eu-west-1\n    pathStyle: true\n",
+			want: []string{`config: archive.s3.region: only used when archive.target is an s3:// URL, got "file:///var/archive"`,
+				"config: archive.s3.pathStyle: only used when archive.target is an s3:// URL"}},
+		{name: "archive s3 endpoint", yaml: "archive:\n  target: s3://b\n  s3:\n    endpoint: minio:9000\n",
+			want: []string{`config: archive.s3.endpoint: must be an http:// or https:// URL such as https://minio.example:9000, got "minio:9000"`}},
+		{name: "archive s3 key id without secret", env: []string{"DATASTORAGE_ARCHIVE_TARGET=s3://b", "DATASTORAGE_ARCHIVE_S3_ACCESS_KEY_ID_FILE=/nonexistent/id"},
+			want: []string{"config: archive.s3.secretAccessKeyFile: required when archive.s3.accessKeyIdFile is set",
+				"config: archive.s3.accessKeyIdFile: open /nonexistent/id"}},
+		{name: "archive s3 secret without key id", yaml: "archive:\n  target: s3://b\n  s3:\n    secretAccessKeyFile: /nonexistent/secret\n",
+			want: []string{"config: archive.s3.accessKeyIdFile: required when archive.s3.secretAccessKeyFile is set",
+				"config: archive.s3.secretAccessKeyFile: open /nonexistent/secret"}},
+
 		// Database.
 		{name: "url and parts", yaml: "database:\n  url: postgres://h/db\n  host: h\n  port: 5432\n",
 			want: []string{"config: database.host: must be empty when database.url is set", "config: database.port: must be empty when database.url is set"}},
@@ -479,6 +530,24 @@ func TestSecretsFileErrors(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 			assert.NotContains(t, err.Error(), "hunter2")
 		})
+	}
+}
+
+func TestArchiveCredentialFileEmpty(t *testing.T) {
+	t.Parallel()
+	id := writeFile(t, "id", "AKIA\n")
+	secret := writeFile(t, "secret", " \n")
+	_, err := Load("", []string{"DATASTORAGE_ARCHIVE_TARGET=s3://b/p",
+		"DATASTORAGE_ARCHIVE_S3_ACCESSKEYIDFILE=" + id, "DATASTORAGE_ARCHIVE_S3_SECRETACCESSKEYFILE=" + secret})
+	require.EqualError(t, err, "config: archive.s3.secretAccessKeyFile: "+secret+" is empty")
+}
+
+func TestArchiveFileTargetAcceptsOnlyAbsoluteDirectories(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{"file:///var/lib/archive", "file://localhost/var/lib/archive", "s3://bucket", "s3://bucket/a/prefix"} {
+		cfg, err := Load("", []string{"DATASTORAGE_ARCHIVE_ENABLED=true", "DATASTORAGE_ARCHIVE_TARGET=" + target})
+		require.NoError(t, err, target)
+		assert.Equal(t, target, cfg.Archive.Target)
 	}
 }
 

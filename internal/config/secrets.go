@@ -26,6 +26,13 @@ func (c *Config) readSecrets() []error {
 		}
 		r.Password = pw
 	}
+	if sn := &c.Redis.Sentinel; sn.SecretsFile != "" && sn.PasswordKey != "" {
+		pw, err := readSecret(sn.SecretsFile, sn.PasswordKey, "redis.sentinel")
+		if err != nil {
+			errs = append(errs, err)
+		}
+		sn.Password = pw
+	}
 	if path := c.Integrity.HMACKeyFile; path != "" {
 		data, err := os.ReadFile(path)
 		// Trailing line breaks are dropped because `echo key > file` and
@@ -52,11 +59,30 @@ func (c *Config) readSecrets() []error {
 			c.Integrity.SigningKey = data
 		}
 	}
+	// The archive's S3 credentials are read by internal/objstore when it
+	// opens the target; here they are only checked, so that a missing or
+	// empty file stops the start with the key's name.
+	for _, f := range []struct{ key, path string }{
+		{"archive.s3.accessKeyIdFile", c.Archive.S3.AccessKeyIDFile},
+		{"archive.s3.secretAccessKeyFile", c.Archive.S3.SecretAccessKeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		data, err := os.ReadFile(f.path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("config: %s: %w", f.key, err))
+		case len(bytes.TrimSpace(data)) == 0:
+			errs = append(errs, fmt.Errorf("config: %s: %s is empty", f.key, f.path))
+		}
+	}
 	return errs
 }
 
 // readSecret returns the value under key in the YAML or JSON map stored in
-// path. section ("database" or "redis") prefixes the keys named in errors.
+// path. section ("database", "redis" or "redis.sentinel") prefixes the keys
+// named in errors.
 func readSecret(path, key, section string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

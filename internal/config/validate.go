@@ -91,6 +91,7 @@ func (c Config) validate() []error {
 	positive(&p, "redis.claimIdle", r.ClaimIdle)
 	between(&p, "redis.replayBatch", r.ReplayBatch, 1, 10_000)
 	between(&p, "redis.maxDeliveries", r.MaxDeliveries, 1, 1000)
+	r.validateHA(&p)
 
 	a := c.Auth
 	switch a.Mode {
@@ -140,6 +141,8 @@ func (c Config) validate() []error {
 	if c.Catalog.DiscoveryTTL.Duration < time.Minute {
 		p.add("catalog.discoveryTTL", "must be at least 1m, got %s", c.Catalog.DiscoveryTTL)
 	}
+
+	c.Archive.validate(&p, c.Ingest.MaxEventAge)
 
 	oneOf(&p, "logging.level", c.Logging.Level, []string{"debug", "info", "warn", "error"})
 	oneOf(&p, "logging.format", c.Logging.Format, []string{"json", "text"})
@@ -213,4 +216,78 @@ func validHostPort(addr string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+func (a Archive) validate(p *problems, maxEventAge Duration) {
+	if a.Enabled && a.Target == "" {
+		p.add("archive.target", "required when archive.enabled is true (file:///abs/dir or s3://bucket/prefix)")
+	}
+	if a.After.Duration < maxEventAge.Duration {
+		p.add("archive.after", "must be at least ingest.maxEventAge (%s), or events could arrive for an archived month; got %s",
+			maxEventAge, a.After)
+	}
+	scheme := ""
+	if a.Target != "" {
+		var err error
+		if scheme, err = checkArchiveTarget(a.Target); err != nil {
+			p.add("archive.target", "%v", err)
+		}
+	}
+	s := a.S3
+	if scheme != "s3" {
+		// Refused rather than ignored, so nobody believes they are used.
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"archive.s3.endpoint", s.Endpoint != ""}, {"archive.s3.region", s.Region != ""},
+			{"archive.s3.pathStyle", s.PathStyle}, {"archive.s3.accessKeyIdFile", s.AccessKeyIDFile != ""},
+			{"archive.s3.secretAccessKeyFile", s.SecretAccessKeyFile != ""},
+		} {
+			if k.set && a.Target != "" {
+				p.add(k.key, "only used when archive.target is an s3:// URL, got %q", a.Target)
+			}
+		}
+	}
+	if s.Endpoint != "" {
+		u, err := url.Parse(s.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("archive.s3.endpoint", "must be an http:// or https:// URL such as https://minio.example:9000, got %q", s.Endpoint)
+		}
+	}
+	if s.AccessKeyIDFile != "" && s.SecretAccessKeyFile == "" {
+		p.add("archive.s3.secretAccessKeyFile", "required when archive.s3.accessKeyIdFile is set")
+	}
+	if s.SecretAccessKeyFile != "" && s.AccessKeyIDFile == "" {
+		p.add("archive.s3.accessKeyIdFile", "required when archive.s3.secretAccessKeyFile is set")
+	}
+}
+
+// checkArchiveTarget checks the shape of an archive target URL and returns
+// its scheme. Whether the directory or bucket exists is checked when the
+// target is opened (internal/objstore), which needs the disk or the network.
+func checkArchiveTarget(target string) (string, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", fmt.Errorf("is not a valid URL: %v", err)
+	}
+	switch u.Scheme {
+	case "file":
+		if (u.Host != "" && u.Host != "localhost") || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+			return "", fmt.Errorf("must name an absolute directory as file:///abs/dir (three slashes), got %q", target)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return "", fmt.Errorf("must have no query or fragment, got %q", target)
+		}
+	case "s3":
+		if u.Host == "" {
+			return "", fmt.Errorf("must name a bucket as s3://bucket/prefix, got %q", target)
+		}
+		if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return "", fmt.Errorf("must be s3://bucket/prefix without user, query or fragment (credentials and endpoint are archive.s3 keys), got %q", target)
+		}
+	default:
+		return "", fmt.Errorf("must be file:///abs/dir or s3://bucket/prefix, got %q", target)
+	}
+	return u.Scheme, nil
 }

@@ -177,7 +177,7 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 	case errors.Is(err, ingest.ErrClosed):
 		writeUnavailable(w, r, retryAfter, "the server is shutting down; retry on another replica")
 	case errors.Is(err, ingest.ErrUnavailable):
-		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+		writeUnavailable(w, r, 5*time.Second, spoolRefusal(err))
 	case errors.Is(err, ingest.ErrAbandoned):
 		// The client is gone; the answer is for the logs and proxies.
 		writeUnavailable(w, r, retryAfter, "the request was abandoned while waiting for the write queue; nothing was accepted")

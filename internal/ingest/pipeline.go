@@ -29,7 +29,8 @@ const (
 )
 
 // ErrUnavailable is returned by Submit when neither PostgreSQL nor the spool
-// could take the events. Nothing was accepted; the client should retry.
+// could take the events, wrapping the spool's error when it refused them.
+// Nothing was accepted; the client should retry.
 var ErrUnavailable = failure.Mark(errors.New("ingest: the database and the spool are both unavailable"), failure.Unavailable)
 
 // ErrDatabaseUnavailable is returned (wrapping the database's error) by
@@ -47,8 +48,18 @@ var ErrBusy = failure.Mark(errors.New("ingest: write queue is full"), failure.Un
 // the queue stayed full for the whole deadline.
 var ErrAbandoned = failure.Mark(errors.New("ingest: the caller left while waiting for the write queue"), failure.Unavailable)
 
-// ErrClosed is returned by Submit after Close has begun. Nothing was accepted.
+// ErrClosed is returned by Submit and Replay after Stop has begun, and by
+// Start after Stop. Nothing was accepted.
 var ErrClosed = failure.Mark(errors.New("ingest: pipeline is shutting down"), failure.Unavailable)
+
+// ErrNotStarted is returned by Submit and Replay before Start: nothing would
+// commit the events, so nothing was accepted. It is a wiring mistake, not a
+// passing condition, so it carries no failure class (internal).
+var ErrNotStarted = errors.New("ingest: pipeline not started")
+
+// ErrStarted is returned by Start on a pipeline started before: its
+// writers run once.
+var ErrStarted = errors.New("ingest: pipeline already started")
 
 // MissingParentsError is returned by Submit when events name a parent_event_id
 // that is neither stored nor earlier in the same request.
@@ -134,8 +145,10 @@ type Options struct {
 	CommitTimeout time.Duration
 }
 
-// Pipeline is the group-commit write pipeline. Create it with New, stop it
-// with Close.
+// Pipeline is the group-commit write pipeline. New builds it, Start starts
+// its writers and Stop drains and ends them: the Start/Stop shape of every
+// background service of the server (internal/lifecycle), so serve starts it
+// in its lifecycle group and waits for it on shutdown and on a failed start.
 type Pipeline struct {
 	store   Store
 	spool   Spool
@@ -158,9 +171,10 @@ type Pipeline struct {
 	// fails the same way, and one line a second says all there is to say.
 	lastLog atomic.Int64
 
-	mu     sync.RWMutex // guards closed against sends on a closed queue
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.RWMutex // guards started and closed against sends with no writer or on a closed queue
+	started bool
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // pending is one Submit (or Replay) call waiting for its commit.
@@ -177,8 +191,8 @@ type result struct {
 	err     error
 }
 
-// New starts the pipeline's writers. spool may be nil: then a database outage
-// answers ErrUnavailable.
+// New builds a pipeline; it starts nothing (Start does). spool may be nil:
+// then a database outage answers ErrUnavailable.
 func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger) *Pipeline {
 	if opts.Writers <= 0 {
 		opts.Writers = 2
@@ -206,15 +220,33 @@ func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger
 		seed:    maphash.MakeSeed(),
 		slots:   semaphore.NewWeighted(int64(opts.QueueSize)),
 	}
-	p.wg.Add(opts.Writers)
 	for i := range p.queues {
 		// Every pending holds at least one event and the slots bound the
 		// events, so a send on a queue never blocks.
 		p.queues[i] = make(chan *pending, opts.QueueSize)
 		p.turns[i] = make(chan struct{}, 1)
-		go p.writer(p.queues[i], p.turns[i])
 	}
 	return p
+}
+
+// Start starts the writers; Submit and Replay are accepted from then until
+// Stop. It returns ErrStarted when called twice and ErrClosed after Stop.
+// ctx is not used by the writers, which run until Stop.
+func (p *Pipeline) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.started:
+		return ErrStarted
+	}
+	p.started = true
+	p.wg.Add(len(p.queues))
+	for i, q := range p.queues {
+		go p.writer(q, p.turns[i])
+	}
+	return nil
 }
 
 // Submit writes events (already validated, with their ids) and reports where
@@ -275,11 +307,15 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 		p.mu.RUnlock()
 		return 0, ErrClosed
 	}
+	if !p.started {
+		p.mu.RUnlock()
+		return 0, ErrNotStarted
+	}
 	k := p.route(events)
 	pd := &pending{events: events, done: done, replay: replay}
 	if p.takeIdle(k) {
-		// Counted like a writer, so that Close waits for this commit too;
-		// Close cannot be waiting yet, as it sets closed before it waits.
+		// Counted like a writer, so that Stop waits for this commit too;
+		// Stop cannot be waiting yet, as it sets closed before it waits.
 		p.wg.Add(1)
 		p.mu.RUnlock()
 		p.commit([]*pending{pd}, pd.events)
@@ -350,9 +386,11 @@ func (p *Pipeline) route(events []*audit.Event) int {
 	return best
 }
 
-// Close stops accepting events, lets the writers commit (or spool) everything
-// already queued, and returns when they are done or ctx ends.
-func (p *Pipeline) Close(ctx context.Context) error {
+// Stop stops accepting events, lets the writers commit (or spool) everything
+// already queued, and returns when they are done, or ctx's error (wrapped)
+// when ctx ends first. It may be called more than once, and on a pipeline
+// that never started.
+func (p *Pipeline) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
@@ -360,21 +398,20 @@ func (p *Pipeline) Close(ctx context.Context) error {
 			close(q)
 		}
 	}
+	started := p.started
 	p.mu.Unlock()
+	if !started {
+		return nil // no writer to wait for, and nothing was ever queued
+	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: %w", ctx.Err())
+		return fmt.Errorf("ingest: stop: %w", ctx.Err())
 	}
 }
-
-// Stop is Close under the name every background service of the server
-// answers to (internal/lifecycle): the pipeline starts its writers in New,
-// so a lifecycle.Group is handed it running and stops it with the rest.
-func (p *Pipeline) Stop(ctx context.Context) error { return p.Close(ctx) }
 
 // writer gathers whatever is queued into one batch and commits it, until the
 // queue is closed and empty.
@@ -529,7 +566,9 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 		// The spool says why it refused (down, or full at redis.dlqMaxLen).
 		p.throttled(slog.LevelError, "database unavailable and the spool refused the events", "events", len(events), "db_error", cause, "spool_error", err)
 		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
-		finish(batch, 0, ErrUnavailable)
+		// The spool's reason travels with ErrUnavailable so that the answer
+		// can name it (full, unreplicated, down).
+		finish(batch, 0, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
 	}
 	p.throttled(slog.LevelWarn, "database unavailable, events spooled", "events", len(events), "error", cause)

@@ -306,7 +306,7 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 		heads.hashes[k] = s.hasher.Link(prev, canon[i])
 		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = heads.seqs[k], heads.hashes[k], &prev, s.hasher.Algorithm()
 	}
-	cols, err := s.columns(events)
+	cols, err := batchColumns(events)
 	if err != nil {
 		return 0, false, err
 	}
@@ -368,7 +368,7 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		inserted = n
 		b.Queue(commitAfterCopySQL, append(idColumns(fresh), commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
 	case len(fresh) > 0:
-		cols, err := s.columns(fresh)
+		cols, err := batchColumns(fresh)
 		if err != nil {
 			return 0, err
 		}
@@ -408,7 +408,7 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 // chain heads; tag receives the INSERT's command tag. The write path and
 // the catalog's transactions both use it.
 func (s *Store) queueLinked(b *pgx.Batch, fresh []*audit.Event, heads chainHeads, tag *pgconn.CommandTag) error {
-	cols, err := s.columns(fresh)
+	cols, err := batchColumns(fresh)
 	if err != nil {
 		return err
 	}
@@ -648,8 +648,8 @@ func (s *Store) repeats(ctx context.Context, conn *pgx.Conn, events []*audit.Eve
 	return out, nil
 }
 
-// columns turns events into the 29 array parameters of insertEventsSQL.
-func (s *Store) columns(events []*audit.Event) ([]any, error) {
+// batchColumns turns events into the 29 array parameters of insertEventsSQL.
+func batchColumns(events []*audit.Event) ([]any, error) {
 	n := len(events)
 	var (
 		ids          = make([]pgtype.UUID, n)

@@ -46,7 +46,7 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 			inserted = n
 			b.Queue(commitAfterCopySQL, append(idColumns(events), rest...)...)
 		} else {
-			cols, err := s.columns(events)
+			cols, err := batchColumns(events)
 			if err != nil {
 				return err
 			}

@@ -28,6 +28,18 @@
 // Stop (clean shutdown), Kill (SIGKILL of every server process, as a crash), Start. Use
 // [WithAOF] for a Redis that keeps its data like production's.
 //
+// [NewS3] starts a private S3-compatible server (versitygw over a local directory, with one
+// account and one bucket) that a test can Kill and Start the same way. versitygw is not a
+// Debian package: the first use on a machine builds the pinned [VersityGWVersion] from the Go
+// module proxy with go install into the user cache directory (several minutes on a loaded
+// machine; one build at a time, under a file lock; not part of this module's go.mod). Set
+// DATASTORAGE_TEST_VERSITYGW to use a binary built elsewhere.
+//
+// [NewRedisHA] starts the production shape of the spool's Redis: a master, its replicas
+// (replicaof) and three Sentinels (Debian's redis-sentinel) with failover timings short enough
+// for a bounded test; every server in it is a [Redis] to kill and start. A replica restarted
+// after a failover comes back as a replica of the first master, until a Sentinel reconfigures it.
+//
 // Private PostgreSQL servers run with fsync=off (safe: only a machine crash loses data) but
 // keep synchronous_commit=on, so a commit acknowledged before Kill is there after Start, as in
 // production. The shared server, which no test kills, runs with synchronous_commit=off.

@@ -32,12 +32,12 @@ func TestWriteOneAndGetItBack(t *testing.T) {
 	res, err := c.WriteEvent(ctx, ev)
 	require.NoError(t, err)
 	assert.False(t, res.Queued)
-	assert.Equal(t, uuid.Version(7), res.EventID.Version(), "the SDK assigns a UUIDv7")
-	assert.WithinDuration(t, time.Now(), res.EventTimestamp, time.Minute)
+	assert.Equal(t, uuid.Version(7), res.ID.Version(), "the SDK assigns a UUIDv7")
+	assert.WithinDuration(t, time.Now(), res.Timestamp, time.Minute)
 
-	got, err := c.GetEvent(ctx, res.EventID)
+	got, err := c.GetEvent(ctx, res.ID)
 	require.NoError(t, err)
-	assert.Equal(t, res.EventID, got.ID)
+	assert.Equal(t, res.ID, got.ID)
 	assert.Equal(t, "rr-write-one", got.CorrelationID)
 	assert.Equal(t, client.CategoryWorkflowExecution, got.Category)
 	assert.Equal(t, "prod", got.Namespace)
@@ -49,16 +49,25 @@ func TestWriteOneAndGetItBack(t *testing.T) {
 	assert.Equal(t, got.Timestamp.UTC().Format(time.DateOnly), got.Date)
 	assert.Regexp(t, "^[0-9a-f]{64}$", got.Hash)
 	assert.Equal(t, "", got.PreviousHash, "the first event of its chain")
-	assert.JSONEq(t, `{"event_type":"workflowexecution.step.completed","signal":"OOMKilled"}`, string(got.Data))
+	require.IsType(t, json.RawMessage{}, got.Data, "a read event's data is the stored object as sent")
+	assert.JSONEq(t, `{"event_type":"workflowexecution.step.completed","signal":"OOMKilled"}`, string(got.Data.(json.RawMessage)))
+	var data struct{ Signal string }
+	require.NoError(t, got.DecodeData(&data))
+	assert.Equal(t, "OOMKilled", data.Signal)
 	assert.False(t, got.CreatedAt.IsZero())
 
 	// Idempotent: the same event (same id and timestamp) again is stored once.
-	ev.ID, ev.Timestamp = res.EventID, res.EventTimestamp
+	ev.ID, ev.Timestamp = res.ID, res.Timestamp
 	again, err := c.WriteEvent(ctx, ev)
 	require.NoError(t, err)
-	assert.Equal(t, res.EventID, again.EventID)
-	assert.Equal(t, 1, srv.count(t, "SELECT count(*) FROM audit_events WHERE event_id = $1", res.EventID))
-	assert.Equal(t, 3, tr.count())
+	assert.Equal(t, res.ID, again.ID)
+	// One type for both directions: the event as read back is a valid write
+	// of itself, stored once.
+	again, err = c.WriteEvent(ctx, *got)
+	require.NoError(t, err)
+	assert.Equal(t, res.ID, again.ID)
+	assert.Equal(t, 1, srv.count(t, "SELECT count(*) FROM audit_events WHERE event_id = $1", res.ID))
+	assert.Equal(t, 4, tr.count())
 }
 
 func TestWriteBatchKeepsOrderAndParents(t *testing.T) {
@@ -75,11 +84,11 @@ func TestWriteBatchKeepsOrderAndParents(t *testing.T) {
 	child.ErrorCode, child.ErrorMessage = "E42", "step failed"
 	res, err := c.WriteEvents(ctx, []client.Event{parent, child, newEvent("rr-batch")})
 	require.NoError(t, err)
-	require.Len(t, res.EventIDs, 3)
-	assert.Equal(t, parent.ID, res.EventIDs[0])
+	require.Len(t, res.IDs, 3)
+	assert.Equal(t, parent.ID, res.IDs[0])
 	assert.Equal(t, "3 audit events created successfully", res.Message)
 
-	got, err := c.GetEvent(ctx, res.EventIDs[1])
+	got, err := c.GetEvent(ctx, res.IDs[1])
 	require.NoError(t, err)
 	require.NotNil(t, got.ParentEventID)
 	assert.Equal(t, parent.ID, *got.ParentEventID)
@@ -156,9 +165,9 @@ func TestQueryFiltersAndCursorIteration(t *testing.T) {
 		want int
 	}{
 		{client.Query{CorrelationID: "rr-query"}, 57},
-		{client.Query{EventType: "gateway.signal.received"}, 1},
-		{client.Query{EventCategory: client.CategoryWorkflowExecution}, 57},
-		{client.Query{EventOutcome: client.OutcomeFailure}, 12},
+		{client.Query{Type: "gateway.signal.received"}, 1},
+		{client.Query{Category: client.CategoryWorkflowExecution}, 57},
+		{client.Query{Outcome: client.OutcomeFailure}, 12},
 		{client.Query{Severity: "warning"}, 57},
 		{client.Query{Namespace: "ns-a"}, 29},
 		{client.Query{ClusterID: "k1"}, 57},
@@ -368,6 +377,21 @@ func TestEventEncoding(t *testing.T) {
 		assert.Contains(t, sent, k)
 	}
 	for _, k := range []string{"actor_type", "namespace", "parent_event_id", "duration_ms", "retention_days", "is_sensitive", "severity"} {
+		assert.NotContains(t, sent, k)
+	}
+
+	// The fields the server assigns are never sent, even when set (an event
+	// read back and written again).
+	placed := time.Now()
+	ev.Date, ev.Hash, ev.PreviousHash, ev.HashAlgorithm, ev.ChainSeq = "2026-11-22", "aa", "bb", "sha256", 4
+	ev.LegalHold, ev.LegalHoldReason, ev.LegalHoldPlacedBy, ev.LegalHoldPlacedAt = true, "case", "alice", &placed
+	ev.ParentEventDate, ev.CreatedAt = &placed, placed
+	_, err = c.WriteEvent(context.Background(), ev)
+	require.NoError(t, err)
+	sent = nil
+	require.NoError(t, json.Unmarshal(f.last().body, &sent))
+	for _, k := range []string{"event_date", "event_hash", "previous_event_hash", "hash_algorithm", "chain_seq", "legal_hold",
+		"legal_hold_reason", "legal_hold_placed_by", "legal_hold_placed_at", "parent_event_date", "created_at"} {
 		assert.NotContains(t, sent, k)
 	}
 	assert.Equal(t, "application/json", f.last().header.Get("Content-Type"))

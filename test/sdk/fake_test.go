@@ -32,7 +32,7 @@ const (
 	hashB   = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
-// storedEvent is a contract-valid AuditEvent body.
+// storedEvent is a contract-valid stored event body (AuditEvent in the API).
 func storedEvent(id, parent, ts, prev, hash string, extra string) string {
 	parentKeys := `"parent_event_date":null`
 	if parent != "" {
@@ -71,6 +71,8 @@ func TestTimeline(t *testing.T) {
 	require.Len(t, tl.Events[0].Children, 1)
 	assert.Equal(t, uuid.MustParse(childID), tl.Events[0].Children[0].ID)
 	assert.Equal(t, uuid.MustParse(rootID), *tl.Events[0].Children[0].ParentEventID)
+	assert.Equal(t, hashB, tl.Events[0].Children[0].Hash)
+	assert.Equal(t, json.RawMessage(`{"step":1}`), tl.Events[0].Data)
 	assert.Equal(t, 5*time.Second, tl.EndedAt.Sub(tl.StartedAt))
 	assert.Equal(t, "application/json", f.last().header.Get("Accept"))
 
@@ -109,10 +111,10 @@ func TestAggregations(t *testing.T) {
 	q := queryOf(t, f.last())
 	assert.Equal(t, url.Values{"since": {"30d"}, "until": {"2026-11-22"}, "workflow_id": {"wf-7"}, "min_samples": {"20"}}, q)
 
-	_, err = c.SuccessRate(ctx, client.SuccessRateQuery{EventCategory: client.CategoryGateway})
+	_, err = c.SuccessRate(ctx, client.SuccessRateQuery{Category: client.CategoryGateway})
 	require.NoError(t, err)
 	assert.Equal(t, url.Values{"event_category": {"gateway"}}, queryOf(t, f.last()))
-	_, err = c.SuccessRate(ctx, client.SuccessRateQuery{EventType: "a.b"})
+	_, err = c.SuccessRate(ctx, client.SuccessRateQuery{Type: "a.b"})
 	require.NoError(t, err)
 	assert.Equal(t, url.Values{"event_type": {"a.b"}}, queryOf(t, f.last()))
 
@@ -254,7 +256,7 @@ func TestExport(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	ex, err := c.Export(ctx, client.ExportQuery{StartTime: start, EndTime: start.AddDate(0, 1, 0), CorrelationID: "rr-1",
-		EventCategory: client.CategoryWorkflowExecution, Limit: 100, Offset: 10})
+		Category: client.CategoryWorkflowExecution, Limit: 100, Offset: 10})
 	require.NoError(t, err)
 	assert.Equal(t, "c2lnbmF0dXJl", ex.Metadata.Signature)
 	assert.EqualValues(t, 1, ex.Metadata.TotalEvents)
@@ -288,7 +290,7 @@ func TestQueuedWritesAnswer202(t *testing.T) {
 	res, err := c.WriteEvent(context.Background(), ev)
 	require.NoError(t, err)
 	assert.True(t, res.Queued)
-	assert.Equal(t, ev.ID, res.EventID, "the id is known even when queued")
+	assert.Equal(t, ev.ID, res.ID, "the id is known even when queued")
 
 	nr, err := c.WriteNotification(context.Background(), client.Notification{RemediationID: "r", NotificationID: "n",
 		Recipient: "x", Channel: client.ChannelEmail, MessageSummary: "m", Status: client.NotificationPending})

@@ -49,7 +49,7 @@ func TestTimelineAndAggregationsAgainstTheServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []client.NamespaceCount{{Namespace: "prod", Remediations: 1, Events: 2}, {Namespace: "dev", Remediations: 1, Events: 1}}, ns)
 
-	sr, err := c.SuccessRate(ctx, client.SuccessRateQuery{EventCategory: client.CategoryWorkflowExecution, MinSamples: 2})
+	sr, err := c.SuccessRate(ctx, client.SuccessRateQuery{Category: client.CategoryWorkflowExecution, MinSamples: 2})
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, sr.Total)
 	assert.EqualValues(t, 1, sr.Failures)
