@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"kubernaut.ai/datastorage/internal/archive"
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/config"
@@ -121,6 +122,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	archiver, err := archiveJob(ctx, cfg, st, reg, log)
+	if err != nil {
+		return err
+	}
 
 	validator := &audit.Validator{
 		MaxAge:               cfg.Ingest.MaxEventAge.Duration,
@@ -130,11 +135,26 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	workflows := newCatalog(cfg, st, pipeline, validator, reg, log)
 
 	health := &healthState{store: st, spool: sp}
+	// With an archive target, timelines and verify-chain include the
+	// archived links of a correlation (docs/archive.md).
+	var timelineStore query.TimelineStore = st
+	var chainStore integrity.Store = st
+	reader := query.New(st)
+	if cfg.Archive.Target != "" {
+		objs, err := openTarget(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		ar := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey()}
+		timelineStore = archive.TimelineStore{TimelineSource: st, Reader: ar}
+		chainStore = archive.ChainStore{Store: st, Reader: ar}
+		reader = reader.WithArchive(ar)
+	}
 	api := httpapi.New(httpapi.Config{
 		Validator:      validator,
 		Ingest:         pipeline,
-		Reader:         query.New(st),
-		Timelines:      query.NewTimelines(st),
+		Reader:         reader,
+		Timelines:      query.NewTimelines(timelineStore),
 		Aggregator:     query.NewAggregator(st),
 		Notifications:  st,
 		Health:         health,
@@ -147,7 +167,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		RateLimit:      apiRateLimit(cfg.Server.RateLimit),
 
 		NotificationSpool: sp,
-		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
+		Integrity:         integrity.NewService(chainStore, audit.NewHasher(cfg.Integrity.HMACKey), signer),
 		Remediations:      remediation.New(st),
 		Catalog:           workflows,
 		Console: func(h http.Handler) http.Handler {
@@ -199,6 +219,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		{"workflow discovery sweeper", &lifecycle.Loop{Run: workflows.RunSweeper}}}
 	if job := retentionJob(cfg, st, reg, log); job != nil {
 		background = append(background, namedService{"retention", &lifecycle.Loop{Run: job.Run}})
+	}
+	if job := archiver; job != nil {
+		background = append(background, namedService{"archive", &lifecycle.Loop{Run: job.Run}})
 	}
 	for _, b := range background {
 		if err := bg.Start(ctx, b.name, b.svc); err != nil {
