@@ -74,7 +74,7 @@ tidy-check: ## Fail if `go mod tidy` would change go.mod or go.sum of any module
 # race detector (-short: the integration tests, which start servers, would take several times
 # longer under -race on 2 CPUs); ingest and spool are quick enough to run in full. -race needs
 # cgo, so a C compiler: scripts/deps.sh installs gcc.
-RACE_SHORT := ./cmd/datastorage/... ./internal/audit/... ./internal/auth/... ./internal/httpapi/... \
+RACE_SHORT := ./cmd/datastorage/... ./cmd/dsbench/... ./internal/audit/... ./internal/auth/... ./internal/httpapi/... \
 	./internal/objstore/... ./internal/query/... ./internal/store/... ./internal/testenv/... ./test/sdk/...
 RACE_FULL := ./internal/ingest/... ./internal/spool/...
 
@@ -108,6 +108,15 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage -out $(BENCH_DIR)/read.md -profiles bin/bench/profiles $(BENCH_ARGS)
+
+# The store's write-path experiments (index cost per row, batch statements, chain cost) are Go
+# benchmarks next to the store's code (internal/store/write_bench_test.go); each case migrates
+# its own database. STORE_BENCHTIME=20x is ~4 min on 2 busy CPUs.
+STORE_BENCHTIME ?= 20x
+.PHONY: bench-store
+bench-store: ## Store benchmarks: what each index, batch statement and the hash chains cost per row (rows/s, PostgreSQL CPU and WAL per row)
+	@bash scripts/deps.sh
+	$(GO) test -count=1 -run '^$$' -bench 'IndexCost|WriteStatement|ChainCost' -benchtime $(STORE_BENCHTIME) -timeout 30m ./internal/store/
 
 CONSOLE_EVENTS ?= 1000000
 .PHONY: bench-console

@@ -251,7 +251,10 @@ func dlqReplay(ctx context.Context, cfg config.Config, log *slog.Logger, sp *spo
 		return fmt.Errorf("the database is not reachable, nothing was replayed: %w", err)
 	}
 	pipeline := ingest.New(st, nil, ingest.Options{Writers: 1, MaxBatch: cfg.Redis.ReplayBatch}, nil, log)
-	defer func() { _ = pipeline.Close(context.Background()) }()
+	if err := pipeline.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = pipeline.Stop(context.Background()) }()
 	w, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err

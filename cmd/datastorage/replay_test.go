@@ -35,7 +35,8 @@ func TestSpoolReplayOfAnEventIDIsIdempotentAndNeverForges(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	sp := spool.New(rdb, spool.Options{MaxLen: 1000, Metrics: spool.NewMetrics(prometheus.NewRegistry())})
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 1}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	w, err := sp.NewWorker(spool.WorkerOptions{Events: eventReplayer{pipe}, Database: st, BatchSize: 100, MaxDeliveries: 1})
 	require.NoError(t, err)
 

@@ -96,7 +96,11 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		MaxBatch:  cfg.Ingest.MaxBatch,
 		QueueSize: cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
-	bg.Add("ingest pipeline", pipeline)
+	// The writers start now, before the replay worker and the API that feed
+	// them, so they stop after both.
+	if err := bg.Start(ctx, "ingest pipeline", pipeline); err != nil {
+		return err
+	}
 	worker, err := newReplayWorker(cfg, sp, pipeline, st, log)
 	if err != nil {
 		return err

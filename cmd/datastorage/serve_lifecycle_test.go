@@ -29,7 +29,11 @@ var backgroundFrames = []string{
 
 // backgroundGoroutines counts the goroutines of the process that run
 // serve's background work.
-func backgroundGoroutines(t *testing.T) int {
+func backgroundGoroutines(t *testing.T) int { return goroutinesIn(t, backgroundFrames...) }
+
+// goroutinesIn counts the goroutines of the process with one of frames on
+// their stack.
+func goroutinesIn(t *testing.T, frames ...string) int {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	for {
@@ -42,7 +46,7 @@ func backgroundGoroutines(t *testing.T) int {
 	}
 	count := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, f := range backgroundFrames {
+		for _, f := range frames {
 			if strings.Contains(g, f) {
 				count++
 				break
@@ -120,6 +124,9 @@ func TestServeWaitsForItsBackgroundWorkOnShutdown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	require.Greater(t, backgroundGoroutines(t), before, "the background work runs")
+	// ingest.New starts nothing: the writers run because serve started the
+	// pipeline in its group (two: ingest.writers' default).
+	require.GreaterOrEqual(t, goroutinesIn(t, "ingest.(*Pipeline).writer"), 2, "the pipeline's writers run")
 
 	cancel()
 	require.NoError(t, <-served)

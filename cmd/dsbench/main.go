@@ -1,4 +1,5 @@
-// Command dsbench is the write-path benchmark of Data Storage (`make bench`).
+// Command dsbench is the HTTP benchmark of Data Storage (`make bench`,
+// `make bench-read`).
 //
 // It starts its own PostgreSQL (durable: fsync, full-page writes and
 // synchronous commit on) and Redis on 127.0.0.1, builds and runs the
@@ -13,288 +14,164 @@
 //     turn chains off);
 //   - EXPLAIN of the hot-path statements at 5 and 36 monthly partitions.
 //
-// It prints a table and writes bench/results/latest.md. Every loop is bounded
-// in count and in time, and every connection goes to 127.0.0.1.
+// It prints a table and writes the report (-out). Every loop is bounded in
+// count and in time, and every connection goes to 127.0.0.1.
 //
 //	go run ./cmd/dsbench [-duration 10s] [-warmup 3s] [-out bench/results/latest.md]
-//	go run ./cmd/dsbench -experiments   # write-path design measurements → bench/results/experiments.md
 //	go run ./cmd/dsbench -read [-read-events 10000000]   # read-path benchmark → bench/results/read.md
-//	go run ./cmd/dsbench -catalog   # workflow catalog benchmark (catalog.go) → bench/results/catalog.md
+//	go run ./cmd/dsbench -catalog   # workflow catalog benchmark → bench/results/catalog.md
+//
+// This file parses and checks the flags and picks the scenario; the
+// scenarios and their reports are package scenario, the processes package
+// harness, the HTTP load package loadgen. The write-path experiments that
+// measure statements against PostgreSQL alone (-experiments,
+// -history-index-cost) are Go benchmarks of internal/store now (`make
+// bench-store`); the flags remain to say so.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/scenario"
 )
 
-type options struct {
-	duration    time.Duration
-	warmup      time.Duration
-	out         string
-	serverBin   string
-	experiments bool
-	profileDir  string
-	keep        bool
-	serverEnv   []string
-	only        string
-	skipRaw     bool
+// mode is which benchmark a run does.
+type mode int
 
-	// historyCost measures the remediation read models' indexes (history_cost.go).
-	historyCost bool
-	// The read benchmark (read*.go).
-	read            bool
-	readEvents      int64
-	readRequests    int
-	readBudget      time.Duration
-	readCursorPages int
+const (
+	modeWrite mode = iota
+	modeRead
+	modeCatalog
+)
 
-	// The workflow catalog benchmark (catalog.go).
-	catalog         bool
-	catalogRequests int
+// config is the parsed command line.
+type config struct {
+	mode mode
+	opts scenario.Options
 }
 
-func main() {
-	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each HTTP scenario")
-	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up before each HTTP scenario")
-	flag.StringVar(&o.out, "out", "", "report file (default bench/results/latest.md, or experiments.md with -experiments)")
-	flag.StringVar(&o.serverBin, "server", "", "datastorage binary to run (default: go build ./cmd/datastorage)")
-	flag.BoolVar(&o.experiments, "experiments", false, "run the write-path design experiments instead of the benchmark")
-	flag.StringVar(&o.profileDir, "profiles", "bench/results/profiles", "where server CPU and heap profiles go (when the server exposes pprof)")
-	flag.BoolVar(&o.keep, "keep", false, "leave the server, PostgreSQL and Redis running until Ctrl-C (for inspection)")
-	flag.Func("server-env", "extra DATASTORAGE_…=value for the server, e.g. DATASTORAGE_INGEST_WRITERS=1 (repeatable; for tuning runs)", func(v string) error {
+// errMoved is what -experiments and -history-index-cost answer: their
+// measurements are the store's Go benchmarks now.
+var errMoved = errors.New("the write-path experiments are Go benchmarks of internal/store now: " +
+	"make bench-store, or go test -run '^$' -bench 'IndexCost|WriteStatement|ChainCost' ./internal/store/ " +
+	"(BenchmarkIndexCost has the remediation read models' candidate indexes)")
+
+// parseArgs parses dsbench's flags (args without the program name) and
+// checks their ranges; output receives -help and the parse errors.
+func parseArgs(args []string, output io.Writer) (config, error) {
+	var (
+		c                        config
+		o                        = &c.opts
+		experiments, historyCost bool
+		read, catalog            bool
+	)
+	fs := flag.NewFlagSet("dsbench", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each HTTP scenario")
+	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up before each HTTP scenario")
+	fs.StringVar(&o.Out, "out", "", "report file (default bench/results/latest.md, read.md with -read, catalog.md with -catalog)")
+	fs.StringVar(&o.ServerBin, "server", "", "datastorage binary to run (default: go build ./cmd/datastorage)")
+	fs.BoolVar(&experiments, "experiments", false, "moved: the write-path design experiments are the store benchmarks (make bench-store)")
+	fs.StringVar(&o.ProfileDir, "profiles", "bench/results/profiles", "where server CPU and heap profiles go (when the server exposes pprof)")
+	fs.BoolVar(&o.Keep, "keep", false, "leave the server, PostgreSQL and Redis running until Ctrl-C (for inspection)")
+	fs.Func("server-env", "extra DATASTORAGE_…=value for the server, e.g. DATASTORAGE_INGEST_WRITERS=1 (repeatable; for tuning runs)", func(v string) error {
 		if !strings.HasPrefix(v, "DATASTORAGE_") || !strings.Contains(v, "=") {
 			return fmt.Errorf("want DATASTORAGE_KEY=value, got %q", v)
 		}
-		o.serverEnv = append(o.serverEnv, v)
+		o.ServerEnv = append(o.ServerEnv, v)
 		return nil
 	})
-	flag.StringVar(&o.only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
-	flag.BoolVar(&o.skipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
-	flag.BoolVar(&o.historyCost, "history-index-cost", false, "measure what the remediation read models' candidate indexes cost the write path (writes bench/results/history-index-cost.md)")
-	flag.BoolVar(&o.read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
-	flag.Int64Var(&o.readEvents, "read-events", 10_000_000, "events the read benchmark loads")
-	flag.IntVar(&o.readRequests, "read-requests", 200, "timed requests per read shape")
-	flag.DurationVar(&o.readBudget, "read-budget", 60*time.Second, "most time spent timing one read shape")
-	flag.IntVar(&o.readCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
-	flag.BoolVar(&o.catalog, "catalog", false, "run the workflow catalog benchmark instead (writes bench/results/catalog.md)")
-	flag.IntVar(&o.catalogRequests, "catalog-requests", 3000, "timed requests per catalog search and get shape")
-	flag.Parse()
-	if o.catalogRequests < 100 || o.catalogRequests > 100_000 {
-		fmt.Fprintln(os.Stderr, "dsbench: -catalog-requests in [100, 100k]")
-		os.Exit(2)
+	fs.StringVar(&o.Only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
+	fs.BoolVar(&o.SkipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	fs.BoolVar(&historyCost, "history-index-cost", false, "moved: the read models' index cost is BenchmarkIndexCost in internal/store (make bench-store)")
+	fs.BoolVar(&read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")
+	fs.Int64Var(&o.ReadEvents, "read-events", 10_000_000, "events the read benchmark loads")
+	fs.IntVar(&o.ReadRequests, "read-requests", 200, "timed requests per read shape")
+	fs.DurationVar(&o.ReadBudget, "read-budget", 60*time.Second, "most time spent timing one read shape")
+	fs.IntVar(&o.ReadCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
+	fs.BoolVar(&catalog, "catalog", false, "run the workflow catalog benchmark instead (writes bench/results/catalog.md)")
+	fs.IntVar(&o.CatalogRequests, "catalog-requests", 3000, "timed requests per catalog search and get shape")
+	o.Args = args
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
 	}
-	if o.readEvents < 10_000 || o.readEvents > 50_000_000 || o.readRequests < 1 || o.readRequests > 10_000 ||
-		o.readBudget <= 0 || o.readBudget > 10*time.Minute || o.readCursorPages < 1 || o.readCursorPages > 100_000 {
-		fmt.Fprintln(os.Stderr, "dsbench: -read-events in [10k, 50M], -read-requests in [1, 10k], -read-budget in (0, 10m], -read-cursor-pages in [1, 100k]")
-		os.Exit(2)
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (dsbench takes flags only)", fs.Arg(0))
 	}
-	if o.duration <= 0 || o.duration > 2*time.Minute || o.warmup < 0 || o.warmup > time.Minute {
-		fmt.Fprintln(os.Stderr, "dsbench: -duration must be in (0, 2m] and -warmup in [0, 1m]")
-		os.Exit(2)
+	if experiments || historyCost {
+		return config{}, errMoved
 	}
-	if o.out == "" {
-		o.out = "bench/results/latest.md"
-		if o.experiments {
-			o.out = "bench/results/experiments.md"
-		}
-		if o.read {
-			o.out = "bench/results/read.md"
-		}
-		if o.historyCost {
-			o.out = "bench/results/history-index-cost.md"
-		}
-		if o.catalog {
-			o.out = "bench/results/catalog.md"
-		}
+	if read && catalog {
+		return config{}, errors.New("-read and -catalog are two different benchmarks: pick one")
+	}
+	if o.CatalogRequests < 100 || o.CatalogRequests > 100_000 {
+		return config{}, errors.New("-catalog-requests in [100, 100k]")
+	}
+	if o.ReadEvents < 10_000 || o.ReadEvents > 50_000_000 || o.ReadRequests < 1 || o.ReadRequests > 10_000 ||
+		o.ReadBudget <= 0 || o.ReadBudget > 10*time.Minute || o.ReadCursorPages < 1 || o.ReadCursorPages > 100_000 {
+		return config{}, errors.New("-read-events in [10k, 50M], -read-requests in [1, 10k], -read-budget in (0, 10m], -read-cursor-pages in [1, 100k]")
+	}
+	if o.Duration <= 0 || o.Duration > 2*time.Minute || o.Warmup < 0 || o.Warmup > time.Minute {
+		return config{}, errors.New("-duration must be in (0, 2m] and -warmup in [0, 1m]")
+	}
+	switch {
+	case read:
+		c.mode = modeRead
+	case catalog:
+		c.mode = modeCatalog
+	}
+	if o.Out == "" {
+		o.Out = map[mode]string{
+			modeWrite:   "bench/results/latest.md",
+			modeRead:    "bench/results/read.md",
+			modeCatalog: "bench/results/catalog.md",
+		}[c.mode]
+	}
+	return c, nil
+}
+
+// runLimit is a hard bound on the whole run, whatever happens.
+func (c config) runLimit() time.Duration {
+	if c.mode == modeRead {
+		// Loading and indexing 10M events takes most of this on 2 CPUs.
+		return 2 * time.Hour
+	}
+	return 20 * time.Minute
+}
+
+func main() {
+	c, err := parseArgs(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dsbench:", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// A hard bound on the whole run, whatever happens.
-	limit := 20 * time.Minute
-	if o.read {
-		// Loading and indexing 10M events takes most of this on 2 CPUs.
-		limit = 2 * time.Hour
-	}
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, c.runLimit())
 	defer cancel()
 
-	var err error
-	if o.historyCost {
-		err = runHistoryIndexCost(ctx, o) // history_cost.go
-	} else if o.catalog {
-		err = runCatalog(ctx, o)
-	} else if o.read {
-		err = runRead(ctx, o)
-	} else if o.experiments {
-		err = runExperiments(ctx, o)
-	} else {
-		err = runBench(ctx, o)
+	switch c.mode {
+	case modeRead:
+		err = scenario.RunRead(ctx, c.opts)
+	case modeCatalog:
+		err = scenario.RunCatalog(ctx, c.opts)
+	default:
+		err = scenario.RunWrite(ctx, c.opts)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dsbench:", err)
 		os.Exit(1)
 	}
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "dsbench %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
-// prepare makes the work directory and the server binary.
-func prepare(ctx context.Context, o options) (workDir, bin string, err error) {
-	workDir, err = os.MkdirTemp("", "dsbench-")
-	if err != nil {
-		return "", "", err
-	}
-	bin = o.serverBin
-	if bin == "" {
-		logf("building ./cmd/datastorage")
-		if bin, err = buildServer(ctx, workDir); err != nil {
-			return "", "", err
-		}
-	}
-	if bin, err = filepath.Abs(bin); err != nil {
-		return "", "", err
-	}
-	return workDir, bin, nil
-}
-
-func runBench(ctx context.Context, o options) error {
-	workDir, bin, err := prepare(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	r := &report{started: time.Now(), opts: o}
-	r.facts = collectFacts(ctx, e)
-	if len(o.serverEnv) > 0 {
-		r.facts.pool += "; overrides: " + strings.Join(o.serverEnv, " ")
-	}
-
-	logf("EXPLAIN of the hot-path statements at the server's own partitions")
-	if r.explain5, err = explainSet(ctx, e, false); err != nil {
-		return fmt.Errorf("explain: %w", err)
-	}
-	if r.partitionsBefore, err = createPartitions(ctx, e, 36); err != nil {
-		return err
-	}
-	r.partitions = 36
-	logf("EXPLAIN at 36 partitions (empty)")
-	if r.explain36, err = explainSet(ctx, e, false); err != nil {
-		return fmt.Errorf("explain: %w", err)
-	}
-
-	gen := newEventGen(1, 1000, time.Now())
-	single := make([][]byte, 4096)
-	var size int
-	for i := range single {
-		single[i] = gen.body()
-		size += len(single[i])
-	}
-	r.eventBytes = size / len(single)
-	batches := make([][]byte, 24)
-	for i := range batches {
-		batches[i] = gen.batchBody(500)
-	}
-
-	specs := []loadSpec{
-		{name: "single c=1", batch: 1, concurrency: 1, parentEvery: 4},
-		{name: "single c=8", batch: 1, concurrency: 8, parentEvery: 4},
-		{name: "single c=64", batch: 1, concurrency: 64, parentEvery: 4},
-		{name: "batch500 c=1", batch: 500, concurrency: 1},
-		{name: "batch500 c=4", batch: 500, concurrency: 4},
-	}
-	for _, spec := range specs {
-		if o.only != "" && !strings.Contains(spec.name, o.only) {
-			continue
-		}
-		spec.warmup, spec.duration = o.warmup, o.duration
-		bodies := single
-		if spec.batch > 1 {
-			bodies = batches
-		}
-		res, err := runScenario(ctx, e, r, spec, bodies)
-		if err != nil {
-			return err
-		}
-		r.loads = append(r.loads, res)
-		logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.name, res.eventsPerSec(),
-			fmtDur(res.percentile(.5)), fmtDur(res.percentile(.99)), res.errorCount())
-		if res.firstErr != "" {
-			logf("  first error: %s", res.firstErr)
-		}
-	}
-	r.serverPeakRSSAll = peakRSS(e.serverPID())
-
-	rows := int64(0)
-	for _, l := range r.loads {
-		if l.spec.batch > 1 {
-			rows = max(rows, l.events)
-		}
-	}
-	rows = min(max(rows, 50_000), 400_000)
-	if o.skipRaw {
-		return finishReport(ctx, e, r, o)
-	}
-	logf("raw limit: COPY of %d rows straight into audit_events", rows)
-	if r.copy, err = rawCopy(ctx, e, gen, rows); err != nil {
-		return fmt.Errorf("raw copy: %w", err)
-	}
-	logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
-
-	logf("hash chain cost: the store's insert with and without chain statements")
-	if r.chain, err = chainCost(ctx, e, gen); err != nil {
-		return fmt.Errorf("chain cost: %w", err)
-	}
-	logf("EXPLAIN at 36 partitions (after the load)")
-	if r.explainLoaded, err = explainSet(ctx, e, true); err != nil {
-		return fmt.Errorf("explain: %w", err)
-	}
-	return finishReport(ctx, e, r, o)
-}
-
-func finishReport(ctx context.Context, e *env, r *report, o options) error {
-	r.rowsInTable = countRows(ctx, e)
-	r.finished = time.Now()
-
-	md := r.markdown()
-	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
-		return err
-	}
-	fmt.Println(r.summaryTable())
-	logf("report written to %s", o.out)
-	if o.keep {
-		logf("-keep: server %s, database %s; Ctrl-C to stop", e.api, e.dbURL)
-		<-ctx.Done()
-	}
-	return nil
-}
-
-// commandLine is how this run was started, for the report's first line: a
-// committed report in bench/results/ says what wrote it.
-func commandLine() string {
-	args := []string{"go run ./cmd/dsbench"}
-	for _, a := range os.Args[1:] {
-		if strings.ContainsAny(a, " \t'\"$") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		args = append(args, a)
-	}
-	return strings.Join(args, " ")
 }

@@ -163,7 +163,8 @@ func BenchmarkCatalog(b *testing.B) {
 	st, tr := benchCatalog(b, 1000, 10)
 	log := slog.New(slog.DiscardHandler)
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)
-	b.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(b, pipe.Start(context.Background()))
+	b.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	svc := catalog.New(catalog.Options{Store: st, Validator: benchValidator, Weights: catalog.DefaultWeights,
 		Sink: catalog.EventSinkFunc(func(ctx context.Context, events []*audit.Event) error {
 			_, err := pipe.Submit(ctx, events)

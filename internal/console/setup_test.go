@@ -54,7 +54,8 @@ func setup(t *testing.T, withAuth bool) *bundle {
 	st, _ := storetest.New(t, store.Options{MaxConns: 8}, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 1}, nil, log)
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	signer, err := integrity.GenerateSigner()
 	require.NoError(t, err)
 	var authz httpapi.Authorizer

@@ -64,7 +64,8 @@ func setupHostileServer(t *testing.T, readTimeout time.Duration) (*bundle, *logB
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{
 		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555},
 		Ingest:         pipe,

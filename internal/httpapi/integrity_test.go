@@ -41,7 +41,8 @@ func setupIntegrity(t *testing.T, anonymous bool) (*bundle, *integrity.Signer) {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	cfg := httpapi.Config{
 		Validator:      &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555},
 		Ingest:         pipe,

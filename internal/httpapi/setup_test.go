@@ -68,7 +68,8 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 500}, nil, log)
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	reader := o.reader
 	if reader == nil {
 		reader = query.New(st)

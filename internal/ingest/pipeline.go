@@ -47,8 +47,18 @@ var ErrBusy = failure.Mark(errors.New("ingest: write queue is full"), failure.Un
 // the queue stayed full for the whole deadline.
 var ErrAbandoned = failure.Mark(errors.New("ingest: the caller left while waiting for the write queue"), failure.Unavailable)
 
-// ErrClosed is returned by Submit after Close has begun. Nothing was accepted.
+// ErrClosed is returned by Submit and Replay after Stop has begun, and by
+// Start after Stop. Nothing was accepted.
 var ErrClosed = failure.Mark(errors.New("ingest: pipeline is shutting down"), failure.Unavailable)
+
+// ErrNotStarted is returned by Submit and Replay before Start: nothing would
+// commit the events, so nothing was accepted. It is a wiring mistake, not a
+// passing condition, so it carries no failure class (internal).
+var ErrNotStarted = errors.New("ingest: pipeline not started")
+
+// ErrStarted is returned by Start on a pipeline started before: its
+// writers run once.
+var ErrStarted = errors.New("ingest: pipeline already started")
 
 // MissingParentsError is returned by Submit when events name a parent_event_id
 // that is neither stored nor earlier in the same request.
@@ -134,8 +144,10 @@ type Options struct {
 	CommitTimeout time.Duration
 }
 
-// Pipeline is the group-commit write pipeline. Create it with New, stop it
-// with Close.
+// Pipeline is the group-commit write pipeline. New builds it, Start starts
+// its writers and Stop drains and ends them: the Start/Stop shape of every
+// background service of the server (internal/lifecycle), so serve starts it
+// in its lifecycle group and waits for it on shutdown and on a failed start.
 type Pipeline struct {
 	store   Store
 	spool   Spool
@@ -154,9 +166,10 @@ type Pipeline struct {
 	// fails the same way, and one line a second says all there is to say.
 	lastLog atomic.Int64
 
-	mu     sync.RWMutex // guards closed against sends on a closed queue
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.RWMutex // guards started and closed against sends with no writer or on a closed queue
+	started bool
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // pending is one Submit (or Replay) call waiting for its commit.
@@ -173,8 +186,8 @@ type result struct {
 	err     error
 }
 
-// New starts the pipeline's writers. spool may be nil: then a database outage
-// answers ErrUnavailable.
+// New builds a pipeline; it starts nothing (Start does). spool may be nil:
+// then a database outage answers ErrUnavailable.
 func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger) *Pipeline {
 	if opts.Writers <= 0 {
 		opts.Writers = 2
@@ -201,14 +214,32 @@ func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger
 		seed:    maphash.MakeSeed(),
 		slots:   semaphore.NewWeighted(int64(opts.QueueSize)),
 	}
-	p.wg.Add(opts.Writers)
 	for i := range p.queues {
 		// Every pending holds at least one event and the slots bound the
 		// events, so a send on a queue never blocks.
 		p.queues[i] = make(chan *pending, opts.QueueSize)
-		go p.writer(p.queues[i])
 	}
 	return p
+}
+
+// Start starts the writers; Submit and Replay are accepted from then until
+// Stop. It returns ErrStarted when called twice and ErrClosed after Stop.
+// ctx is not used by the writers, which run until Stop.
+func (p *Pipeline) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.started:
+		return ErrStarted
+	}
+	p.started = true
+	p.wg.Add(len(p.queues))
+	for _, q := range p.queues {
+		go p.writer(q)
+	}
+	return nil
 }
 
 // Submit writes events (already validated, with their ids) and reports where
@@ -269,6 +300,10 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 		p.mu.RUnlock()
 		return 0, ErrClosed
 	}
+	if !p.started {
+		p.mu.RUnlock()
+		return 0, ErrNotStarted
+	}
 	p.metrics.QueueDepth.Add(float64(len(events)))
 	p.queues[p.route(events)] <- &pending{events: events, done: done, replay: replay}
 	p.mu.RUnlock()
@@ -310,9 +345,11 @@ func (p *Pipeline) route(events []*audit.Event) int {
 	return best
 }
 
-// Close stops accepting events, lets the writers commit (or spool) everything
-// already queued, and returns when they are done or ctx ends.
-func (p *Pipeline) Close(ctx context.Context) error {
+// Stop stops accepting events, lets the writers commit (or spool) everything
+// already queued, and returns when they are done, or ctx's error (wrapped)
+// when ctx ends first. It may be called more than once, and on a pipeline
+// that never started.
+func (p *Pipeline) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
@@ -320,21 +357,20 @@ func (p *Pipeline) Close(ctx context.Context) error {
 			close(q)
 		}
 	}
+	started := p.started
 	p.mu.Unlock()
+	if !started {
+		return nil // no writer to wait for, and nothing was ever queued
+	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: %w", ctx.Err())
+		return fmt.Errorf("ingest: stop: %w", ctx.Err())
 	}
 }
-
-// Stop is Close under the name every background service of the server
-// answers to (internal/lifecycle): the pipeline starts its writers in New,
-// so a lifecycle.Group is handed it running and stops it with the rest.
-func (p *Pipeline) Stop(ctx context.Context) error { return p.Close(ctx) }
 
 // writer gathers whatever is queued into one batch and commits it, until the
 // queue is closed and empty.

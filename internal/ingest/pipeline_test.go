@@ -113,7 +113,7 @@ type gate struct {
 
 // newGate returns a closed gate that t.Cleanup opens, so that a failing
 // test does not leave a writer blocked (cleanups run before the pipeline's
-// Close, registered earlier).
+// Stop, registered earlier).
 func newGate(t *testing.T) *gate {
 	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
 	t.Cleanup(g.Release)
@@ -193,7 +193,7 @@ func ids(events []*audit.Event) []uuid.UUID {
 	return out
 }
 
-// start returns a running pipeline that t.Cleanup closes. spool may be nil:
+// start returns a running pipeline that t.Cleanup stops. spool may be nil:
 // then the pipeline has no spool at all.
 func start(t *testing.T, st Store, spool *fakeSpool, opts Options) (*Pipeline, *Metrics) {
 	t.Helper()
@@ -203,16 +203,17 @@ func start(t *testing.T, st Store, spool *fakeSpool, opts Options) (*Pipeline, *
 		sp = spool
 	}
 	p := New(st, sp, opts, m, slog.New(slog.DiscardHandler))
+	require.NoError(t, p.Start(context.Background()))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), guard)
 		defer cancel()
 		closed := make(chan error, 1)
-		go func() { closed <- p.Close(ctx) }()
+		go func() { closed <- p.Stop(ctx) }()
 		select {
 		case err := <-closed:
-			assert.NoError(t, err, "close at cleanup")
+			assert.NoError(t, err, "stop at cleanup")
 		case <-time.After(2 * guard):
-			t.Error("Close at cleanup never returned")
+			t.Error("Stop at cleanup never returned")
 		}
 	})
 	return p, m
@@ -715,7 +716,7 @@ func TestFullQueueAnswersBusyWhenTheDeadlinePasses(t *testing.T) {
 	assert.Equal(t, ids(big), ids(st.committedBatches()[2]))
 }
 
-func TestCloseDrainsEverythingQueuedAndRefusesLaterSubmits(t *testing.T) {
+func TestStopDrainsEverythingQueuedAndRefusesLaterSubmits(t *testing.T) {
 	t.Parallel()
 	g := newGate(t)
 	st := &fakeStore{insert: g.hold(nil)}
@@ -732,12 +733,12 @@ func TestCloseDrainsEverythingQueuedAndRefusesLaterSubmits(t *testing.T) {
 	waitQueued(t, m, want-1)
 
 	closed := make(chan error, 1)
-	go func() { closed <- p.Close(context.Background()) }()
+	go func() { closed <- p.Stop(context.Background()) }()
 	require.Eventually(t, func() bool {
 		p.mu.RLock()
 		defer p.mu.RUnlock()
 		return p.closed
-	}, guard, time.Millisecond, "Close never began")
+	}, guard, time.Millisecond, "Stop never began")
 
 	late := newEvents(1, "late")
 	o, err := p.Submit(context.Background(), late)
@@ -747,14 +748,14 @@ func TestCloseDrainsEverythingQueuedAndRefusesLaterSubmits(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.ErrorIs(t, p.Close(ctx), context.Canceled, "Close gives up when its context ends")
+	require.ErrorIs(t, p.Stop(ctx), context.Canceled, "Stop gives up when its context ends")
 
 	g.Release()
 	select {
 	case err := <-closed:
 		require.NoError(t, err)
 	case <-time.After(guard):
-		t.Fatal("Close never returned")
+		t.Fatal("Stop never returned")
 	}
 	for _, ch := range append(waiting, first) {
 		r := await(t, ch)
@@ -767,7 +768,42 @@ func TestCloseDrainsEverythingQueuedAndRefusesLaterSubmits(t *testing.T) {
 
 	_, err = p.Submit(context.Background(), newEvents(1, "after"))
 	require.ErrorIs(t, err, ErrClosed)
-	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
+	require.NoError(t, p.Stop(context.Background()), "Stop is idempotent")
+	require.ErrorIs(t, p.Start(context.Background()), ErrClosed, "a stopped pipeline does not start again")
+}
+
+// New has no side effects: until Start, no writer runs, so a submitted
+// event would wait forever. Submit and Replay refuse instead, and nothing
+// reaches the store; Start then opens the pipeline, once.
+func TestNewStartsNothingAndSubmitWaitsForStart(t *testing.T) {
+	t.Parallel()
+	st := &fakeStore{}
+	p := New(st, nil, Options{Writers: 2}, nil, slog.New(slog.DiscardHandler))
+
+	_, err := p.Submit(context.Background(), newEvents(1, "early"))
+	require.ErrorIs(t, err, ErrNotStarted)
+	require.ErrorIs(t, p.Replay(context.Background(), newEvents(1, "early")), ErrNotStarted)
+	assert.Equal(t, failure.Internal, failure.ClassOf(ErrNotStarted), "a wiring mistake, not an outage")
+
+	require.NoError(t, p.Start(context.Background()))
+	require.ErrorIs(t, p.Start(context.Background()), ErrStarted)
+	o, err := p.Submit(context.Background(), newEvents(3, "late"))
+	require.NoError(t, err)
+	assert.Equal(t, Committed, o)
+	assert.Len(t, st.committedIDs(), 3, "only what came after Start")
+	require.NoError(t, p.Stop(context.Background()))
+}
+
+// A pipeline that never started stops at once: serve stops its group on a
+// failed start, which may come before the pipeline's turn.
+func TestStopWithoutStartReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	p := New(&fakeStore{}, nil, Options{Writers: 2}, nil, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // an ended context: Stop must not need to wait for anything
+	require.NoError(t, p.Stop(ctx))
+	_, err := p.Submit(context.Background(), newEvents(1, "x"))
+	require.ErrorIs(t, err, ErrClosed)
 }
 
 func TestDuplicatesAreCountedApartFromNewEvents(t *testing.T) {

@@ -220,7 +220,8 @@ func TestConcurrentWritersMakeOneChain(t *testing.T) {
 	e := newEnv(t, "")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pipe := ingest.New(e.st, nil, ingest.Options{Writers: 4, MaxBatch: 500}, nil, log)
-	defer pipe.Close(context.Background())
+	require.NoError(t, pipe.Start(context.Background()))
+	defer pipe.Stop(context.Background())
 	const writers, each = 100, 100
 	corr := "rr-concurrent"
 	base := time.Now().Add(-time.Minute)

@@ -41,8 +41,8 @@ type Service interface {
 }
 
 // Stopper is the half of a [Service] that a Group needs for work that was
-// already running when it was handed over (the ingest pipeline starts its
-// writers in its constructor).
+// already running when it was handed over (the store's parent lookups start
+// with store.Open).
 type Stopper interface {
 	Stop(ctx context.Context) error
 }

@@ -311,7 +311,7 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 // chain heads; tag receives the INSERT's command tag. The write path and
 // the catalog's transactions both use it.
 func (s *Store) queueLinked(b *pgx.Batch, fresh []*audit.Event, heads chainHeads, tag *pgconn.CommandTag) error {
-	cols, err := s.columns(fresh)
+	cols, err := batchColumns(fresh)
 	if err != nil {
 		return err
 	}
@@ -549,8 +549,8 @@ func (s *Store) repeats(ctx context.Context, conn *pgx.Conn, events []*audit.Eve
 	return out, nil
 }
 
-// columns turns events into the 29 array parameters of insertEventsSQL.
-func (s *Store) columns(events []*audit.Event) ([]any, error) {
+// batchColumns turns events into the 29 array parameters of insertEventsSQL.
+func batchColumns(events []*audit.Event) ([]any, error) {
 	n := len(events)
 	var (
 		ids          = make([]pgtype.UUID, n)

@@ -125,7 +125,8 @@ func startLiveServer(t *testing.T, authz ...httpapi.Authorizer) *liveServer {
 
 	log := slog.New(slog.DiscardHandler)
 	pipe := ingest.New(st, nil, ingest.Options{Writers: 2, MaxBatch: 1000}, nil, log)
-	t.Cleanup(func() { _ = pipe.Close(context.Background()) })
+	require.NoError(t, pipe.Start(context.Background()))
+	t.Cleanup(func() { _ = pipe.Stop(context.Background()) })
 	validator := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 2555}
 	// The catalog as serve wires it: search and validation events go
 	// through the write pipeline.

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -7,9 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
 	"kubernaut.ai/datastorage/internal/ingest"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -35,45 +36,36 @@ func (c copyResult) rowsPerSec() float64 {
 // rawCopy COPYs rows rows, equivalent to the API's events (same generator,
 // same decoded values, a stand-in hash), into audit_events with all its
 // indexes, in chunks of copyChunk rows per transaction, from one connection.
-func rawCopy(ctx context.Context, e *env, gen *eventGen, rows int64) (copyResult, error) {
+func rawCopy(ctx context.Context, e *harness.Env, gen *loadgen.Generator, rows int64) (copyResult, error) {
 	bodies := make([][]byte, copyChunk)
 	for i := range bodies {
-		bodies[i] = gen.body()
+		bodies[i] = gen.Body()
 	}
-	events, err := decodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return copyResult{}, err
 	}
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return copyResult{}, err
 	}
 	defer conn.Close(context.Background())
 
-	pgPID := e.postmasterPID()
-	cpu0 := treeCPU(pgPID)
+	pgPID := e.PostmasterPID()
+	cpu0 := harness.TreeCPU(pgPID)
 	start := time.Now()
 	var done int64
-	row := make([]any, len(insertColumns))
 	deadline := start.Add(3 * time.Minute)
 	for done < rows && time.Now().Before(deadline) {
-		n := min(int64(copyChunk), rows-done)
-		i := int64(0)
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if i == n {
-				return nil, nil
-			}
-			rowOf(row, events[i], uuid.Must(uuid.NewV7()), done+i+1)
-			i++
-			return row, nil
-		})
-		got, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, src)
+		part := events[:min(int64(copyChunk), rows-done)]
+		loadgen.StampUnchained(part, func(i int) int64 { return done + int64(i) + 1 })
+		got, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, store.BatchInsertColumns(), store.CopyRows(part))
 		if err != nil {
 			return copyResult{}, err
 		}
 		done += got
 	}
-	return copyResult{rows: done, elapsed: time.Since(start), pgCPU: treeCPU(pgPID) - cpu0}, nil
+	return copyResult{rows: done, elapsed: time.Since(start), pgCPU: harness.TreeCPU(pgPID) - cpu0}, nil
 }
 
 // storeCopyMinRows mirrors the store's copyMinRows: from this many rows the
@@ -102,8 +94,8 @@ func (c chainRun) rowsPerSec() float64 {
 // insert, chain-head write, rollups, in one transaction per writer) against
 // the same rows alone in a transaction, through pgx, for big batches from one
 // writer and group-commit-sized ones from two.
-func chainCost(ctx context.Context, e *env, gen *eventGen) ([]chainRun, error) {
-	st, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 4})
+func chainCost(ctx context.Context, e *harness.Env, gen *loadgen.Generator) ([]chainRun, error) {
+	st, err := store.Open(ctx, e.DBURL, store.Options{MaxConns: 4})
 	if err != nil {
 		return nil, err
 	}
@@ -115,27 +107,35 @@ func chainCost(ctx context.Context, e *env, gen *eventGen) ([]chainRun, error) {
 			if err != nil {
 				return nil, err
 			}
-			logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s", r.batch, r.writers, r.chain, r.rowsPerSec())
+			harness.Logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s", r.batch, r.writers, r.chain, r.rowsPerSec())
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batch, writers, total int, chain bool) (chainRun, error) {
+func chainOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *loadgen.Generator, batch, writers, total int, chain bool) (chainRun, error) {
 	// Decode everything first so the clock sees only the writes.
 	bodies := make([][]byte, total)
 	for i := range bodies {
-		bodies[i] = gen.body()
+		bodies[i] = gen.Body()
 	}
-	events, err := decodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return chainRun{}, err
 	}
 	var cols [][]any
-	if !chain && batch < storeCopyMinRows {
+	if !chain {
 		for i := 0; i < total; i += batch {
-			cols = append(cols, columnsOf(events[i:min(i+batch, total)]))
+			part := events[i:min(i+batch, total)]
+			loadgen.StampUnchained(part, func(i int) int64 { return int64(i) + 1 })
+			if batch < storeCopyMinRows {
+				args, err := store.BatchInsertArgs(part)
+				if err != nil {
+					return chainRun{}, err
+				}
+				cols = append(cols, args)
+			}
 		}
 	}
 	work := make(chan int, total/batch+1)
@@ -151,10 +151,13 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 	var pipe *ingest.Pipeline
 	if chain {
 		pipe = ingest.New(st, nil, ingest.Options{Writers: writers, MaxBatch: 2000}, nil, slog.New(slog.DiscardHandler))
-		defer pipe.Close(context.Background())
+		if err := pipe.Start(ctx); err != nil {
+			return chainRun{}, err
+		}
+		defer pipe.Stop(context.Background())
 	}
-	pgPID := e.postmasterPID()
-	pg0, go0 := treeCPU(pgPID), selfCPU()
+	pgPID := e.PostmasterPID()
+	pg0, go0 := harness.TreeCPU(pgPID), harness.SelfCPU()
 	deadline := time.Now().Add(time.Minute)
 	start := time.Now()
 	var (
@@ -181,10 +184,10 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 						if batch >= storeCopyMinRows {
 							part := events[i*batch : min((i+1)*batch, total)]
 							var err error
-							n, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, copySource(part, make([]any, len(insertColumns))))
+							n, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, store.BatchInsertColumns(), store.CopyRows(part))
 							return err
 						}
-						tag, err := tx.Exec(ctx, unnestInsertSQL, cols[i]...)
+						tag, err := tx.Exec(ctx, store.BatchInsertSQL(), cols[i]...)
 						n = tag.RowsAffected()
 						return err
 					})
@@ -203,7 +206,7 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 	}
 	wg.Wait()
 	r := chainRun{batch: batch, writers: writers, chain: chain, rows: rows, elapsed: time.Since(start),
-		pgCPU: treeCPU(pgPID) - pg0, goCPU: selfCPU() - go0}
+		pgCPU: harness.TreeCPU(pgPID) - pg0, goCPU: harness.SelfCPU() - go0}
 	if first != nil {
 		return r, fmt.Errorf("insert (chain %v): %w", chain, first)
 	}
@@ -211,7 +214,7 @@ func chainOnce(ctx context.Context, e *env, st *store.Store, gen *eventGen, batc
 }
 
 // countRows counts audit_events (for the report).
-func countRows(ctx context.Context, e *env) int64 {
+func countRows(ctx context.Context, e *harness.Env) int64 {
 	var n int64
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&n)

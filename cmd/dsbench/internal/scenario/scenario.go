@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
 )
 
 // cpuSplit is the CPU time each party used during a measured window.
@@ -36,6 +38,15 @@ func (c cpuSplit) perEventMicros(events int64) (server, pg, load float64) {
 	return c.server / n * 1e6, c.postgres / n * 1e6, c.loadgen / n * 1e6
 }
 
+// loadResult is an HTTP scenario's load figures with what the probes
+// measured meanwhile.
+type loadResult struct {
+	loadgen.Result
+	cpu     cpuSplit
+	peakRSS int64
+	deep    *deepDive // the heavy scenarios only
+}
+
 // deepDive is what the heavy scenarios collect besides throughput: where
 // PostgreSQL spends its time and where the server does.
 type deepDive struct {
@@ -50,11 +61,11 @@ type deepDive struct {
 // runScenario runs one HTTP scenario with its probes: CPU split and peak RSS
 // always; for the heavy ones also pg_stat_statements, wait events, WAL and
 // the server's CPU and allocation profiles.
-func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [][]byte) (loadResult, error) {
-	deep := spec.name == "single c=64" || spec.name == "batch500 c=4"
-	srv, pgPID := e.serverPID(), e.postmasterPID()
+func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadgen.Spec, bodies [][]byte) (loadResult, error) {
+	deep := spec.Name == "single c=64" || spec.Name == "batch500 c=4"
+	srv, pgPID := e.ServerPID(), e.PostmasterPID()
 	waitQuiet(ctx, e, 30*time.Second)
-	resetPeakRSS(srv)
+	harness.ResetPeakRSS(srv)
 
 	var (
 		c0       [5]float64
@@ -67,7 +78,7 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 		profMu   sync.Mutex
 		profErrs []string
 	)
-	slug := strings.NewReplacer(" ", "-", "=", "").Replace(spec.name)
+	slug := strings.NewReplacer(" ", "-", "=", "").Replace(spec.Name)
 	probe := func(phase string) {
 		switch phase {
 		case "start":
@@ -75,15 +86,15 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 				resetStatements(ctx, e)
 				wal0 = readWAL(ctx, e)
 				sampler = startWaitSampler(ctx, e)
-				if e.pprof {
-					secs := max(1, int(spec.duration.Seconds())-1)
+				if e.Pprof {
+					secs := max(1, int(spec.Duration.Seconds())-1)
 					for _, p := range []struct{ kind, path string }{
 						{"cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)},
 						{"allocs", fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs)},
 					} {
 						profWG.Go(func() {
-							file := filepath.Join(r.opts.profileDir, p.kind+"-"+slug+".pprof")
-							if err := fetchProfile(ctx, e.metrics+p.path, file, spec.duration+30*time.Second); err != nil {
+							file := filepath.Join(r.opts.ProfileDir, p.kind+"-"+slug+".pprof")
+							if err := fetchProfile(ctx, e.Metrics+p.path, file, spec.Duration+30*time.Second); err != nil {
 								profMu.Lock()
 								profErrs = append(profErrs, err.Error())
 								profMu.Unlock()
@@ -93,7 +104,7 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 							if p.kind == "allocs" {
 								sample = "-sample_index=alloc_space"
 							}
-							top := pprofTop(ctx, e.bin, file, sample)
+							top := pprofTop(ctx, e.Bin, file, sample)
 							profMu.Lock()
 							defer profMu.Unlock()
 							if p.kind == "cpu" {
@@ -106,15 +117,15 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 					}
 				}
 			}
-			busy, steal := machineCPU()
-			c0 = [5]float64{procCPU(srv), treeCPU(pgPID), selfCPU(), busy, steal}
+			busy, steal := harness.MachineCPU()
+			c0 = [5]float64{harness.ProcCPU(srv), harness.TreeCPU(pgPID), harness.SelfCPU(), busy, steal}
 			t0 = time.Now()
 		case "end":
-			busy, steal := machineCPU()
+			busy, steal := harness.MachineCPU()
 			split = cpuSplit{
-				server:   procCPU(srv) - c0[0],
-				postgres: treeCPU(pgPID) - c0[1],
-				loadgen:  selfCPU() - c0[2],
+				server:   harness.ProcCPU(srv) - c0[0],
+				postgres: harness.TreeCPU(pgPID) - c0[1],
+				loadgen:  harness.SelfCPU() - c0[2],
 				window:   time.Since(t0).Seconds(),
 				machine:  busy - c0[3],
 				steal:    steal - c0[4],
@@ -125,13 +136,13 @@ func runScenario(ctx context.Context, e *env, r *report, spec loadSpec, bodies [
 			}
 		}
 	}
-	res := runLoad(ctx, e, spec, bodies, probe)
+	res := loadResult{Result: loadgen.Run(ctx, e.APIAddr, spec, bodies, probe)}
 	res.cpu = split
-	res.peakRSS = peakRSS(srv)
+	res.peakRSS = harness.PeakRSS(srv)
 	if deep {
 		profWG.Wait()
 		for _, msg := range profErrs {
-			logf("profile: %s", msg)
+			harness.Logf("profile: %s", msg)
 		}
 		dd.statements = topStatements(ctx, e)
 		res.deep = &dd
@@ -146,7 +157,7 @@ func fetchProfile(ctx context.Context, url, file string, timeout time.Duration) 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	c := loopbackClient(1)
+	c := harness.LoopbackClient(1)
 	c.Timeout = timeout
 	resp, err := c.Do(req)
 	if err != nil {
@@ -194,14 +205,14 @@ type stmtStat struct {
 	totalMS            float64
 }
 
-func resetStatements(ctx context.Context, e *env) {
+func resetStatements(ctx context.Context, e *harness.Env) {
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()")
 		return err
 	})
 }
 
-func topStatements(ctx context.Context, e *env) []stmtStat {
+func topStatements(ctx context.Context, e *harness.Env) []stmtStat {
 	var out []stmtStat
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `
@@ -237,7 +248,7 @@ func (w walStats) sub(o walStats) walStats {
 	return walStats{w.records - o.records, w.bytes - o.bytes, w.writes - o.writes, w.syncs - o.syncs, w.syncMS - o.syncMS}
 }
 
-func readWAL(ctx context.Context, e *env) walStats {
+func readWAL(ctx context.Context, e *harness.Env) walStats {
 	var w walStats
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT wal_records, wal_bytes::int8, wal_write, wal_sync, wal_sync_time FROM pg_stat_wal`).
@@ -246,17 +257,17 @@ func readWAL(ctx context.Context, e *env) walStats {
 	return w
 }
 
-func withConn(ctx context.Context, e *env, f func(*pgx.Conn) error) {
+func withConn(ctx context.Context, e *harness.Env, f func(*pgx.Conn) error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, e.dbURL)
+	c, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
-		logf("connect: %v", err)
+		harness.Logf("connect: %v", err)
 		return
 	}
 	defer c.Close(context.Background())
 	if err := f(c); err != nil {
-		logf("query: %v", err)
+		harness.Logf("query: %v", err)
 	}
 }
 
@@ -272,12 +283,12 @@ type waitSummary struct {
 	counts  map[string]int // "state / wait_event_type:wait_event" → samples
 }
 
-func startWaitSampler(ctx context.Context, e *env) *waitSampler {
+func startWaitSampler(ctx context.Context, e *harness.Env) *waitSampler {
 	s := &waitSampler{stopCh: make(chan struct{}), done: make(chan waitSummary, 1)}
 	go func() {
 		sum := waitSummary{counts: map[string]int{}}
 		defer func() { s.done <- sum }()
-		c, err := pgx.Connect(ctx, e.dbURL)
+		c, err := pgx.Connect(ctx, e.DBURL)
 		if err != nil {
 			return
 		}
@@ -331,26 +342,26 @@ func (s *waitSampler) stop() waitSummary {
 // the server, PostgreSQL and dsbench use less than a quarter of a CPU: on a
 // shared machine someone else's build would otherwise be measured too. It
 // gives up silently (the report shows what else ran in each window).
-func waitQuiet(ctx context.Context, e *env, limit time.Duration) {
-	srv, pgPID := e.serverPID(), e.postmasterPID()
+func waitQuiet(ctx context.Context, e *harness.Env, limit time.Duration) {
+	srv, pgPID := e.ServerPID(), e.PostmasterPID()
 	deadline := time.Now().Add(limit)
 	for i := 0; ; i++ {
-		busy0, _ := machineCPU()
-		ours0 := procCPU(srv) + treeCPU(pgPID) + selfCPU()
-		if !sleepUntil(ctx, time.Now().Add(time.Second)) {
+		busy0, _ := harness.MachineCPU()
+		ours0 := harness.ProcCPU(srv) + harness.TreeCPU(pgPID) + harness.SelfCPU()
+		if !loadgen.SleepUntil(ctx, time.Now().Add(time.Second)) {
 			return
 		}
-		busy1, _ := machineCPU()
-		others := (busy1 - busy0) - (procCPU(srv) + treeCPU(pgPID) + selfCPU() - ours0)
+		busy1, _ := harness.MachineCPU()
+		others := (busy1 - busy0) - (harness.ProcCPU(srv) + harness.TreeCPU(pgPID) + harness.SelfCPU() - ours0)
 		if others < 0.25 {
 			return
 		}
 		if time.Now().After(deadline) {
-			logf("other processes still use %.1f CPUs; measuring anyway", others)
+			harness.Logf("other processes still use %.1f CPUs; measuring anyway", others)
 			return
 		}
 		if i == 0 {
-			logf("other processes use %.1f CPUs; waiting up to %s for them to finish", others, limit)
+			harness.Logf("other processes use %.1f CPUs; waiting up to %s for them to finish", others, limit)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"encoding/json"
@@ -8,18 +8,21 @@ import (
 	"time"
 )
 
-// eventGen makes realistic audit events: the shapes the platform's services
+// Generator makes realistic audit events: the shapes the platform's services
 // send (about 500 bytes of JSON each, event_data with a discriminator, a
 // nested target and a few scalars), spread over a fixed set of correlation
 // ids so the hash chains are as long and as contended as in production.
-type eventGen struct {
+type Generator struct {
 	rng   *rand.Rand
 	corrs []string
 	now   time.Time
 }
 
-func newEventGen(seed uint64, correlations int, now time.Time) *eventGen {
-	g := &eventGen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now}
+// NewGenerator returns a generator of events over the given number of
+// correlation ids, stamped within the hour before now; the same seed gives
+// the same events.
+func NewGenerator(seed uint64, correlations int, now time.Time) *Generator {
+	g := &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now}
 	for i := range correlations {
 		g.corrs = append(g.corrs, fmt.Sprintf("rr-%08x-%04d", seed*7919+uint64(i)*104729, i))
 	}
@@ -64,9 +67,9 @@ type requestJSON struct {
 	EventData      map[string]any `json:"event_data"`
 }
 
-// body returns one event as a JSON object, without event_id (the platform's
+// Body returns one event as a JSON object, without event_id (the platform's
 // clients let the server assign it).
-func (g *eventGen) body() []byte {
+func (g *Generator) Body() []byte {
 	r := g.rng
 	k := kinds[r.IntN(len(kinds))]
 	corr := g.corrs[r.IntN(len(g.corrs))]
@@ -125,15 +128,15 @@ func withParent(dst, body []byte, parent string) []byte {
 	return append(dst, `"}`...)
 }
 
-// batchBody joins n fresh event bodies into a JSON array.
-func (g *eventGen) batchBody(n int) []byte {
+// BatchBody joins n fresh event bodies into a JSON array.
+func (g *Generator) BatchBody(n int) []byte {
 	var b []byte
 	b = append(b, '[')
 	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, g.body()...)
+		b = append(b, g.Body()...)
 	}
 	return append(b, ']')
 }

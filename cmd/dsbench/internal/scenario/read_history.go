@@ -1,4 +1,4 @@
-package main
+package scenario
 
 // The remediation read models (CONTRACT §16) in the read benchmark: a data
 // set of 100,000 remediations over the last 89 days, loaded next to the
@@ -22,6 +22,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/remediation"
 	"kubernaut.ai/datastorage/internal/store"
@@ -67,11 +70,11 @@ type historyBench struct {
 // loadHistoryData COPYs the remediations and their assessments into
 // audit_events (with every index in place, as live writes would find it),
 // then counts them into the rollups and analyzes.
-func loadHistoryData(ctx context.Context, e *env) (*historyBench, error) {
+func loadHistoryData(ctx context.Context, e *harness.Env) (*historyBench, error) {
 	hb := &historyBench{}
 	now := time.Now().UTC()
 	hb.from = now.Add(-historyDays*24*time.Hour - 24*time.Hour)
-	ds, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 2})
+	ds, err := store.Open(ctx, e.DBURL, store.Options{MaxConns: 2})
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +82,7 @@ func loadHistoryData(ctx context.Context, e *env) (*historyBench, error) {
 	if _, err := ds.EnsurePartitions(ctx, hb.from, 4); err != nil {
 		return nil, err
 	}
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +90,10 @@ func loadHistoryData(ctx context.Context, e *env) (*historyBench, error) {
 	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
 		return nil, err
 	}
-	logf("loading %d remediations (%d targets) with their assessments over %d days", historyRemediations, historyTargets, historyDays)
+	harness.Logf("loading %d remediations (%d targets) with their assessments over %d days", historyRemediations, historyTargets, historyDays)
 	t0 := time.Now()
 	rng := rand.New(rand.NewPCG(17, 19))
 	const chunk = 5_000
-	row := make([]any, len(insertColumns))
 	for lo := 0; lo < historyRemediations; lo += chunk {
 		var events []*audit.Event
 		var seqs []int64
@@ -102,15 +104,8 @@ func loadHistoryData(ctx context.Context, e *env) (*historyBench, error) {
 			}
 			events = append(events, evs...)
 		}
-		i := 0
-		n, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(events) {
-				return nil, nil
-			}
-			rowOf(row, events[i], uuid.Must(uuid.NewV7()), seqs[i])
-			i++
-			return row, nil
-		}))
+		loadgen.StampUnchained(events, func(i int) int64 { return seqs[i] })
+		n, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, store.BatchInsertColumns(), store.CopyRows(events))
 		if err != nil {
 			return nil, fmt.Errorf("copy remediations %d…: %w", lo, err)
 		}
@@ -118,7 +113,7 @@ func loadHistoryData(ctx context.Context, e *env) (*historyBench, error) {
 	}
 	hb.remediations = historyRemediations
 	hb.load = time.Since(t0)
-	logf("loaded %d events in %s", hb.events, hb.load.Round(time.Second))
+	harness.Logf("loaded %d events in %s", hb.events, hb.load.Round(time.Second))
 	t1 := time.Now()
 	if _, err := ds.RebuildRollups(ctx, hb.from, now.Add(2*time.Hour)); err != nil {
 		return nil, err
@@ -239,7 +234,7 @@ func measureHistory(ctx context.Context, conn *pgx.Conn, dbURL string, hb *histo
 	rec := &lastStatement{}
 	ds, err := store.Open(ctx, dbURL, store.Options{Tracer: rec, MaxConns: 1})
 	if err != nil {
-		logf("  history EXPLAIN: %v", err)
+		harness.Logf("  history EXPLAIN: %v", err)
 		return
 	}
 	defer ds.Close()
@@ -256,7 +251,7 @@ func measureHistory(ctx context.Context, conn *pgx.Conn, dbURL string, hb *histo
 	var shapes []shape
 	catch := func(name string, run func() error) {
 		if err := run(); err != nil {
-			logf("  %s: %v", name, err)
+			harness.Logf("  %s: %v", name, err)
 			return
 		}
 		shapes = append(shapes, shape{name, rec.sql, rec.args})
@@ -316,7 +311,7 @@ func explainHistory(ctx context.Context, conn *pgx.Conn, name, sql string, args 
 	if err != nil {
 		ex.plan = "EXPLAIN failed: " + err.Error()
 	}
-	logf("  explained %s", name)
+	harness.Logf("  explained %s", name)
 	return ex
 }
 
@@ -338,12 +333,12 @@ func (hb *historyBench) markdown() string {
 		hb.load.Round(time.Second), hb.rollups.Round(time.Second), hb.indexMB)
 	w("| request | n | p50 | p99 | max | target | met |\n|---|---:|---:|---:|---:|---|---|\n")
 	for _, x := range hb.results {
-		met := yes(x.pct(.99) <= x.limit && x.errs == 0)
+		met := report.Yes(x.pct(.99) <= x.limit && x.errs == 0)
 		extra := ""
 		if x.errs > 0 {
 			extra = fmt.Sprintf(" (%d errors: %s)", x.errs, x.firstErr)
 		}
-		w("| %s%s | %d | %s | %s | %s | %s | %s |\n", x.name, extra, len(x.lat), fmtDur(x.pct(.5)), fmtDur(x.pct(.99)), fmtDur(x.pct(1)), x.target, met)
+		w("| %s%s | %d | %s | %s | %s | %s | %s |\n", x.name, extra, len(x.lat), report.Dur(x.pct(.5)), report.Dur(x.pct(.99)), report.Dur(x.pct(1)), x.target, met)
 	}
 	w("\nRequests: a random one of 256 targets with 10 remediations per history request (default windows: 1 entry in tier 1, 9 in tier 2); "+
 		"a remediation of those targets per effectiveness request. For example `%s`.\n\n", hb.results[0].path)

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"os"
@@ -46,14 +46,14 @@ func ticks(f []string, idx ...int) float64 {
 	return total / clockTicks
 }
 
-// procCPU returns the user+system CPU seconds pid has used.
-func procCPU(pid int) float64 { return ticks(statFields(pid), 11, 12) }
+// ProcCPU returns the user+system CPU seconds pid has used.
+func ProcCPU(pid int) float64 { return ticks(statFields(pid), 11, 12) }
 
-// treeCPU returns the CPU seconds of pid and its direct children (the
+// TreeCPU returns the CPU seconds of pid and its direct children (the
 // postmaster and its backends), plus what already-exited children left in
 // the parent's cutime/cstime.
-func treeCPU(pid int) float64 {
-	total := procCPU(pid) + childrenDone(pid)
+func TreeCPU(pid int) float64 {
+	total := ProcCPU(pid) + childrenDone(pid)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return total
@@ -64,7 +64,7 @@ func treeCPU(pid int) float64 {
 			continue
 		}
 		if parentOf(child) == pid {
-			total += procCPU(child)
+			total += ProcCPU(child)
 		}
 	}
 	return total
@@ -81,11 +81,11 @@ func parentOf(pid int) int {
 
 func childrenDone(pid int) float64 { return ticks(statFields(pid), 13, 14) }
 
-// selfCPU returns the CPU seconds this process has used.
-func selfCPU() float64 { return procCPU(os.Getpid()) }
+// SelfCPU returns the CPU seconds this process has used.
+func SelfCPU() float64 { return ProcCPU(os.Getpid()) }
 
-// peakRSS returns VmHWM of pid in bytes.
-func peakRSS(pid int) int64 { return statusKB(pid, "VmHWM:") * 1024 }
+// PeakRSS returns VmHWM of pid in bytes.
+func PeakRSS(pid int) int64 { return statusKB(pid, "VmHWM:") * 1024 }
 
 func statusKB(pid int, key string) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -101,15 +101,15 @@ func statusKB(pid int, key string) int64 {
 	return 0
 }
 
-// resetPeakRSS restarts VmHWM at the current RSS (clear_refs 5), so each
+// ResetPeakRSS restarts VmHWM at the current RSS (clear_refs 5), so each
 // scenario reports its own peak.
-func resetPeakRSS(pid int) {
+func ResetPeakRSS(pid int) {
 	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
 }
 
-// machineCPU returns the busy and steal CPU seconds of the whole machine
+// MachineCPU returns the busy and steal CPU seconds of the whole machine
 // since boot, from the first line of /proc/stat.
-func machineCPU() (busy, steal float64) {
+func MachineCPU() (busy, steal float64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0

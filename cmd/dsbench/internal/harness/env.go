@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,91 +20,113 @@ import (
 	"kubernaut.ai/datastorage/internal/testenv"
 )
 
-// pgSettings are the PostgreSQL settings of the benchmark: durable like
+// PGSettings are the PostgreSQL settings of the benchmark: durable like
 // production (fsync, full-page writes and synchronous commit on), with the
 // memory and WAL sizing a production instance of this size would get.
 // pg_stat_statements is loaded to show where the server spends its time.
-var pgSettings = [][2]string{
-	{"fsync", "on"},
-	{"synchronous_commit", "on"},
-	{"full_page_writes", "on"},
-	{"wal_level", "replica"},
-	{"shared_buffers", "1GB"},
-	{"wal_buffers", "16MB"},
-	{"max_wal_size", "4GB"},
-	{"checkpoint_timeout", "15min"},
-	{"max_connections", "100"},
-	{"shared_preload_libraries", "pg_stat_statements"},
-	{"pg_stat_statements.track", "all"},
-	{"pg_stat_statements.track_planning", "on"},
-	{"track_io_timing", "on"},
-	{"track_wal_io_timing", "on"},
+func PGSettings() [][2]string {
+	return [][2]string{
+		{"fsync", "on"},
+		{"synchronous_commit", "on"},
+		{"full_page_writes", "on"},
+		{"wal_level", "replica"},
+		{"shared_buffers", "1GB"},
+		{"wal_buffers", "16MB"},
+		{"max_wal_size", "4GB"},
+		{"checkpoint_timeout", "15min"},
+		{"max_connections", "100"},
+		{"shared_preload_libraries", "pg_stat_statements"},
+		{"pg_stat_statements.track", "all"},
+		{"pg_stat_statements.track_planning", "on"},
+		{"track_io_timing", "on"},
+		{"track_wal_io_timing", "on"},
+	}
+}
+
+// MergeSettings returns base with over applied: a setting of over replaces
+// the one of the same name in base, in place, or is added at the end.
+func MergeSettings(base, over [][2]string) [][2]string {
+	out := slices.Clone(base)
+	for _, s := range over {
+		i := slices.IndexFunc(out, func(b [2]string) bool { return b[0] == s[0] })
+		if i < 0 {
+			out = append(out, s)
+			continue
+		}
+		out[i][1] = s[1]
+	}
+	return out
 }
 
 // benchDB is the database the server writes to.
 const benchDB = "datastorage_bench"
 
-// env is the PostgreSQL, Redis and server processes of one run.
-type env struct {
-	pg      *testenv.Postgres
-	redis   *testenv.Redis
-	dbURL   string
+// Env is the PostgreSQL, Redis and server processes of one run.
+type Env struct {
+	PG      *testenv.Postgres
+	Redis   *testenv.Redis
+	DBURL   string // the server's database
 	server  *exec.Cmd
 	srvDone chan error
 	srvLog  string
-	bin     string
-	api     string // http://127.0.0.1:port
-	apiAddr string // 127.0.0.1:port
-	metrics string
-	pprof   bool
+	Bin     string
+	API     string // http://127.0.0.1:port
+	APIAddr string // 127.0.0.1:port
+	Metrics string // http://127.0.0.1:port of /metrics and /debug/pprof
+	Pprof   bool   // the server serves /debug/pprof
 }
 
-func startEnv(ctx context.Context, bin, workDir string, serverEnv []string) (*env, error) {
+// StartEnv starts PostgreSQL with pgSettings (PGSettings, or a merge over
+// it), Redis, and the server bin against a fresh database with
+// pg_stat_statements, with serverEnv added to the server's environment and
+// its pprof handlers on when it has them. Close stops all three; on an error
+// nothing is left running.
+func StartEnv(ctx context.Context, bin, workDir string, serverEnv []string, pgSettings [][2]string) (*Env, error) {
 	opts := make([]testenv.PostgresOption, 0, len(pgSettings))
 	for _, s := range pgSettings {
 		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
 	}
-	e := &env{bin: bin}
+	e := &Env{Bin: bin}
 	var err error
-	logf("starting PostgreSQL (fsync on, synchronous_commit on, shared_buffers 1GB)")
-	if e.pg, err = testenv.StartPostgres(opts...); err != nil {
+	Logf("starting PostgreSQL (fsync on, synchronous_commit on, shared_buffers 1GB)")
+	if e.PG, err = testenv.StartPostgres(opts...); err != nil {
 		return nil, err
 	}
-	logf("starting Redis")
-	if e.redis, err = testenv.StartRedis(); err != nil {
-		e.close()
+	Logf("starting Redis")
+	if e.Redis, err = testenv.StartRedis(); err != nil {
+		e.Close()
 		return nil, err
 	}
-	if e.dbURL, err = e.pg.CreateDatabase(ctx, benchDB); err != nil {
-		e.close()
+	if e.DBURL, err = e.PG.CreateDatabase(ctx, benchDB); err != nil {
+		e.Close()
 		return nil, err
 	}
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, err
 	}
 	_, err = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 	conn.Close(ctx)
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, fmt.Errorf("create pg_stat_statements: %w", err)
 	}
 	// Ask for the pprof handlers on the metrics port; a server that does not
 	// know the switch refuses the variable, and runs without it.
 	err = e.startServer(ctx, workDir, append([]string{"DATASTORAGE_SERVER_PPROF=true"}, serverEnv...))
 	if err != nil && strings.Contains(strings.ToLower(err.Error()), "pprof") {
-		logf("the server has no server.pprof switch; running without profiles")
+		Logf("the server has no server.pprof switch; running without profiles")
 		err = e.startServer(ctx, workDir, serverEnv)
 	}
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string) error {
+func (e *Env) startServer(ctx context.Context, workDir string, extraEnv []string) error {
 	apiPort, err := freePort()
 	if err != nil {
 		return err
@@ -112,9 +135,9 @@ func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string
 	if err != nil {
 		return err
 	}
-	e.apiAddr = "127.0.0.1:" + strconv.Itoa(apiPort)
-	e.api = "http://" + e.apiAddr
-	e.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort)
+	e.APIAddr = "127.0.0.1:" + strconv.Itoa(apiPort)
+	e.API = "http://" + e.APIAddr
+	e.Metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort)
 	e.srvLog = filepath.Join(workDir, "server.log")
 	logFile, err := os.Create(e.srvLog)
 	if err != nil {
@@ -131,8 +154,8 @@ func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string
 		}
 	}
 	environ = append(environ,
-		"DATASTORAGE_DATABASE_URL="+e.dbURL,
-		"DATASTORAGE_REDIS_ADDR="+e.redis.Addr(),
+		"DATASTORAGE_DATABASE_URL="+e.DBURL,
+		"DATASTORAGE_REDIS_ADDR="+e.Redis.Addr(),
 		"DATASTORAGE_SERVER_HOST=127.0.0.1",
 		"DATASTORAGE_SERVER_PORT="+strconv.Itoa(apiPort),
 		"DATASTORAGE_SERVER_METRICSPORT="+strconv.Itoa(metricsPort),
@@ -140,7 +163,7 @@ func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string
 		"DATASTORAGE_LOGGING_LEVEL=warn",
 	)
 	environ = append(environ, extraEnv...)
-	cmd := exec.Command(e.bin, "serve")
+	cmd := exec.Command(e.Bin, "serve")
 	cmd.Env = environ
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childAttr()
@@ -159,7 +182,7 @@ func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string
 			return fmt.Errorf("server exited during start: %v\n%s", err, tail(e.srvLog, 20))
 		default:
 		}
-		if ready(ctx, e.api+"/readyz") {
+		if ready(ctx, e.API+"/readyz") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -167,7 +190,7 @@ func (e *env) startServer(ctx context.Context, workDir string, extraEnv []string
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	e.pprof = ready(ctx, e.metrics+"/debug/pprof/cmdline")
+	e.Pprof = ready(ctx, e.Metrics+"/debug/pprof/cmdline")
 	return nil
 }
 
@@ -175,7 +198,7 @@ func ready(ctx context.Context, url string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := loopbackClient(4).Do(req)
+	resp, err := LoopbackClient(4).Do(req)
 	if err != nil {
 		return false
 	}
@@ -184,12 +207,12 @@ func ready(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// serverPID is the server's process id.
-func (e *env) serverPID() int { return e.server.Process.Pid }
+// ServerPID is the server's process id.
+func (e *Env) ServerPID() int { return e.server.Process.Pid }
 
-// postmasterPID reads the first line of postmaster.pid.
-func (e *env) postmasterPID() int {
-	b, err := os.ReadFile(filepath.Join(e.pg.DataDir, "postmaster.pid"))
+// PostmasterPID reads the first line of postmaster.pid.
+func (e *Env) PostmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(e.PG.DataDir, "postmaster.pid"))
 	if err != nil {
 		return 0
 	}
@@ -198,7 +221,7 @@ func (e *env) postmasterPID() int {
 	return pid
 }
 
-func (e *env) stopServer() error {
+func (e *Env) stopServer() error {
 	if e.server == nil {
 		return nil
 	}
@@ -215,15 +238,17 @@ func (e *env) stopServer() error {
 	}
 }
 
-func (e *env) close() {
+// Close stops the server (interrupt, then kill after 30 s), Redis and
+// PostgreSQL.
+func (e *Env) Close() {
 	if err := e.stopServer(); err != nil {
-		logf("server stop: %v", err)
+		Logf("server stop: %v", err)
 	}
-	if e.redis != nil {
-		_ = e.redis.Close()
+	if e.Redis != nil {
+		_ = e.Redis.Close()
 	}
-	if e.pg != nil {
-		_ = e.pg.Close()
+	if e.PG != nil {
+		_ = e.PG.Close()
 	}
 }
 
@@ -234,17 +259,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// buildServer builds ./cmd/datastorage into dir.
-func buildServer(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "datastorage")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/datastorage")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/datastorage: %w", err)
-	}
-	return out, nil
 }
 
 func tail(path string, n int) string {

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 // The read benchmark (`dsbench -read`, `make bench-read`): load N events
 // (read_load.go), then time the read API of the running server binary over
@@ -10,23 +10,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/benchdata"
 	"kubernaut.ai/datastorage/internal/query"
 )
 
-// readPGSettings replace or add to pgSettings for the read benchmark.
+// readPGSettings are the read benchmark's PostgreSQL: the write benchmark's
+// settings (harness.PGSettings) with more memory for reads.
 var readPGSettings = [][2]string{
 	{"shared_buffers", "2GB"},
 	{"work_mem", "32MB"},
@@ -49,13 +48,7 @@ type readResult struct {
 }
 
 func (r *readResult) pct(p float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	s := slices.Clone(r.lat)
-	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[max(i, 0)]
+	return report.Quantile(r.lat, p)
 }
 
 type readExplain struct {
@@ -79,34 +72,25 @@ type partSize struct {
 	heap, idx, total int64
 }
 
-func runRead(ctx context.Context, o options) error {
-	// The read benchmark's PostgreSQL: the write benchmark's settings with
-	// more memory for reads.
-	for _, s := range readPGSettings {
-		found := false
-		for i := range pgSettings {
-			if pgSettings[i][0] == s[0] {
-				pgSettings[i][1], found = s[1], true
-			}
-		}
-		if !found {
-			pgSettings = append(pgSettings, s)
-		}
-	}
-	workDir, bin, err := prepare(ctx, o)
+// RunRead is `dsbench -read` (`make bench-read`): it loads o.ReadEvents
+// events and the remediation history, times list, cursor, timeline,
+// aggregation and history reads over HTTP, EXPLAINs each shape, and writes
+// o.Out, keeping the analysis below readMarker.
+func RunRead(ctx context.Context, o Options) error {
+	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := harness.StartEnv(ctx, bin, workDir, o.ServerEnv, harness.MergeSettings(harness.PGSettings(), readPGSettings))
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	r := &readReport{started: time.Now()}
 	r.facts = collectFacts(ctx, e)
 
-	if r.load, err = loadReadData(ctx, e, o.readEvents); err != nil {
+	if r.load, err = loadReadData(ctx, e, o.ReadEvents); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
 	history, err := loadHistoryData(ctx, e) // read_history.go
@@ -120,7 +104,7 @@ func runRead(ctx context.Context, o options) error {
 		return err
 	}
 
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return err
 	}
@@ -134,11 +118,11 @@ func runRead(ctx context.Context, o options) error {
 		return err
 	}
 
-	cl := loopbackClient(2)
-	n := o.readRequests
+	cl := harness.LoopbackClient(2)
+	n := o.ReadRequests
 	rng := rand.New(rand.NewPCG(7, 11))
 	get := func(path string) (time.Duration, []byte, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.api+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.API+path, nil)
 		t := time.Now()
 		resp, err := cl.Do(req)
 		if err != nil {
@@ -158,10 +142,10 @@ func runRead(ctx context.Context, o options) error {
 		for i := range 3 {
 			_, _, _ = get(path(n + i))
 		}
-		deadline := time.Now().Add(o.readBudget)
+		deadline := time.Now().Add(o.ReadBudget)
 		for i := 0; i < n && ctx.Err() == nil; i++ {
 			if time.Now().After(deadline) {
-				res.note = fmt.Sprintf("budget %s reached after %d requests", o.readBudget, i)
+				res.note = fmt.Sprintf("budget %s reached after %d requests", o.ReadBudget, i)
 				break
 			}
 			d, b, err := get(path(i))
@@ -176,9 +160,9 @@ func runRead(ctx context.Context, o options) error {
 			res.bytes += int64(len(b))
 		}
 		res.path = path(0)
-		logf("%-44s n=%d p50 %s p99 %s errors %d %s", res.name, len(res.lat), fmtDur(res.pct(.5)), fmtDur(res.pct(.99)), res.errs, res.note)
+		harness.Logf("%-44s n=%d p50 %s p99 %s errors %d %s", res.name, len(res.lat), report.Dur(res.pct(.5)), report.Dur(res.pct(.99)), res.errs, res.note)
 		if res.firstErr != "" {
-			logf("  first error: %s", res.firstErr)
+			harness.Logf("  first error: %s", res.firstErr)
 		}
 		r.results = append(r.results, res)
 	}
@@ -190,7 +174,7 @@ func runRead(ctx context.Context, o options) error {
 	cursor := ""
 	walkStart := time.Now()
 	depth := 0
-	for depth < o.readCursorPages && ctx.Err() == nil {
+	for depth < o.ReadCursorPages && ctx.Err() == nil {
 		p := events + "?limit=50"
 		if cursor != "" {
 			p += "&cursor=" + url.QueryEscape(cursor)
@@ -211,7 +195,7 @@ func runRead(ctx context.Context, o options) error {
 		depth++
 	}
 	r.cursorDepth = depth
-	logf("walked %d pages by cursor in %s", depth, time.Since(walkStart).Round(time.Millisecond))
+	harness.Logf("walked %d pages by cursor in %s", depth, time.Since(walkStart).Round(time.Millisecond))
 	deep := &readResult{name: fmt.Sprintf("cursor page %d pages deep", depth),
 		target: "p99 ≤ 2 × first page p99", limit: 2 * first.pct(.99)}
 	measure(deep, func(int) string { return events + "?limit=50&cursor=" + url.QueryEscape(cursor) })
@@ -245,9 +229,9 @@ func runRead(ctx context.Context, o options) error {
 		measure(&readResult{name: a.name, target: "p99 ≤ 200 ms", limit: 200 * time.Millisecond}, func(int) string { return p })
 	}
 
-	measureHistory(ctx, conn, e.dbURL, history, measure)
+	measureHistory(ctx, conn, e.DBURL, history, measure)
 
-	logf("EXPLAIN (ANALYZE, BUFFERS) of each query shape")
+	harness.Logf("EXPLAIN (ANALYZE, BUFFERS) of each query shape")
 	cur, err := query.DecodeCursor(cursor)
 	if err != nil {
 		return err
@@ -255,27 +239,14 @@ func runRead(ctx context.Context, o options) error {
 	r.explains = readExplains(ctx, conn, corrs[0], cur)
 	r.finished = time.Now()
 
-	out := o.out
+	out := o.Out
 	md := r.markdown(o) + history.markdown()
-	// Keep the hand-written analysis below the marker across runs.
-	if old, err := os.ReadFile(out); err == nil {
-		if i := strings.Index(string(old), readMarker); i >= 0 {
-			md += string(old[i:]) // the marker and what follows it
-		} else {
-			md += "\n" + readMarker + "\n"
-		}
-	} else {
-		md += "\n" + readMarker + "\n"
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := report.Write(out, md, readMarker); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
-		return err
-	}
-	logf("report written to %s", out)
-	if o.keep {
-		logf("-keep: server %s, database %s; Ctrl-C to stop", e.api, e.dbURL)
+	harness.Logf("report written to %s", out)
+	if o.Keep {
+		harness.Logf("-keep: server %s, database %s; Ctrl-C to stop", e.API, e.DBURL)
 		<-ctx.Done()
 	}
 	return nil
@@ -284,18 +255,18 @@ func runRead(ctx context.Context, o options) error {
 const readMarker = "<!-- analysis: written by hand, kept by dsbench -read across runs -->"
 
 // tableSizes measures the named tables.
-func tableSizes(ctx context.Context, e *env, names ...string) ([]partSize, error) {
+func tableSizes(ctx context.Context, e *harness.Env, names ...string) ([]partSize, error) {
 	return sizes(ctx, e, `WHERE c.relname = ANY($1)`, names)
 }
 
 // readSizes measures every partition of audit_events.
-func readSizes(ctx context.Context, e *env) ([]partSize, error) {
+func readSizes(ctx context.Context, e *harness.Env) ([]partSize, error) {
 	return sizes(ctx, e, `JOIN pg_inherits i ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_events'::regclass`)
 }
 
 // sizes measures the tables of pg_class c that where selects, by name.
-func sizes(ctx context.Context, e *env, where string, args ...any) ([]partSize, error) {
-	conn, err := pgx.Connect(ctx, e.dbURL)
+func sizes(ctx context.Context, e *harness.Env, where string, args ...any) ([]partSize, error) {
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return nil, err
 	}

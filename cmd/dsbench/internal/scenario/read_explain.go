@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
 	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -81,7 +82,7 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 			}},
 		} {
 			if err := a.run(); err != nil {
-				logf("  %s: %v", a.name, err)
+				harness.Logf("  %s: %v", a.name, err)
 				continue
 			}
 			shapes = append(shapes, struct {
@@ -102,7 +103,7 @@ func readExplains(ctx context.Context, conn *pgx.Conn, corr string, cur query.Cu
 		if err != nil {
 			ex.plan = "EXPLAIN failed: " + err.Error()
 		}
-		logf("  explained %s", s.name)
+		harness.Logf("  explained %s", s.name)
 		out = append(out, ex)
 	}
 	return out

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 // The read benchmark's load (`dsbench -read`): the events of
 // internal/benchdata, generated inside PostgreSQL in chunks of correlations,
@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
 	"kubernaut.ai/datastorage/internal/benchdata"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -39,13 +40,13 @@ type loadStats struct {
 }
 
 // loadReadData fills audit_events with about `events` events over the last 30 days.
-func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) {
+func loadReadData(ctx context.Context, e *harness.Env, events int64) (loadStats, error) {
 	st := loadStats{corrs: int(max(events/benchdata.EventsPerCorrelation, 1))}
 	st.end = time.Now().UTC().Add(-time.Hour)
 	st.start = st.end.Add(-benchdata.Days * 24 * time.Hour)
 	spacing := (float64(benchdata.Days*24*3600) - float64(benchdata.EventsPerCorrelation*benchdata.StepSeconds*2)) / float64(st.corrs)
 
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return st, err
 	}
@@ -85,7 +86,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 		}
 	}
 
-	logf("loading %d correlations (~%d events) over %s … %s, 2 sessions", st.corrs, int64(st.corrs)*benchdata.EventsPerCorrelation,
+	harness.Logf("loading %d correlations (~%d events) over %s … %s, 2 sessions", st.corrs, int64(st.corrs)*benchdata.EventsPerCorrelation,
 		st.start.Format(time.DateTime), st.end.Format(time.DateTime))
 	t0 := time.Now()
 	sqlText := benchdata.InsertSQL()
@@ -98,7 +99,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := pgx.Connect(ctx, e.dbURL)
+			c, err := pgx.Connect(ctx, e.DBURL)
 			if err != nil {
 				errs <- err
 				return
@@ -127,7 +128,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 				}
 				n := done.Add(tag.RowsAffected())
 				if hi%(benchdata.ChunkCorrelations*10) == 0 || hi == int64(st.corrs) {
-					logf("  %d correlations, %d events so far (%.0f events/s)", hi, n, float64(n)/time.Since(t0).Seconds())
+					harness.Logf("  %d correlations, %d events so far (%.0f events/s)", hi, n, float64(n)/time.Since(t0).Seconds())
 				}
 			}
 			errs <- ctx.Err()
@@ -142,7 +143,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 	}
 	st.events = done.Load()
 	st.insert = time.Since(t0)
-	logf("inserted %d events in %s (%.0f events/s)", st.events, st.insert.Round(time.Second), float64(st.events)/st.insert.Seconds())
+	harness.Logf("inserted %d events in %s (%.0f events/s)", st.events, st.insert.Round(time.Second), float64(st.events)/st.insert.Seconds())
 
 	// Re-create the indexes, two at a time.
 	t1 := time.Now()
@@ -156,7 +157,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := pgx.Connect(ctx, e.dbURL)
+			c, err := pgx.Connect(ctx, e.DBURL)
 			if err != nil {
 				errs <- err
 				return
@@ -172,7 +173,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 					errs <- fmt.Errorf("%s: %w", d, err)
 					return
 				}
-				logf("  %s (%s)", strings.SplitN(d, " ON ", 2)[0], time.Since(t).Round(100*time.Millisecond))
+				harness.Logf("  %s (%s)", strings.SplitN(d, " ON ", 2)[0], time.Since(t).Round(100*time.Millisecond))
 			}
 		}()
 	}
@@ -192,12 +193,12 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 		return st, fmt.Errorf("vacuum: %w", err)
 	}
 	st.vacuum = time.Since(t2)
-	logf("indexes in %s, VACUUM ANALYZE in %s", st.index.Round(time.Second), st.vacuum.Round(time.Second))
+	harness.Logf("indexes in %s, VACUUM ANALYZE in %s", st.index.Round(time.Second), st.vacuum.Round(time.Second))
 
 	// The rows went around the write path, so the rollups are counted from
 	// them with the store's own rebuild, as after a restore.
 	t3 := time.Now()
-	ds, err := store.Open(ctx, e.dbURL, store.Options{})
+	ds, err := store.Open(ctx, e.DBURL, store.Options{})
 	if err != nil {
 		return st, err
 	}
@@ -209,7 +210,7 @@ func loadReadData(ctx context.Context, e *env, events int64) (loadStats, error) 
 		return st, fmt.Errorf("vacuum: %w", err)
 	}
 	st.rollups = time.Since(t3)
-	logf("rollups rebuilt in %s", st.rollups.Round(time.Second))
+	harness.Logf("rollups rebuilt in %s", st.rollups.Round(time.Second))
 	_ = conn.QueryRow(ctx, `SELECT avg(octet_length(event_data::text)), avg(pg_column_size(event_data))
 		FROM audit_events TABLESAMPLE SYSTEM (1)`).Scan(&st.avgDataText, &st.avgDataCol)
 	return st, nil

@@ -1,20 +1,21 @@
-package main
+package scenario
 
 import (
 	"fmt"
 	"strings"
 	"time"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/benchdata"
 )
 
-func (r *readReport) markdown(o options) string {
+func (r *readReport) markdown(o Options) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	f := r.facts
 	w("# Read-path benchmark\n\n")
 	w("`%s` (`make bench-read`), %s, %s.\n\n",
-		commandLine(), r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
+		report.CommandLine(o.Args), r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
 	w("Machine: %d CPUs (%s), %s, %s. %s. Git %s. Load average at start %s.\n\n", f.cpus, f.cpuModel, f.memory, f.kernel, f.goVersion, f.gitRev, f.loadAvg)
 	w("PostgreSQL: %s. Settings:", f.pgVersion)
 	for _, s := range f.pgSettings {
@@ -49,12 +50,12 @@ func (r *readReport) markdown(o options) string {
 
 	w("## Results\n\n")
 	w("One request at a time over HTTP to the running server (kept-alive connection), 3 warm-up requests, then %d timed ones (or as many as fit in %s). "+
-		"Latency is as the client sees it, body read.\n\n", o.readRequests, o.readBudget)
+		"Latency is as the client sees it, body read.\n\n", o.ReadRequests, o.ReadBudget)
 	w("| request | n | p50 | p99 | max | target | met |\n|---|---:|---:|---:|---:|---|---|\n")
 	for _, x := range r.results {
 		met := ""
 		if x.limit > 0 {
-			met = yes(x.pct(.99) <= x.limit && x.errs == 0)
+			met = report.Yes(x.pct(.99) <= x.limit && x.errs == 0)
 		}
 		extra := ""
 		if x.errs > 0 {
@@ -63,7 +64,7 @@ func (r *readReport) markdown(o options) string {
 		if x.note != "" {
 			extra += " (" + x.note + ")"
 		}
-		w("| %s%s | %d | %s | %s | %s | %s | %s |\n", x.name, extra, len(x.lat), fmtDur(x.pct(.5)), fmtDur(x.pct(.99)), fmtDur(x.pct(1)), x.target, met)
+		w("| %s%s | %d | %s | %s | %s | %s | %s |\n", x.name, extra, len(x.lat), report.Dur(x.pct(.5)), report.Dur(x.pct(.99)), report.Dur(x.pct(1)), x.target, met)
 	}
 	w("\nRequests: ")
 	for i, x := range r.results {
@@ -82,24 +83,24 @@ func (r *readReport) markdown(o options) string {
 		if p.rows == 0 && p.total < 1<<20 {
 			continue
 		}
-		w("| %s | %d | %s | %s | %s |\n", p.name, p.rows, mb(p.heap), mb(p.idx), mb(p.total))
+		w("| %s | %d | %s | %s | %s |\n", p.name, p.rows, report.MB(p.heap), report.MB(p.idx), report.MB(p.total))
 	}
-	w("| **all** | %d | %s | %s | %s |\n\n", rows, mb(heap), mb(idx), mb(total))
+	w("| **all** | %d | %s | %s | %s |\n\n", rows, report.MB(heap), report.MB(idx), report.MB(total))
 	per := float64(total) / float64(max(rows, 1))
 	w("Per million events: table %s, indexes %s, total %s. **Bytes per event: %.0f table + %.0f indexes = %.0f total** "+
 		"(target ≤ 1.2 KB = 1,229 bytes: %s).\n\n",
-		mb(int64(float64(heap)/mill)), mb(int64(float64(idx)/mill)), mb(int64(float64(total)/mill)),
-		float64(heap)/float64(max(rows, 1)), float64(idx)/float64(max(rows, 1)), per, yes(per <= 1229))
+		report.MB(int64(float64(heap)/mill)), report.MB(int64(float64(idx)/mill)), report.MB(int64(float64(total)/mill)),
+		float64(heap)/float64(max(rows, 1)), float64(idx)/float64(max(rows, 1)), per, report.Yes(per <= 1229))
 	var rollups int64
 	for _, p := range r.rollupSizes {
 		rollups += p.total
 	}
-	w("The aggregation rollups (not in the figures above: they grow with hours × keys and correlations, not with events) take %s: ", mb(rollups))
+	w("The aggregation rollups (not in the figures above: they grow with hours × keys and correlations, not with events) take %s: ", report.MB(rollups))
 	for i, p := range r.rollupSizes {
 		if i > 0 {
 			w(", ")
 		}
-		w("%s %d rows, %s", p.name, p.rows, mb(p.total))
+		w("%s %d rows, %s", p.name, p.rows, report.MB(p.total))
 	}
 	w(" — %.0f bytes per event.\n\n", float64(rollups)/float64(max(rows, 1)))
 	w("The indexes were built by CREATE INDEX after the load, so they are packed (leaf pages 90 %% full). Indexes grown by live inserts " +

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bufio"
@@ -15,85 +15,65 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
 )
 
-// loopbackClient is an HTTP client that can only reach 127.0.0.1: the dialer
-// refuses every other address, whatever URL it is handed.
-func loopbackClient(conns int) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				host, _, err := net.SplitHostPort(addr)
-				if err != nil {
-					return nil, err
-				}
-				if host != "127.0.0.1" {
-					return nil, fmt.Errorf("dsbench talks to 127.0.0.1 only, not %s", host)
-				}
-				return d.DialContext(ctx, network, addr)
-			},
-			MaxIdleConns:        conns,
-			MaxIdleConnsPerHost: conns,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-			ForceAttemptHTTP2:   false,
-		},
-	}
-}
-
-// loadSpec is one HTTP scenario.
-type loadSpec struct {
-	name        string
-	batch       int // events per request; 1 posts to /events, more to /events/batch
-	concurrency int
-	warmup      time.Duration
-	duration    time.Duration
-	// parentEvery makes every n-th single-event request name the worker's
+// Spec is one HTTP scenario.
+type Spec struct {
+	Name        string
+	Batch       int // events per request; 1 posts to /events, more to /events/batch
+	Concurrency int
+	Warmup      time.Duration
+	Duration    time.Duration
+	// ParentEvery makes every n-th single-event request name the worker's
 	// previous event as parent_event_id (0: never).
-	parentEvery int
+	ParentEvery int
 }
 
-// loadResult is what a scenario measured.
-type loadResult struct {
-	spec      loadSpec
-	requests  int64
-	events    int64
-	errors    map[int]int64 // status (0: transport error) → count
-	elapsed   time.Duration // the measured window
-	latencies []time.Duration
-	cpu       cpuSplit
-	peakRSS   int64
-	firstErr  string
-	deep      *deepDive
+// Result is what one run of a Spec measured, over the measured window only.
+type Result struct {
+	Spec      Spec
+	Requests  int64         // answered 201
+	Events    int64         // in those requests
+	Errors    map[int]int64 // status (0: transport error) → count
+	Elapsed   time.Duration // the measured window
+	Latencies []time.Duration
+	FirstErr  string // the first failure's status and body, for the log
 }
 
-func (r loadResult) eventsPerSec() float64 {
-	if r.elapsed <= 0 {
+// EventsPerSec is the throughput of the measured window.
+func (r Result) EventsPerSec() float64 {
+	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.events) / r.elapsed.Seconds()
+	return float64(r.Events) / r.Elapsed.Seconds()
 }
 
-func (r loadResult) percentile(p float64) time.Duration {
-	if len(r.latencies) == 0 {
+// Percentile is the latency below which the fraction p (0..1) of the
+// answered requests fell: the nearest-rank value of the sorted latencies,
+// rounding the rank down (so p=1 is the maximum and p=0 the minimum). 0
+// when nothing was answered.
+func (r Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
 		return 0
 	}
-	i := int(float64(len(r.latencies)-1) * p)
-	return r.latencies[i]
+	i := int(float64(len(r.Latencies)-1) * p)
+	return r.Latencies[i]
 }
 
-func (r loadResult) max() time.Duration {
-	if len(r.latencies) == 0 {
+// Max is the slowest answered request.
+func (r Result) Max() time.Duration {
+	if len(r.Latencies) == 0 {
 		return 0
 	}
-	return r.latencies[len(r.latencies)-1]
+	return r.Latencies[len(r.Latencies)-1]
 }
 
-func (r loadResult) errorCount() int64 {
+// ErrorCount is the requests of the measured window not answered 201.
+func (r Result) ErrorCount() int64 {
 	var n int64
-	for _, c := range r.errors {
+	for _, c := range r.Errors {
 		n += c
 	}
 	return n
@@ -103,22 +83,23 @@ func (r loadResult) errorCount() int64 {
 // it in time.
 const maxRequestsPerWorker = 2_000_000
 
-// runLoad drives the API with spec.concurrency workers, each sending one
-// request at a time on its own kept-alive connection, for the warm-up and
-// then the measured window. Only requests that start inside the window
-// count.
-func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe func(phase string)) loadResult {
+// Run drives the API at apiAddr (127.0.0.1:port) with spec.Concurrency
+// workers, each sending one request at a time on its own kept-alive
+// connection, the bodies in turn, for the warm-up and then the measured
+// window. Only requests that start inside the window count. probe, if not
+// nil, is called with "start" and "end" on the clock at the window's edges.
+func Run(ctx context.Context, apiAddr string, spec Spec, bodies [][]byte, probe func(phase string)) Result {
 	path := "/api/v1/audit/events"
-	if spec.batch > 1 {
+	if spec.Batch > 1 {
 		path += "/batch"
 	}
 	start := time.Now()
-	measureFrom := start.Add(spec.warmup)
-	measureTo := measureFrom.Add(spec.duration)
+	measureFrom := start.Add(spec.Warmup)
+	measureTo := measureFrom.Add(spec.Duration)
 
 	var (
 		mu   sync.Mutex
-		res  = loadResult{spec: spec, errors: map[int]int64{}}
+		res  = Result{Spec: spec, Errors: map[int]int64{}}
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
@@ -130,16 +111,16 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 		if probe == nil {
 			return
 		}
-		if !sleepUntil(ctx, measureFrom) {
+		if !SleepUntil(ctx, measureFrom) {
 			return
 		}
 		probe("start")
-		sleepUntil(ctx, measureTo)
+		SleepUntil(ctx, measureTo)
 		probe("end")
 	}()
-	for w := range spec.concurrency {
+	for w := range spec.Concurrency {
 		wg.Go(func() {
-			c := &rawClient{addr: e.apiAddr}
+			c := &rawClient{addr: apiAddr}
 			defer c.close()
 			var (
 				lat      = make([]time.Duration, 0, 4096)
@@ -159,7 +140,7 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 					break
 				}
 				body := bodies[int(next.Add(1))%len(bodies)]
-				if spec.parentEvery > 0 && parent != "" && n%spec.parentEvery == 0 {
+				if spec.ParentEvery > 0 && parent != "" && n%spec.ParentEvery == 0 {
 					buf = withParent(buf, body, parent)
 					body = buf
 				}
@@ -167,14 +148,14 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 				d := time.Since(t0)
 				measured := !t0.Before(measureFrom)
 				if status == http.StatusCreated {
-					if spec.batch == 1 {
+					if spec.Batch == 1 {
 						if id := eventID(resp); id != "" {
 							parent = id
 						}
 					}
 					if measured {
 						reqs++
-						events += int64(spec.batch)
+						events += int64(spec.Batch)
 						lat = append(lat, d)
 					}
 					continue
@@ -196,21 +177,21 @@ func runLoad(ctx context.Context, e *env, spec loadSpec, bodies [][]byte, probe 
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			res.requests += reqs
-			res.events += events
-			res.latencies = append(res.latencies, lat...)
+			res.Requests += reqs
+			res.Events += events
+			res.Latencies = append(res.Latencies, lat...)
 			for k, v := range errs {
-				res.errors[k] += v
+				res.Errors[k] += v
 			}
-			if res.firstErr == "" {
-				res.firstErr = firstErr
+			if res.FirstErr == "" {
+				res.FirstErr = firstErr
 			}
 		})
 	}
 	wg.Wait()
 	<-probeDone
-	res.elapsed = spec.duration
-	slices.Sort(res.latencies)
+	res.Elapsed = spec.Duration
+	slices.Sort(res.Latencies)
 	runtime.GC()
 	return res
 }
@@ -239,7 +220,7 @@ func (c *rawClient) close() {
 // until the next call). Status 0 means a transport error.
 func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	if c.conn == nil {
-		conn, err := dialLoopback(c.addr)
+		conn, err := harness.DialLoopback(c.addr)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -275,19 +256,8 @@ func (c *rawClient) post(path string, body []byte) (int, []byte, error) {
 	return resp.StatusCode, c.body, nil
 }
 
-// dialLoopback connects to addr, which must be on 127.0.0.1.
-func dialLoopback(addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if host != "127.0.0.1" {
-		return nil, fmt.Errorf("dsbench talks to 127.0.0.1 only, not %s", host)
-	}
-	return net.DialTimeout("tcp", addr, 5*time.Second)
-}
-
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// SleepUntil waits until t and reports true, or false when ctx ends first.
+func SleepUntil(ctx context.Context, t time.Time) bool {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {

@@ -1,11 +1,10 @@
-package main
+package scenario
 
 import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -13,7 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/store"
 )
 
 // explainStmt is one hot-path statement, written as the store writes it.
@@ -41,8 +44,8 @@ const explainReps = 9
 // EXECUTE, as pgx runs them (named prepared statements), under
 // plan_cache_mode force_custom_plan and force_generic_plan, and reports which
 // one the default (auto) settles on.
-func explainSet(ctx context.Context, e *env, loaded bool) ([]explainRow, error) {
-	conn, err := pgx.Connect(ctx, e.dbURL)
+func explainSet(ctx context.Context, e *harness.Env, loaded bool) ([]explainRow, error) {
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return nil, err
 	}
@@ -86,12 +89,12 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 		}
 		copy(ids, got)
 	}
-	gen := newEventGen(99, 1000, time.Now())
+	gen := loadgen.NewGenerator(99, 1000, time.Now())
 	bodies := make([][]byte, 32)
 	for i := range bodies {
-		bodies[i] = gen.body()
+		bodies[i] = gen.Body()
 	}
-	events, err := decodeEvents(bodies)
+	events, err := loadgen.DecodeEvents(bodies)
 	if err != nil {
 		return nil, err
 	}
@@ -99,30 +102,32 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 	for i := range corrs {
 		corrs[i] = events[i].CorrelationID
 	}
+	loadgen.StampUnchained(events[:1], func(int) int64 { return 1 })
+	ins, err := textColumns(events[:1])
+	if err != nil {
+		return nil, err
+	}
 	date := func(t time.Time) string { return t.Format(time.DateOnly) }
+	hot := store.HotPathSQL()
 	// The window a date-bounded parent lookup would use: the maximum event
 	// age plus clock skew before the batch, through the batch's last date.
 	return []explainStmt{
-		{name: "insert (unnest), 1 row", sql: unnestInsertSQL, args: textColumns(events[:1]), write: true},
-		{name: "chain-head read, 32 correlations",
-			sql:  `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`,
-			args: []any{corrs}},
-		{name: "stored-id check, 32 ids, 1 day",
-			sql:  `SELECT event_id FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`,
-			args: []any{uuidText(ids), date(today), date(today)}},
-		{name: "parent lookup, 1 id, unbounded",
-			sql:  `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1)`,
-			args: []any{uuidText(ids[:1])}},
-		{name: "parent lookup, 1 id, 9-day bound",
-			sql:  `SELECT event_id, event_date FROM audit_events WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`,
+		{name: "insert (unnest), 1 row", sql: store.BatchInsertSQL(), args: ins, write: true},
+		{name: "chain-head read, 32 correlations", sql: hot["chain heads"], args: []any{corrs}},
+		{name: "stored-id check, 32 ids", sql: hot["stored ids"], args: []any{uuidText(ids)}},
+		{name: "parent lookup, 1 id, unbounded", sql: hot["parents, unbounded"], args: []any{uuidText(ids[:1])}},
+		{name: "parent lookup, 1 id, 9-day bound", sql: hot["parents, bounded"],
 			args: []any{uuidText(ids[:1]), date(today.AddDate(0, 0, -8)), date(today.AddDate(0, 0, 1))}},
 	}, nil
 }
 
-// textColumns is columnsOf with every array in a form the simple protocol
-// can write as a literal (EXECUTE's arguments are literals).
-func textColumns(events []*audit.Event) []any {
-	cols := columnsOf(events)
+// textColumns is store.BatchInsertArgs with every array in a form the
+// simple protocol can write as a literal (EXECUTE's arguments are literals).
+func textColumns(events []*audit.Event) ([]any, error) {
+	cols, err := store.BatchInsertArgs(events)
+	if err != nil {
+		return nil, err
+	}
 	dates := func(ts []time.Time) []string {
 		out := make([]string, len(ts))
 		for i, t := range ts {
@@ -161,7 +166,7 @@ func textColumns(events []*audit.Event) []any {
 	}
 	cols[15] = make([]*string, len(events)) // parent ids: all NULL
 	cols[16] = make([]*string, len(events)) // parent dates: all NULL
-	return cols
+	return cols, nil
 }
 
 func uuidText(ids []uuid.UUID) []string {
@@ -204,7 +209,7 @@ func explainOne(ctx context.Context, conn *pgx.Conn, name string, st explainStmt
 		execs = append(execs, res.ExecutionTime)
 		row.scanned, row.removed = countPartitions(res.Plan)
 	}
-	row.planMS, row.execMS = median(plans), median(execs)
+	row.planMS, row.execMS = report.Median(plans), report.Median(execs)
 	return row, nil
 }
 
@@ -301,19 +306,10 @@ func countPartitions(node map[string]any) (scanned, removed int) {
 	return scanned, removed
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // createPartitions adds months before the earliest partition until
 // audit_events has total partitions; it returns how many there were before.
-func createPartitions(ctx context.Context, e *env, total int) (int, error) {
-	conn, err := pgx.Connect(ctx, e.dbURL)
+func createPartitions(ctx context.Context, e *harness.Env, total int) (int, error) {
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return 0, err
 	}

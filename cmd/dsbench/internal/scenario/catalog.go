@@ -1,4 +1,4 @@
-package main
+package scenario
 
 // The workflow catalog benchmark (`dsbench -catalog`, part of `make bench`):
 // register a catalog of 1,000 names × 10 versions (realistic labels, 4 KiB
@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +28,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/store"
 )
@@ -92,7 +93,7 @@ func (h *catalogHist) quantile(q float64) string {
 			if math.IsInf(b[0], 1) {
 				return "> last bucket"
 			}
-			return "≤ " + fmtDur(time.Duration(b[0]*float64(time.Second)))
+			return "≤ " + report.Dur(time.Duration(b[0]*float64(time.Second)))
 		}
 	}
 	return "–"
@@ -106,12 +107,7 @@ type catalogStmt struct {
 }
 
 func (t *catalogTiming) pct(p float64) time.Duration {
-	if len(t.lat) == 0 {
-		return 0
-	}
-	s := slices.Clone(t.lat)
-	slices.Sort(s)
-	return s[max(int(math.Ceil(p*float64(len(s))))-1, 0)]
+	return report.Quantile(t.lat, p)
 }
 
 func (t *catalogTiming) perSec() float64 {
@@ -145,23 +141,26 @@ func catalogHTTP() *http.Client {
 	}
 }
 
-func runCatalog(ctx context.Context, o options) error {
-	workDir, bin, err := prepare(ctx, o)
+// RunCatalog is `dsbench -catalog`: it registers a workflow catalog
+// through the API, times searches and gets against the §15 targets, and
+// writes o.Out, keeping the analysis below catalogMarker.
+func RunCatalog(ctx context.Context, o Options) error {
+	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	e, err := startEnv(ctx, bin, workDir, o.serverEnv)
+	e, err := harness.StartEnv(ctx, bin, workDir, o.ServerEnv, harness.PGSettings())
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	r := &catalogReport{started: time.Now()}
 	r.facts = collectFacts(ctx, e)
 	hc := catalogHTTP()
 	gen := newCatalogGen(7)
 
-	logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
+	harness.Logf("catalog: registering %d versions (%d names × %d) at c=%d", catNames*catVersions, catNames, catVersions, catConcurrency)
 	bodies := make([][]byte, 0, catNames*catVersions)
 	// Version-major order: the eight workers mostly register different
 	// names at once, as a GitOps apply of many repositories would.
@@ -172,12 +171,12 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	catalogResetStatements(ctx, e)
 	r.register = timeRequests(ctx, hc, "registration c=8", catConcurrency, len(bodies), func(i int) (string, string, []byte, int) {
-		return http.MethodPost, e.api + "/api/v1/workflows", bodies[i], http.StatusCreated
+		return http.MethodPost, e.API + "/api/v1/workflows", bodies[i], http.StatusCreated
 	})
 	r.register.loadAvg = catalogLoadAvg()
 	r.register.statements = catalogTopStatements(ctx, e, 8)
-	logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
-		fmtDur(r.register.pct(.5)), fmtDur(r.register.pct(.99)), r.register.errs)
+	harness.Logf("catalog: %.0f registrations/s, p50 %s p99 %s, errors %d", r.register.perSec(),
+		report.Dur(r.register.pct(.5)), report.Dur(r.register.pct(.99)), r.register.errs)
 	if r.register.errs > 0 {
 		return fmt.Errorf("registration failed: %s", r.register.firstErr)
 	}
@@ -187,7 +186,7 @@ func runCatalog(ctx context.Context, o options) error {
 			Scan(&r.rows, &r.tableSize)
 	})
 
-	requests := o.catalogRequests
+	requests := o.CatalogRequests
 	labels := make([][]byte, 256)
 	texts := make([][]byte, 256)
 	for i := range labels {
@@ -196,7 +195,7 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	// Warm-up: the first searches plan the statements and fill the caches.
 	timeRequests(ctx, hc, "warm-up", catConcurrency, 200, func(i int) (string, string, []byte, int) {
-		return http.MethodPost, e.api + "/api/v1/workflows/search", labels[i%len(labels)], http.StatusOK
+		return http.MethodPost, e.API + "/api/v1/workflows/search", labels[i%len(labels)], http.StatusOK
 	})
 	const hist = "datastorage_catalog_search_duration_seconds"
 	for _, shape := range []struct {
@@ -206,17 +205,17 @@ func runCatalog(ctx context.Context, o options) error {
 	}{{"search labels only c=8", catConcurrency, labels}, {"search text+explain c=8", catConcurrency, texts},
 		{"search labels only c=1", 1, labels}} {
 		catalogResetStatements(ctx, e)
-		before := catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist)
+		before := catalogScrapeHist(ctx, hc, e.Metrics+"/metrics", hist)
 		t := timeRequests(ctx, hc, shape.name, shape.c, requests, func(i int) (string, string, []byte, int) {
-			return http.MethodPost, e.api + "/api/v1/workflows/search", shape.bodies[i%len(shape.bodies)], http.StatusOK
+			return http.MethodPost, e.API + "/api/v1/workflows/search", shape.bodies[i%len(shape.bodies)], http.StatusOK
 		})
 		t.loadAvg = catalogLoadAvg()
-		t.server = catalogScrapeHist(ctx, hc, e.metrics+"/metrics", hist).minus(before)
+		t.server = catalogScrapeHist(ctx, hc, e.Metrics+"/metrics", hist).minus(before)
 		t.statements = catalogTopStatements(ctx, e, 5)
 		t.sample = string(shape.bodies[0])
 		r.timings = append(r.timings, t)
-		logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, fmtDur(t.pct(.5)),
-			fmtDur(t.pct(.99)), t.perSec(), fmtDur(t.server.mean()), t.server.quantile(.99), t.errs)
+		harness.Logf("catalog: %s p50 %s p99 %s (%.0f/s), server mean %s p99 %s, errors %d", shape.name, report.Dur(t.pct(.5)),
+			report.Dur(t.pct(.99)), t.perSec(), report.Dur(t.server.mean()), t.server.quantile(.99), t.errs)
 	}
 	ids := make([]string, 512)
 	for i := range ids {
@@ -224,41 +223,31 @@ func runCatalog(ctx context.Context, o options) error {
 	}
 	catalogResetStatements(ctx, e)
 	t := timeRequests(ctx, hc, "get by id c=1", 1, requests, func(i int) (string, string, []byte, int) {
-		return http.MethodGet, e.api + "/api/v1/workflows/" + ids[i%len(ids)], nil, http.StatusOK
+		return http.MethodGet, e.API + "/api/v1/workflows/" + ids[i%len(ids)], nil, http.StatusOK
 	})
 	t.loadAvg = catalogLoadAvg()
 	t.statements = catalogTopStatements(ctx, e, 3)
 	r.timings = append(r.timings, t)
-	logf("catalog: get by id p50 %s p99 %s, errors %d", fmtDur(t.pct(.5)), fmtDur(t.pct(.99)), t.errs)
+	harness.Logf("catalog: get by id p50 %s p99 %s, errors %d", report.Dur(t.pct(.5)), report.Dur(t.pct(.99)), t.errs)
 
 	// Candidates per search, from the answers of a sample.
 	for _, b := range labels[:20] {
-		n, err := totalCandidates(ctx, hc, e.api, b)
+		n, err := totalCandidates(ctx, hc, e.API, b)
 		if err != nil {
 			return err
 		}
 		r.candidates = append(r.candidates, n)
 	}
-	logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
+	harness.Logf("catalog: EXPLAIN (ANALYZE, BUFFERS) of the candidate query")
 	r.explains = catalogExplains(ctx, e)
 	r.finished = time.Now()
 
-	out := o.out
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	md := r.markdown()
-	// Keep the hand-written analysis below the marker across runs.
-	if old, err := os.ReadFile(out); err == nil && strings.Contains(string(old), catalogMarker) {
-		md += string(old[strings.Index(string(old), catalogMarker):])
-	} else {
-		md += "\n" + catalogMarker + "\n"
-	}
-	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+	out := o.Out
+	if err := report.Write(out, r.markdown(), catalogMarker); err != nil {
 		return err
 	}
 	fmt.Println(r.summary())
-	logf("report written to %s", out)
+	harness.Logf("report written to %s", out)
 	return nil
 }
 
@@ -519,9 +508,9 @@ func (g *catalogGen) search(withText bool) []byte {
 // store with a tracer runs SearchWorkflows with the filter the catalog
 // builds for a search (internal/catalog SearchRequest.query, kept in step
 // by hand), and the statement it sent is replayed under EXPLAIN.
-func catalogExplains(ctx context.Context, e *env) []readExplain {
+func catalogExplains(ctx context.Context, e *harness.Env) []readExplain {
 	rec := &lastStatement{}
-	ds, err := store.Open(ctx, e.dbURL, store.Options{Tracer: rec})
+	ds, err := store.Open(ctx, e.DBURL, store.Options{Tracer: rec})
 	if err != nil {
 		return []readExplain{{name: "open", plan: err.Error()}}
 	}
@@ -540,7 +529,7 @@ func catalogExplains(ctx context.Context, e *env) []readExplain {
 	text := partial
 	text.Text = "raise the memory limit"
 	var out []readExplain
-	conn, err := pgx.Connect(ctx, e.dbURL)
+	conn, err := pgx.Connect(ctx, e.DBURL)
 	if err != nil {
 		return []readExplain{{name: "connect", plan: err.Error()}}
 	}
@@ -594,17 +583,17 @@ func (r *catalogReport) targets() []catalogTarget {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	lab, txt, get := find("search labels only c=8"), find("search text+explain c=8"), find("get by id c=1")
 	return []catalogTarget{
-		{"search p99, labels only, c=8", "≤ 10 ms", fmtDur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
-		{"search p99, text + explain, c=8", "≤ 20 ms", fmtDur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
+		{"search p99, labels only, c=8", "≤ 10 ms", report.Dur(lab.pct(.99)), ms(lab.pct(.99)) <= 10 && lab.errs == 0},
+		{"search p99, text + explain, c=8", "≤ 20 ms", report.Dur(txt.pct(.99)), ms(txt.pct(.99)) <= 20 && txt.errs == 0},
 		{"registrations per second, c=8", "≥ 300", fmt.Sprintf("%.0f", r.register.perSec()), r.register.perSec() >= 300 && r.register.errs == 0},
-		{"get by id p99", "≤ 3 ms", fmtDur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
+		{"get by id p99", "≤ 3 ms", report.Dur(get.pct(.99)), ms(get.pct(.99)) <= 3 && get.errs == 0},
 	}
 }
 
 func (r *catalogReport) summary() string {
 	var b strings.Builder
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, yes(t.met))
+		fmt.Fprintf(&b, "%-34s %10s  target %-8s %s\n", t.name, t.value, t.target, report.Yes(t.met))
 	}
 	return b.String()
 }
@@ -625,7 +614,7 @@ func (r *catalogReport) markdown() string {
 		catNames, catVersions, r.rows, r.tableSize, catSignalTypes, catNames/catSignalTypes, r.candidates)
 	b.WriteString("| measure | result | target | met |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, yes(t.met))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, t.value, t.target, report.Yes(t.met))
 	}
 	b.WriteString("\n## Latencies (client side, over loopback HTTP)\n\n" +
 		"Server side: the server's own `datastorage_catalog_search_duration_seconds` over the shape (mean; p99 as the bucket that holds it): " +
@@ -634,10 +623,10 @@ func (r *catalogReport) markdown() string {
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		srvMean, srvP99 := "–", "–"
 		if t.server != nil && t.server.count > 0 {
-			srvMean, srvP99 = fmtDur(t.server.mean()), t.server.quantile(.99)
+			srvMean, srvP99 = report.Dur(t.server.mean()), t.server.quantile(.99)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, fmtDur(t.pct(.5)),
-			fmtDur(t.pct(.9)), fmtDur(t.pct(.99)), fmtDur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", t.name, len(t.lat), t.errs, report.Dur(t.pct(.5)),
+			report.Dur(t.pct(.9)), report.Dur(t.pct(.99)), report.Dur(t.pct(1)), t.perSec(), srvMean, srvP99, t.loadAvg)
 	}
 	for _, t := range append([]*catalogTiming{r.register}, r.timings...) {
 		if t.firstErr != "" {
@@ -739,7 +728,7 @@ func (h *catalogHist) minus(before *catalogHist) *catalogHist {
 	return d
 }
 
-func catalogResetStatements(ctx context.Context, e *env) {
+func catalogResetStatements(ctx context.Context, e *harness.Env) {
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()")
 		return err
@@ -748,7 +737,7 @@ func catalogResetStatements(ctx context.Context, e *env) {
 
 // catalogTopStatements are the statements that took the most time since the
 // last reset, other than the benchmark's own.
-func catalogTopStatements(ctx context.Context, e *env, n int) []catalogStmt {
+func catalogTopStatements(ctx context.Context, e *harness.Env, n int) []catalogStmt {
 	var out []catalogStmt
 	withConn(ctx, e, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT calls, mean_exec_time, mean_plan_time, regexp_replace(query, '\s+', ' ', 'g')

@@ -1,0 +1,168 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func TestResultFigures(t *testing.T) {
+	r := Result{Events: 5000, Elapsed: 2 * time.Second, Errors: map[int]int64{0: 2, 503: 3}}
+	for i := 1; i <= 101; i++ {
+		r.Latencies = append(r.Latencies, ms(i)) // sorted, as Run leaves them
+	}
+	assert.Equal(t, 2500.0, r.EventsPerSec())
+	assert.Equal(t, int64(5), r.ErrorCount())
+	assert.Equal(t, ms(1), r.Percentile(0))
+	assert.Equal(t, ms(51), r.Percentile(.5))
+	assert.Equal(t, ms(100), r.Percentile(.99))
+	assert.Equal(t, ms(101), r.Percentile(1))
+	assert.Equal(t, ms(101), r.Max())
+
+	var none Result
+	assert.Zero(t, none.EventsPerSec(), "no window: no division by zero")
+	assert.Zero(t, none.Percentile(.99))
+	assert.Zero(t, none.Max())
+	assert.Zero(t, none.ErrorCount())
+}
+
+func TestGeneratorMakesEventsTheAPIAccepts(t *testing.T) {
+	g := NewGenerator(1, 10, time.Now())
+	bodies := make([][]byte, 200)
+	corrs := map[string]bool{}
+	for i := range bodies {
+		bodies[i] = g.Body()
+	}
+	events, err := DecodeEvents(bodies)
+	require.NoError(t, err)
+	require.Len(t, events, len(bodies))
+	for _, e := range events {
+		corrs[e.CorrelationID] = true
+	}
+	assert.Len(t, corrs, 10, "the events spread over the generator's correlations")
+
+	var batch []json.RawMessage
+	require.NoError(t, json.Unmarshal(g.BatchBody(7), &batch))
+	assert.Len(t, batch, 7)
+	_, err = DecodeEvents([][]byte{batch[0], batch[6]})
+	require.NoError(t, err)
+}
+
+func TestGeneratorIsReproducibleFromItsSeed(t *testing.T) {
+	now := time.Now()
+	a, b, c := NewGenerator(3, 100, now), NewGenerator(3, 100, now), NewGenerator(4, 100, now)
+	assert.Equal(t, a.Body(), b.Body())
+	assert.NotEqual(t, a.Body(), c.Body())
+}
+
+func TestDecodeEventsRefusesAnInvalidEvent(t *testing.T) {
+	_, err := DecodeEvents([][]byte{[]byte(`{"version":"1.0"}`)})
+	require.Error(t, err)
+}
+
+func TestStampUnchainedGivesFreshIDsAndChainPositions(t *testing.T) {
+	g := NewGenerator(1, 10, time.Now())
+	events, err := DecodeEvents([][]byte{g.Body(), g.Body(), g.Body()})
+	require.NoError(t, err)
+	StampUnchained(events, func(i int) int64 { return int64(10 + i) })
+	first := events[0].ID
+	for i, e := range events {
+		assert.Equal(t, int64(10+i), e.ChainSeq)
+		assert.Len(t, e.Hash, 64)
+		assert.Nil(t, e.PreviousHash)
+		assert.Equal(t, "sha256", e.HashAlgorithm)
+	}
+	assert.NotEqual(t, events[0].ID, events[1].ID)
+	StampUnchained(events, func(i int) int64 { return 1 })
+	assert.NotEqual(t, first, events[0].ID, "every stamp is a new row")
+}
+
+func TestWithParentAddsTheParentToABody(t *testing.T) {
+	body := NewGenerator(1, 1, time.Now()).Body()
+	out := withParent(nil, body, "0190f5d6-0000-7000-8000-000000000001")
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(out, &m))
+	assert.Equal(t, "0190f5d6-0000-7000-8000-000000000001", m["parent_event_id"])
+	_, err := DecodeEvents([][]byte{out})
+	require.NoError(t, err)
+}
+
+func TestEventIDPicksTheIDOutOfAnAnswer(t *testing.T) {
+	id := "0190f5d6-0000-7000-8000-000000000001"
+	assert.Equal(t, id, eventID([]byte(`{"event_id":"`+id+`","status":"created"}`)))
+	assert.Empty(t, eventID([]byte(`{"status":"created"}`)))
+	assert.Empty(t, eventID([]byte(`{"event_id":"0190f5d6`)), "cut short")
+}
+
+func TestReadAllReadsAcrossShortReadsAndReusesTheBuffer(t *testing.T) {
+	src := strings.Repeat("abcdefgh", 1000)
+	buf := make([]byte, 0, 16)
+	got, err := readAll(buf, iotest.OneByteReader(strings.NewReader(src)))
+	require.NoError(t, err)
+	assert.Equal(t, src, string(got))
+
+	got, err = readAll(got[:0], iotest.DataErrReader(strings.NewReader("xy")))
+	require.NoError(t, err)
+	assert.Equal(t, "xy", string(got))
+
+	_, err = readAll(nil, iotest.ErrReader(io.ErrUnexpectedEOF))
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+}
+
+// The load runs against a real HTTP server on 127.0.0.1 that answers 201 to
+// most requests and 503 to every fifth: what the window counts is what the
+// server answered, by status. No assertion is on time.
+func TestRunCountsAnsweredEventsAndErrorsByStatus(t *testing.T) {
+	var n, batchPaths atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if strings.HasSuffix(r.URL.Path, "/batch") {
+			batchPaths.Add(1)
+		}
+		if n.Add(1)%5 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"title":"busy"}`))
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"event_id":"0190f5d6-0000-7000-8000-000000000001"}`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	var phases []string
+	g := NewGenerator(1, 10, time.Now())
+	bodies := [][]byte{g.BatchBody(3), g.BatchBody(3)}
+	res := Run(context.Background(), addr, Spec{Name: "t", Batch: 3, Concurrency: 2, Duration: 300 * time.Millisecond},
+		bodies, func(phase string) { phases = append(phases, phase) })
+
+	assert.Equal(t, []string{"start", "end"}, phases)
+	require.Positive(t, res.Requests)
+	assert.Equal(t, 3*res.Requests, res.Events, "a batch request carries Batch events")
+	assert.Equal(t, res.Requests, int64(len(res.Latencies)))
+	assert.Equal(t, map[int]int64{503: res.ErrorCount()}, res.Errors)
+	assert.Contains(t, res.FirstErr, "status 503")
+	assert.Equal(t, batchPaths.Load(), n.Load(), "batches go to /events/batch")
+	for i := 1; i < len(res.Latencies); i++ {
+		require.LessOrEqual(t, res.Latencies[i-1], res.Latencies[i], "latencies come back sorted")
+	}
+}
+
+func TestRunRefusesAnAddressOffLoopback(t *testing.T) {
+	res := Run(context.Background(), "10.0.0.1:80", Spec{Batch: 1, Concurrency: 1, Duration: 50 * time.Millisecond},
+		[][]byte{[]byte(`{}`)}, nil)
+	assert.Zero(t, res.Requests)
+	assert.Contains(t, res.FirstErr, "127.0.0.1 only")
+}

@@ -1,0 +1,132 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
+)
+
+// RunWrite is the write benchmark (`make bench`): EXPLAIN of the hot-path
+// statements at the server's partitions and at 36, the HTTP scenarios, the
+// raw COPY limit and the chain cost (unless o.SkipRaw), then the report in
+// o.Out.
+func RunWrite(ctx context.Context, o Options) error {
+	workDir, bin, err := harness.Prepare(ctx, o.ServerBin)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(workDir)
+	e, err := harness.StartEnv(ctx, bin, workDir, o.ServerEnv, harness.PGSettings())
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	r := &writeReport{started: time.Now(), opts: o}
+	r.facts = collectFacts(ctx, e)
+	if len(o.ServerEnv) > 0 {
+		r.facts.pool += "; overrides: " + strings.Join(o.ServerEnv, " ")
+	}
+
+	harness.Logf("EXPLAIN of the hot-path statements at the server's own partitions")
+	if r.explain5, err = explainSet(ctx, e, false); err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	if r.partitionsBefore, err = createPartitions(ctx, e, 36); err != nil {
+		return err
+	}
+	r.partitions = 36
+	harness.Logf("EXPLAIN at 36 partitions (empty)")
+	if r.explain36, err = explainSet(ctx, e, false); err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+
+	gen := loadgen.NewGenerator(1, 1000, time.Now())
+	single := make([][]byte, 4096)
+	var size int
+	for i := range single {
+		single[i] = gen.Body()
+		size += len(single[i])
+	}
+	r.eventBytes = size / len(single)
+	batches := make([][]byte, 24)
+	for i := range batches {
+		batches[i] = gen.BatchBody(500)
+	}
+
+	specs := []loadgen.Spec{
+		{Name: "single c=1", Batch: 1, Concurrency: 1, ParentEvery: 4},
+		{Name: "single c=8", Batch: 1, Concurrency: 8, ParentEvery: 4},
+		{Name: "single c=64", Batch: 1, Concurrency: 64, ParentEvery: 4},
+		{Name: "batch500 c=1", Batch: 500, Concurrency: 1},
+		{Name: "batch500 c=4", Batch: 500, Concurrency: 4},
+	}
+	for _, spec := range specs {
+		if o.Only != "" && !strings.Contains(spec.Name, o.Only) {
+			continue
+		}
+		spec.Warmup, spec.Duration = o.Warmup, o.Duration
+		bodies := single
+		if spec.Batch > 1 {
+			bodies = batches
+		}
+		res, err := runScenario(ctx, e, r, spec, bodies)
+		if err != nil {
+			return err
+		}
+		r.loads = append(r.loads, res)
+		harness.Logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.Name, res.EventsPerSec(),
+			report.Dur(res.Percentile(.5)), report.Dur(res.Percentile(.99)), res.ErrorCount())
+		if res.FirstErr != "" {
+			harness.Logf("  first error: %s", res.FirstErr)
+		}
+	}
+	r.serverPeakRSSAll = harness.PeakRSS(e.ServerPID())
+
+	rows := int64(0)
+	for _, l := range r.loads {
+		if l.Spec.Batch > 1 {
+			rows = max(rows, l.Events)
+		}
+	}
+	rows = min(max(rows, 50_000), 400_000)
+	if o.SkipRaw {
+		return finishReport(ctx, e, r, o)
+	}
+	harness.Logf("raw limit: COPY of %d rows straight into audit_events", rows)
+	if r.copy, err = rawCopy(ctx, e, gen, rows); err != nil {
+		return fmt.Errorf("raw copy: %w", err)
+	}
+	harness.Logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
+
+	harness.Logf("hash chain cost: the store's insert with and without chain statements")
+	if r.chain, err = chainCost(ctx, e, gen); err != nil {
+		return fmt.Errorf("chain cost: %w", err)
+	}
+	harness.Logf("EXPLAIN at 36 partitions (after the load)")
+	if r.explainLoaded, err = explainSet(ctx, e, true); err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	return finishReport(ctx, e, r, o)
+}
+
+func finishReport(ctx context.Context, e *harness.Env, r *writeReport, o Options) error {
+	r.rowsInTable = countRows(ctx, e)
+	r.finished = time.Now()
+
+	if err := report.Write(o.Out, r.markdown(), ""); err != nil {
+		return err
+	}
+	fmt.Println(r.summaryTable())
+	harness.Logf("report written to %s", o.Out)
+	if o.Keep {
+		harness.Logf("-keep: server %s, database %s; Ctrl-C to stop", e.API, e.DBURL)
+		<-ctx.Done()
+	}
+	return nil
+}
