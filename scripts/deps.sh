@@ -2,6 +2,8 @@
 # Installs what the tests and `make run` need from Debian packages, only when it is missing:
 #   postgresql-15  (server binaries in /usr/lib/postgresql/15/bin)
 #   redis-server
+#   redis-sentinel (the Sentinels of the Redis failover tests; Debian 12 and 13 ship the
+#                  binary /usr/bin/redis-sentinel in this package of its own)
 #   make           (so that .ci/run can call it on a bare image)
 #   gcc, libc6-dev (the race detector of `make race` needs cgo, hence a C compiler)
 #   shellcheck     (the workflow test runs the workflows' scripts through it)
@@ -24,6 +26,11 @@ if command -v redis-server >/dev/null 2>&1; then
 	echo "deps: redis-server found ($(command -v redis-server))"
 else
 	missing+=(redis-server)
+fi
+if command -v redis-sentinel >/dev/null 2>&1; then
+	echo "deps: redis-sentinel found ($(command -v redis-sentinel))"
+else
+	missing+=(redis-sentinel)
 fi
 if ! command -v make >/dev/null 2>&1; then
 	missing+=(make)
@@ -69,6 +76,7 @@ for pkg in "${missing[@]}"; do
 	case $pkg in
 	postgresql-15) ok=$([[ -x /usr/lib/postgresql/15/bin/postgres ]] && echo y || true) ;;
 	redis-server) ok=$(command -v redis-server >/dev/null 2>&1 && echo y || true) ;;
+	redis-sentinel) ok=$(command -v redis-sentinel >/dev/null 2>&1 && echo y || true) ;;
 	make) ok=$(command -v make >/dev/null 2>&1 && echo y || true) ;;
 	gcc) ok=$(command -v gcc >/dev/null 2>&1 && echo y || true) ;;
 	libc6-dev) ok=$([[ -e /usr/include/stdlib.h ]] && echo y || true) ;;

@@ -23,11 +23,36 @@ import (
 	"kubernaut.ai/datastorage/internal/store"
 )
 
-// openRedis returns the spool's Redis client. Failures must be quick: a
-// write that PostgreSQL could not take waits for the spool before it can
-// answer, and with Redis down too the client deserves its 503 promptly rather
-// than after rounds of redials.
+// openRedis returns the spool's Redis client: a plain client of redis.addr,
+// or with redis.sentinel.* a failover client that asks the Sentinels for the
+// master and again whenever it changes. Failures must be quick: a write that
+// PostgreSQL could not take waits for the spool before it can answer, and
+// with Redis down too the client deserves its 503 promptly rather than after
+// rounds of redials.
 func openRedis(cfg config.Redis) *redis.Client {
+	// A spool append that waits for replicas reads the script's and the
+	// WAIT's answers in one pipeline, under the read timeout: it must
+	// outlast redis.waitTimeout.
+	readTimeout := max(5*time.Second, cfg.WaitTimeout.Duration+2*time.Second)
+	if s := cfg.Sentinel; s.Enabled() {
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:       s.MasterName,
+			SentinelAddrs:    s.Addrs,
+			SentinelPassword: s.Password,
+			Password:         cfg.Password,
+			DB:               cfg.DB,
+			ClientName:       "datastorage",
+			DialTimeout:      2 * time.Second,
+			DialerRetries:    1,
+			ReadTimeout:      readTimeout,
+			WriteTimeout:     5 * time.Second,
+			// One retry, as for the plain client: after a failover the
+			// first command may meet the old master's closed connection;
+			// the retry asks the Sentinels again.
+			MaxRetries:            1,
+			ContextTimeoutEnabled: true,
+		})
+	}
 	return redis.NewClient(&redis.Options{
 		Addr:          cfg.Addr,
 		Password:      cfg.Password,
@@ -35,7 +60,7 @@ func openRedis(cfg config.Redis) *redis.Client {
 		ClientName:    "datastorage",
 		DialTimeout:   2 * time.Second,
 		DialerRetries: 1,
-		ReadTimeout:   5 * time.Second,
+		ReadTimeout:   readTimeout,
 		WriteTimeout:  5 * time.Second,
 		MaxRetries:    1,
 		// Deadlines of the caller (a readiness probe, a commit's timeout)

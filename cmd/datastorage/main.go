@@ -10,6 +10,8 @@
 //	datastorage workflows apply|list|get|versions|search|validate|disable|enable|deprecate|archive
 //	datastorage retention run [--dry-run] [--config FILE]
 //	datastorage verify-export FILE --public-key KEY [--hmac-key-file FILE]
+//	datastorage archive run|list|verify|restore [--month YYYY-MM] [--config FILE]
+//	datastorage verify-archive --target URL --month YYYY-MM --public-key KEY
 //	datastorage version
 package main
 
@@ -40,7 +42,9 @@ Commands:
             validate, disable|enable|deprecate|archive ("datastorage workflows help")
   retention run: delete expired events now, never held ones (--dry-run previews)
   rollups   rebuild: recount the aggregation rollups from the events (after a restore or bulk load)
+  archive   run|list|verify|restore [--month YYYY-MM]: the archive tier (docs/archive.md)
   verify-export FILE --public-key KEY: check a signed export offline
+  verify-archive --target URL --month YYYY-MM --public-key KEY: check an archived month offline
   version   print the version
 
 Every command that talks to the database takes --config FILE (or CONFIG_PATH);
@@ -86,6 +90,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdRollups(ctx, args[1:], environ, stdout, stderr)
 	case "verify-export":
 		err = cmdVerifyExport(args[1:], stdout, stderr)
+	case "archive":
+		err = cmdArchive(ctx, args[1:], environ, stdout, stderr)
+	case "verify-archive":
+		err = cmdVerifyArchive(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "datastorage", version.Version)
 	case "help", "-h", "--help":

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"kubernaut.ai/datastorage/internal/archive"
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/config"
@@ -81,6 +82,12 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	redis.SetLogger(redisLog{log})
 	rdb := openRedis(cfg.Redis)
 	defer rdb.Close()
+	if sn := cfg.Redis.Sentinel; sn.Enabled() {
+		log.Info("spool: Redis through Sentinel", "master_name", sn.MasterName, "sentinels", sn.Addrs.String(),
+			"min_replicas", cfg.Redis.RequiredReplicas(), "wait_timeout", cfg.Redis.WaitTimeout.String())
+	} else if n := cfg.Redis.RequiredReplicas(); n > 0 {
+		log.Info("spool: Redis", "addr", cfg.Redis.Addr, "min_replicas", n, "wait_timeout", cfg.Redis.WaitTimeout.String())
+	}
 
 	// Every piece of background work joins bg, which stops it (last joined
 	// first, each waited for) before the deferred closes of Redis and the
@@ -88,7 +95,12 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	var bg lifecycle.Group
 	defer stopBackground(cfg, log, &bg)
 	bg.Add("store parent lookups", st)
-	sp := spool.New(rdb, spool.Options{MaxLen: cfg.Redis.DLQMaxLen, Metrics: spool.NewMetrics(reg)})
+	sp := spool.New(rdb, spool.Options{
+		MaxLen:      cfg.Redis.DLQMaxLen,
+		Metrics:     spool.NewMetrics(reg),
+		MinReplicas: cfg.Redis.RequiredReplicas(),
+		WaitTimeout: cfg.Redis.WaitTimeout.Duration,
+	})
 	reg.MustRegister(spool.NewCollector(sp))
 
 	pipeline := ingest.New(st, sp, ingest.Options{
@@ -110,6 +122,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	archiver, err := archiveJob(ctx, cfg, st, reg, log)
+	if err != nil {
+		return err
+	}
 
 	validator := &audit.Validator{
 		MaxAge:               cfg.Ingest.MaxEventAge.Duration,
@@ -119,11 +135,26 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	workflows := newCatalog(cfg, st, pipeline, validator, reg, log)
 
 	health := &healthState{store: st, spool: sp}
+	// With an archive target, timelines and verify-chain include the
+	// archived links of a correlation (docs/archive.md).
+	var timelineStore query.TimelineStore = st
+	var chainStore integrity.Store = st
+	reader := query.New(st)
+	if cfg.Archive.Target != "" {
+		objs, err := openTarget(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		ar := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey()}
+		timelineStore = archive.TimelineStore{TimelineSource: st, Reader: ar}
+		chainStore = archive.ChainStore{Store: st, Reader: ar}
+		reader = reader.WithArchive(ar)
+	}
 	api := httpapi.New(httpapi.Config{
 		Validator:      validator,
 		Ingest:         pipeline,
-		Reader:         query.New(st),
-		Timelines:      query.NewTimelines(st),
+		Reader:         reader,
+		Timelines:      query.NewTimelines(timelineStore),
 		Aggregator:     query.NewAggregator(st),
 		Notifications:  st,
 		Health:         health,
@@ -136,7 +167,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		RateLimit:      apiRateLimit(cfg.Server.RateLimit),
 
 		NotificationSpool: sp,
-		Integrity:         integrity.NewService(st, audit.NewHasher(cfg.Integrity.HMACKey), signer),
+		Integrity:         integrity.NewService(chainStore, audit.NewHasher(cfg.Integrity.HMACKey), signer),
 		Remediations:      remediation.New(st),
 		Catalog:           workflows,
 		Console: func(h http.Handler) http.Handler {
@@ -188,6 +219,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		{"workflow discovery sweeper", &lifecycle.Loop{Run: workflows.RunSweeper}}}
 	if job := retentionJob(cfg, st, reg, log); job != nil {
 		background = append(background, namedService{"retention", &lifecycle.Loop{Run: job.Run}})
+	}
+	if job := archiver; job != nil {
+		background = append(background, namedService{"archive", &lifecycle.Loop{Run: job.Run}})
 	}
 	for _, b := range background {
 		if err := bg.Start(ctx, b.name, b.svc); err != nil {

@@ -127,6 +127,14 @@ type Redis struct {
 	// MaxDeliveries is how many times an entry that fails for a data reason
 	// is tried before it moves to the dead-letter stream.
 	MaxDeliveries int `yaml:"maxDeliveries"`
+	// Sentinel, when configured, finds the master through Redis Sentinel
+	// and follows it through failovers; Addr is then not used.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// MinReplicas is how many replicas must confirm a spooled write (WAIT)
+	// before it is answered 201/202; see RequiredReplicas.
+	MinReplicas MinReplicas `yaml:"minReplicas"`
+	// WaitTimeout bounds that confirmation; a shortfall is answered 503.
+	WaitTimeout Duration `yaml:"waitTimeout"`
 	// Password is read from SecretsFile by Load.
 	Password string `yaml:"-"`
 }
@@ -306,6 +314,9 @@ func Default() Config {
 			ClaimIdle:     Duration{30 * time.Second},
 			ReplayBatch:   500,
 			MaxDeliveries: 5,
+			Sentinel:      RedisSentinel{PasswordKey: defaultPassword},
+			MinReplicas:   AutoReplicas,
+			WaitTimeout:   Duration{time.Second},
 		},
 		Auth: Auth{Mode: "none"},
 		Ingest: Ingest{

@@ -121,6 +121,13 @@ redis:
   claimIdle: 5s
   replayBatch: 100
   maxDeliveries: 3
+  sentinel:
+    masterName: spool
+    addrs:
+      - sentinel-0.redis:26379
+      - sentinel-1.redis:26379
+  minReplicas: 2
+  waitTimeout: 250ms
 auth:
   mode: static
   tokenFile: /secrets/tokens.yaml
@@ -173,7 +180,9 @@ logging:
 		Password: "hunter2",
 	}
 	want.Redis = Redis{Addr: "redis.internal:6380", PasswordKey: "password", DB: 3, DLQMaxLen: 42,
-		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3}
+		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3,
+		Sentinel:    RedisSentinel{MasterName: "spool", Addrs: AddrList{"sentinel-0.redis:26379", "sentinel-1.redis:26379"}, PasswordKey: "password"},
+		MinReplicas: 2, WaitTimeout: Duration{250 * time.Millisecond}}
 	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, MaxBatch: 500, QueueSize: 500}
 	want.Retention = Retention{Enabled: true, DefaultDays: 30, Interval: Duration{15 * time.Minute},
 		BatchSize: 100, BatchTimeout: Duration{5 * time.Second}}

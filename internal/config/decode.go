@@ -44,6 +44,9 @@ func decodeNode(node *yaml.Node, v reflect.Value, path string) []error {
 		return nil
 	}
 	if isLeaf(v.Type()) {
+		if l, ok := v.Addr().Interface().(listSetter); ok && node.Kind == yaml.SequenceNode {
+			return setSequence(l, node, path)
+		}
 		if node.Kind != yaml.ScalarNode {
 			return []error{fmt.Errorf("config: %s: %s (line %d)", path, kindWanted(v), node.Line)}
 		}
@@ -77,6 +80,26 @@ func decodeNode(node *yaml.Node, v reflect.Value, path string) []error {
 		}
 	}
 	return errs
+}
+
+// listSetter is implemented by leaves that take a YAML sequence (AddrList);
+// in a variable they take a comma-separated list through UnmarshalText.
+type listSetter interface {
+	setList(items []string) error
+}
+
+func setSequence(l listSetter, node *yaml.Node, path string) []error {
+	items := make([]string, 0, len(node.Content))
+	for _, item := range node.Content {
+		if item.Kind != yaml.ScalarNode {
+			return []error{fmt.Errorf("config: %s: must be a list of strings (line %d)", path, item.Line)}
+		}
+		items = append(items, item.Value)
+	}
+	if err := l.setList(items); err != nil {
+		return []error{fmt.Errorf("config: %s: %w (line %d)", path, err, node.Line)}
+	}
+	return nil
 }
 
 // applyEnv applies the DATASTORAGE_ variables in environ to cfg.
@@ -195,6 +218,8 @@ func kindWanted(v reflect.Value) string {
 		return "must be a duration"
 	case *ByteSize:
 		return "must be a size"
+	case *AddrList:
+		return "must be a list of host:port"
 	}
 	switch v.Kind() {
 	case reflect.Int, reflect.Int64:

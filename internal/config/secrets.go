@@ -26,6 +26,13 @@ func (c *Config) readSecrets() []error {
 		}
 		r.Password = pw
 	}
+	if sn := &c.Redis.Sentinel; sn.SecretsFile != "" && sn.PasswordKey != "" {
+		pw, err := readSecret(sn.SecretsFile, sn.PasswordKey, "redis.sentinel")
+		if err != nil {
+			errs = append(errs, err)
+		}
+		sn.Password = pw
+	}
 	if path := c.Integrity.HMACKeyFile; path != "" {
 		data, err := os.ReadFile(path)
 		// Trailing line breaks are dropped because `echo key > file` and
@@ -74,7 +81,8 @@ func (c *Config) readSecrets() []error {
 }
 
 // readSecret returns the value under key in the YAML or JSON map stored in
-// path. section ("database" or "redis") prefixes the keys named in errors.
+// path. section ("database", "redis" or "redis.sentinel") prefixes the keys
+// named in errors.
 func readSecret(path, key, section string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -91,6 +91,7 @@ func (c Config) validate() []error {
 	positive(&p, "redis.claimIdle", r.ClaimIdle)
 	between(&p, "redis.replayBatch", r.ReplayBatch, 1, 10_000)
 	between(&p, "redis.maxDeliveries", r.MaxDeliveries, 1, 1000)
+	r.validateHA(&p)
 
 	a := c.Auth
 	switch a.Mode {

@@ -177,7 +177,7 @@ func (a *API) writeFailed(w http.ResponseWriter, r *http.Request, err error, bat
 	case errors.Is(err, ingest.ErrClosed):
 		writeUnavailable(w, r, retryAfter, "the server is shutting down; retry on another replica")
 	case errors.Is(err, ingest.ErrUnavailable):
-		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+		writeUnavailable(w, r, 5*time.Second, spoolRefusal(err))
 	case errors.Is(err, ingest.ErrAbandoned):
 		// The client is gone; the answer is for the logs and proxies.
 		writeUnavailable(w, r, retryAfter, "the request was abandoned while waiting for the write queue; nothing was accepted")
@@ -219,7 +219,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		a.readFailed(w, r, err)
 		return
 	}
-	out := listResponse{Data: res.Events, Pagination: newPagination(res)}
+	out := listResponse{Data: res.Events, Pagination: newPagination(res), ArchivedMonths: res.ArchivedMonths}
 	if out.Data == nil {
 		out.Data = []audit.Event{}
 	}
@@ -282,7 +282,15 @@ func (a *API) streamList(w http.ResponseWriter, r *http.Request, sr streamReader
 	if err != nil {
 		panic(http.ErrAbortHandler) // our own type always marshals
 	}
-	_, _ = w.Write(append(append([]byte(`],"pagination":`), tail...), "}\n"...))
+	out := append([]byte(`],"pagination":`), tail...)
+	if len(res.ArchivedMonths) > 0 {
+		months, err := json.Marshal(res.ArchivedMonths)
+		if err != nil {
+			panic(http.ErrAbortHandler) // a []string always marshals
+		}
+		out = append(append(out, `,"archived_months":`...), months...)
+	}
+	_, _ = w.Write(append(out, "}\n"...))
 }
 
 func newPagination(res query.ListResult) pagination {
@@ -299,6 +307,10 @@ func newPagination(res query.ListResult) pagination {
 type listResponse struct {
 	Data       []audit.Event `json:"data"`
 	Pagination pagination    `json:"pagination"`
+	// ArchivedMonths names the archived months (YYYY-MM) the window
+	// reaches and the list did not search (docs/archive.md); absent when
+	// none.
+	ArchivedMonths []string `json:"archived_months,omitempty"`
 }
 
 type pagination struct {

@@ -3,11 +3,13 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/failure"
+	"kubernaut.ai/datastorage/internal/spool"
 )
 
 // NotificationSpool durably queues notification audit records that
@@ -58,8 +60,25 @@ func (a *API) spoolNotification(w http.ResponseWriter, r *http.Request, n audit.
 	if err := a.notifSpool.AppendNotification(r.Context(), n); err != nil {
 		a.log.Error("database and spool both unavailable for a notification", "request_id", RequestID(r.Context()),
 			"db_error", dbErr, "spool_error", err)
-		writeUnavailable(w, r, 5*time.Second, "the database and the spool are both unavailable; nothing was accepted, retry later")
+		writeUnavailable(w, r, 5*time.Second, spoolRefusal(err))
 		return
 	}
 	writeJSON(w, http.StatusAccepted, accepted{Status: "accepted", Message: "notification audit queued for async processing"})
+}
+
+// spoolRefusal is the detail of a 503 for a write that PostgreSQL could not
+// take and the spool refused too, naming the spool's reason when it is one a
+// client or an operator can act on.
+func spoolRefusal(err error) string {
+	var nre *spool.NotReplicatedError
+	switch {
+	case errors.As(err, &nre):
+		return fmt.Sprintf("the database is unavailable and the spool's Redis replicas did not confirm the write in time "+
+			"(redis.minReplicas %d, %d confirmed within %s); nothing was accepted, retry later (a retry under the same id is stored once)",
+			nre.Want, nre.Got, nre.Timeout)
+	case errors.Is(err, spool.ErrFull):
+		return "the database is unavailable and the spool is full (redis.dlqMaxLen); nothing was accepted, retry later"
+	default:
+		return "the database and the spool are both unavailable; nothing was accepted, retry later"
+	}
 }

@@ -29,7 +29,8 @@ const (
 )
 
 // ErrUnavailable is returned by Submit when neither PostgreSQL nor the spool
-// could take the events. Nothing was accepted; the client should retry.
+// could take the events, wrapping the spool's error when it refused them.
+// Nothing was accepted; the client should retry.
 var ErrUnavailable = failure.Mark(errors.New("ingest: the database and the spool are both unavailable"), failure.Unavailable)
 
 // ErrDatabaseUnavailable is returned (wrapping the database's error) by
@@ -523,7 +524,9 @@ func (p *Pipeline) fallback(batch []*pending, events []*audit.Event, cause error
 		// The spool says why it refused (down, or full at redis.dlqMaxLen).
 		p.throttled(slog.LevelError, "database unavailable and the spool refused the events", "events", len(events), "db_error", cause, "spool_error", err)
 		p.metrics.Events.WithLabelValues(resultUnavailable).Add(float64(len(events)))
-		finish(batch, 0, ErrUnavailable)
+		// The spool's reason travels with ErrUnavailable so that the answer
+		// can name it (full, unreplicated, down).
+		finish(batch, 0, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
 	}
 	p.throttled(slog.LevelWarn, "database unavailable, events spooled", "events", len(events), "error", cause)

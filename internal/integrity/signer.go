@@ -164,3 +164,19 @@ func keyBytes(data []byte, size int) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("expected %d bytes", size)
 }
+
+// SignBytes signs b (Ed25519ph, as exports are signed) and returns the
+// signature in base64: what the archive signs its manifests with, so one key
+// and one verification (VerifyBytes) serve exports and archives.
+func (s *Signer) SignBytes(b []byte) (string, error) {
+	h := newSigningHash()
+	h.Write(b)
+	return s.sign(h)
+}
+
+// VerifyBytes checks a base64 signature of SignBytes over b with pub.
+func VerifyBytes(pub ed25519.PublicKey, b []byte, signature string) error {
+	h := newSigningHash()
+	h.Write(b)
+	return verifySignature(pub, h, signature)
+}

@@ -21,7 +21,8 @@ type Store interface {
 
 // Service answers reads.
 type Service struct {
-	store Store
+	store   Store
+	archive Archive
 }
 
 // New returns a Service reading from st.
@@ -37,6 +38,9 @@ type ListResult struct {
 	HasMore    bool
 	// NextCursor continues after the last event; empty when HasMore is false.
 	NextCursor string
+	// ArchivedMonths (YYYY-MM) are the archived months the list's window
+	// reaches and that it did not search (see WithArchive).
+	ArchivedMonths []string
 }
 
 // List returns the page p asks for.
@@ -57,6 +61,19 @@ func (s *Service) List(ctx context.Context, p ListParams) (ListResult, error) {
 // every event was handed over, so a response writes it last. An error from
 // each stops the read and is returned (wrapped).
 func (s *Service) Stream(ctx context.Context, p ListParams, each func(*audit.Event) error) (ListResult, error) {
+	months, err := s.archivedMonths(ctx, p.Filter)
+	if err != nil {
+		return ListResult{}, err
+	}
+	if len(months) > 0 && p.Filter.CorrelationID != "" {
+		return s.streamWithArchive(ctx, p, each)
+	}
+	res, err := s.stream(ctx, p, each)
+	res.ArchivedMonths = months
+	return res, err
+}
+
+func (s *Service) stream(ctx context.Context, p ListParams, each func(*audit.Event) error) (ListResult, error) {
 	res := ListResult{Limit: p.Limit, Offset: p.Offset}
 	var n int
 	var last Cursor

@@ -27,6 +27,26 @@
 // machine itself dies. appendfsync always closes that window at a cost in
 // throughput.
 //
+// # Waiting for replicas
+//
+// Redis replication is asynchronous: an entry a master acknowledged and then
+// died with, before a replica had it, is gone after a Sentinel failover. With
+// Options.MinReplicas (redis.minReplicas) above 0 the append script and a
+// WAIT run in one pipeline, one round trip on one connection, and the append
+// succeeds only when WAIT counts that many replicas within
+// Options.WaitTimeout. Otherwise the entries are deleted again (XDEL) and
+// [ErrNotReplicated] makes the write a 503: left in place they would be
+// replayed, and a client retrying without an event_id of its own would get
+// its event twice. A replay worker may have read such entries before they
+// were withdrawn; it checks a page that waited for the database before
+// committing it and drops what is gone. What remains ambiguous is narrow and
+// harmless to clients that keep their event ids (the SDK does): a master that
+// dies between the script and the WAIT's answer (the service cannot know
+// whether a replica got the entries) or before the withdrawal reached a
+// replica that got them late, or a database that returns within the WAIT.
+// Such a 503'd event may be stored, once, under its id; fault test 2 counts
+// them (test/fault/redisha_test.go).
+//
 // # Replaying
 //
 // Every replica runs a [Worker] in one consumer group, so each entry is

@@ -9,8 +9,9 @@ import (
 
 // Values of the reason label of datastorage_spool_refused_total.
 const (
-	refusedFull        = "full"
-	refusedUnavailable = "unavailable"
+	refusedFull         = "full"
+	refusedUnavailable  = "unavailable"
+	refusedUnreplicated = "unreplicated"
 )
 
 // Values of the result label of datastorage_replay_events_total.
@@ -36,6 +37,12 @@ type Metrics struct {
 	// Parked counts records whose replay failed with an internal error and
 	// that were left pending (see consumer.park).
 	Parked *prometheus.CounterVec
+	// WaitSeconds is the time of the append round trip that ends with WAIT
+	// (the appends that wait for redis.minReplicas replicas), by stream.
+	WaitSeconds *prometheus.HistogramVec
+	// WaitShortfalls counts appends that fewer than redis.minReplicas
+	// replicas confirmed within redis.waitTimeout, by stream.
+	WaitShortfalls *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them with reg (nil: unregistered).
@@ -47,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stream"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_spool_refused_total",
-			Help: "Records the spool could not take (the write answered 503), by stream and reason: full (redis.dlqMaxLen reached) or unavailable (Redis error).",
+			Help: "Records the spool could not take (the write answered 503), by stream and reason: full (redis.dlqMaxLen reached), unavailable (Redis error) or unreplicated (fewer than redis.minReplicas replicas confirmed them).",
 		}, []string{"stream", "reason"}),
 		Replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_replay_events_total",
@@ -61,12 +68,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "datastorage_replay_parked_total",
 			Help: "Spooled records whose replay failed with an internal error (a bug, a schema that no longer fits) and were left pending, to be tried again after redis.claimIdle, by stream. Never an outage, never the data's fault: an operator must look.",
 		}, []string{"stream"}),
+		WaitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "datastorage_spool_wait_seconds",
+			Help:    "Time of a spool append that waits (Redis WAIT) for redis.minReplicas replicas to confirm it: the script and the WAIT, one round trip, by stream.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"stream"}),
+		WaitShortfalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "datastorage_spool_wait_shortfalls_total",
+			Help: "Spool appends that fewer than redis.minReplicas replicas confirmed within redis.waitTimeout; their records were withdrawn and the writes answered 503, by stream.",
+		}, []string{"stream"}),
 	}
 	for _, k := range Kinds() {
 		m.Enqueued.WithLabelValues(k.String())
 		m.DeadLettered.WithLabelValues(k.String())
 		m.Parked.WithLabelValues(k.String())
-		for _, r := range []string{refusedFull, refusedUnavailable} {
+		m.WaitSeconds.WithLabelValues(k.String())
+		m.WaitShortfalls.WithLabelValues(k.String())
+		for _, r := range []string{refusedFull, refusedUnavailable, refusedUnreplicated} {
 			m.Refused.WithLabelValues(k.String(), r)
 		}
 		for _, r := range []string{resultCommitted, resultDuplicate, resultFailed, resultDeadLettered, resultParked} {
@@ -74,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(m.Enqueued, m.Refused, m.Replayed, m.DeadLettered, m.Parked)
+		reg.MustRegister(m.Enqueued, m.Refused, m.Replayed, m.DeadLettered, m.Parked, m.WaitSeconds, m.WaitShortfalls)
 	}
 	return m
 }

@@ -98,22 +98,56 @@ type Message struct {
 // was added. Test with errors.Is.
 var ErrFull = errors.New("spool: the stream is full")
 
+// ErrNotReplicated is returned (wrapped, with a *NotReplicatedError that
+// says how many replicas confirmed) by Append and AppendNotification when
+// fewer than Options.MinReplicas replicas confirmed the entries within
+// Options.WaitTimeout. The spool withdrew the entries (see
+// NotReplicatedError.WithdrawErr): the write must be refused, not
+// acknowledged, because a failover now could lose them. Test with errors.Is.
+var ErrNotReplicated = errors.New("spool: the Redis replicas did not confirm the entries")
+
+// NotReplicatedError details ErrNotReplicated.
+type NotReplicatedError struct {
+	// Want is Options.MinReplicas; Got is how many replicas WAIT counted.
+	Want, Got int
+	// Timeout is Options.WaitTimeout.
+	Timeout time.Duration
+	// WithdrawErr is why the entries could not be deleted again (nil when
+	// they were): then they may still be replayed, which stores each event
+	// once under its id whether or not the client retries it.
+	WithdrawErr error
+}
+
+func (e *NotReplicatedError) Error() string {
+	msg := fmt.Sprintf("%d of the %d Redis replicas required (redis.minReplicas) confirmed the entries within %s",
+		e.Got, e.Want, e.Timeout)
+	if e.WithdrawErr != nil {
+		return msg + "; withdrawing them failed, they may still be replayed: " + e.WithdrawErr.Error()
+	}
+	return msg + "; they were withdrawn"
+}
+
+// Unwrap makes errors.Is(err, ErrNotReplicated) hold.
+func (e *NotReplicatedError) Unwrap() error { return ErrNotReplicated }
+
 // fullReply is the error the append script answers when the stream is full.
 const fullReply = "SPOOLFULL"
 
 // appendScriptSrc adds one entry per ARGV[2..] to stream KEYS[1] unless the
-// stream would then hold more than ARGV[1] entries. Check and adds run as one
-// step, so concurrent appends from several replicas can never overfill it.
+// stream would then hold more than ARGV[1] entries, and returns their ids.
+// Check and adds run as one step, so concurrent appends from several replicas
+// can never overfill it.
 const appendScriptSrc = `
 local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])
 local n = #ARGV - 1
 if n > room then
   return redis.error_reply('` + fullReply + ` the stream holds ' .. (tonumber(ARGV[1]) - room) .. ' of ' .. ARGV[1] .. ' entries')
 end
+local ids = {}
 for i = 2, #ARGV do
-  redis.call('XADD', KEYS[1], '*', '` + messageField + `', ARGV[i])
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', '` + messageField + `', ARGV[i])
 end
-return n
+return ids
 `
 
 // Options tune a Spool.
@@ -124,15 +158,22 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MinReplicas is redis.minReplicas resolved: when above 0, an append
+	// succeeds only once WAIT counts that many replicas holding it.
+	MinReplicas int
+	// WaitTimeout bounds that WAIT (redis.waitTimeout); 0 means 1s.
+	WaitTimeout time.Duration
 }
 
 // Spool appends to the Redis streams and administers them. It is safe for
 // concurrent use.
 type Spool struct {
-	rdb     *redis.Client
-	maxLen  int64
-	metrics *Metrics
-	now     func() time.Time
+	rdb         *redis.Client
+	maxLen      int64
+	metrics     *Metrics
+	now         func() time.Time
+	minReplicas int
+	waitTimeout time.Duration
 
 	appendScript     *redis.Script
 	deadLetterScript *redis.Script
@@ -152,7 +193,12 @@ func New(rdb *redis.Client, opts Options) *Spool {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = time.Second
+	}
 	return &Spool{
+		minReplicas:      opts.MinReplicas,
+		waitTimeout:      opts.WaitTimeout,
 		rdb:              rdb,
 		maxLen:           opts.MaxLen,
 		metrics:          opts.Metrics,
@@ -229,11 +275,19 @@ func (s *Spool) append(ctx context.Context, k Kind, msgs []any) error {
 	args := make([]any, 0, len(msgs)+1)
 	args = append(args, s.maxLen)
 	args = append(args, msgs...)
-	err := s.appendScript.Run(ctx, s.rdb, []string{k.Stream()}, args...).Err()
+	var err error
+	if s.minReplicas > 0 {
+		err = s.appendReplicated(ctx, k, args)
+	} else {
+		err = s.appendScript.Run(ctx, s.rdb, []string{k.Stream()}, args...).Err()
+	}
 	switch {
 	case err == nil:
 		s.metrics.Enqueued.WithLabelValues(k.String()).Add(float64(len(msgs)))
 		return nil
+	case errors.Is(err, ErrNotReplicated):
+		s.metrics.Refused.WithLabelValues(k.String(), refusedUnreplicated).Add(float64(len(msgs)))
+		return fmt.Errorf("spool: append %d %s: %w", len(msgs), k, err)
 	case strings.HasPrefix(err.Error(), fullReply):
 		s.metrics.Refused.WithLabelValues(k.String(), refusedFull).Add(float64(len(msgs)))
 		return fmt.Errorf("spool: append %d %s: %w (%s)", len(msgs), k, ErrFull, strings.TrimPrefix(err.Error(), fullReply+" "))
@@ -241,6 +295,67 @@ func (s *Spool) append(ctx context.Context, k Kind, msgs []any) error {
 		s.metrics.Refused.WithLabelValues(k.String(), refusedUnavailable).Add(float64(len(msgs)))
 		return fmt.Errorf("spool: append %d %s: %w", len(msgs), k, err)
 	}
+}
+
+// appendReplicated runs the append script and WAIT in one pipeline: one
+// round trip on one connection, which WAIT needs (it counts the replicas
+// that have this connection's writes). When too few replicas confirm, the
+// entries are deleted again, so a 503 does not leave behind events that the
+// replay would store anyway: a client retrying without an event_id of its
+// own would get them twice. If the deletion fails too, what is left is
+// replayed under the events' ids, and a retry with the same ids is stored
+// once.
+func (s *Spool) appendReplicated(ctx context.Context, k Kind, args []any) error {
+	start := time.Now()
+	ids, got, err := s.appendAndWait(ctx, k, args, true)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A new, restarted or newly promoted master: send the script
+		// itself, which also caches it there.
+		ids, got, err = s.appendAndWait(ctx, k, args, false)
+	}
+	if err != nil && len(ids) == 0 {
+		return err
+	}
+	s.metrics.WaitSeconds.WithLabelValues(k.String()).Observe(time.Since(start).Seconds())
+	if err == nil && got >= s.minReplicas {
+		return nil
+	}
+	s.metrics.WaitShortfalls.WithLabelValues(k.String()).Inc()
+	nre := &NotReplicatedError{Want: s.minReplicas, Got: got, Timeout: s.waitTimeout}
+	// The caller's deadline may be spent on the WAIT; the withdrawal gets
+	// its own short one.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.rdb.XDel(wctx, k.Stream(), ids...).Err(); err != nil {
+		nre.WithdrawErr = err
+	}
+	return nre
+}
+
+// appendAndWait sends the script (by its hash when cached) and WAIT in one
+// pipeline. It returns the ids of the entries added even when WAIT failed,
+// so that the caller can withdraw them.
+func (s *Spool) appendAndWait(ctx context.Context, k Kind, args []any, cached bool) (ids []string, replicas int, err error) {
+	keys := []string{k.Stream()}
+	pipe := s.rdb.Pipeline()
+	var script *redis.Cmd
+	if cached {
+		script = pipe.EvalSha(ctx, s.appendScript.Hash(), keys, args...)
+	} else {
+		script = pipe.Eval(ctx, appendScriptSrc, keys, args...)
+	}
+	// A pipeline reads with the client's ReadTimeout, which must exceed
+	// WaitTimeout (the service's client sees to it).
+	wait := pipe.Do(ctx, "WAIT", s.minReplicas, s.waitTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	if ids, err = script.StringSlice(); err != nil {
+		return nil, 0, err
+	}
+	n, err := wait.Int()
+	if err != nil {
+		return ids, 0, fmt.Errorf("spool: wait for replicas: %w", err)
+	}
+	return ids, int(n), nil
 }
 
 // ensureGroup creates the consumer group (and the stream) if missing. The

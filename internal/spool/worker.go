@@ -576,7 +576,51 @@ func (c *consumer[T]) commitAll(ctx context.Context, entries []entry[T]) error {
 		if !sleep(ctx, bo.next()) || !c.waitDatabase(ctx) {
 			return ctx.Err()
 		}
+		// While this page waited, an append that its replicas did not
+		// confirm may have withdrawn some of its entries (the write was
+		// answered 503): they must not be stored now.
+		if entries = c.present(ctx, entries); len(entries) == 0 {
+			return nil
+		}
+		items = items[:0]
+		for _, e := range entries {
+			items = append(items, e.item)
+		}
 	}
+}
+
+// present returns the entries still in the stream, acknowledging the others
+// (withdrawn by appendReplicated) so they leave the group's pending list. If
+// Redis cannot tell, all entries are kept: storing a withdrawn event under
+// its id is the lesser harm than dropping an acknowledged one.
+func (c *consumer[T]) present(ctx context.Context, entries []entry[T]) []entry[T] {
+	if c.w.spool.minReplicas == 0 {
+		return entries // nothing is ever withdrawn
+	}
+	cmds := make([]*redis.XMessageSliceCmd, len(entries))
+	_, err := c.w.spool.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range entries {
+			cmds[i] = p.XRangeN(ctx, c.kind.Stream(), e.id, e.id, 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return entries
+	}
+	kept := entries[:0:0]
+	var gone []string
+	for i, e := range entries {
+		if len(cmds[i].Val()) == 0 {
+			gone = append(gone, e.id)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	if len(gone) > 0 {
+		c.log.Info("spool: entries withdrawn while their page waited for the database are not replayed", "entries", len(gone))
+		c.ack(ctx, gone)
+	}
+	return kept
 }
 
 // park handles a page whose commit failed with an internal error: neither

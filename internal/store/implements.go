@@ -1,6 +1,7 @@
 package store
 
 import (
+	"kubernaut.ai/datastorage/internal/archive"
 	"kubernaut.ai/datastorage/internal/catalog"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/maintenance"
@@ -24,3 +25,5 @@ var (
 	_ maintenance.RetentionStore = (*Store)(nil)
 	_ maintenance.RollupStore    = (*Store)(nil)
 )
+
+var _ archive.Source = (*Store)(nil)

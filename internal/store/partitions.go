@@ -39,8 +39,16 @@ func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int)
 
 // ensureMonths creates the partitions of the given months that are missing.
 func (s *Store) ensureMonths(ctx context.Context, months []time.Time) (int, error) {
+	return ensureMonthsOn(ctx, s.pool, months)
+}
+
+// ensureMonthsOn is ensureMonths on a pool or on one connection (the
+// archive's restore runs on its session's).
+func ensureMonthsOn(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, months []time.Time) (int, error) {
 	created := 0
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(partitionLockKey)); err != nil {
 			return err
 		}

@@ -35,6 +35,11 @@
 // machine; one build at a time, under a file lock; not part of this module's go.mod). Set
 // DATASTORAGE_TEST_VERSITYGW to use a binary built elsewhere.
 //
+// [NewRedisHA] starts the production shape of the spool's Redis: a master, its replicas
+// (replicaof) and three Sentinels (Debian's redis-sentinel) with failover timings short enough
+// for a bounded test; every server in it is a [Redis] to kill and start. A replica restarted
+// after a failover comes back as a replica of the first master, until a Sentinel reconfigures it.
+//
 // Private PostgreSQL servers run with fsync=off (safe: only a machine crash loses data) but
 // keep synchronous_commit=on, so a commit acknowledged before Kill is there after Start, as in
 // production. The shared server, which no test kills, runs with synchronous_commit=off.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type Redis struct {
 	LogFile string
 
 	bin       string
+	lead      []string // arguments before --port: a Sentinel's config file and --sentinel
 	args      []string
 	fixedPort bool
 
@@ -180,7 +182,7 @@ func (r *Redis) startLocked(first bool) error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		offset := logSize(r.LogFile)
-		args := append([]string{"--port", strconv.Itoa(r.Port)}, r.args...)
+		args := append(append(slices.Clone(r.lead), "--port", strconv.Itoa(r.Port)), r.args...)
 		proc, err := startProcess(command(r.bin, args, r.Dir, os.Environ(), nil), r.LogFile)
 		if err != nil {
 			return fmt.Errorf("testenv: redis: %w", err)

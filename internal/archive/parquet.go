@@ -1,0 +1,346 @@
+package archive
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parquet-go/parquet-go"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// Row is one event as a Parquet row: every column of audit_events in the
+// API's form (defaults filled in, hashes as their bytes), so that an event
+// read back is the event that was archived, canonical form and hash alike,
+// and so that an analytics engine sees the values the API shows.
+type Row struct {
+	EventID           [16]byte   `parquet:"event_id,uuid"`
+	EventDate         int32      `parquet:"event_date,date"`
+	EventTimestamp    time.Time  `parquet:"event_timestamp,timestamp(microsecond)"`
+	Version           string     `parquet:"version,dict"`
+	EventType         string     `parquet:"event_type,dict"`
+	EventCategory     string     `parquet:"event_category,dict"`
+	EventAction       string     `parquet:"event_action,dict"`
+	EventOutcome      string     `parquet:"event_outcome,dict"`
+	CorrelationID     string     `parquet:"correlation_id"`
+	EventData         string     `parquet:"event_data,json"`
+	ActorType         string     `parquet:"actor_type,dict"`
+	ActorID           string     `parquet:"actor_id,dict"`
+	ActorIP           *string    `parquet:"actor_ip,optional"`
+	ResourceType      string     `parquet:"resource_type,dict"`
+	ResourceID        string     `parquet:"resource_id"`
+	ParentEventID     *string    `parquet:"parent_event_id,optional"`
+	ParentEventDate   *int32     `parquet:"parent_event_date,optional,date"`
+	Namespace         *string    `parquet:"namespace,optional,dict"`
+	ClusterID         *string    `parquet:"cluster_id,optional,dict"`
+	Severity          string     `parquet:"severity,dict"`
+	DurationMS        *int32     `parquet:"duration_ms,optional"`
+	ErrorCode         *string    `parquet:"error_code,optional"`
+	ErrorMessage      *string    `parquet:"error_message,optional"`
+	RetentionDays     int32      `parquet:"retention_days"`
+	IsSensitive       bool       `parquet:"is_sensitive"`
+	ChainSeq          int64      `parquet:"chain_seq"`
+	EventHash         []byte     `parquet:"event_hash"`
+	PreviousEventHash []byte     `parquet:"previous_event_hash"`
+	HashAlgorithm     string     `parquet:"hash_algorithm,dict"`
+	LegalHold         bool       `parquet:"legal_hold"`
+	LegalHoldReason   *string    `parquet:"legal_hold_reason,optional"`
+	LegalHoldPlacedBy *string    `parquet:"legal_hold_placed_by,optional"`
+	LegalHoldPlacedAt *time.Time `parquet:"legal_hold_placed_at,optional,timestamp(microsecond)"`
+	CreatedAt         time.Time  `parquet:"created_at,timestamp(microsecond)"`
+}
+
+// correlationColumn is the name of the column whose statistics a reader
+// uses to skip row groups.
+const correlationColumn = "correlation_id"
+
+const secondsPerDay = 86400
+
+func days(t time.Time) int32 { return int32(t.Unix() / secondsPerDay) }
+
+func fromDays(d int32) time.Time { return time.Unix(int64(d)*secondsPerDay, 0).UTC() }
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// RowOf converts an event (as the store reads it) to its Parquet row.
+func RowOf(e *audit.Event) (Row, error) {
+	hash, err := hex.DecodeString(e.Hash)
+	if err != nil {
+		return Row{}, fmt.Errorf("event %s: event_hash: %w", e.ID, err)
+	}
+	prev := []byte{}
+	if e.PreviousHash != nil && *e.PreviousHash != "" {
+		if prev, err = hex.DecodeString(*e.PreviousHash); err != nil {
+			return Row{}, fmt.Errorf("event %s: previous_event_hash: %w", e.ID, err)
+		}
+	}
+	r := Row{
+		EventID: e.ID, EventDate: days(e.Date.Std()), EventTimestamp: e.Timestamp.Std().UTC(),
+		Version: e.Version, EventType: e.Type, EventCategory: e.Category, EventAction: e.Action,
+		EventOutcome: e.Outcome, CorrelationID: e.CorrelationID, EventData: string(e.Data),
+		ActorType: e.ActorType, ActorID: e.ActorID, ActorIP: optString(e.ActorIP),
+		ResourceType: e.ResourceType, ResourceID: e.ResourceID,
+		Namespace: optString(e.Namespace), ClusterID: optString(e.ClusterID), Severity: e.Severity,
+		DurationMS: e.DurationMS, ErrorCode: optString(e.ErrorCode), ErrorMessage: optString(e.ErrorMessage),
+		RetentionDays: e.RetentionDays, IsSensitive: e.IsSensitive, ChainSeq: e.ChainSeq,
+		EventHash: hash, PreviousEventHash: prev, HashAlgorithm: e.HashAlgorithm,
+		LegalHold: e.LegalHold, LegalHoldReason: optString(e.HoldReason), LegalHoldPlacedBy: optString(e.HoldPlacedBy),
+		CreatedAt: e.CreatedAt.Std().UTC(),
+	}
+	if e.ParentID != nil {
+		s := e.ParentID.String()
+		r.ParentEventID = &s
+	}
+	if e.ParentDate != nil {
+		d := days(e.ParentDate.Std())
+		r.ParentEventDate = &d
+	}
+	if e.HoldPlacedAt != nil {
+		t := e.HoldPlacedAt.Std().UTC()
+		r.LegalHoldPlacedAt = &t
+	}
+	return r, nil
+}
+
+// Event converts a row back to the event it was made from.
+func (r *Row) Event() (audit.Event, error) {
+	e := audit.Event{
+		ID: r.EventID, Date: audit.Date(fromDays(r.EventDate)), Timestamp: audit.NewTime(r.EventTimestamp),
+		Version: r.Version, Type: r.EventType, Category: r.EventCategory, Action: r.EventAction,
+		Outcome: r.EventOutcome, CorrelationID: r.CorrelationID, Data: []byte(r.EventData),
+		ActorType: r.ActorType, ActorID: r.ActorID, ActorIP: str(r.ActorIP),
+		ResourceType: r.ResourceType, ResourceID: r.ResourceID,
+		Namespace: str(r.Namespace), ClusterID: str(r.ClusterID), Severity: r.Severity,
+		DurationMS: r.DurationMS, ErrorCode: str(r.ErrorCode), ErrorMessage: str(r.ErrorMessage),
+		RetentionDays: r.RetentionDays, IsSensitive: r.IsSensitive, ChainSeq: r.ChainSeq,
+		Hash: hex.EncodeToString(r.EventHash), HashAlgorithm: r.HashAlgorithm,
+		LegalHold: r.LegalHold, HoldReason: str(r.LegalHoldReason), HoldPlacedBy: str(r.LegalHoldPlacedBy),
+		CreatedAt: audit.NewTime(r.CreatedAt),
+	}
+	prev := hex.EncodeToString(r.PreviousEventHash)
+	e.PreviousHash = &prev
+	if r.ParentEventID != nil {
+		id, err := uuid.Parse(*r.ParentEventID)
+		if err != nil {
+			return e, fmt.Errorf("event %s: parent_event_id: %w", e.ID, err)
+		}
+		e.ParentID = &id
+	}
+	if r.ParentEventDate != nil {
+		t := audit.Time(fromDays(*r.ParentEventDate))
+		e.ParentDate = &t
+	}
+	if r.LegalHoldPlacedAt != nil {
+		t := audit.NewTime(*r.LegalHoldPlacedAt)
+		e.HoldPlacedAt = &t
+	}
+	return e, nil
+}
+
+// FileWriter writes one Parquet file of rows given in (correlation_id,
+// chain_seq) order, cutting a row group every rowsPerGroup rows so that each
+// group's min/max correlation_id is a narrow range a reader can skip on.
+type FileWriter struct {
+	w            *parquet.GenericWriter[Row]
+	rowsPerGroup int
+	inGroup      int
+	rows         int64
+	buf          []Row
+}
+
+// NewFileWriter starts a file on w: zstd for every column, statistics on.
+func NewFileWriter(w io.Writer, rowsPerGroup int) *FileWriter {
+	return &FileWriter{
+		w: parquet.NewGenericWriter[Row](w,
+			parquet.Compression(&parquet.Zstd),
+			parquet.CreatedBy("kubernaut datastorage", "archive", "1"),
+			parquet.KeyValueMetadata("datastorage.sorting", "correlation_id,chain_seq"),
+		),
+		rowsPerGroup: rowsPerGroup,
+		buf:          make([]Row, 0, 256),
+	}
+}
+
+// Write adds one row.
+func (f *FileWriter) Write(r Row) error {
+	f.buf = append(f.buf, r)
+	f.inGroup++
+	f.rows++
+	if len(f.buf) == cap(f.buf) || f.inGroup >= f.rowsPerGroup {
+		if err := f.flushBuf(); err != nil {
+			return err
+		}
+	}
+	if f.inGroup >= f.rowsPerGroup {
+		f.inGroup = 0
+		if err := f.w.Flush(); err != nil {
+			return fmt.Errorf("archive: parquet: end row group: %w", err)
+		}
+	}
+	return nil
+}
+
+func (f *FileWriter) flushBuf() error {
+	if len(f.buf) == 0 {
+		return nil
+	}
+	if _, err := f.w.Write(f.buf); err != nil {
+		return fmt.Errorf("archive: parquet: write rows: %w", err)
+	}
+	clear(f.buf)
+	f.buf = f.buf[:0]
+	return nil
+}
+
+// Rows counts the rows written.
+func (f *FileWriter) Rows() int64 { return f.rows }
+
+// Close writes the last row group and the footer.
+func (f *FileWriter) Close() error {
+	if err := f.flushBuf(); err != nil {
+		return err
+	}
+	if err := f.w.Close(); err != nil {
+		return fmt.Errorf("archive: parquet: close: %w", err)
+	}
+	return nil
+}
+
+// openParquet opens a file for ranged reads: the footer now, row groups
+// when they are read. The page index and bloom filters are not loaded, the
+// row groups' statistics are all a lookup uses.
+func openParquet(r io.ReaderAt, size int64) (*parquet.File, error) {
+	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true),
+		parquet.ReadBufferSize(256<<10))
+	if err != nil {
+		return nil, fmt.Errorf("archive: parquet: %w", err)
+	}
+	return f, nil
+}
+
+// groupMayHold reports whether row group i of f can hold correlation id
+// according to its min/max statistics (true when it has none). A max
+// truncated by a writer is a prefix of the real maximum, so a value that
+// starts with it may still be in the group.
+func groupMayHold(f *parquet.File, i int, col int, id string) bool {
+	rgs := f.Metadata().RowGroups
+	if i >= len(rgs) || col >= len(rgs[i].Columns) {
+		return true
+	}
+	st := rgs[i].Columns[col].MetaData.Statistics
+	lo, hi := st.MinValue, st.MaxValue
+	if lo == nil && hi == nil {
+		lo, hi = st.Min, st.Max //nolint:staticcheck // older writers fill only the deprecated fields
+	}
+	if lo == nil || hi == nil {
+		return true
+	}
+	if id < string(lo) {
+		return false
+	}
+	return id <= string(hi) || strings.HasPrefix(id, string(hi))
+}
+
+// columnIndex finds a top-level column by name.
+func columnIndex(f *parquet.File, name string) (int, error) {
+	for i, c := range f.Schema().Fields() {
+		if c.Name() == name {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("archive: parquet: no column %q", name)
+}
+
+// ScanStats counts what a lookup read.
+type ScanStats struct {
+	RowGroups, RowGroupsRead int
+}
+
+// readCorrelation returns the events of correlation id in the file, in
+// chain order, reading only the row groups whose statistics can hold it.
+func readCorrelation(r io.ReaderAt, size int64, id string, stats *ScanStats) ([]audit.Event, error) {
+	f, err := openParquet(r, size)
+	if err != nil {
+		return nil, err
+	}
+	col, err := columnIndex(f, correlationColumn)
+	if err != nil {
+		return nil, err
+	}
+	var out []audit.Event
+	for i, rg := range f.RowGroups() {
+		stats.RowGroups++
+		if !groupMayHold(f, i, col, id) {
+			continue
+		}
+		stats.RowGroupsRead++
+		err := eachRow(rg, func(row *Row) error {
+			if row.CorrelationID != id {
+				return nil
+			}
+			e, err := row.Event()
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// eachRow reads a row group in batches.
+func eachRow(rg parquet.RowGroup, fn func(*Row) error) error {
+	rd := parquet.NewGenericRowGroupReader[Row](rg)
+	defer rd.Close()
+	buf := make([]Row, 512)
+	for {
+		n, err := rd.Read(buf)
+		for i := range n {
+			if ferr := fn(&buf[i]); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("archive: parquet: read rows: %w", err)
+		}
+	}
+}
+
+// EachRow reads every row of a file in its order.
+func EachRow(r io.ReaderAt, size int64, fn func(*Row) error) (int64, error) {
+	f, err := openParquet(r, size)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, rg := range f.RowGroups() {
+		if err := eachRow(rg, func(row *Row) error { n++; return fn(row) }); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,84 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// Source is what the archive needs of PostgreSQL. internal/store
+// implements it.
+type Source interface {
+	// OpenArchive returns a session holding the archive leader lock, or
+	// leader false (and no session) when another replica holds it.
+	OpenArchive(ctx context.Context) (s Session, leader bool, err error)
+	// ArchiveRecords lists the archived months (no lock needed).
+	ArchiveRecords(ctx context.Context) ([]Record, error)
+}
+
+// Session is one archive run's hold on the database.
+type Session interface {
+	// Close releases the leader lock.
+	Close(ctx context.Context)
+	// Today is the database's UTC date.
+	Today(ctx context.Context) (time.Time, error)
+	// Months lists the months that have an attached partition.
+	Months(ctx context.Context) ([]time.Time, error)
+	// Blockers counts what keeps a month in PostgreSQL: rows under legal
+	// hold (by flag or active hold on their correlation) and rows of other
+	// months whose parent is in the month.
+	Blockers(ctx context.Context, month time.Time) (held, referenced int64, err error)
+	// EachEvent streams the month's events in (correlation_id, chain_seq)
+	// order.
+	EachEvent(ctx context.Context, month time.Time, fn func(*audit.Event) error) error
+	// EachHash streams the month's event_hash bytes in the same order.
+	EachHash(ctx context.Context, month time.Time, fn func([]byte)) error
+	// RollupTotals sums the month's hourly rollups.
+	RollupTotals(ctx context.Context, month time.Time) ([]RollupTotal, error)
+	// SaveRecord inserts or replaces the month's record.
+	SaveRecord(ctx context.Context, r Record) error
+	// DropMonth, in one transaction: blocks legal holds and writes to the
+	// month, checks again that nothing blocks it, feeds the month's hashes
+	// to a digest and calls check with it; only if check returns nil does it
+	// detach and drop the partition, free the month's event ids and mark the
+	// record dropped. ErrBlocked when a hold or a reference appeared.
+	DropMonth(ctx context.Context, month time.Time, check func(*Digest) error) error
+	// Restore creates the month's partition if needed and inserts the
+	// events each yields that are not there yet, with their ids, then marks
+	// the record restored, in one transaction. It returns how many it
+	// inserted.
+	Restore(ctx context.Context, month time.Time, each func(yield func(*audit.Event) error) error) (int64, error)
+}
+
+// ErrBlocked is returned by Session.DropMonth when the month gained a held
+// row or a reference from another month since it was archived.
+var ErrBlocked = errors.New("archive: the month is held or referenced")
+
+// Record statuses.
+const (
+	// StatusVerified: the files are written and verified against
+	// PostgreSQL; the partition is still there.
+	StatusVerified = "verified"
+	// StatusDropped: the partition is gone; reads use the files.
+	StatusDropped = "dropped"
+	// StatusRestored: the month was loaded back into a partition; the job
+	// leaves it alone until `archive run --month` archives it again.
+	StatusRestored = "restored"
+)
+
+// Record is one row of audit_archives.
+type Record struct {
+	Month          time.Time
+	Status         string
+	Target         string
+	ManifestKey    string
+	ManifestSHA256 string
+	Events         int64
+	Bytes          int64
+	EventsDigest   string
+	ArchivedAt     time.Time
+	DroppedAt      *time.Time
+	RestoredAt     *time.Time
+}

@@ -1,0 +1,353 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kubernaut.ai/datastorage/internal/archive"
+	"kubernaut.ai/datastorage/internal/audit"
+)
+
+// The statements of the archive job; the policy is internal/archive's.
+
+// archiveLeaderKey is the session advisory lock that makes one replica run
+// the archive job at a time.
+const archiveLeaderKey = 0x6473_6172_6368 // "dsarch"
+
+// archiveOrder is the order of a month's events in the files and in every
+// digest: correlation_id in byte order (COLLATE "C", the order of Parquet's
+// statistics and of Go's strings, whatever the database's collation), then
+// chain_seq.
+const archiveOrder = ` ORDER BY correlation_id COLLATE "C", chain_seq`
+
+type archiveSession struct {
+	conn *pgxpool.Conn
+}
+
+// OpenArchive takes a connection and tries the archive leader lock on it.
+func (s *Store) OpenArchive(ctx context.Context) (_ archive.Session, leader bool, err error) {
+	defer classifyErr(&err)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: archive: %w", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(archiveLeaderKey)).Scan(&leader); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("store: archive: %w", err)
+	}
+	if !leader {
+		conn.Release()
+		return nil, false, nil
+	}
+	return &archiveSession{conn: conn}, true, nil
+}
+
+// ArchiveRecords lists audit_archives in month order.
+func (s *Store) ArchiveRecords(ctx context.Context) (_ []archive.Record, err error) {
+	defer classifyErr(&err)
+	rows, err := s.pool.Query(ctx, `SELECT month, status, target, manifest_key, manifest_sha256, events, bytes,
+		events_digest, archived_at, dropped_at, restored_at FROM audit_archives ORDER BY month`)
+	if err != nil {
+		return nil, fmt.Errorf("store: archive records: %w", err)
+	}
+	var out []archive.Record
+	var r archive.Record
+	_, err = pgx.ForEachRow(rows, []any{&r.Month, &r.Status, &r.Target, &r.ManifestKey, &r.ManifestSHA256,
+		&r.Events, &r.Bytes, &r.EventsDigest, &r.ArchivedAt, &r.DroppedAt, &r.RestoredAt}, func() error {
+		r.Month = r.Month.UTC()
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: archive records: %w", err)
+	}
+	return out, nil
+}
+
+// Close unlocks on a context that outlives a cancelled run; if even that
+// fails, the connection is closed and the lock goes with it.
+func (a *archiveSession) Close(ctx context.Context) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := a.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(archiveLeaderKey)); err != nil {
+		_ = a.conn.Conn().Close(uctx)
+	}
+	a.conn.Release()
+}
+
+func (a *archiveSession) Today(ctx context.Context) (time.Time, error) {
+	var today time.Time
+	err := a.conn.QueryRow(ctx, `SELECT (now() AT TIME ZONE 'UTC')::date`).Scan(&today)
+	return today.UTC(), err
+}
+
+func (a *archiveSession) Months(ctx context.Context) ([]time.Time, error) {
+	rows, err := a.conn.Query(ctx, `
+		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'audit_events'::regclass AND NOT i.inhdetachpending ORDER BY c.relname`)
+	if err != nil {
+		return nil, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for _, n := range names {
+		var y, m int
+		if _, err := fmt.Sscanf(n, "audit_events_y%04dm%02d", &y, &m); err != nil {
+			continue
+		}
+		out = append(out, time.Date(y, time.Month(m), 1, 0, 0, 0, 0, time.UTC))
+	}
+	return out, nil
+}
+
+// blockersSQL counts a month's held rows and the rows of other months
+// that reference it ($1 = month start, $2 = next month).
+func blockersSQL(month time.Time) string {
+	ident := pgx.Identifier{partitionName(month)}.Sanitize()
+	return `SELECT
+		(SELECT count(*) FROM ` + ident + ` e WHERE NOT (` + unheldCond + `)),
+		(SELECT count(*) FROM audit_events e WHERE e.parent_event_id IS NOT NULL
+			AND e.parent_event_date >= $1 AND e.parent_event_date < $2
+			AND NOT (e.event_date >= $1 AND e.event_date < $2))`
+}
+
+func (a *archiveSession) Blockers(ctx context.Context, month time.Time) (held, referenced int64, err error) {
+	err = a.conn.QueryRow(ctx, blockersSQL(month), month, month.AddDate(0, 1, 0)).Scan(&held, &referenced)
+	return held, referenced, err
+}
+
+func (a *archiveSession) EachEvent(ctx context.Context, month time.Time, fn func(*audit.Event) error) error {
+	rows, err := a.conn.Query(ctx, `SELECT `+eventColumns+` FROM `+pgx.Identifier{partitionName(month)}.Sanitize()+archiveOrder)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// eachHash streams the month's event_hash bytes in archive order on q.
+func eachHash(ctx context.Context, q querier, month time.Time, fn func([]byte)) error {
+	rows, err := q.Query(ctx, `SELECT event_hash FROM `+pgx.Identifier{partitionName(month)}.Sanitize()+archiveOrder)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var h []byte
+	for rows.Next() {
+		if err := rows.Scan(&h); err != nil {
+			return err
+		}
+		fn(h)
+	}
+	return rows.Err()
+}
+
+func (a *archiveSession) EachHash(ctx context.Context, month time.Time, fn func([]byte)) error {
+	return eachHash(ctx, a.conn, month, fn)
+}
+
+func (a *archiveSession) RollupTotals(ctx context.Context, month time.Time) ([]archive.RollupTotal, error) {
+	rows, err := a.conn.Query(ctx, `SELECT event_type, event_category, event_outcome, severity, sum(events)::bigint
+		FROM audit_rollup_hourly WHERE bucket >= $1 AND bucket < $2
+		GROUP BY 1, 2, 3, 4 HAVING sum(events) <> 0 ORDER BY 1, 2, 3, 4`, month, month.AddDate(0, 1, 0))
+	if err != nil {
+		return nil, err
+	}
+	out := []archive.RollupTotal{}
+	var t archive.RollupTotal
+	_, err = pgx.ForEachRow(rows, []any{&t.EventType, &t.EventCategory, &t.EventOutcome, &t.Severity, &t.Events}, func() error {
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
+func (a *archiveSession) SaveRecord(ctx context.Context, r archive.Record) error {
+	_, err := a.conn.Exec(ctx, `INSERT INTO audit_archives (month, status, target, manifest_key, manifest_sha256,
+			events, bytes, events_digest, archived_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (month) DO UPDATE SET status = EXCLUDED.status, target = EXCLUDED.target,
+			manifest_key = EXCLUDED.manifest_key, manifest_sha256 = EXCLUDED.manifest_sha256,
+			events = EXCLUDED.events, bytes = EXCLUDED.bytes, events_digest = EXCLUDED.events_digest,
+			archived_at = EXCLUDED.archived_at, dropped_at = NULL, restored_at = NULL`,
+		r.Month, r.Status, r.Target, r.ManifestKey, r.ManifestSHA256, r.Events, r.Bytes, r.EventsDigest, r.ArchivedAt)
+	return err
+}
+
+// DropMonth holds the hold gate (no hold can be placed until commit) and a
+// SHARE lock on the partition (no row can be written to it) while it
+// compares the month with the archive, so what is dropped is exactly what
+// was verified. The detach is the plain one, not CONCURRENTLY, so that
+// it commits or rolls back with the drop: it holds an ACCESS EXCLUSIVE lock
+// on audit_events for the instant of the detach, bounded by lock_timeout.
+func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check func(*archive.Digest) error) error {
+	ident := pgx.Identifier{partitionName(month)}.Sanitize()
+	return pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1), set_config('lock_timeout', $2, true)`,
+			int64(holdGateKey), strconv.Itoa(int((30 * time.Second).Milliseconds()))); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+ident+` IN SHARE MODE`); err != nil {
+			return err
+		}
+		var held, refs int64
+		if err := tx.QueryRow(ctx, blockersSQL(month), month, month.AddDate(0, 1, 0)).Scan(&held, &refs); err != nil {
+			return err
+		}
+		if held > 0 || refs > 0 {
+			return archive.ErrBlocked
+		}
+		d := archive.NewDigest()
+		if err := eachHash(ctx, tx, month, d.Add); err != nil {
+			return err
+		}
+		if err := check(d); err != nil {
+			return err
+		}
+		// Rows naming a parent in the month reference the partition, which
+		// PostgreSQL will not detach while they exist: they go first, by the
+		// archive's exception to the append-only guard (migration 00009).
+		// Their ids go by the row trigger; the others' below.
+		if _, err := tx.Exec(ctx, `SELECT set_config('datastorage.archive', $1, true)`, month.Format("2006-01")); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM `+ident+` WHERE parent_event_id IS NOT NULL`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident); err != nil {
+			return err
+		}
+		// The month's ids go with it (audit_event_ids, migration 00006): a
+		// DROP fires no row trigger.
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_event_ids WHERE event_date >= $1 AND event_date < $2`,
+			month, month.AddDate(0, 1, 0)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DROP TABLE `+ident); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE audit_archives SET status = 'dropped', dropped_at = now() WHERE month = $1`, month)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("store: archive: month %s is not recorded", month.Format("2006-01"))
+		}
+		return err
+	})
+}
+
+// Restore copies the events into a temporary table first, so that events
+// still in the partition (a month restored twice) are skipped by ON
+// CONFLICT, and the foreign key of parents is checked once for the whole
+// statement.
+func (a *archiveSession) Restore(ctx context.Context, month time.Time, each func(yield func(*audit.Event) error) error) (int64, error) {
+	// Partition creation takes its own transaction and lock; a month
+	// restored into an empty partition that a later failure leaves
+	// behind is harmless (an empty month).
+	if _, err := ensureMonthsOn(ctx, a.conn, []time.Time{month}); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE archive_restore (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		src := &restoreRows{ch: make(chan *audit.Event), errc: make(chan error, 1)}
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			err := each(func(e *audit.Event) error {
+				select {
+				case src.ch <- e:
+					return nil
+				case <-pctx.Done():
+					return pctx.Err()
+				}
+			})
+			close(src.ch)
+			src.errc <- err
+		}()
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"archive_restore"}, restoreColumns, src); err != nil {
+			cancel()
+			for range src.ch {
+			}
+			if perr := <-src.errc; perr != nil && perr != context.Canceled {
+				return perr
+			}
+			return err
+		}
+		if err := <-src.errc; err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO audit_events (`+restoreList+`) SELECT `+restoreList+` FROM archive_restore
+			ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_event_ids (event_id, event_date)
+			SELECT event_id, event_date FROM archive_restore ON CONFLICT DO NOTHING`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE audit_archives SET status = 'restored', restored_at = now() WHERE month = $1`, month)
+		return err
+	})
+	return n, err
+}
+
+// restoreColumns are insertColumns and the columns the write path leaves to
+// their defaults, which a restore must bring back as they were.
+var restoreColumns = append(slices.Clone(insertColumns),
+	"legal_hold", "legal_hold_reason", "legal_hold_placed_by", "legal_hold_placed_at", "created_at")
+
+var restoreList = strings.Join(restoreColumns, ", ")
+
+// restoreRows feeds COPY from the events a producer goroutine sends.
+type restoreRows struct {
+	ch   chan *audit.Event
+	errc chan error
+	cur  *audit.Event
+	err  error
+}
+
+func (r *restoreRows) Next() bool {
+	e, ok := <-r.ch
+	r.cur = e
+	return ok
+}
+
+func (r *restoreRows) Values() ([]any, error) {
+	one := eventRows{events: []*audit.Event{r.cur}, i: 1}
+	v, err := one.Values()
+	if err != nil {
+		return nil, err
+	}
+	e := r.cur
+	out := make([]any, 0, len(restoreColumns))
+	out = append(out, v...)
+	placed := pgtype.Timestamptz{}
+	if e.HoldPlacedAt != nil {
+		placed = pgtype.Timestamptz{Time: e.HoldPlacedAt.Std(), Valid: true}
+	}
+	return append(out, e.LegalHold, optText(e.HoldReason), optText(e.HoldPlacedBy), placed, e.CreatedAt.Std()), nil
+}
+
+func (r *restoreRows) Err() error { return r.err }
