@@ -153,6 +153,13 @@ func (c config) runLimit() time.Duration {
 }
 
 func main() {
+	if db := os.Getenv(scenario.NaiveWriterEnv); db != "" { // the naive writer's process (scenario/writepath.go)
+		if err := scenario.RunNaiveWriter(db); err != nil {
+			fmt.Fprintln(os.Stderr, "dsbench naive writer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c, err := parseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -9,8 +9,10 @@
 // statement in one transaction ([Store.InsertEvents]), then wake every waiter.
 // Under load one commit carries hundreds of events, so the cost of a commit
 // (the WAL flush) is shared; at low load a batch is a single event and nothing
-// waits for company. Concurrent single-event requests and large client batches
-// share the same commits.
+// waits for company: a request that finds its writer idle, with nothing
+// queued, takes the writer's turn and commits in its own goroutine, sparing
+// the hand-over to the writer and back. Concurrent single-event requests and
+// large client batches share the same commits.
 //
 // # One request, one transaction
 //

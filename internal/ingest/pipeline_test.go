@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -969,4 +971,40 @@ func TestARequestLargerThanMaxBatchGetsAProportionalCommitTimeout(t *testing.T) 
 	assert.LessOrEqual(t, budgets[5], time.Minute)
 	assert.Greater(t, budgets[35], 3*time.Minute, "35 events get 4 × CommitTimeout")
 	assert.LessOrEqual(t, budgets[35], 4*time.Minute)
+}
+
+// A lone request finds its writer idle and is committed in the caller's
+// goroutine, without a hand-over to the writer and back; what arrives
+// while it commits queues, and the writer commits it all at once after.
+func TestALoneRequestCommitsInItsOwnGoroutineAndTheRestStillGroup(t *testing.T) {
+	t.Parallel()
+	g := newGate(t)
+	var byWriter []bool // per InsertEvents call: was it the writer's goroutine?
+	var mu sync.Mutex
+	st := &fakeStore{insert: g.hold(func(_ context.Context, _ int, events []*audit.Event) (int64, error) {
+		buf := make([]byte, 64<<10)
+		stack := string(buf[:runtime.Stack(buf, false)])
+		mu.Lock()
+		byWriter = append(byWriter, strings.Contains(stack, "(*Pipeline).writer"))
+		mu.Unlock()
+		return int64(len(events)), nil
+	})}
+	p, m := start(t, st, nil, Options{Writers: 1, MaxBatch: 100})
+
+	lone := submitAsync(p, newEvents(1, "lone"))
+	g.waitEntered(t)
+	second := submitAsync(p, newEvents(2, "second"))
+	third := submitAsync(p, newEvents(3, "third"))
+	waitQueued(t, m, 5)
+	g.Release()
+	for _, ch := range []<-chan outcome{lone, second, third} {
+		require.NoError(t, await(t, ch).err)
+	}
+	batches := st.committedBatches()
+	require.Len(t, batches, 2, "the lone request, then the two that queued meanwhile in one commit")
+	assert.Len(t, batches[0], 1)
+	assert.Len(t, batches[1], 5)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []bool{false, true}, byWriter, "the lone request is committed by its caller, the queued ones by the writer")
 }

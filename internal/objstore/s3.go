@@ -12,13 +12,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -76,16 +76,15 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 	if opts.Region != "" {
 		loads = append(loads, awsconfig.WithRegion(opts.Region))
 	}
+	var fileCreds *fileCredentials
 	if opts.AccessKeyIDFile != "" || opts.SecretAccessKeyFile != "" {
-		id, err := readCredentialFile("access key id", opts.AccessKeyIDFile)
-		if err != nil {
+		fileCreds = &fileCredentials{idFile: opts.AccessKeyIDFile, secretFile: opts.SecretAccessKeyFile}
+		if _, err := fileCreds.Retrieve(ctx); err != nil { // a missing or empty file fails Open
 			return nil, err
 		}
-		secret, err := readCredentialFile("secret access key", opts.SecretAccessKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		loads = append(loads, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(id, secret, "")))
+		// Keeps LoadDefaultConfig from looking for credentials elsewhere; replaced below by
+		// the uncached provider.
+		loads = append(loads, awsconfig.WithCredentialsProvider(fileCreds))
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
@@ -108,6 +107,11 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.PathStyle
+		if fileCreds != nil {
+			// Not behind LoadDefaultConfig's cache, which would keep credentials that
+			// never expire for ever: the files are checked at every request.
+			o.Credentials = fileCreds
+		}
 		// A ranged GET has no whole-object checksum to validate; without this the SDK logs
 		// that it skipped the validation on every read.
 		o.DisableLogOutputChecksumValidationSkipped = true
@@ -121,6 +125,54 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 		return nil, s3Err(op, err)
 	}
 	return s, nil
+}
+
+// fileCredentials is the access key pair stored in two files (a mounted Secret). It reads
+// them again whenever either file changes (size or modification time: a Kubernetes Secret
+// update swaps in new files), so a new key pair is used without a restart; otherwise it costs
+// two stats per request. The SDK's signer keeps its derived signing key per access key id
+// and day: a secret changed under the same key id takes effect the next day.
+type fileCredentials struct {
+	idFile, secretFile string
+
+	mu     sync.Mutex
+	stamps [2]fileStamp
+	creds  aws.Credentials
+}
+
+// fileStamp is what tells that a file changed.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size()}
+}
+
+// Retrieve implements aws.CredentialsProvider.
+func (f *fileCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	stamps := [2]fileStamp{stampOf(f.idFile), stampOf(f.secretFile)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.creds.HasKeys() && stamps == f.stamps {
+		return f.creds, nil
+	}
+	id, err := readCredentialFile("access key id", f.idFile)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	secret, err := readCredentialFile("secret access key", f.secretFile)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	f.creds = aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: "objstore credential files"}
+	f.stamps = stamps
+	return f.creds, nil
 }
 
 // readCredentialFile returns the trimmed content of a credential file, so that a trailing

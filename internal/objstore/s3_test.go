@@ -206,3 +206,26 @@ func TestS3ReadsOfAReplacedObjectFail(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "412")
 }
+
+// The credential files are read again when they change, as a rotated Kubernetes Secret
+// needs: a wrong key written in place fails the next call (Internal: an operator's mistake),
+// the right one written back makes it work again, with the same Store. (A new key pair has a
+// new access key id; the SDK's signer keeps a derived signing key per key id and day, so a
+// secret changed under the same id would be picked up only the next day.)
+func TestS3CredentialFilesAreReadAgainWhenTheyChange(t *testing.T) {
+	t.Parallel()
+	srv := testenv.NewS3(t)
+	ctx := t.Context()
+	opts := s3Options(t, srv)
+	s, err := objstore.Open(ctx, "s3://"+srv.Bucket, opts)
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "a", strings.NewReader("1"), 1))
+
+	require.NoError(t, os.WriteFile(opts.AccessKeyIDFile, []byte("AKIA-NOT-A-KEY\n"), 0o600))
+	err = s.Put(ctx, "b", strings.NewReader("2"), 1)
+	require.Error(t, err, "the changed key was not read")
+	assert.Equal(t, failure.Internal, failure.ClassOf(err), "%v", err)
+
+	require.NoError(t, os.WriteFile(opts.AccessKeyIDFile, []byte(srv.AccessKey+"\n"), 0o600))
+	require.NoError(t, s.Put(ctx, "b", strings.NewReader("2"), 1))
+}

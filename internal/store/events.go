@@ -79,7 +79,11 @@ var insertColumns = []string{
 // and locking the other 35 months.
 const (
 	lockChainsSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) FROM unnest($1::text[]) AS c`
-	readHeadsSQL  = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
+	// lockChainsGenericSQL is lockChainsSQL and genericPlansSQL in one
+	// statement, for a commit that reads nothing before it writes
+	// (insertFast).
+	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true) FROM unnest($1::text[]) AS c`
+	readHeadsSQL         = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
 	// storedIDsSQL finds the ids already taken, on any date
 	// (audit_event_ids, migration 00006): one primary-key probe per id on an
 	// unpartitioned table.
@@ -231,23 +235,112 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 	return 0, err
 }
 
-// insertEvents runs one attempt in two round trips: BEGIN, the chain locks,
-// the chain heads, the duplicate check and the parent lookup in one
-// pipeline; the INSERT, the new chain heads, the rollups and COMMIT in the next (a big
-// batch's COPY takes a round trip of its own between the two). A trial
-// (locateRefusal) ends with ROLLBACK instead of COMMIT.
+// insertEvents runs one attempt. A commit of fewer than copyMinRows events
+// whose parents are settled and whose chain heads this process remembers
+// (headCache) takes one round trip: BEGIN, the chain locks and commitSQL,
+// guarded by the remembered heads, and COMMIT (insertFast). Otherwise, or
+// when the guard fails, it takes two: BEGIN, the chain locks, the chain
+// heads, the duplicate check and the parent lookup in one pipeline;
+// commitSQL (with the rows, or after their COPY, which takes a round trip
+// of its own) and COMMIT in the next. A trial (locateRefusal) ends with
+// ROLLBACK instead of COMMIT.
 func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	defer conn.Release()
+	if !trial {
+		n, done, err := s.insertFast(ctx, conn.Conn(), events, canon)
+		if err != nil {
+			rollback(conn.Conn())
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
+		}
+		if done {
+			return n, nil
+		}
+	}
 	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon, trial)
 	if err != nil {
 		rollback(conn.Conn())
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	return inserted, nil
+}
+
+// insertFast commits events in one round trip, linked to the chain heads
+// this process remembers, when it can: fewer than copyMinRows events, every
+// parent settled, no id twice. done is false when it could not, or when
+// commitSQL's guard found a head moved (another replica, the catalog) or a
+// client-given id already taken (a retry, or a conflict): the transaction
+// then committed nothing, and the caller takes the reading path, which
+// sorts retries from conflicts.
+func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
+	if len(events) >= copyMinRows || slices.ContainsFunc(canon, func(c []byte) bool { return c == nil }) {
+		return 0, false, nil
+	}
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	var check []uuid.UUID
+	for _, e := range events {
+		if _, dup := seen[e.ID]; dup {
+			return 0, false, nil
+		}
+		seen[e.ID] = struct{}{}
+		if !e.ServerID() {
+			check = append(check, e.ID)
+		}
+	}
+	corrs := make([]string, 0, 1)
+	for _, e := range events {
+		if !slices.Contains(corrs, e.CorrelationID) {
+			corrs = append(corrs, e.CorrelationID)
+		}
+	}
+	slices.Sort(corrs)
+	expected := s.heads.get(corrs)
+	heads := chainHeads{ids: corrs, seqs: slices.Clone(expected.seqs), hashes: slices.Clone(expected.hashes)}
+	for i, e := range events {
+		k, _ := slices.BinarySearch(corrs, e.CorrelationID)
+		prev := heads.hashes[k]
+		heads.seqs[k]++
+		heads.hashes[k] = s.hasher.Link(prev, canon[i])
+		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = heads.seqs[k], heads.hashes[k], &prev, s.hasher.Algorithm()
+	}
+	cols, err := batchColumns(events)
+	if err != nil {
+		return 0, false, err
+	}
+	shard, release := s.shards.acquire()
+	defer release()
+	var ok bool
+	var commit pgconn.CommandTag
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(lockChainsGenericSQL, corrs)
+	b.Queue(commitEventsSQL, append(cols, commitArgs(heads, &expected, check, newRollupDelta(events), shard)...)...).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+		commit = t
+		return nil
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		s.heads.forget(corrs)
+		if isDuplicateEvent(err) {
+			return 0, false, errChainRace
+		}
+		return 0, false, err
+	}
+	if commit.String() != "COMMIT" {
+		s.heads.forget(corrs)
+		return 0, false, fmt.Errorf("store: transaction rolled back at commit (%s)", commit)
+	}
+	if !ok {
+		s.heads.forget(corrs)
+		return 0, false, nil
+	}
+	s.heads.put(heads)
+	s.recent.add(events, time.Now())
+	return int64(len(events)), true, nil
 }
 
 func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
@@ -257,7 +350,9 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 	}
 	var inserted int64
 	b := &pgx.Batch{}
-	var tag, commit pgconn.CommandTag
+	var commit pgconn.CommandTag
+	shard, release := s.shards.acquire()
+	defer release()
 	switch {
 	case len(fresh) >= copyMinRows:
 		// A big batch goes by COPY, in a round trip of its own: PostgreSQL
@@ -271,15 +366,14 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return 0, err
 		}
 		inserted = n
-		b.Queue(insertIDsSQL, idColumns(fresh)...)
-		b.Queue(writeHeadsSQL, heads.ids, heads.seqs, heads.hashes)
+		b.Queue(commitAfterCopySQL, append(idColumns(fresh), commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
 	case len(fresh) > 0:
-		if err := s.queueLinked(b, fresh, heads, &tag); err != nil {
+		cols, err := batchColumns(fresh)
+		if err != nil {
 			return 0, err
 		}
-	}
-	if len(fresh) > 0 {
-		defer s.queueRollups(b, fresh)()
+		inserted = int64(len(fresh))
+		b.Queue(commitEventsSQL, append(cols, commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
 	}
 	end := "COMMIT"
 	if trial {
@@ -290,6 +384,7 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 		return nil
 	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		s.heads.forget(heads.ids)
 		if isDuplicateEvent(err) {
 			return 0, errChainRace
 		}
@@ -300,10 +395,12 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 	}
 	if commit.String() != "COMMIT" {
 		// COMMIT of a failed transaction answers ROLLBACK, without an error.
+		s.heads.forget(heads.ids)
 		return 0, fmt.Errorf("store: transaction rolled back at commit (%s)", commit)
 	}
+	s.heads.put(heads)
 	s.recent.add(fresh, time.Now())
-	return inserted + tag.RowsAffected(), nil
+	return inserted, nil
 }
 
 // queueLinked queues the INSERT of linked events (by unnest), of their ids
@@ -349,11 +446,13 @@ func rollback(conn *pgx.Conn) {
 }
 
 // isDuplicateEvent reports a primary-key violation of audit_events or of
-// audit_event_ids.
+// audit_event_ids, or of a table commitSQL adds rows to that a concurrent
+// commit added first (a chain head, a rollup row): the commit is retried.
 func isDuplicateEvent(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
-		(strings.HasPrefix(pgErr.TableName, "audit_events") || pgErr.TableName == "audit_event_ids")
+		(strings.HasPrefix(pgErr.TableName, "audit_events") || pgErr.TableName == "audit_event_ids" ||
+			pgErr.TableName == "audit_chain_heads" || strings.HasPrefix(pgErr.TableName, "audit_rollup_"))
 }
 
 func sameDate(a, b audit.Date) bool { return a.Std().Equal(b.Std()) }

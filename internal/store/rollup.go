@@ -75,6 +75,16 @@ func newRollupDelta(events []*audit.Event) rollupDelta {
 
 // queue adds the delta's two upserts to b, the hourly counts under shard.
 func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
+	hourly, correlations := d.columns()
+	b.Queue(addHourlySQL, hourly[0], hourly[1], hourly[2], hourly[3], hourly[4], shard, hourly[5])
+	b.Queue(addCorrelationsSQL, correlations...)
+}
+
+// columns returns the delta as array parameters, rows sorted by key (so two
+// transactions that meet on a row lock it in the same order): the hourly
+// counts as bucket, type, category, outcome, severity, count; the
+// correlation counts as bucket, correlation, namespace, cluster, count.
+func (d rollupDelta) columns() (hourly, correlations []any) {
 	hk := slices.SortedFunc(maps.Keys(d.hourly), func(a, b hourlyKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.typ, b.typ), cmp.Compare(a.category, b.category),
 			cmp.Compare(a.outcome, b.outcome), cmp.Compare(a.severity, b.severity))
@@ -85,7 +95,7 @@ func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
 	for i, k := range hk {
 		buckets[i], types[i], cats[i], outcomes[i], sevs[i], counts[i] = k.bucket, k.typ, k.category, k.outcome, k.severity, d.hourly[k]
 	}
-	b.Queue(addHourlySQL, buckets, types, cats, outcomes, sevs, shard, counts)
+	hourly = []any{buckets, types, cats, outcomes, sevs, counts}
 
 	ck := slices.SortedFunc(maps.Keys(d.correlations), func(a, b correlationKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.correlation, b.correlation),
@@ -97,7 +107,7 @@ func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
 	for i, k := range ck {
 		buckets[i], ids[i], nss[i], clusters[i], counts[i] = k.bucket, k.correlation, k.ns, k.cluster, d.correlations[k]
 	}
-	b.Queue(addCorrelationsSQL, buckets, ids, nss, clusters, counts)
+	return hourly, []any{buckets, ids, nss, clusters, counts}
 }
 
 // shardSet hands each concurrent InsertEvents transaction a distinct

@@ -24,6 +24,7 @@ type Store struct {
 	parents parentLookups // coalesces concurrent parent lookups (parents.go)
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
+	heads   *headCache    // chain heads this process committed last (commit.go)
 }
 
 // Options tune the connection pool.
@@ -59,7 +60,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents()}
+	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache()}
 	ro := readroute.Options{MaxLag: opts.MaxReplicaLag, Registerer: opts.Registerer, Log: opts.Log}
 	if opts.ReplicaURL != "" {
 		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil); err != nil {

@@ -45,6 +45,7 @@ type loadResult struct {
 	cpu     cpuSplit
 	peakRSS int64
 	deep    *deepDive // the heavy scenarios only
+	work    *pgWork   // PostgreSQL's counters over the measured window (writepath.go)
 }
 
 // deepDive is what the heavy scenarios collect besides throughput: where
@@ -136,7 +137,8 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 			}
 		}
 	}
-	res := loadResult{Result: loadgen.Run(ctx, e.APIAddr, spec, bodies, probe)}
+	ww := &windowWork{ctx: ctx, e: e}
+	res := loadResult{Result: loadgen.Run(ctx, e.APIAddr, spec, bodies, ww.wrap(probe))}
 	res.cpu = split
 	res.peakRSS = harness.PeakRSS(srv)
 	if deep {
@@ -147,6 +149,7 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 		dd.statements = topStatements(ctx, e)
 		res.deep = &dd
 	}
+	res.work = ww.result(dd.waits.samples)
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}

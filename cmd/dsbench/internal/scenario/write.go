@@ -94,6 +94,11 @@ func RunWrite(ctx context.Context, o Options) error {
 			harness.Logf("  first error: %s", res.FirstErr)
 		}
 	}
+	if o.Only == "" || strings.Contains("naive c=1", o.Only) {
+		if err := runNaiveComparison(ctx, e, r, single); err != nil { // writepath.go
+			return err
+		}
+	}
 	r.serverPeakRSSAll = harness.PeakRSS(e.ServerPID())
 
 	rows := int64(0)
@@ -107,7 +112,10 @@ func RunWrite(ctx context.Context, o Options) error {
 		return finishReport(ctx, e, r, o)
 	}
 	harness.Logf("raw limit: COPY of %d rows straight into audit_events", rows)
-	if r.copy, err = rawCopy(ctx, e, gen, rows); err != nil {
+	if r.wp.copyWork, err = measureWork(ctx, e, func() (err error) {
+		r.copy, err = rawCopy(ctx, e, gen, rows)
+		return err
+	}); err != nil {
 		return fmt.Errorf("raw copy: %w", err)
 	}
 	harness.Logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
@@ -115,6 +123,10 @@ func RunWrite(ctx context.Context, o Options) error {
 	harness.Logf("hash chain cost: the store's insert with and without chain statements")
 	if r.chain, err = chainCost(ctx, e, gen); err != nil {
 		return fmt.Errorf("chain cost: %w", err)
+	}
+	harness.Logf("chains on vs off, rollups on in both (writepath.go)")
+	if r.wp.chains, err = runChainsOnOff(ctx, e, gen); err != nil {
+		r.wp.chainsErr = err.Error()
 	}
 	harness.Logf("EXPLAIN at 36 partitions (after the load)")
 	if r.explainLoaded, err = explainSet(ctx, e, true); err != nil {

@@ -32,6 +32,7 @@ type writeReport struct {
 	chain             []chainRun
 	serverPeakRSSAll  int64
 	rowsInTable       int64
+	wp                writepathReport // writepath.go
 }
 
 type facts struct {
@@ -202,6 +203,7 @@ func (r *writeReport) markdown() string {
 	}
 	p("")
 
+	b.WriteString(r.writepathMarkdown()) // writepath_report.go
 	p("## Targets")
 	p("")
 	p("| target | measured | met |")
