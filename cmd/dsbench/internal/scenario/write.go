@@ -120,10 +120,6 @@ func RunWrite(ctx context.Context, o Options) error {
 	}
 	harness.Logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
 
-	harness.Logf("hash chain cost: the store's insert with and without chain statements")
-	if r.chain, err = chainCost(ctx, e, gen); err != nil {
-		return fmt.Errorf("chain cost: %w", err)
-	}
 	harness.Logf("chains on vs off, rollups on in both (writepath.go)")
 	if r.wp.chains, err = runChainsOnOff(ctx, e, gen); err != nil {
 		r.wp.chainsErr = err.Error()

@@ -29,7 +29,6 @@ type writeReport struct {
 	explainLoaded     []explainRow
 	loads             []loadResult
 	copy              copyResult
-	chain             []chainRun
 	serverPeakRSSAll  int64
 	rowsInTable       int64
 	wp                writepathReport // writepath.go
@@ -221,29 +220,6 @@ func (r *writeReport) markdown() string {
 			p("| %s: ≥ 80 %% of raw COPY | %s (%.0f of %.0f) | %s |", name, r.ratio(l.EventsPerSec()), l.EventsPerSec(), r.copy.rowsPerSec(),
 				report.Yes(l.EventsPerSec() >= .8*r.copy.rowsPerSec()))
 		}
-	}
-	p("")
-
-	p("## Cost of the hash chains")
-	p("")
-	p("The product has no switch to turn chains off (it would weaken integrity), so this is measured below the HTTP layer, through pgx from dsbench against the same table: *off* is the store's own write of the rows alone in a transaction (INSERT … SELECT FROM unnest, or COPY from %d rows on, as the store does); *on* is the product's own group commit (`ingest.Pipeline` with as many writers as submitters, correlations routed to writers as in the server, over `store.InsertEvents`: advisory locks per correlation, chain-head read, canonical JSON and SHA-256 per event, the same write, chain-head upsert, the aggregation rollups, one transaction per writer). Same decoded events for both; events are decoded before the clock starts. The cost therefore includes the rollups (two small upserts per commit) as well as the chains.", storeCopyMinRows)
-	p("")
-	p("| batch × writers | chains | rows/s | PostgreSQL CPU µs/row | Go CPU µs/row | chain cost |")
-	p("|---|---|--:|--:|--:|--:|")
-	for i, c := range r.chain {
-		cost := ""
-		if c.chain && i > 0 && !r.chain[i-1].chain && r.chain[i-1].batch == c.batch {
-			off := r.chain[i-1].rowsPerSec()
-			if off > 0 {
-				cost = fmt.Sprintf("%+.0f %% rows/s", 100*(c.rowsPerSec()-off)/off)
-			}
-		}
-		onOff := "off"
-		if c.chain {
-			onOff = "on"
-		}
-		n := float64(max(c.rows, 1))
-		p("| %d × %d | %s | %.0f | %.0f | %.0f | %s |", c.batch, c.writers, onOff, c.rowsPerSec(), c.pgCPU/n*1e6, c.goCPU/n*1e6, cost)
 	}
 	p("")
 
