@@ -145,11 +145,17 @@ func commitArgs(heads chainHeads, expected *chainHeads, check []uuid.UUID, d rol
 type headCache struct {
 	mu    sync.Mutex
 	heads map[string]cachedHead
+	// inflight holds the ids of the optimistic commits in flight
+	// (overlap.go).
+	inflight map[uuid.UUID]*flight
 }
 
 type cachedHead struct {
 	seq  int64
 	hash string
+	// owner is the optimistic commit in flight that will leave this head
+	// (overlap.go); nil once a commit left it.
+	owner *flight
 }
 
 // maxCachedHeads bounds the cache: some 100 bytes an entry, 6 MB at most.

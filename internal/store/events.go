@@ -259,6 +259,14 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 		if done {
 			return n, nil
 		}
+		n, done, err = s.insertOverlap(ctx, conn.Conn(), events, canon)
+		if err != nil {
+			rollback(conn.Conn())
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
+		}
+		if done {
+			return n, nil
+		}
 	}
 	inserted, err := s.insertTx(ctx, conn.Conn(), events, canon, trial)
 	if err != nil {
