@@ -242,8 +242,10 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // when the guard fails, it takes two: BEGIN, the chain locks, the chain
 // heads, the duplicate check and the parent lookup in one pipeline;
 // commitSQL (with the rows, or after their COPY, which takes a round trip
-// of its own) and COMMIT in the next. A trial (locateRefusal) ends with
-// ROLLBACK instead of COMMIT.
+// of its own) and COMMIT in the next. A commit of copyMinRows events or
+// more first tries the optimistic path (insertOverlap, overlap.go), which
+// takes the chain locks only after its COPY. A trial (locateRefusal) ends
+// with ROLLBACK instead of COMMIT.
 func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
