@@ -148,6 +148,9 @@ type headCache struct {
 	// inflight holds the ids of the optimistic commits in flight
 	// (overlap.go).
 	inflight map[uuid.UUID]*flight
+	// pessimistic counts the large commits that take the reading path
+	// before optimistic linking is tried again (overlapBackoff).
+	pessimistic int
 }
 
 type cachedHead struct {

@@ -38,6 +38,11 @@ import (
 // (insertTx), which reads the heads under the locks and sorts retries from
 // conflicts: the guarantees stay those of that path.
 
+// peekHeadsSQL is readHeadsSQL for a commit that links optimistically: the
+// same rows, read before the chain locks; its own text tells the two apart
+// in pg_stat_statements and in tests.
+const peekHeadsSQL = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1::text[])`
+
 // flight is one optimistic commit in progress, from the reservation of its
 // chains in the head cache to the end of its transaction.
 type flight struct {
@@ -61,20 +66,18 @@ type reservation struct {
 	ids      []uuid.UUID
 }
 
-// reserve links events (canon: their canonical forms) to the heads this
-// process expects the table to hold once its commits in flight are done, and
-// records the heads they leave as the new expectation, owned by the new
-// flight. It returns busy (and reserves nothing) when an id of events
-// belongs to a commit in flight: two uncommitted transactions holding the
-// same id would wait for each other in PostgreSQL while one waits for the
-// other in Go, which no deadlock detector sees.
-func (c *headCache) reserve(h audit.Hasher, events []*audit.Event, canon [][]byte) (r reservation, busy []*flight) {
-	corrs := make([]string, 0, 64)
-	for _, e := range events {
-		corrs = append(corrs, e.CorrelationID)
-	}
-	slices.Sort(corrs)
-	corrs = slices.Compact(corrs)
+// reserve links events (canon: their canonical forms; corrs: their
+// correlations, sorted, once each) to the heads this process expects the
+// table to hold once its commits in flight are done, and records the heads
+// they leave as the new expectation, owned by the new flight. read holds
+// heads just read from the table for chains the cache did not know; the
+// newer of a read head and a remembered one wins (a chain only grows), and
+// a head a flight will leave wins over both. It returns busy (and reserves
+// nothing) when an id of events belongs to a commit in flight: two
+// uncommitted transactions holding the same id would wait for each other in
+// PostgreSQL while one waits for the other in Go, which no deadlock detector
+// sees.
+func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Event, canon [][]byte, read map[string]cachedHead) (r reservation, busy []*flight) {
 	var ids []uuid.UUID
 	for _, e := range events {
 		if !e.ServerID() {
@@ -102,7 +105,10 @@ func (c *headCache) reserve(h audit.Hasher, events []*audit.Event, canon [][]byt
 		ids:      ids,
 	}
 	for i, id := range corrs {
-		ch := c.heads[id]
+		ch, known := c.heads[id]
+		if rd, ok := read[id]; ok && ch.owner == nil && (!known || rd.seq > ch.seq) {
+			ch = rd
+		}
 		r.expected.seqs[i], r.expected.hashes[i] = ch.seq, ch.hash
 		if ch.owner != nil && !slices.Contains(r.after, ch.owner) {
 			r.after = append(r.after, ch.owner)
@@ -158,6 +164,58 @@ func (c *headCache) settle(r reservation, events []*audit.Event, committed bool)
 	close(r.f.done)
 }
 
+// unknown returns the chains of corrs the cache holds no head for: new
+// correlations, or ones this process has not written since it started (or
+// since the cache started over).
+func (c *headCache) unknown(corrs []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, id := range corrs {
+		if _, ok := c.heads[id]; !ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// overlapBackoff is how many large commits take the reading path directly
+// after an optimistic commit found a head moved. Heads move under a replica
+// when another one writes the same chains at the same time; each such
+// failure costs a COPY rolled back, so while it keeps happening the commits
+// queue on the chain locks instead, as they did before optimistic linking,
+// and try again now and then.
+const overlapBackoff = 8
+
+// optimistic reports whether the next large commit may link
+// optimistically, counting down the backoff.
+func (c *headCache) optimistic() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pessimistic > 0 {
+		c.pessimistic--
+		return false
+	}
+	return true
+}
+
+// headMoved starts the backoff.
+func (c *headCache) headMoved() {
+	c.mu.Lock()
+	c.pessimistic = overlapBackoff
+	c.mu.Unlock()
+}
+
+// corrsOf returns the correlations of events, sorted, once each.
+func corrsOf(events []*audit.Event) []string {
+	corrs := make([]string, 0, 64)
+	for _, e := range events {
+		corrs = append(corrs, e.CorrelationID)
+	}
+	slices.Sort(corrs)
+	return slices.Compact(corrs)
+}
+
 // wait returns once every flight of fs has ended: errPredecessorFailed when
 // one did not commit, ctx's error when ctx ends first.
 func wait(ctx context.Context, fs []*flight) error {
@@ -175,7 +233,7 @@ func wait(ctx context.Context, fs []*flight) error {
 }
 
 // insertOverlap commits a large batch optimistically (see above), in four
-// round trips: BEGIN; the COPY; the chain locks and commitSQL guarded by
+// round trips: BEGIN (with the heads the cache does not know); the COPY; the chain locks and commitSQL guarded by
 // the heads linked to; COMMIT, or ROLLBACK when the guard failed. done is
 // false when it could not commit the batch: the transaction is then rolled
 // back and the caller takes the reading path on the same connection.
@@ -190,11 +248,42 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 		}
 		seen[e.ID] = struct{}{}
 	}
-	r, busy := s.heads.reserve(s.hasher, events, canon)
+	if !s.heads.optimistic() {
+		return 0, false, nil
+	}
+	corrs := corrsOf(events)
+	// The heads of chains the cache does not know are read in BEGIN's round
+	// trip, without a lock: a replica that restarted, or that writes a
+	// chain for the first time since, links to them instead of failing its
+	// check and throwing its COPY away. A head moved meanwhile is caught by
+	// the check. The foreign-key checks the COPY fires need generic plans
+	// (genericPlansSQL), set after the read, which prunes best without.
+	read := map[string]cachedHead{}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	if unknown := s.heads.unknown(corrs); len(unknown) > 0 {
+		b.Queue(peekHeadsSQL, unknown).Query(func(rows pgx.Rows) error {
+			var c string
+			var h cachedHead
+			_, err := pgx.ForEachRow(rows, []any{&c, &h.seq, &h.hash}, func() error {
+				read[c] = h
+				return nil
+			})
+			return err
+		})
+	}
+	b.Queue(genericPlansSQL)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return 0, false, err
+	}
+	r, busy := s.heads.reserve(s.hasher, corrs, events, canon, read)
 	if busy != nil {
 		// The same ids are being committed right now (a client retrying a
 		// request still in flight): once that commit ended, the reading
 		// path finds them stored and answers the retry.
+		if err := abort(ctx, conn); err != nil {
+			return 0, false, err
+		}
 		if err := wait(ctx, busy); err != nil && !errors.Is(err, errPredecessorFailed) {
 			return 0, false, err
 		}
@@ -203,14 +292,6 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 	committed := false
 	defer func() { s.heads.settle(r, events, committed) }()
 
-	// The foreign-key checks the COPY fires need generic plans
-	// (genericPlansSQL); BEGIN goes in the same round trip.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(genericPlansSQL)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return 0, false, err
-	}
 	n, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, insertColumns, &eventRows{events: events})
 	switch {
 	case isDuplicateEvent(err):
@@ -244,6 +325,7 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 	case !ok:
 		// A head moved (another replica, the reading path, the catalog)
 		// or a client-given id is taken: nothing of ours may stay.
+		s.heads.headMoved()
 		return 0, false, abort(ctx, conn)
 	}
 	tag, err := conn.Exec(ctx, "COMMIT")
