@@ -143,8 +143,11 @@ func commitArgs(heads chainHeads, expected *chainHeads, check []uuid.UUID, d rol
 // or missing entry costs a round trip, not a broken chain. Another replica,
 // the catalog's writes or a rolled-back commit make entries stale.
 type headCache struct {
-	mu    sync.Mutex
-	heads map[string]cachedHead
+	// reserving orders the reservations of optimistic commits
+	// (overlap.go); it is taken before mu, never after.
+	reserving sync.Mutex
+	mu        sync.Mutex
+	heads     map[string]cachedHead
 	// inflight holds the ids of the optimistic commits in flight
 	// (overlap.go).
 	inflight map[uuid.UUID]*flight

@@ -84,18 +84,23 @@ func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Even
 			ids = append(ids, e.ID)
 		}
 	}
+	// Reservations take their turn under reserving, and hash the batch
+	// outside mu: a small commit (insertFast) reads and writes the cache
+	// under mu and must not wait for 500 SHA-256 links. A small or reading
+	// commit that updates a chain between the two halves is overwritten
+	// by this reservation's prediction; the guard then fails for one of
+	// them, which takes the reading path: slower, never wrong.
+	c.reserving.Lock()
+	defer c.reserving.Unlock()
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inflight == nil {
-		c.inflight = make(map[uuid.UUID]*flight)
-	}
 	for _, e := range events {
 		if f, ok := c.inflight[e.ID]; ok && !slices.Contains(busy, f) {
 			busy = append(busy, f)
 		}
 	}
 	if len(busy) > 0 {
+		c.mu.Unlock()
 		return reservation{}, busy
 	}
 	f := &flight{done: make(chan struct{})}
@@ -114,6 +119,8 @@ func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Even
 			r.after = append(r.after, ch.owner)
 		}
 	}
+	c.mu.Unlock()
+
 	r.heads = chainHeads{ids: corrs, seqs: slices.Clone(r.expected.seqs), hashes: slices.Clone(r.expected.hashes)}
 	for i, e := range events {
 		k, _ := slices.BinarySearch(corrs, e.CorrelationID)
@@ -122,6 +129,9 @@ func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Even
 		r.heads.hashes[k] = h.Link(prev, canon[i])
 		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = r.heads.seqs[k], r.heads.hashes[k], &prev, h.Algorithm()
 	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.heads)+len(corrs) > maxCachedHeads {
 		// Starting over forgets the predictions too: a commit reserved
 		// after this one then expects no head, fails its check and takes
@@ -130,6 +140,9 @@ func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Even
 	}
 	for i, id := range corrs {
 		c.heads[id] = cachedHead{seq: r.heads.seqs[i], hash: r.heads.hashes[i], owner: f}
+	}
+	if c.inflight == nil {
+		c.inflight = make(map[uuid.UUID]*flight)
 	}
 	for _, e := range events {
 		c.inflight[e.ID] = f
