@@ -55,6 +55,10 @@ type Row struct {
 	CreatedAt         time.Time  `parquet:"created_at,timestamp(microsecond)"`
 }
 
+// DefaultRowsPerGroup is the row group size when Options.RowsPerGroup is
+// 0: a lookup decodes one group (or two) of this many rows.
+const DefaultRowsPerGroup = 2048
+
 // correlationColumn is the name of the column whose statistics a reader
 // uses to skip row groups.
 const correlationColumn = "correlation_id"
@@ -274,16 +278,9 @@ type ScanStats struct {
 }
 
 // readCorrelation returns the events of correlation id in the file, in
-// chain order, reading only the row groups whose statistics can hold it.
-func readCorrelation(r io.ReaderAt, size int64, id string, stats *ScanStats) ([]audit.Event, error) {
-	f, err := openParquet(r, size)
-	if err != nil {
-		return nil, err
-	}
-	col, err := columnIndex(f, correlationColumn)
-	if err != nil {
-		return nil, err
-	}
+// chain order, reading only the row groups whose statistics can hold it
+// (col is the index of correlation_id).
+func readCorrelation(f *parquet.File, col int, id string, stats *ScanStats) ([]audit.Event, error) {
 	var out []audit.Event
 	for i, rg := range f.RowGroups() {
 		stats.RowGroups++
