@@ -28,10 +28,12 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 
 // getEventSQL finds the row an id names through audit_event_ids (migration
 // 00006): a row stored under the same id on another date before ids were
-// unique is never returned. The date comes from an InitPlan, so PostgreSQL
-// prunes the partitions at executor start and reads one.
+// unique is never returned. An id without a row there is looked up on the
+// date it names ($2, NULL unless it is a v7 id, see ids.go): the server
+// made it and kept no row. The date comes from an InitPlan, so PostgreSQL
+// prunes the partitions during execution and reads one.
 const getEventSQL = `SELECT ` + eventColumns + ` FROM audit_events
-	WHERE event_id = $1 AND event_date = (SELECT event_date FROM audit_event_ids WHERE event_id = $1)`
+	WHERE event_id = $1 AND event_date = coalesce((SELECT event_date FROM audit_event_ids WHERE event_id = $1), $2)`
 
 // GetEvent returns the event with the given id, or ErrNotFound. An id the
 // standby does not have yet is looked up on the primary too, so a 404 is
@@ -41,13 +43,13 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err 
 	defer classifyErr(&err)
 	db := s.reads(ctx)
 	defer db.done(&err)
-	rows, err := db.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
+	rows, err := db.Query(ctx, getEventSQL, getEventArgs(id)...)
 	if err != nil {
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
 	}
 	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
 	if errors.Is(err, pgx.ErrNoRows) && db.target == readroute.Replica {
-		rows, err = s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
+		rows, err = s.pool.Query(ctx, getEventSQL, getEventArgs(id)...)
 		if err != nil {
 			return audit.Event{}, fmt.Errorf("store: get event: %w", err)
 		}
