@@ -28,7 +28,7 @@ import (
 const (
 	recentParentsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3
 	UNION ALL ` + selfDatedSQL45
-	parentsSQL       = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
+	parentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
 )
 
 // parentWindow is how far before its earliest child the first lookup
