@@ -25,7 +25,7 @@ import (
 // the authority wherever it has a row; and a probe's answer counts only on
 // the date the id names (the = ANY pairs ids and dates crosswise).
 //
-// Who relies on it: GET /events/{id} (getEventSQL), parents
+// Who relies on it: GET /events/{id} (getEventOnDateSQL), parents
 // (recentParentsSQL), the duplicate check of client-given ids
 // (storedIDsSQL: a client that sends back the id it was answered is
 // retrying, or in conflict), and through them the catalog. Retention and
@@ -70,15 +70,6 @@ func storedIDsArgs(ids []uuid.UUID) []any {
 func recentParentsArgs(ids []uuid.UUID, from, to time.Time) []any {
 	v7, dates := probes(ids)
 	return []any{pgUUIDs(ids), from, to, v7, dates}
-}
-
-// getEventArgs are the parameters of getEventSQL.
-func getEventArgs(id uuid.UUID) []any {
-	date := pgtype.Date{}
-	if d, ok := audit.IDDate(id); ok {
-		date = pgtype.Date{Time: d.Std(), Valid: true}
-	}
-	return []any{pgtype.UUID{Bytes: id, Valid: true}, date}
 }
 
 // collectIDDates reads rows of (event_id, event_date, probed) into found,
