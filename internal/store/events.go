@@ -82,7 +82,8 @@ const (
 	// lockChainsGenericSQL is lockChainsSQL and genericPlansSQL in one
 	// statement, for a commit that reads nothing before it writes
 	// (insertFast).
-	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true) FROM unnest($1::text[]) AS c`
+	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true), ` +
+		indexJoins + ` FROM unnest($1::text[]) AS c`
 	readHeadsSQL         = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
 	// storedIDsSQL finds the ids already taken, on any date
 	// (audit_event_ids, migration 00006): one primary-key probe per id on an
@@ -112,7 +113,21 @@ ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_ha
 // that look ids up in a range of dates must not follow it: in PostgreSQL 15
 // a generic plan locks every partition before pruning, which took a parent
 // lookup from 0.2 to 3 ms; they run before it, on custom plans.
-const genericPlansSQL = `SET LOCAL plan_cache_mode = force_generic_plan`
+//
+// It also keeps commitSQL's generic plan on index probes (indexJoins).
+const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + indexJoins
+
+// indexJoins makes the rest of a write transaction join by index probes
+// only. commitSQL's generic plan cannot see how many heads and rollup rows a
+// commit touches (it guesses 10 per unnest) and, while audit_chain_heads and
+// the rollup tables are a few thousand rows, it joined them by hash, reading
+// each table whole at every commit: measured (TestMeasureLoneCommit, perf)
+// that was most of what a one-event commit cost PostgreSQL beyond a naive
+// INSERT; with index probes a commit's cost no longer grows with the
+// tables. Nothing later in the transaction needs a hash join or a
+// sequential scan (the foreign-key checks and lookups by id are index
+// probes); the settings end with the transaction.
+const indexJoins = `set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)`
 
 // errChainRace means a concurrent transaction stored one of our events
 // between our duplicate check and our insert; the hashes computed for it are
