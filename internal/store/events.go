@@ -84,7 +84,7 @@ const (
 	// (insertFast).
 	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true), ` +
 		indexJoins + ` FROM unnest($1::text[]) AS c`
-	readHeadsSQL         = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
+	readHeadsSQL = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
 	// storedIDsSQL finds the ids already taken, on any date
 	// (audit_event_ids, migration 00006): one primary-key probe per id on an
 	// unpartitioned table; and for v7 ids, the events stored without an id
