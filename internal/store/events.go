@@ -117,17 +117,21 @@ ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_ha
 // It also keeps commitSQL's generic plan on index probes (indexJoins).
 const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + indexJoins
 
-// indexJoins makes the rest of a write transaction join by index probes
+// indexJoins makes the rest of a write transaction read tables by index
 // only. commitSQL's generic plan cannot see how many heads and rollup rows a
 // commit touches (it guesses 10 per unnest) and, while audit_chain_heads and
-// the rollup tables are a few thousand rows, it joined them by hash, reading
-// each table whole at every commit: measured (TestMeasureLoneCommit, perf)
-// that was most of what a one-event commit cost PostgreSQL beyond a naive
-// INSERT; with index probes a commit's cost no longer grows with the
-// tables. Nothing later in the transaction needs a hash join or a
-// sequential scan (the foreign-key checks and lookups by id are index
-// probes); the settings end with the transaction.
-const indexJoins = `set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)`
+// the rollup tables are a few thousand rows, it joined them by hash over a
+// sequential scan, reading each table whole at every commit: for a commit
+// of one event that was most of what it cost PostgreSQL beyond a naive
+// INSERT (TestMeasureLoneCommit, same run: 590 → 370 µs of backend CPU per
+// event, the naive INSERT 127–132; auto_explain of the plan:
+// TestExplainLoneCommit). Only sequential scans are turned off: turning
+// hash joins off as well cost batches of 500 twice the CPU (52 against 27
+// µs per event), as the anti-joins between the statement's own CTEs became
+// nested loops, quadratic in the batch. Nothing later in the transaction
+// needs a sequential scan (foreign-key checks and lookups by id are index
+// probes); the setting ends with the transaction.
+const indexJoins = `set_config('enable_seqscan', 'off', true)`
 
 // errChainRace means a concurrent transaction stored one of our events
 // between our duplicate check and our insert; the hashes computed for it are
