@@ -199,3 +199,44 @@ func TestAParentGivenByServerMadeIDIsFound(t *testing.T) {
 	_, err = openStore(t, url).InsertEvents(ctx, []*audit.Event{child})
 	require.ErrorAs(t, err, &missing)
 }
+
+// A client's v7 id on another date than it names (an event stamped days
+// before it was sent): the id table holds it, and stays the authority over a
+// row of the same id on the named date (one written around it, as before
+// migration 00006 allowed).
+func TestAClientV7IDOnAnotherDateThanItNamesResolvesThroughItsRow(t *testing.T) {
+	t.Parallel()
+	st, url := newStore(t)
+	ctx := context.Background()
+	_, err := st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 3)
+	require.NoError(t, err)
+	ev := newEvent("rr-v7-late", time.Now().AddDate(0, 0, -3), 30)
+	ev.ID = uuid.Must(uuid.NewV7()) // names today
+	n, err := st.InsertEvents(ctx, []*audit.Event{ev})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, 1, idRows(t, st, ev.ID))
+
+	other := openStore(t, url)
+	got, err := other.GetEvent(ctx, ev.ID)
+	require.NoError(t, err)
+	assert.Equal(t, ev.Date, got.Date)
+
+	_, err = st.Pool().Exec(ctx, `INSERT INTO audit_events (event_id, event_date, event_timestamp, version, event_type,
+		event_category, event_action, event_outcome, correlation_id, event_data, actor_type, actor_id,
+		resource_type, resource_id, severity, retention_days, chain_seq, event_hash, previous_event_hash, hash_algorithm)
+		VALUES ($1, $2, $3, '1.0', 't', 'gateway', 'a', 'success', 'rr-v7-forger', '{}', 'service', 's',
+		'gateway', 'r', 'info', 30, 1, '\x00', '\x00', 'sha256')`, ev.ID, time.Now().UTC().Truncate(24*time.Hour), time.Now())
+	require.NoError(t, err)
+	got, err = other.GetEvent(ctx, ev.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "rr-v7-late", got.CorrelationID, "the id table's row, not the one on the date the id names")
+	child := childOf(ev, "rr-v7-late", time.Now())
+	require.NoError(t, openStore(t, url).ResolveParents(ctx, []*audit.Event{child}))
+	assert.Equal(t, ev.Date.Std(), child.ParentDate.Std())
+	forged := copyOf(ev)
+	forged.Data = []byte(`{"x":1}`)
+	_, err = other.InsertEvents(ctx, []*audit.Event{forged})
+	var conflict *audit.ConflictError
+	require.ErrorAs(t, err, &conflict)
+}
