@@ -403,7 +403,7 @@ func TestExportedMetricsAreFound(t *testing.T) {
 		"datastorage_http_request_duration_seconds_bucket": {"route", "method", "le"},
 		"datastorage_ingest_events_total":                  {"result"},
 		"datastorage_ingest_batch_size_sum":                nil,
-		"datastorage_db_pool_connections":                  {"state"},
+		"datastorage_db_pool_connections":                  {"pool", "state"},
 		"datastorage_spool_depth":                          {"stream"},
 		"datastorage_replay_events_total":                  {"stream", "result"},
 		"datastorage_partitions_ahead_months":              nil,

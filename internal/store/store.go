@@ -130,3 +130,7 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 
 // Pool exposes the pool for its statistics (metrics) and for tests.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// ReplicaPool exposes the standby's pool (database.replicaUrl) for its
+// statistics; nil without a standby.
+func (s *Store) ReplicaPool() *pgxpool.Pool { return s.replica }
