@@ -56,26 +56,29 @@ type Options struct {
 // connection is made on first use.
 func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
 	fenced := newFencedConns()
-	pool, err := newPool(ctx, connString, opts, fenced)
+	pool, err := newPool(ctx, connString, opts, fenced, nil)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache()}
 	ro := readroute.Options{MaxLag: opts.MaxReplicaLag, Registerer: opts.Registerer, Log: opts.Log}
+	standbys := &standbyConns{}
 	if opts.ReplicaURL != "" {
-		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil); err != nil {
+		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil, standbys); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("store: replica: %w", err)
 		}
-		ro.Probe = probeReplica(s.replica)
+		ro.Probe = standbys.probe(s.replica)
 	}
 	s.router = readroute.New(ro)
+	standbys.router.Store(s.router)
 	return s, nil
 }
 
 // newPool creates a pool with the service's session settings. fenced, when
-// set, drops the connections a read-only server refused a write on.
-func newPool(ctx context.Context, connString string, opts Options, fenced *fencedConns) (*pgxpool.Pool, error) {
+// set, drops the connections a read-only server refused a write on;
+// standbys, when set, keeps reads off the standbys that are behind.
+func newPool(ctx context.Context, connString string, opts Options, fenced *fencedConns, standbys *standbyConns) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse connection string: %w", err)
@@ -87,6 +90,9 @@ func newPool(ctx context.Context, connString string, opts Options, fenced *fence
 	cfg.ConnConfig.Tracer = opts.Tracer
 	if fenced != nil {
 		fenced.install(cfg)
+	}
+	if standbys != nil {
+		standbys.install(cfg)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -309,6 +311,8 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, testenv.WithReplication())
 	standby := testenv.NewStandby(t, s.pg)
+	// The lag is exported per standby, under the address it sees itself on.
+	standbyServer := net.JoinHostPort(standby.Host, strconv.Itoa(standby.Port))
 	srv := s.startServer("ds", "DATASTORAGE_DATABASE_REPLICAURL="+standby.URL("datastorage"),
 		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s", patientConnect)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -346,7 +350,7 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	fellBack := time.Since(paused)
 	lagReads, _ := srv.metric(`datastorage_db_reads_total{reason="lag",target="primary"}`)
 	assert.Positive(t, lagReads, "reads counted as sent to the primary for lag")
-	lag, _ := srv.metric(`datastorage_db_replica_lag_seconds`)
+	lag, _ := srv.metric(`datastorage_db_replica_lag_seconds{server="` + standbyServer + `"}`)
 	assert.Greater(t, lag, 1.0, "the lag seen is above the maximum")
 	strongReads, _ := srv.metric(`datastorage_db_reads_total{reason="strong",target="primary"}`)
 	assert.GreaterOrEqual(t, strongReads, 5.0)
