@@ -130,8 +130,14 @@ type sample struct {
 
 // serverSample is one standby's last sample.
 type serverSample struct {
-	lag time.Duration
-	at  time.Time
+	lag  time.Duration
+	at   time.Time // of the last good sample
+	down bool      // a later probe reached no standby at all
+}
+
+// fresh reports whether s still describes its server at now.
+func (s serverSample) fresh(now time.Time, staleAfter time.Duration) bool {
+	return !s.down && now.Sub(s.at) <= staleAfter
 }
 
 // Router routes reads. It is safe for concurrent use.
@@ -144,8 +150,10 @@ type Router struct {
 	last atomic.Pointer[sample] // nil until the first sample
 
 	// staleAfter is how long a server's sample counts: past it the server
-	// is unknown until sampled again.
-	staleAfter time.Duration
+	// is unknown until sampled again. forgetAfter is how long a server
+	// nothing reaches keeps its series (a standby replaced by a new pod
+	// under another address would otherwise show as down forever).
+	staleAfter, forgetAfter time.Duration
 	mu         sync.Mutex
 	servers    map[string]serverSample // by server key; guarded by mu
 
@@ -169,6 +177,7 @@ func New(o Options) *Router {
 	// standby unknown, and a server not sampled for that long is re-sampled
 	// on the connection a read is about to use.
 	r.staleAfter = 3 * r.interval
+	r.forgetAfter = max(100*r.interval, 5*time.Minute)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -280,7 +289,7 @@ func (r *Router) Usable(server string) (usable, known bool) {
 	r.mu.Lock()
 	s, ok := r.servers[server]
 	r.mu.Unlock()
-	if !ok || time.Since(s.at) > r.staleAfter {
+	if !ok || !s.fresh(time.Now(), r.staleAfter) {
 		return false, false
 	}
 	return s.lag <= r.maxLag, true
@@ -312,18 +321,26 @@ func (r *Router) Sample(parent context.Context) {
 	r.mu.Lock()
 	if err != nil {
 		// None answered: every server counts as down.
-		for server := range r.servers {
-			r.servers[server] = serverSample{}
+		for server, s := range r.servers {
+			s.down = true
+			r.servers[server] = s
 		}
 	}
 	for server, lag := range lags {
 		r.observeLocked(server, lag, now)
 	}
 	// The standbys as a whole: up if any has a fresh sample, behind by the
-	// least lag among them. Servers not sampled for too long count as down.
+	// least lag among them. Servers not sampled for too long count as down,
+	// and are forgotten after a while.
 	all := sample{}
 	for server, s := range r.servers {
-		if now.Sub(s.at) > r.staleAfter {
+		if now.Sub(s.at) > r.forgetAfter {
+			delete(r.servers, server)
+			r.up.DeleteLabelValues(server)
+			r.lag.DeleteLabelValues(server)
+			continue
+		}
+		if !s.fresh(now, r.staleAfter) {
 			r.up.WithLabelValues(server).Set(0)
 			r.lag.WithLabelValues(server).Set(-1)
 			continue

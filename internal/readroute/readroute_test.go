@@ -162,6 +162,13 @@ func TestEachStandbyHasItsOwnLag(t *testing.T) {
 	assert.Equal(t, Primary, tg)
 	assert.Equal(t, ReasonReplicaDown, why)
 	assert.Equal(t, 0.0, gaugeValue(t, r.up.WithLabelValues("a:5432")))
+
+	// Long unreachable: forgotten, its series gone.
+	r.forgetAfter = 0
+	r.Sample(ctx)
+	assert.False(t, r.up.DeleteLabelValues("a:5432"), "a:5432's series was already deleted")
+	_, known = r.Usable("a:5432")
+	assert.False(t, known)
 }
 
 func TestNoReplicaReadsThePrimary(t *testing.T) {

@@ -355,6 +355,24 @@ func TestEachStandbyIsJudgedByItsOwnLag(t *testing.T) {
 	assert.Zero(t, labeled(t, reg, "datastorage_db_replica_refused_total", currentKey))
 	assert.Greater(t, labeled(t, reg, "datastorage_db_replica_lag_seconds", pausedKey), 0.3)
 	assert.Zero(t, labeled(t, reg, "datastorage_db_replica_lag_seconds", currentKey))
+
+	// A replicaUrl that lists both hosts, the paused one first: pgx tries
+	// the hosts in order (it has no load_balance_hosts), so every
+	// connection lands on the paused standby, is refused, and the reads go
+	// to the primary, fresh.
+	reg2 := prometheus.NewRegistry()
+	multi, err := store.Open(ctx, url, store.Options{MaxConns: 2, MaxReplicaLag: 300 * time.Millisecond, Registerer: reg2,
+		ReplicaURL: "postgres://postgres@" + pausedKey + "," + currentKey + "/datastorage?sslmode=disable", ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(multi.Close)
+	for range 3 {
+		multi.ReadRouter().Sample(ctx)
+		n, err := multi.CountEvents(ctx, query.EventFilter{CorrelationID: "rr-two"}, 1000)
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n, "a read saw the paused standby's stale copy")
+	}
+	assert.Positive(t, labeled(t, reg2, "datastorage_db_replica_lag_seconds", pausedKey))
+	assert.Zero(t, r2reads(t, reg2)["replica/replica_current"], "the only standby reached is behind: no read served by it")
 	require.NoError(t, paused.ResumeReplay(ctx))
 }
 
