@@ -154,8 +154,8 @@ type Router struct {
 	// nothing reaches keeps its series (a standby replaced by a new pod
 	// under another address would otherwise show as down forever).
 	staleAfter, forgetAfter time.Duration
-	mu         sync.Mutex
-	servers    map[string]serverSample // by server key; guarded by mu
+	mu                      sync.Mutex
+	servers                 map[string]serverSample // by server key; guarded by mu
 
 	reads   *prometheus.CounterVec
 	lag     *prometheus.GaugeVec
