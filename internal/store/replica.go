@@ -42,14 +42,14 @@ SELECT CASE
 // itself (its address and port: behind a Kubernetes service or a libpq
 // multi-host replicaUrl, each standby answers with its own), and samples
 // its lag in the same round trip. Over a Unix socket the address is NULL:
-// the socket's path names the server instead (see serverKey).
+// the socket's path names the server instead (see sampleServer).
 const standbyServerSQL = `SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), ''), (` + replicaLagSQL + `)`
 
-// ErrStandbyBehind is what acquiring a standby connection returns when the
+// errStandbyBehind is what acquiring a standby connection returns when the
 // server it is on is past database.maxReplicaLag or has no fresh sample:
 // the read goes to the primary instead (reader.reroute). Returned by the
 // replica pool's PrepareConn; never leaves the store.
-var ErrStandbyBehind = errors.New("store: the standby of this connection is behind or not sampled")
+var errStandbyBehind = errors.New("store: the standby of this connection is behind or not sampled")
 
 // probeCtxKey marks the sampler's own acquires, which must reach every
 // server, behind or not.
@@ -87,7 +87,7 @@ func (sc *standbyConns) install(cfg *pgxpool.Config) {
 // no fresh sample is sampled on the spot (one round trip, at most once per
 // three sampling intervals per server while the background sampler keeps
 // up). A connection on a server that is behind is destroyed and the read
-// fails with ErrStandbyBehind, which sends it to the primary: the pool
+// fails with errStandbyBehind, which sends it to the primary: the pool
 // keeps the connections to current standbys only.
 func (sc *standbyConns) prepare(ctx context.Context, c *pgx.Conn) (bool, error) {
 	r := sc.router.Load()
@@ -110,7 +110,7 @@ func (sc *standbyConns) prepare(ctx context.Context, c *pgx.Conn) (bool, error) 
 	}
 	if !usable {
 		r.Refused(key)
-		return false, ErrStandbyBehind
+		return false, errStandbyBehind
 	}
 	return true, nil
 }
@@ -206,7 +206,7 @@ func (r reader) reroute(ctx context.Context, err error) bool {
 	if r.target != readroute.Replica || err == nil || ctx.Err() != nil {
 		return false
 	}
-	if errors.Is(err, ErrStandbyBehind) {
+	if errors.Is(err, errStandbyBehind) {
 		return true // counted by the router's Refused
 	}
 	if Classify(err) != failure.Unavailable {
