@@ -352,6 +352,8 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	assert.Positive(t, lagReads, "reads counted as sent to the primary for lag")
 	lag, _ := srv.metric(`datastorage_db_replica_lag_seconds{server="` + standbyServer + `"}`)
 	assert.Greater(t, lag, 1.0, "the lag seen is above the maximum")
+	up, served := srv.metric(`datastorage_db_replica_up{server="` + standbyServer + `"}`)
+	assert.True(t, served && up == 1, "the paused standby still answers its samples: up %v (served %v)", up, served)
 	strongReads, _ := srv.metric(`datastorage_db_reads_total{reason="strong",target="primary"}`)
 	assert.GreaterOrEqual(t, strongReads, 5.0)
 	var standbyRows int
