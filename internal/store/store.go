@@ -39,7 +39,8 @@ type Options struct {
 	// benchmark uses it to EXPLAIN exactly what the aggregations send).
 	Tracer pgx.QueryTracer
 	// ReplicaURL, if set, names a streaming standby that serves the reads
-	// readroute lets it serve (see replica.go).
+	// readroute lets it serve (see replica.go), or a service in front of
+	// several, each judged by its own lag.
 	ReplicaURL string
 	// MaxReplicaLag is the largest sampled replay lag at which the standby
 	// still serves reads.
