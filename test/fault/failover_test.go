@@ -375,6 +375,83 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 		"5 writes with strong reads in between); lag seen %.1fs", fellBack.Round(time.Millisecond), lag)
 }
 
+// 13.3 with two standbys behind one replicaUrl (a round-robin balancer, as
+// CloudNativePG's -ro service in front of a 3-instance cluster's two
+// standbys): one standby's replay is paused; no eventual read ever returns
+// its stale copy, the other standby keeps serving, and /metrics names the
+// paused one (its lag, its refused connections).
+func TestOneOfTwoStandbysLagging(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WithReplication())
+	current, paused := testenv.NewStandby(t, s.pg), testenv.NewStandby(t, s.pg)
+	currentKey := net.JoinHostPort(current.Host, strconv.Itoa(current.Port))
+	pausedKey := net.JoinHostPort(paused.Host, strconv.Itoa(paused.Port))
+	lb := testenv.NewBalancer(t, currentKey, pausedKey)
+	srv := s.startServer("ds", "DATASTORAGE_DATABASE_REPLICAURL=postgres://postgres@"+lb.Addr()+"/datastorage?sslmode=disable",
+		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s", "DATASTORAGE_DATABASE_MAXCONNS=6", patientConnect)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const corr = "two-standbys"
+	metric := func(sample string) float64 {
+		v, _ := srv.metric(sample)
+		return v
+	}
+	replicaReads := func() float64 {
+		return metric(`datastorage_db_reads_total{reason="replica_current",target="replica"}`)
+	}
+	// Concurrent reads, so that the pool holds connections on both standbys.
+	readAll := func(n int) []map[string]bool {
+		out := make([]map[string]bool, n)
+		var wg sync.WaitGroup
+		for i := range out {
+			wg.Go(func() { out[i] = readIDs(t, srv, corr, "") })
+		}
+		wg.Wait()
+		return out
+	}
+
+	first := writeOne(t, srv, corr, 0)
+	require.NoError(t, current.WaitReplayed(ctx, s.pg))
+	require.NoError(t, paused.WaitReplayed(ctx, s.pg))
+	waitFor(t, 30*time.Second, "reads served by the standbys", func() bool {
+		before := replicaReads()
+		for _, ids := range readAll(6) {
+			if !ids[first] {
+				return false
+			}
+		}
+		return replicaReads() > before
+	})
+	waitFor(t, 30*time.Second, "both standbys sampled", func() bool {
+		_, a := srv.metric(`datastorage_db_replica_up{server="` + currentKey + `"}`)
+		_, b := srv.metric(`datastorage_db_replica_up{server="` + pausedKey + `"}`)
+		return a && b
+	})
+
+	require.NoError(t, paused.PauseReplay(ctx))
+	second := writeOne(t, srv, corr, 1)
+	require.NoError(t, current.WaitReplayed(ctx, s.pg))
+	waitFor(t, 30*time.Second, "the paused standby seen behind", func() bool {
+		return metric(`datastorage_db_replica_lag_seconds{server="`+pausedKey+`"}`) > 1
+	})
+	// From here on, no eventual read may miss the second write.
+	before := replicaReads()
+	stale := 0
+	for range 5 {
+		for _, ids := range readAll(8) {
+			if !ids[second] {
+				stale++
+			}
+		}
+	}
+	assert.Zero(t, stale, "eventual reads answered from the paused standby's stale copy")
+	assert.Greater(t, replicaReads(), before, "the current standby kept serving")
+	assert.Positive(t, metric(`datastorage_db_replica_refused_total{server="`+pausedKey+`"}`),
+		"connections on the paused standby were refused, by name")
+	assert.Zero(t, metric(`datastorage_db_replica_lag_seconds{server="`+currentKey+`"}`))
+	require.NoError(t, paused.ResumeReplay(ctx))
+}
+
 // 13.4: three replicas write 100 correlations concurrently, every
 // correlation through all three; one replica is SIGKILLed mid-stream, then
 // PostgreSQL goes away briefly so the others spool and the killed one's
