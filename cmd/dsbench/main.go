@@ -53,6 +53,7 @@ const (
 	modeWrite mode = iota
 	modeRead
 	modeCatalog
+	modeArchive
 )
 
 // config is the parsed command line.
@@ -74,7 +75,7 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 		c                        config
 		o                        = &c.opts
 		experiments, historyCost bool
-		read, catalog            bool
+		read, catalog, archiveB  bool
 	)
 	fs := flag.NewFlagSet("dsbench", flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -102,6 +103,8 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&o.ReadRequests, "read-requests", 200, "timed requests per read shape")
 	fs.DurationVar(&o.ReadBudget, "read-budget", 60*time.Second, "most time spent timing one read shape")
 	fs.IntVar(&o.ReadCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
+	fs.BoolVar(&archiveB, "archive", false, "run the archive benchmark instead: -archive-events events in an old month archived to a directory (writes bench/results/archive.md)")
+	fs.Int64Var(&o.ArchiveEvents, "archive-events", 10_000_000, "events of the month the archive benchmark archives")
 	fs.BoolVar(&catalog, "catalog", false, "run the workflow catalog benchmark instead (writes bench/results/catalog.md)")
 	fs.IntVar(&o.CatalogRequests, "catalog-requests", 3000, "timed requests per catalog search and get shape")
 	o.Args = args
@@ -114,8 +117,11 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 	if experiments || historyCost {
 		return config{}, errMoved
 	}
-	if read && catalog {
-		return config{}, errors.New("-read and -catalog are two different benchmarks: pick one")
+	if (read && catalog) || (read && archiveB) || (catalog && archiveB) {
+		return config{}, errors.New("-read, -archive and -catalog are different benchmarks: pick one")
+	}
+	if o.ArchiveEvents < 10_000 || o.ArchiveEvents > 50_000_000 {
+		return config{}, errors.New("-archive-events in [10k, 50M]")
 	}
 	if o.CatalogRequests < 100 || o.CatalogRequests > 100_000 {
 		return config{}, errors.New("-catalog-requests in [100, 100k]")
@@ -135,12 +141,15 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 		c.mode = modeRead
 	case catalog:
 		c.mode = modeCatalog
+	case archiveB:
+		c.mode = modeArchive
 	}
 	if o.Out == "" {
 		o.Out = map[mode]string{
 			modeWrite:   "bench/results/latest.md",
 			modeRead:    "bench/results/read.md",
 			modeCatalog: "bench/results/catalog.md",
+			modeArchive: "bench/results/archive.md",
 		}[c.mode]
 	}
 	return c, nil
@@ -148,7 +157,7 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 
 // runLimit is a hard bound on the whole run, whatever happens.
 func (c config) runLimit() time.Duration {
-	if c.mode == modeRead {
+	if c.mode == modeRead || c.mode == modeArchive {
 		// Loading and indexing 10M events takes most of this on 2 CPUs.
 		return 2 * time.Hour
 	}
@@ -181,6 +190,8 @@ func main() {
 		err = scenario.RunRead(ctx, c.opts)
 	case modeCatalog:
 		err = scenario.RunCatalog(ctx, c.opts)
+	case modeArchive:
+		err = scenario.RunArchive(ctx, c.opts)
 	default:
 		err = scenario.RunWrite(ctx, c.opts)
 	}

@@ -35,6 +35,13 @@ func TestParseArgsPicksTheBenchmarkAndItsReport(t *testing.T) {
 	assert.Equal(t, int64(20_000), c.opts.ReadEvents)
 	assert.Equal(t, 2*time.Hour, c.runLimit(), "loading 10M events needs longer")
 
+	c, err = parse("-archive", "-archive-events", "1000000")
+	require.NoError(t, err)
+	assert.Equal(t, modeArchive, c.mode)
+	assert.Equal(t, "bench/results/archive.md", c.opts.Out)
+	assert.Equal(t, int64(1_000_000), c.opts.ArchiveEvents)
+	assert.Equal(t, 2*time.Hour, c.runLimit(), "loading 10M events needs longer")
+
 	c, err = parse("-catalog", "-server", "bin/datastorage")
 	require.NoError(t, err)
 	assert.Equal(t, modeCatalog, c.mode)
@@ -77,6 +84,7 @@ func TestParseArgsRefusesOutOfRangeValuesNamingTheFlag(t *testing.T) {
 		{[]string{"-read-budget", "11m"}, "-read-budget"},
 		{[]string{"-read-cursor-pages", "0"}, "-read-cursor-pages"},
 		{[]string{"-catalog-requests", "99"}, "-catalog-requests"},
+		{[]string{"-archive-events", "9999"}, "-archive-events"},
 		{[]string{"-duration", "soon"}, "-duration"},
 	} {
 		_, err := parse(tc.args...)
@@ -86,11 +94,13 @@ func TestParseArgsRefusesOutOfRangeValuesNamingTheFlag(t *testing.T) {
 }
 
 func TestParseArgsRefusesWhatItCannotDo(t *testing.T) {
-	_, err := parse("-read", "-catalog")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "pick one")
+	for _, pair := range [][]string{{"-read", "-catalog"}, {"-read", "-archive"}, {"-archive", "-catalog"}} {
+		_, err := parse(pair...)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "pick one")
+	}
 
-	_, err = parse("latest.md")
+	_, err := parse("latest.md")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `unexpected argument "latest.md"`)
 
@@ -112,7 +122,7 @@ func TestParseArgsHelpListsEveryFlag(t *testing.T) {
 	require.True(t, errors.Is(err, flag.ErrHelp))
 	for _, f := range []string{"-duration", "-warmup", "-out", "-server", "-experiments", "-profiles", "-keep", "-server-env",
 		"-only", "-skip-raw", "-history-index-cost", "-read", "-read-events", "-read-requests", "-read-budget",
-		"-read-cursor-pages", "-catalog", "-catalog-requests"} {
+		"-read-cursor-pages", "-catalog", "-catalog-requests", "-archive", "-archive-events"} {
 		assert.Regexp(t, `(?m)^  `+f+`( |$)`, out.String(), f)
 	}
 }

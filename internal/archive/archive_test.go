@@ -434,3 +434,56 @@ func TestMonthChangedBeforeDropIsKept(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, late, got[0].ID)
 }
+
+// TestReaderSharesOpenFilesAcrossLookups: lookups of many correlations at
+// once, with room for one open file among several, each get the whole
+// correlation and the events as they were (the cache's eviction closes a
+// file only after its last lookup; run under -race).
+func TestReaderSharesOpenFilesAcrossLookups(t *testing.T) {
+	e := newEnv(t)
+	e.fill(60, 12)
+	ctx := context.Background()
+	objs := fileTarget(t, t.TempDir())
+	a := e.archiver(objs)
+	a.Options.RowsPerFile = 100
+	_, err := a.Run(ctx, e.month)
+	require.NoError(t, err)
+	m, err := a.Manifest(ctx, e.month)
+	require.NoError(t, err)
+	require.Greater(t, len(m.Files), 1, "several files, so that lookups evict each other's")
+	inMonth := map[string]int{}
+	for _, ev := range e.events {
+		if archive.MonthString(ev.Date.Std()) == archive.MonthString(e.month) {
+			inMonth[ev.CorrelationID]++
+		}
+	}
+
+	rd := &archive.Reader{Source: e.st, Objects: objs, PublicKey: e.signer.PublicKey(), MaxOpenFiles: 1}
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := range 3 * len(e.corrs) {
+				c := e.corrs[(i*7+w*13)%len(e.corrs)]
+				got, _, err := rd.Correlation(ctx, c)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) != inMonth[c] {
+					errs <- fmt.Errorf("%s: %d archived events, want %d", c, len(got), inMonth[c])
+					return
+				}
+				for k, ev := range got {
+					if want := e.events[ev.ID]; want.Hash != ev.Hash || want.CorrelationID != c || (k > 0 && ev.ChainSeq != got[k-1].ChainSeq+1) {
+						errs <- fmt.Errorf("%s: event %s differs from the one archived", c, ev.ID)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+}

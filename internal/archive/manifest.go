@@ -3,11 +3,14 @@ package archive
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
+	"math/big"
+	"math/bits"
 	"time"
 
 	"kubernaut.ai/datastorage/internal/integrity"
@@ -141,10 +144,14 @@ func MonthString(t time.Time) string { return t.UTC().Format("2006-01") }
 
 // Digest accumulates the events digest: a count and the SHA-256 of the
 // event_hash bytes in (correlation_id, chain_seq) order. Both sides of a
-// comparison (the files, PostgreSQL) feed it the same way.
+// comparison (the files, PostgreSQL) feed it the same way. It also keeps
+// Sums, the order-independent form that PostgreSQL computes in one
+// aggregate without sorting the month.
 type Digest struct {
-	h hash.Hash
-	n int64
+	h      hash.Hash
+	n      int64
+	hi, lo uint64 // the 128-bit two's-complement sum of the first 8 bytes
+	xor    int64
 }
 
 // NewDigest returns an empty digest.
@@ -154,6 +161,21 @@ func NewDigest() *Digest { return &Digest{h: sha256.New()} }
 func (d *Digest) Add(eventHash []byte) {
 	d.h.Write(eventHash)
 	d.n++
+	v := int64(word(eventHash, 0))
+	var carry uint64
+	d.lo, carry = bits.Add64(d.lo, uint64(v), 0)
+	d.hi += uint64(v>>63) + carry // sign extension of v, plus the carry
+	d.xor ^= int64(word(eventHash, 8))
+}
+
+// word reads the big-endian 8 bytes at off, zero-padded on the right as
+// PostgreSQL's ('x' || hex)::bit(64) pads a shorter bit string.
+func word(b []byte, off int) uint64 {
+	var w [8]byte
+	if off < len(b) {
+		copy(w[:], b[off:])
+	}
+	return binary.BigEndian.Uint64(w[:])
 }
 
 // Count is the number of events added.
@@ -161,3 +183,27 @@ func (d *Digest) Count() int64 { return d.n }
 
 // Sum is the hex digest.
 func (d *Digest) Sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
+
+// Sums returns the order-independent digest of the hashes added.
+func (d *Digest) Sums() Sums {
+	s := new(big.Int).SetUint64(d.hi)
+	s.Lsh(s, 64).Or(s, new(big.Int).SetUint64(d.lo))
+	if d.hi>>63 == 1 { // negative in two's complement
+		s.Sub(s, new(big.Int).Lsh(big.NewInt(1), 128))
+	}
+	return Sums{Count: d.n, Sum: s.String(), Xor: d.xor}
+}
+
+// Sums is an order-independent digest of a month's event hashes: their
+// count, the sum of their first 8 bytes and the XOR of the next 8, each
+// read as a signed big-endian 64-bit integer. PostgreSQL computes it with
+// one aggregate over the partition (no sort, no row sent), which is what
+// lets the drop compare the month with the archive in one pass
+// (Session.HashSums). The ordered Digest stays in the manifest for
+// verification offline; Sums only ever compares PostgreSQL with files
+// that were just verified.
+type Sums struct {
+	Count int64
+	Sum   string // decimal: the sum does not fit 64 bits
+	Xor   int64
+}

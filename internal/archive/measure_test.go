@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,11 +39,16 @@ func TestArchiveMeasure(t *testing.T) {
 	objs := fileTarget(t, t.TempDir())
 	a := e.archiver(objs)
 	a.Options.RowsPerGroup, a.Options.RowsPerFile = 0, 0 // the defaults
+	if g, _ := strconv.Atoi(os.Getenv("ARCHIVE_MEASURE_ROWS_PER_GROUP")); g > 0 {
+		a.Options.RowsPerGroup = g
+	}
 
 	start = time.Now()
+	cpu0 := cpuSeconds(t)
 	rep, err := a.Run(ctx, e.month)
 	require.NoError(t, err)
 	took := time.Since(start)
+	cpu := cpuSeconds(t) - cpu0
 	mr := e.monthOf(rep)
 	m, err := a.Manifest(ctx, e.month)
 	require.NoError(t, err)
@@ -50,6 +56,7 @@ func TestArchiveMeasure(t *testing.T) {
 	for _, f := range m.Files {
 		fileBytes += f.Bytes
 	}
+	t.Logf("archive job CPU (this process; PostgreSQL apart): %.2f s = %.1f µs/event", cpu, cpu*1e6/float64(mr.Events))
 	t.Logf("archived %d events in %s: %.0f events/s; Parquet %d bytes = %.1f bytes/event (manifest included: %.1f)",
 		mr.Events, took.Round(time.Millisecond), float64(mr.Events)/took.Seconds(),
 		fileBytes, float64(fileBytes)/float64(mr.Events), float64(mr.Bytes)/float64(mr.Events))
@@ -57,6 +64,7 @@ func TestArchiveMeasure(t *testing.T) {
 	rd := &archive.Reader{Source: e.st, Objects: objs, PublicKey: e.signer.PublicKey()}
 	timelines := query.NewTimelines(archive.TimelineStore{TimelineSource: e.st, Reader: rd})
 	var lat []time.Duration
+	cpu0 = cpuSeconds(t)
 	for i := range 200 {
 		c := e.corrs[(i*7919)%len(e.corrs)]
 		t0 := time.Now()
@@ -65,9 +73,17 @@ func TestArchiveMeasure(t *testing.T) {
 		lat = append(lat, time.Since(t0))
 		require.NotZero(t, tl.EventCount)
 	}
+	t.Logf("200 timelines: %.1f ms CPU per lookup", (cpuSeconds(t)-cpu0)*1e3/200)
 	slices.Sort(lat)
 	_, stats, err := rd.Correlation(ctx, e.corrs[0])
 	require.NoError(t, err)
 	t.Logf("timeline of an archived correlation (directory target, 200 lookups): p50 %s p99 %s max %s; row groups read %d of %d",
 		lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], stats.RowGroupsRead, stats.RowGroups)
+}
+
+// cpuSeconds is the user+system CPU time of this process.
+func cpuSeconds(t *testing.T) float64 {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

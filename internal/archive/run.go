@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -12,8 +13,14 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/parquet-go/parquet-go"
 
 	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/integrity"
@@ -34,8 +41,8 @@ type Options struct {
 	After time.Duration
 	// Target names the target in records and logs (its URL).
 	Target string
-	// RowsPerGroup and RowsPerFile size the Parquet files; 0 means 2048
-	// and 4,194,304.
+	// RowsPerGroup and RowsPerFile size the Parquet files; 0 means
+	// DefaultRowsPerGroup and 4,194,304.
 	RowsPerGroup int
 	RowsPerFile  int64
 	// TempDir holds a file while it is written (the store needs its size
@@ -181,7 +188,15 @@ func (a *Archiver) Run(ctx context.Context, month time.Time) (Report, error) {
 // archiveMonth takes one month through the steps. Every step is safe to
 // repeat: files are overwritten under the same keys, the record is
 // upserted, and the partition goes only in the transaction that checks it
-// against the verified manifest.
+// against the verified files.
+//
+// PostgreSQL is read twice: once sorted, to write the files, and once by
+// an aggregate without a sort inside the drop's transaction, under the
+// locks that keep the month as it is until the drop commits. The files are
+// compared with what was read from PostgreSQL when they are read back
+// (verify), and PostgreSQL with the files in the drop: a comparison
+// between the two outside that transaction could be stale by the time of
+// the drop, so it would prove nothing the drop does not check again.
 func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time, rec Record) (MonthReport, error) {
 	mr := MonthReport{Month: MonthString(month)}
 	held, refs, err := s.Blockers(ctx, month)
@@ -196,88 +211,91 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 		a.log().Warn("archive: month kept in PostgreSQL", "month", mr.Month, "held", held, "referenced", refs)
 		return mr, nil
 	}
-	var m *Manifest
-	if rec.Status == StatusVerified || rec.Status == StatusDropped {
+	var (
+		m    *Manifest
+		sums Sums
+	)
+	resumed := rec.Status == StatusVerified || rec.Status == StatusDropped
+	if resumed {
 		// A run stopped after the record: check what it recorded and go on.
 		mr.Action = "resumed"
-		if m, err = a.Verify(ctx, month); err != nil {
+		if m, sums, err = a.verify(ctx, month); err != nil {
 			a.log().Warn("archive: the recorded archive does not verify; writing it again", "month", mr.Month, "error", err)
 			m = nil
 		}
 	}
-	if m != nil {
-		pg := NewDigest()
-		if err := s.EachHash(ctx, month, pg.Add); err != nil {
-			return mr, fmt.Errorf("digest of PostgreSQL: %w", err)
+	for {
+		if m == nil {
+			mr.Action = "archived"
+			// What was written is read back from the target below, not trusted.
+			if err := a.write(ctx, s, month); err != nil {
+				return mr, err
+			}
+			a.step(StepWritten, month)
+			if m, sums, err = a.verify(ctx, month); err != nil {
+				return mr, fmt.Errorf("reading the archive back: %w", err)
+			}
+			a.step(StepVerified, month)
 		}
-		if err := m.matches(pg); err != nil {
-			a.log().Warn("archive: the month changed since it was archived; writing it again", "month", mr.Month, "error", err)
-			m = nil
-		}
-	}
-	if m == nil {
-		mr.Action = "archived"
-		// What was written is read back from the target below, not trusted.
-		if _, err := a.write(ctx, s, month); err != nil {
+		mb, size, err := a.manifestBytes(ctx, month)
+		if err != nil {
 			return mr, err
 		}
-		a.step(StepWritten, month)
-		if m, err = a.Verify(ctx, month); err != nil {
-			return mr, fmt.Errorf("reading the archive back: %w", err)
+		sum := sha256.Sum256(mb)
+		var total int64
+		for _, f := range m.Files {
+			total += f.Bytes
 		}
-	}
-	pg := NewDigest()
-	if err := s.EachHash(ctx, month, pg.Add); err != nil {
-		return mr, fmt.Errorf("digest of PostgreSQL: %w", err)
-	}
-	if err := m.matches(pg); err != nil {
-		return mr, err
-	}
-	a.step(StepVerified, month)
-	mb, size, err := a.manifestBytes(ctx, month)
-	if err != nil {
-		return mr, err
-	}
-	sum := sha256.Sum256(mb)
-	var total int64
-	for _, f := range m.Files {
-		total += f.Bytes
-	}
-	mr.Events, mr.Bytes = m.Events, total+size
-	if err := s.SaveRecord(ctx, Record{
-		Month: month, Status: StatusVerified, Target: a.Options.Target, ManifestKey: ManifestKey(month),
-		ManifestSHA256: hex.EncodeToString(sum[:]), Events: m.Events, Bytes: mr.Bytes,
-		EventsDigest: m.EventsDigest, ArchivedAt: time.Now().UTC(),
-	}); err != nil {
-		return mr, fmt.Errorf("record: %w", err)
-	}
-	a.step(StepRecorded, month)
-	if err := s.DropMonth(ctx, month, m.matches); err != nil {
-		if errors.Is(err, ErrBlocked) {
+		mr.Events, mr.Bytes = m.Events, total+size
+		if err := s.SaveRecord(ctx, Record{
+			Month: month, Status: StatusVerified, Target: a.Options.Target, ManifestKey: ManifestKey(month),
+			ManifestSHA256: hex.EncodeToString(sum[:]), Events: m.Events, Bytes: mr.Bytes,
+			EventsDigest: m.EventsDigest, ArchivedAt: time.Now().UTC(),
+		}); err != nil {
+			return mr, fmt.Errorf("record: %w", err)
+		}
+		a.step(StepRecorded, month)
+		files := sums
+		err = s.DropMonth(ctx, month, func(pg Sums) error { return compareSums(m, files, pg) })
+		switch {
+		case errors.Is(err, ErrBlocked):
 			mr.Note = "a hold or a reference appeared: the partition stays, the archive is kept"
 			return mr, nil
+		case errors.Is(err, ErrChanged) && mr.Action == "resumed":
+			// The month changed since the recorded archive was written:
+			// write it again, now.
+			a.log().Warn("archive: the month changed since it was archived; writing it again", "month", mr.Month, "error", err)
+			m = nil
+			continue
+		case err != nil:
+			return mr, fmt.Errorf("drop: %w", err)
 		}
-		return mr, fmt.Errorf("drop: %w", err)
+		mr.Dropped = true
+		a.step(StepDropped, month)
+		return mr, nil
 	}
-	mr.Dropped = true
-	a.step(StepDropped, month)
-	return mr, nil
 }
 
-// matches compares the manifest's count and digest with d's.
-func (m *Manifest) matches(d *Digest) error {
-	if d.Count() != m.Events || d.Sum() != m.EventsDigest {
-		return fmt.Errorf("PostgreSQL holds %d events (digest %s), the archive %d (digest %s): not dropping",
-			d.Count(), d.Sum(), m.Events, m.EventsDigest)
+// ErrChanged is returned (wrapped) by the drop when PostgreSQL's month is
+// not the archived one: an event was written to it after the files were.
+var ErrChanged = errors.New("archive: the month differs from its archive")
+
+// compareSums compares PostgreSQL's sums with the files'.
+func compareSums(m *Manifest, files, pg Sums) error {
+	if pg != files {
+		return fmt.Errorf("%w: PostgreSQL holds %d events (sums %s/%d), the archive %d (sums %s/%d): not dropping",
+			ErrChanged, pg.Count, pg.Sum, pg.Xor, m.Events, files.Sum, files.Xor)
 	}
 	return nil
 }
 
-// write writes the month's files and its signed manifest.
-func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Manifest, error) {
+// write writes the month's files and its signed manifest. Reading
+// PostgreSQL (the driver's decoding) runs in its own goroutine, ahead of
+// the conversion and Parquet encoding here, so that the two use both CPUs.
+func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error {
 	rowsPerGroup := a.Options.RowsPerGroup
 	if rowsPerGroup <= 0 {
-		rowsPerGroup = 2048
+		rowsPerGroup = DefaultRowsPerGroup
 	}
 	rowsPerFile := a.Options.RowsPerFile
 	if rowsPerFile <= 0 {
@@ -305,6 +323,9 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Mani
 		if err := fw.Close(); err != nil {
 			return err
 		}
+		if err := hw.w.Flush(); err != nil {
+			return err
+		}
 		file.Rows, file.Bytes, file.SHA256 = fw.Rows(), hw.n, hex.EncodeToString(hw.h.Sum(nil))
 		file.RowGroups = int((fw.Rows() + int64(rowsPerGroup) - 1) / int64(rowsPerGroup))
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
@@ -319,7 +340,7 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Mani
 		tmp, fw = nil, nil
 		return nil
 	}
-	err := s.EachEvent(ctx, month, func(e *audit.Event) error {
+	add := func(e *audit.Event) error {
 		newChain := chain == nil || chain.CorrelationID != e.CorrelationID
 		// A chain's links of the month stay in one file, so a lookup finds
 		// them where the manifest says.
@@ -333,7 +354,7 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Mani
 			if tmp, err = os.CreateTemp(a.Options.TempDir, "archive-*.parquet"); err != nil {
 				return err
 			}
-			hw = &hashingWriter{w: tmp, h: sha256.New()}
+			hw = &hashingWriter{w: bufio.NewWriterSize(tmp, 1<<20), h: sha256.New()}
 			fw = NewFileWriter(hw, rowsPerGroup)
 			file = File{Key: partKey(month, len(m.Files)), First: e.CorrelationID}
 		}
@@ -357,33 +378,88 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) (*Mani
 			m.HashAlgorithm = e.HashAlgorithm
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("write: %w", err)
+	}
+	if err := a.streamEvents(ctx, s, month, add); err != nil {
+		return fmt.Errorf("write: %w", err)
 	}
 	if err := finish(); err != nil {
-		return nil, fmt.Errorf("write: %w", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	m.Events, m.EventsDigest = digest.Count(), digest.Sum()
+	var err error
 	if m.Rollups, err = s.RollupTotals(ctx, month); err != nil {
-		return nil, fmt.Errorf("rollups: %w", err)
+		return fmt.Errorf("rollups: %w", err)
 	}
 	if m.Files == nil {
 		m.Files = []File{}
 	}
 	b, err := m.Sign(a.Signer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.Objects.Put(ctx, ManifestKey(month), bytes.NewReader(b), int64(len(b))); err != nil {
-		return nil, fmt.Errorf("put manifest: %w", err)
+		return fmt.Errorf("put manifest: %w", err)
 	}
 	// A rewrite with fewer files must not leave the old extra files for
 	// a glob over the directory to count twice.
-	if err := a.removeStale(ctx, month, m); err != nil {
-		return nil, err
+	return a.removeStale(ctx, month, m)
+}
+
+// streamEvents calls fn with the month's events in order, reading them
+// from PostgreSQL in another goroutine, in batches.
+func (a *Archiver) streamEvents(ctx context.Context, s Session, month time.Time, fn func(*audit.Event) error) error {
+	const batch = 512
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []audit.Event, 4)
+	free := make(chan []audit.Event, 6)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		buf := make([]audit.Event, 0, batch)
+		send := func() error {
+			select {
+			case batches <- buf:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case buf = <-free:
+				buf = buf[:0]
+			default:
+				buf = make([]audit.Event, 0, batch)
+			}
+			return nil
+		}
+		err := s.EachEvent(ctx, month, func(e *audit.Event) error {
+			buf = append(buf, *e)
+			if len(buf) == batch {
+				return send()
+			}
+			return nil
+		})
+		if err == nil && len(buf) > 0 {
+			err = send()
+		}
+		errc <- err
+	}()
+	for b := range batches {
+		for i := range b {
+			if err := fn(&b[i]); err != nil {
+				cancel()
+				for range batches {
+				}
+				<-errc
+				return err
+			}
+		}
+		clear(b)
+		select {
+		case free <- b:
+		default:
+		}
 	}
-	return m, nil
+	return <-errc
 }
 
 func (a *Archiver) removeStale(ctx context.Context, month time.Time, m *Manifest) error {
@@ -406,7 +482,7 @@ func (a *Archiver) removeStale(ctx context.Context, month time.Time, m *Manifest
 }
 
 type hashingWriter struct {
-	w io.Writer
+	w *bufio.Writer
 	h interface {
 		io.Writer
 		Sum([]byte) []byte
@@ -450,89 +526,247 @@ func (a *Archiver) Verify(ctx context.Context, month time.Time) (*Manifest, erro
 	if err != nil {
 		return nil, err
 	}
-	return VerifyArchive(ctx, a.Objects, b, a.Signer.PublicKey(), a.Hasher)
+	m, _, err := verifyArchive(ctx, a.Objects, b, a.Signer.PublicKey(), &a.Hasher)
+	return m, err
+}
+
+// verify is Verify for the job: everything but the recomputation of each
+// event's hash from its content, which is Verify's (docs/archive.md, "Which
+// check is where").
+func (a *Archiver) verify(ctx context.Context, month time.Time) (*Manifest, Sums, error) {
+	b, _, err := a.manifestBytes(ctx, month)
+	if err != nil {
+		return nil, Sums{}, err
+	}
+	return verifyArchive(ctx, a.Objects, b, a.Signer.PublicKey(), nil)
 }
 
 // VerifyArchive checks an archived month: the manifest's signature with
 // pub; every file's size, SHA-256 and row count; every event's hash
 // recomputed from its content (hasher must be the server's); the chains'
 // links within the month and their first and last links against the
-// manifest; the events digest.
+// manifest; the events digest. Row groups are decoded and their events'
+// hashes recomputed on every CPU; the checks of order run over their
+// results in file order.
 func VerifyArchive(ctx context.Context, objs Objects, manifest []byte, pub ed25519.PublicKey, hasher audit.Hasher) (*Manifest, error) {
+	m, _, err := verifyArchive(ctx, objs, manifest, pub, &hasher)
+	return m, err
+}
+
+// link is what the checks of order need of one archived event.
+type link struct {
+	id          [16]byte
+	seq         int64
+	hash, prev  []byte
+	correlation string
+}
+
+// verifyArchive is VerifyArchive; with a nil hasher it reads only the
+// columns of the chains (correlation_id, chain_seq and the two hashes) and
+// does not recompute the events' hashes from their content.
+func verifyArchive(ctx context.Context, objs Objects, manifest []byte, pub ed25519.PublicKey, hasher *audit.Hasher) (*Manifest, Sums, error) {
 	m, err := ParseManifest(manifest, pub)
 	if err != nil {
-		return nil, err
+		return nil, Sums{}, err
 	}
 	digest := NewDigest()
 	ci := 0
 	var cur *Chain
-	var prevHash string
-	var prevSeq, n int64
+	var prevHash []byte
+	var prevSeq int64
+	curEnd := func() error {
+		if cur != nil && (cur.LastSeq != prevSeq || cur.LastHash != hex.EncodeToString(prevHash)) {
+			return fmt.Errorf("correlation %s ends at chain_seq %d, the manifest says %d", cur.CorrelationID, prevSeq, cur.LastSeq)
+		}
+		return nil
+	}
 	for fi, f := range m.Files {
 		obj, err := objs.Open(ctx, f.Key)
 		if err != nil {
-			return m, fmt.Errorf("file %s: %w", f.Key, err)
+			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 		}
 		sum, size, err := sha256Of(obj)
 		if err != nil {
 			obj.Close()
-			return m, fmt.Errorf("file %s: %w", f.Key, err)
+			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 		}
 		if size != f.Bytes || sum != f.SHA256 {
 			obj.Close()
-			return m, fmt.Errorf("file %s: %d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
+			return m, Sums{}, fmt.Errorf("file %s: %d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
 				f.Key, size, sum, f.Bytes, f.SHA256)
 		}
-		rows, err := EachRow(obj, size, func(r *Row) error {
-			e, err := r.Event()
-			if err != nil {
-				return err
-			}
-			n++
-			if cur == nil || cur.CorrelationID != e.CorrelationID {
-				if cur != nil && (cur.LastSeq != prevSeq || cur.LastHash != prevHash) {
-					return fmt.Errorf("correlation %s ends at chain_seq %d, the manifest says %d", cur.CorrelationID, prevSeq, cur.LastSeq)
+		pf, err := openParquet(obj, size)
+		if err != nil {
+			obj.Close()
+			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
+		}
+		var rows int64
+		groups := pf.RowGroups()
+		var cols [5]int
+		if hasher == nil {
+			for i, name := range []string{correlationColumn, "chain_seq", "event_hash", "previous_event_hash", "event_id"} {
+				if cols[i], err = columnIndex(pf, name); err != nil {
+					obj.Close()
+					return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 				}
-				if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != e.CorrelationID {
-					return fmt.Errorf("event %s: correlation %s is not the manifest's next one", e.ID, e.CorrelationID)
+			}
+		}
+		err = inOrder(ctx, len(groups), runtime.GOMAXPROCS(0), func(i int) ([]link, error) {
+			if hasher == nil {
+				return chainColumns(groups[i], cols)
+			}
+			var out []link
+			err := eachRow(groups[i], func(r *Row) error {
+				e, err := r.Event()
+				if err != nil {
+					return err
 				}
-				cur = &m.Correlations[ci]
-				ci++
-				if cur.File != fi || cur.FirstSeq != e.ChainSeq || cur.FirstHash != e.Hash {
-					return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", e.CorrelationID)
+				canon, err := e.Canonical()
+				if err != nil {
+					return fmt.Errorf("event %s: %w", e.ID, err)
 				}
-			} else if e.ChainSeq != prevSeq+1 || *e.PreviousHash != prevHash {
-				return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", e.ID, e.CorrelationID, e.ChainSeq, prevSeq)
+				if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
+					return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
+				}
+				// The reader may reuse the row's memory for the next rows.
+				out = append(out, link{id: r.EventID, seq: r.ChainSeq, hash: bytes.Clone(r.EventHash),
+					prev: bytes.Clone(r.PreviousEventHash), correlation: strings.Clone(r.CorrelationID)})
+				return nil
+			})
+			return out, err
+		}, func(_ int, links []link) error {
+			for i := range links {
+				l := &links[i]
+				rows++
+				if cur == nil || cur.CorrelationID != l.correlation {
+					if err := curEnd(); err != nil {
+						return err
+					}
+					if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != l.correlation {
+						return fmt.Errorf("event %s: correlation %s is not the manifest's next one", uuidString(l.id), l.correlation)
+					}
+					cur = &m.Correlations[ci]
+					ci++
+					if cur.File != fi || cur.FirstSeq != l.seq || cur.FirstHash != hex.EncodeToString(l.hash) {
+						return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", l.correlation)
+					}
+				} else if l.seq != prevSeq+1 || !bytes.Equal(l.prev, prevHash) {
+					return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", uuidString(l.id), l.correlation, l.seq, prevSeq)
+				}
+				prevSeq, prevHash = l.seq, l.hash
+				digest.Add(l.hash)
 			}
-			canon, err := e.Canonical()
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.ID, err)
-			}
-			if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
-				return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
-			}
-			prevSeq, prevHash = e.ChainSeq, e.Hash
-			digest.Add(r.EventHash)
 			return nil
 		})
 		obj.Close()
 		if err != nil {
-			return m, fmt.Errorf("file %s: %w", f.Key, err)
+			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 		}
 		if rows != f.Rows {
-			return m, fmt.Errorf("file %s holds %d rows, the manifest says %d", f.Key, rows, f.Rows)
+			return m, Sums{}, fmt.Errorf("file %s holds %d rows, the manifest says %d", f.Key, rows, f.Rows)
 		}
 	}
-	if cur != nil && (cur.LastSeq != prevSeq || cur.LastHash != prevHash) {
-		return m, fmt.Errorf("correlation %s ends at chain_seq %d, the manifest says %d", cur.CorrelationID, prevSeq, cur.LastSeq)
+	if err := curEnd(); err != nil {
+		return m, Sums{}, err
 	}
 	if ci != len(m.Correlations) {
-		return m, fmt.Errorf("the files hold %d correlations, the manifest lists %d", ci, len(m.Correlations))
+		return m, Sums{}, fmt.Errorf("the files hold %d correlations, the manifest lists %d", ci, len(m.Correlations))
 	}
 	if digest.Count() != m.Events || digest.Sum() != m.EventsDigest {
-		return m, fmt.Errorf("the files hold %d events (digest %s), the manifest says %d (%s)", digest.Count(), digest.Sum(), m.Events, m.EventsDigest)
+		return m, Sums{}, fmt.Errorf("the files hold %d events (digest %s), the manifest says %d (%s)", digest.Count(), digest.Sum(), m.Events, m.EventsDigest)
 	}
-	return m, nil
+	return m, digest.Sums(), nil
+}
+
+// chainColumns reads the links of a row group from its chain columns
+// alone (cols: correlation_id, chain_seq, event_hash, previous_event_hash,
+// event_id).
+func chainColumns(rg parquet.RowGroup, cols [5]int) ([]link, error) {
+	var vals [5][]parquet.Value
+	for i, c := range cols {
+		v, err := columnValues(rg, c)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(v)) != rg.NumRows() {
+			return nil, fmt.Errorf("archive: parquet: column %d holds %d values for %d rows", c, len(v), rg.NumRows())
+		}
+		vals[i] = v
+	}
+	out := make([]link, len(vals[0]))
+	for i := range out {
+		out[i] = link{seq: vals[1][i].Int64(), hash: vals[2][i].ByteArray(), prev: vals[3][i].ByteArray(),
+			correlation: string(vals[0][i].ByteArray())}
+		copy(out[i].id[:], vals[4][i].ByteArray())
+	}
+	return out, nil
+}
+
+func uuidString(id [16]byte) string { return uuid.UUID(id).String() }
+
+// inOrder runs work(0..n-1) on up to workers goroutines and calls consume
+// with the results in index order, on the calling goroutine, keeping at
+// most 2×workers results in flight. The first error stops it.
+func inOrder[T any](ctx context.Context, n, workers int, work func(int) (T, error), consume func(int, T) error) error {
+	if workers < 1 {
+		workers = 1
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make([]chan result, n)
+	for i := range slots {
+		slots[i] = make(chan result, 1)
+	}
+	next := make(chan int)
+	window := make(chan struct{}, 2*workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	go func() {
+		defer close(next)
+		for i := range n {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				v, err := work(i)
+				slots[i] <- result{v, err}
+			}
+		}()
+	}
+	for i := range n {
+		var r result
+		select {
+		case r = <-slots[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-window
+		if r.err != nil {
+			return r.err
+		}
+		if err := consume(i, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sha256Of(obj Object) (string, int64, error) {

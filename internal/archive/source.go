@@ -33,18 +33,18 @@ type Session interface {
 	// EachEvent streams the month's events in (correlation_id, chain_seq)
 	// order.
 	EachEvent(ctx context.Context, month time.Time, fn func(*audit.Event) error) error
-	// EachHash streams the month's event_hash bytes in the same order.
-	EachHash(ctx context.Context, month time.Time, fn func([]byte)) error
+	// HashSums computes the month's Sums in one aggregate query.
+	HashSums(ctx context.Context, month time.Time) (Sums, error)
 	// RollupTotals sums the month's hourly rollups.
 	RollupTotals(ctx context.Context, month time.Time) ([]RollupTotal, error)
 	// SaveRecord inserts or replaces the month's record.
 	SaveRecord(ctx context.Context, r Record) error
 	// DropMonth, in one transaction: blocks legal holds and writes to the
-	// month, checks again that nothing blocks it, feeds the month's hashes
-	// to a digest and calls check with it; only if check returns nil does it
+	// month, checks again that nothing blocks it, computes the month's Sums
+	// and calls check with them; only if check returns nil does it
 	// detach and drop the partition, free the month's event ids and mark the
 	// record dropped. ErrBlocked when a hold or a reference appeared.
-	DropMonth(ctx context.Context, month time.Time, check func(*Digest) error) error
+	DropMonth(ctx context.Context, month time.Time, check func(Sums) error) error
 	// Restore creates the month's partition if needed and inserts the
 	// events each yields that are not there yet, with their ids, then marks
 	// the record restored, in one transaction. It returns how many it

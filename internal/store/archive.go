@@ -47,6 +47,10 @@ func (s *Store) OpenArchive(ctx context.Context) (_ archive.Session, leader bool
 		conn.Release()
 		return nil, false, nil
 	}
+	// work_mem stays the server's: with 256MB the month's sort spilled as
+	// much (it does not fit) and the sorted read of 1 M events took 24 s
+	// against 12 s with the default 4MB, one run each on a quiet machine
+	// (bench/results/archive-2026-12-07.md).
 	return &archiveSession{conn: conn}, true, nil
 }
 
@@ -145,25 +149,24 @@ func (a *archiveSession) EachEvent(ctx context.Context, month time.Time, fn func
 	return rows.Err()
 }
 
-// eachHash streams the month's event_hash bytes in archive order on q.
-func eachHash(ctx context.Context, q querier, month time.Time, fn func([]byte)) error {
-	rows, err := q.Query(ctx, `SELECT event_hash FROM `+pgx.Identifier{partitionName(month)}.Sanitize()+archiveOrder)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	var h []byte
-	for rows.Next() {
-		if err := rows.Scan(&h); err != nil {
-			return err
-		}
-		fn(h)
-	}
-	return rows.Err()
+// hashSumsSQL computes archive.Sums of a partition: a sequential scan and
+// an aggregate, no sort and no row sent, so that comparing a month of
+// millions of events with its archive costs one pass over the heap.
+func hashSumsSQL(month time.Time) string {
+	return `SELECT count(*), coalesce(sum(hi), 0)::text, coalesce(bit_xor(lo), 0) FROM (
+		SELECT ('x' || encode(substr(event_hash, 1, 8), 'hex'))::bit(64)::bigint AS hi,
+			('x' || encode(substr(event_hash, 9, 8), 'hex'))::bit(64)::bigint AS lo
+		FROM ` + pgx.Identifier{partitionName(month)}.Sanitize() + `) AS h`
 }
 
-func (a *archiveSession) EachHash(ctx context.Context, month time.Time, fn func([]byte)) error {
-	return eachHash(ctx, a.conn, month, fn)
+func hashSums(ctx context.Context, q querier, month time.Time) (archive.Sums, error) {
+	var s archive.Sums
+	err := q.QueryRow(ctx, hashSumsSQL(month)).Scan(&s.Count, &s.Sum, &s.Xor)
+	return s, err
+}
+
+func (a *archiveSession) HashSums(ctx context.Context, month time.Time) (archive.Sums, error) {
+	return hashSums(ctx, a.conn, month)
 }
 
 func (a *archiveSession) RollupTotals(ctx context.Context, month time.Time) ([]archive.RollupTotal, error) {
@@ -200,7 +203,7 @@ func (a *archiveSession) SaveRecord(ctx context.Context, r archive.Record) error
 // was verified. The detach is the plain one, not CONCURRENTLY, so that
 // it commits or rolls back with the drop: it holds an ACCESS EXCLUSIVE lock
 // on audit_events for the instant of the detach, bounded by lock_timeout.
-func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check func(*archive.Digest) error) error {
+func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check func(archive.Sums) error) error {
 	ident := pgx.Identifier{partitionName(month)}.Sanitize()
 	return pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1), set_config('lock_timeout', $2, true)`,
@@ -217,11 +220,11 @@ func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check f
 		if held > 0 || refs > 0 {
 			return archive.ErrBlocked
 		}
-		d := archive.NewDigest()
-		if err := eachHash(ctx, tx, month, d.Add); err != nil {
+		sums, err := hashSums(ctx, tx, month)
+		if err != nil {
 			return err
 		}
-		if err := check(d); err != nil {
+		if err := check(sums); err != nil {
 			return err
 		}
 		// Rows naming a parent in the month reference the partition, which

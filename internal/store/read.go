@@ -273,7 +273,7 @@ func scanEvent(row pgx.CollectableRow) (audit.Event, error) {
 		date, stamp, created                         time.Time
 		actorIP, namespace, cluster, errCode, errMsg pgtype.Text
 		actorType, actorID, resType, resID           pgtype.Text
-		hash, prevHash                               []byte
+		hash, prevHash, data                         []byte
 		hashAlg, holdReason, holdPlacedBy            pgtype.Text
 		parentID                                     pgtype.UUID
 		parentDate                                   pgtype.Date
@@ -281,7 +281,7 @@ func scanEvent(row pgx.CollectableRow) (audit.Event, error) {
 		holdPlacedAt                                 pgtype.Timestamptz
 	)
 	err := row.Scan(&e.ID, &date, &stamp, &e.Version, &e.Type, &e.Category,
-		&e.Action, &e.Outcome, &e.CorrelationID, &e.Data, &actorType, &actorID, &actorIP,
+		&e.Action, &e.Outcome, &e.CorrelationID, &data, &actorType, &actorID, &actorIP,
 		&resType, &resID, &parentID, &parentDate, &namespace, &cluster,
 		&e.Severity, &duration, &errCode, &errMsg, &e.RetentionDays, &e.IsSensitive,
 		&e.ChainSeq, &hash, &prevHash, &hashAlg, &e.LegalHold, &holdReason,
@@ -289,6 +289,11 @@ func scanEvent(row pgx.CollectableRow) (audit.Event, error) {
 	if err != nil {
 		return e, err
 	}
+	// event_data is scanned as bytes, not into the json.RawMessage:
+	// pgx would run json.Unmarshal over it to fill that, a validation
+	// of what PostgreSQL's jsonb already validated, and the largest cost
+	// of a scan (half of the archive job's reading of a month).
+	e.Data = data
 	e.Date = audit.Date(date.UTC())
 	e.Timestamp = audit.NewTime(stamp)
 	e.CreatedAt = audit.NewTime(created)

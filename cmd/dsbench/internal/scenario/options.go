@@ -30,4 +30,6 @@ type Options struct {
 	ReadCursorPages int           // pages walked before timing the deep cursor page
 
 	CatalogRequests int // timed requests per catalog search and get shape
+
+	ArchiveEvents int64 // events of the month the archive benchmark archives
 }
