@@ -118,6 +118,15 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage -out $(BENCH_DIR)/read.md -profiles bin/bench/profiles $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-archive ARCHIVE_EVENTS=$(ARCHIVE_EVENTS)
+
+# The archive tier (issue 14): a month of ARCHIVE_EVENTS correctly chained events archived to a
+# directory, then timelines read from the files. Run alone, or after bench-read.
+ARCHIVE_EVENTS ?= $(READ_EVENTS)
+.PHONY: bench-archive
+bench-archive: ## Archive benchmark: throughput, Parquet bytes per event, archived-timeline p50/p99 over ARCHIVE_EVENTS (READ_EVENTS) events; writes bin/bench/archive.md (RECORD=1: bench/results/)
+	@bash scripts/deps.sh
+	$(GO) run ./cmd/dsbench -archive -archive-events $(ARCHIVE_EVENTS) -out $(BENCH_DIR)/archive.md $(BENCH_ARGS)
 
 # The store's write-path experiments (index cost per row, batch statements, chain cost) are Go
 # benchmarks next to the store's code (internal/store/write_bench_test.go); each case migrates
