@@ -94,11 +94,21 @@ check: vet lint tidy-check race test ## What CI runs (.ci/run): vet, staticcheck
 BENCH_DIR := $(if $(RECORD),bench/results,bin/bench)
 
 .PHONY: bench
-bench: ## Write-path and catalog benchmarks with their own PostgreSQL (fsync on) and Redis; ~5 min; writes bin/bench/latest.md and catalog.md (RECORD=1: bench/results/)
+bench: ## Write-path (and what WAIT costs a spooled write) and catalog benchmarks with their own PostgreSQL (fsync on) and Redis; ~6 min; writes bin/bench/latest.md and catalog.md (RECORD=1: bench/results/)
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -server bin/datastorage -out $(BENCH_DIR)/latest.md -profiles bin/bench/profiles $(BENCH_ARGS)
 	$(GO) run ./cmd/dsbench -catalog -server bin/datastorage -out $(BENCH_DIR)/catalog.md $(CATALOG_BENCH_ARGS)
+
+# What a streaming standby costs the write path (issue 13): the HTTP scenarios with an async
+# standby, then a synchronous one, on the same machine; ~5 min. Compare with a `make bench` of
+# the same hour (bench/results/standby.md did so three runs in a row).
+.PHONY: bench-standby
+bench-standby: ## Write benchmark with a streaming standby, async then sync; writes bin/bench/standby-async.md and standby-sync.md (RECORD=1: bench/results/)
+	@bash scripts/deps.sh
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
+	$(GO) run ./cmd/dsbench -server bin/datastorage -skip-raw -skip-spool -standby async -out $(BENCH_DIR)/standby-async.md -profiles bin/bench/profiles $(BENCH_ARGS)
+	$(GO) run ./cmd/dsbench -server bin/datastorage -skip-raw -skip-spool -standby sync -out $(BENCH_DIR)/standby-sync.md -profiles bin/bench/profiles $(BENCH_ARGS)
 
 # Not part of `make bench`: loading and indexing 10M events alone takes longer than
 # the ~10 minutes `make bench` may take on a 2-CPU machine. Smaller: READ_EVENTS=2000000.
@@ -108,6 +118,15 @@ bench-read: ## Read-path benchmark: loads READ_EVENTS (10M) events, times list/t
 	@bash scripts/deps.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/datastorage ./cmd/datastorage
 	$(GO) run ./cmd/dsbench -read -read-events $(READ_EVENTS) -server bin/datastorage -out $(BENCH_DIR)/read.md -profiles bin/bench/profiles $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-archive ARCHIVE_EVENTS=$(ARCHIVE_EVENTS)
+
+# The archive tier (issue 14): a month of ARCHIVE_EVENTS correctly chained events archived to a
+# directory, then timelines read from the files. Run alone, or after bench-read.
+ARCHIVE_EVENTS ?= $(READ_EVENTS)
+.PHONY: bench-archive
+bench-archive: ## Archive benchmark: throughput, Parquet bytes per event, archived-timeline p50/p99 over ARCHIVE_EVENTS (READ_EVENTS) events; writes bin/bench/archive.md (RECORD=1: bench/results/)
+	@bash scripts/deps.sh
+	$(GO) run ./cmd/dsbench -archive -archive-events $(ARCHIVE_EVENTS) -out $(BENCH_DIR)/archive.md $(BENCH_ARGS)
 
 # The store's write-path experiments (index cost per row, batch statements, chain cost) are Go
 # benchmarks next to the store's code (internal/store/write_bench_test.go); each case migrates

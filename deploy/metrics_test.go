@@ -403,7 +403,7 @@ func TestExportedMetricsAreFound(t *testing.T) {
 		"datastorage_http_request_duration_seconds_bucket": {"route", "method", "le"},
 		"datastorage_ingest_events_total":                  {"result"},
 		"datastorage_ingest_batch_size_sum":                nil,
-		"datastorage_db_pool_connections":                  {"state"},
+		"datastorage_db_pool_connections":                  {"pool", "state"},
 		"datastorage_spool_depth":                          {"stream"},
 		"datastorage_replay_events_total":                  {"stream", "result"},
 		"datastorage_partitions_ahead_months":              nil,
@@ -667,7 +667,8 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	walk(dash.Panels)
-	for _, want := range []string{"Ingest", "Spool and replay", "Queries", "Workflow catalog", "Database pool", "Partitions and process"} {
+	for _, want := range []string{"Ingest", "Spool and replay", "Queries", "Workflow catalog", "Database pool", "Partitions and process",
+		"Read replicas", "Archive"} {
 		if !slices.Contains(rows, want) {
 			t.Errorf("row %q missing (have %v)", want, rows)
 		}
@@ -680,7 +681,15 @@ func TestGrafanaDashboard(t *testing.T) {
 		// The workflow catalog (issue 11): registrations by outcome, status
 		// changes, search duration, candidates per search.
 		"datastorage_catalog_registrations_total", "datastorage_catalog_status_changes_total",
-		"datastorage_catalog_search_duration_seconds_bucket", "datastorage_catalog_search_candidates_bucket"} {
+		"datastorage_catalog_search_duration_seconds_bucket", "datastorage_catalog_search_candidates_bucket",
+		// Beyond one node (issue 13): reads by target, each standby's lag
+		// and state, refused standby connections, the spool's WAIT and its
+		// shortfalls, both pools' saturation; and the archive tier.
+		"datastorage_db_reads_total", "datastorage_db_replica_lag_seconds", "datastorage_db_replica_up",
+		"datastorage_db_replica_refused_total", "datastorage_spool_wait_seconds_bucket", "datastorage_spool_wait_shortfalls_total",
+		"datastorage_db_pool_empty_acquires_total", "datastorage_archive_runs_total", "datastorage_archive_events_archived_total",
+		"datastorage_archive_bytes_written_total", "datastorage_archive_months_archived_total", "datastorage_archive_months_pending",
+		"datastorage_archive_last_success_timestamp_seconds"} {
 		if !c.used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)
 		}

@@ -76,7 +76,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 			return err
 		}
 	}
-	reg.MustRegister(telemetry.NewPoolCollector(st.Pool()))
+	reg.MustRegister(telemetry.NewPoolCollector(st.Pool(), st.ReplicaPool()))
 	upkeep := maintenance.NewPartitionUpkeep(st, reg, log)
 	if err := upkeep.EnsureAhead(ctx); err != nil {
 		// Writes create a missing month on demand, so a failure here is

@@ -12,7 +12,9 @@
 //   - the cost of the hash chains: the store's insert with and without the
 //     chain statements, through pgx directly (the product has no switch to
 //     turn chains off);
-//   - EXPLAIN of the hot-path statements at 5 and 36 monthly partitions.
+//   - EXPLAIN of the hot-path statements at 5 and 36 monthly partitions;
+//   - what Redis's WAIT costs a spooled write: PostgreSQL stopped, a Redis
+//     master with one replica, redis.minReplicas 0 vs 1 side by side.
 //
 // It prints a table and writes the report (-out). Every loop is bounded in
 // count and in time, and every connection goes to 127.0.0.1.
@@ -93,6 +95,7 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 	})
 	fs.StringVar(&o.Only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	fs.BoolVar(&o.SkipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	fs.BoolVar(&o.SkipSpool, "skip-spool", false, "skip the spool scenario (spooled writes with PostgreSQL stopped, redis.minReplicas 0 vs 1: what WAIT costs); tuning runs")
 	fs.StringVar(&o.Standby, "standby", "", "write benchmark with a streaming standby of PostgreSQL: async, or sync (every commit waits for it)")
 	fs.BoolVar(&historyCost, "history-index-cost", false, "moved: the read models' index cost is BenchmarkIndexCost in internal/store (make bench-store)")
 	fs.BoolVar(&read, "read", false, "run the read-path benchmark instead (loads -read-events events; writes bench/results/read.md)")

@@ -348,13 +348,10 @@ func (v *Validator) build(r *request, prefix string, fe FieldErrors, now time.Ti
 		return nil
 	}
 	if ev.ID == uuid.Nil {
-		// Version 7: time-ordered, so fresh ids land at the right edge of the
-		// primary-key B-tree instead of splitting pages all over it.
-		id, err := uuid.NewV7()
-		if err != nil {
-			id = uuid.New()
-		}
-		ev.ID = id
+		// Version 7, time-ordered, so fresh ids land near the right edge of
+		// the primary-key B-tree instead of splitting pages all over it; its
+		// time is the event's, so the id names its date (NewServerID).
+		ev.ID = NewServerID(ev.Timestamp)
 		ev.serverID = true
 	}
 	ev.applyDefaults()

@@ -61,8 +61,9 @@ type Event struct {
 
 	// canonData caches CanonicalData(Data), computed during validation.
 	canonData []byte
-	// serverID marks an id this server generated (UUIDv7): it cannot already
-	// be stored, so the write path skips the duplicate check for it.
+	// serverID marks an id this server generated (NewServerID): it cannot
+	// already be stored, so the write path skips the duplicate check for it
+	// and keeps no audit_event_ids row for it.
 	serverID bool
 }
 

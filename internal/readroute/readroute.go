@@ -10,11 +10,20 @@
 // sampled, never measured per request, so a read costs no extra round trip.
 // Everything else (no standby configured, not sampled yet, down, too far
 // behind, or strong consistency asked) reads from the primary.
+//
+// database.replicaUrl may reach several standbys (libpq multi-host, or one
+// Kubernetes service in front of them), each with its own lag. So the
+// router keeps a sample per server ([Router.Observe], [Router.Usable]): a
+// read goes to the standbys while at least one is current, and the store
+// refuses, at acquire, a connection whose server is behind or has no fresh
+// sample, sending that read to the primary ([Router.Refused]).
 package readroute
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,16 +88,20 @@ const (
 	ReasonNoReplica Reason = "no_replica"
 	// ReasonStrong: the request asked for strong consistency.
 	ReasonStrong Reason = "strong"
-	// ReasonLag: the standby's last sampled lag is above the maximum.
+	// ReasonLag: the standby's last sampled lag is above the maximum (every
+	// standby's, when there are several), or the connection the read was
+	// given is on a standby that is behind or not freshly sampled.
 	ReasonLag Reason = "lag"
 	// ReasonReplicaDown: the standby did not answer its last sample (or has
 	// not been sampled yet), or refused a connection to this read.
 	ReasonReplicaDown Reason = "replica_down"
 )
 
-// Probe measures the standby's replay lag once. An error means the standby
-// is down (or not a server the reads can use).
-type Probe func(ctx context.Context) (time.Duration, error)
+// Probe measures the standbys' replay lag once: the lag of each server it
+// reached, by a key naming the server (as [Router.Observe] receives it). An
+// error means no standby could be reached (or none is a server the reads
+// can use).
+type Probe func(ctx context.Context) (map[string]time.Duration, error)
 
 // Options configure a Router.
 type Options struct {
@@ -108,10 +121,23 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// sample is the standby's last known state.
+// sample is the standbys' last known state as a whole: up if any answered,
+// lag the smallest lag of those (the reads can be served by that one).
 type sample struct {
 	up  bool
 	lag time.Duration
+}
+
+// serverSample is one standby's last sample.
+type serverSample struct {
+	lag  time.Duration
+	at   time.Time // of the last good sample
+	down bool      // a later probe reached no standby at all
+}
+
+// fresh reports whether s still describes its server at now.
+func (s serverSample) fresh(now time.Time, staleAfter time.Duration) bool {
+	return !s.down && now.Sub(s.at) <= staleAfter
 }
 
 // Router routes reads. It is safe for concurrent use.
@@ -123,21 +149,35 @@ type Router struct {
 
 	last atomic.Pointer[sample] // nil until the first sample
 
-	reads *prometheus.CounterVec
-	lag   prometheus.Gauge
-	up    prometheus.Gauge
+	// staleAfter is how long a server's sample counts: past it the server
+	// is unknown until sampled again. forgetAfter is how long a server
+	// nothing reaches keeps its series (a standby replaced by a new pod
+	// under another address would otherwise show as down forever).
+	staleAfter, forgetAfter time.Duration
+	mu                      sync.Mutex
+	servers                 map[string]serverSample // by server key; guarded by mu
+
+	reads   *prometheus.CounterVec
+	lag     *prometheus.GaugeVec
+	up      *prometheus.GaugeVec
+	refused *prometheus.CounterVec
 }
 
 // New returns a Router. Until [Router.Run] (or [Router.Sample]) has seen the
 // standby answer, reads go to the primary.
 func New(o Options) *Router {
-	r := &Router{probe: o.Probe, maxLag: o.MaxLag, interval: o.Interval, log: o.Log}
+	r := &Router{probe: o.Probe, maxLag: o.MaxLag, interval: o.Interval, log: o.Log, servers: map[string]serverSample{}}
 	if r.interval <= 0 {
 		r.interval = time.Second
 		if r.maxLag > 0 && r.maxLag/5 < r.interval {
 			r.interval = max(r.maxLag/5, 50*time.Millisecond)
 		}
 	}
+	// Three intervals: one sample missed (a busy pool) does not make a
+	// standby unknown, and a server not sampled for that long is re-sampled
+	// on the connection a read is about to use.
+	r.staleAfter = 3 * r.interval
+	r.forgetAfter = max(100*r.interval, 5*time.Minute)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,15 +185,18 @@ func New(o Options) *Router {
 		Name: "datastorage_db_reads_total",
 		Help: "Reads that may be served by the standby (lists, timelines, aggregations, exports, remediation reads), by target (primary, replica) and reason: replica_current, no_replica, strong (X-Consistency: strong), lag (standby above database.maxReplicaLag), replica_down.",
 	}, []string{"target", "reason"})
-	r.lag = prometheus.NewGauge(prometheus.GaugeOpts{
+	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "datastorage_db_replica_lag_seconds",
-		Help: "The standby's replay lag at its last sample (0 when it has replayed everything it received); -1 while it is down. Only with database.replicaUrl.",
-	})
-	r.up = prometheus.NewGauge(prometheus.GaugeOpts{
+		Help: "Each standby's replay lag at its last sample (0 when it has replayed everything it received), by server (host:port as the standby sees itself); -1 while it is down or not sampled recently. Only with database.replicaUrl.",
+	}, []string{"server"})
+	r.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "datastorage_db_replica_up",
-		Help: "1 if the standby (database.replicaUrl) answered its last sample, else 0. Only with database.replicaUrl.",
-	})
-	r.lag.Set(-1)
+		Help: "1 if the standby answered a sample within the last three sampling intervals, else 0, by server. Only with database.replicaUrl.",
+	}, []string{"server"})
+	r.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "datastorage_db_replica_refused_total",
+		Help: "Standby connections refused to a read because their server was behind database.maxReplicaLag or had no fresh sample (the read went to the primary), by server.",
+	}, []string{"server"})
 	for _, c := range []struct {
 		t Target
 		r Reason
@@ -168,7 +211,7 @@ func New(o Options) *Router {
 		// Without a standby the gauges would only say 0 or -1, which an
 		// alert on a down standby would take for one.
 		if r.probe != nil {
-			o.Registerer.MustRegister(r.lag, r.up)
+			o.Registerer.MustRegister(r.lag, r.up, r.refused)
 		}
 	}
 	return r
@@ -214,33 +257,107 @@ func (r *Router) Rerouted(err error) {
 // the primary).
 func (r *Router) MarkDown(err error) { r.set(sample{up: false}, err) }
 
-// Sample probes the standby once and records what it found.
+// Observe records a sample of one standby taken outside [Router.Sample]:
+// on a connection just made to it, or re-sampled before a read uses it.
+// It informs [Router.Usable] and the server's gauges; the standbys' state
+// as a whole changes only at the next Sample.
+func (r *Router) Observe(server string, lag time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.observeLocked(server, lag, time.Now())
+}
+
+func (r *Router) observeLocked(server string, lag time.Duration, at time.Time) {
+	lag = max(lag, 0)
+	r.servers[server] = serverSample{lag: lag, at: at}
+	r.up.WithLabelValues(server).Set(1)
+	if lag == Unknown {
+		r.lag.WithLabelValues(server).Set(-1)
+	} else {
+		r.lag.WithLabelValues(server).Set(lag.Seconds())
+	}
+}
+
+// Unknown is the lag of a standby whose lag cannot be told (it never
+// replayed a commit and is not current): larger than any maximum.
+const Unknown = time.Duration(1<<63 - 1)
+
+// Usable reports whether a read may run on a connection to server: known
+// is whether the server has a sample from the last three sampling
+// intervals, usable whether that sample is within the maximum lag.
+func (r *Router) Usable(server string) (usable, known bool) {
+	r.mu.Lock()
+	s, ok := r.servers[server]
+	r.mu.Unlock()
+	if !ok || !s.fresh(time.Now(), r.staleAfter) {
+		return false, false
+	}
+	return s.lag <= r.maxLag, true
+}
+
+// Refused counts a standby connection refused to a read because its
+// server is behind or unknown; the read goes to the primary and is counted
+// there with reason lag.
+func (r *Router) Refused(server string) {
+	r.refused.WithLabelValues(server).Inc()
+	r.reads.WithLabelValues(string(Primary), string(ReasonLag)).Inc()
+}
+
+// Sample probes the standbys once and records what it found.
 func (r *Router) Sample(parent context.Context) {
 	if r.probe == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(parent, max(r.interval, time.Second))
 	defer cancel()
-	lag, err := r.probe(ctx)
-	if err != nil {
-		if parent.Err() != nil {
-			return // stopping, not a verdict on the standby
-		}
-		r.set(sample{up: false}, err)
-		return
+	lags, err := r.probe(ctx)
+	if err == nil && len(lags) == 0 {
+		err = errNoStandby
 	}
-	r.set(sample{up: true, lag: max(lag, 0)}, nil)
+	if err != nil && parent.Err() != nil {
+		return // stopping, not a verdict on the standbys
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if err != nil {
+		// None answered: every server counts as down.
+		for server, s := range r.servers {
+			s.down = true
+			r.servers[server] = s
+		}
+	}
+	for server, lag := range lags {
+		r.observeLocked(server, lag, now)
+	}
+	// The standbys as a whole: up if any has a fresh sample, behind by the
+	// least lag among them. Servers not sampled for too long count as down,
+	// and are forgotten after a while.
+	all := sample{}
+	for server, s := range r.servers {
+		if now.Sub(s.at) > r.forgetAfter {
+			delete(r.servers, server)
+			r.up.DeleteLabelValues(server)
+			r.lag.DeleteLabelValues(server)
+			continue
+		}
+		if !s.fresh(now, r.staleAfter) {
+			r.up.WithLabelValues(server).Set(0)
+			r.lag.WithLabelValues(server).Set(-1)
+			continue
+		}
+		if !all.up || s.lag < all.lag {
+			all = sample{up: true, lag: s.lag}
+		}
+	}
+	r.mu.Unlock()
+	r.set(all, err)
 }
+
+// errNoStandby is a probe that reached no server.
+var errNoStandby = errors.New("readroute: no standby answered")
 
 func (r *Router) set(s sample, err error) {
 	prev := r.last.Swap(&s)
-	if s.up {
-		r.up.Set(1)
-		r.lag.Set(s.lag.Seconds())
-	} else {
-		r.up.Set(0)
-		r.lag.Set(-1)
-	}
 	wasUsable := prev != nil && prev.up && prev.lag <= r.maxLag
 	usable := s.up && s.lag <= r.maxLag
 	switch {

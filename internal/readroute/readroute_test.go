@@ -32,7 +32,12 @@ type fakeProbe struct {
 	err error
 }
 
-func (f *fakeProbe) probe(context.Context) (time.Duration, error) { return f.lag, f.err }
+func (f *fakeProbe) probe(context.Context) (map[string]time.Duration, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return map[string]time.Duration{"s1": f.lag}, nil
+}
 
 func TestRouteFollowsTheSampledStandby(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -51,7 +56,7 @@ func TestRouteFollowsTheSampledStandby(t *testing.T) {
 	r.Sample(ctx)
 	assert.Equal(t, "replica/replica_current", route(ctx))
 	assert.Equal(t, "primary/strong", route(strong))
-	assert.InDelta(t, 2.0, gaugeValue(t, r.lag), 1e-9)
+	assert.InDelta(t, 2.0, gaugeValue(t, r.lag.WithLabelValues("s1")), 1e-9)
 
 	fp.lag = 5 * time.Second
 	r.Sample(ctx)
@@ -63,8 +68,8 @@ func TestRouteFollowsTheSampledStandby(t *testing.T) {
 	fp.err = errors.New("connection refused")
 	r.Sample(ctx)
 	assert.Equal(t, "primary/replica_down", route(ctx))
-	assert.Equal(t, -1.0, gaugeValue(t, r.lag))
-	assert.Equal(t, 0.0, gaugeValue(t, r.up))
+	assert.Equal(t, -1.0, gaugeValue(t, r.lag.WithLabelValues("s1")))
+	assert.Equal(t, 0.0, gaugeValue(t, r.up.WithLabelValues("s1")))
 
 	fp.err, fp.lag = nil, 0
 	r.Sample(ctx)
@@ -93,6 +98,77 @@ func TestRouteFollowsTheSampledStandby(t *testing.T) {
 		"reason=replica_down target=primary ":    4,
 		"reason=strong target=primary ":          1,
 	}, reads)
+}
+
+// Several standbys behind one replicaUrl: each has its own sample; the
+// standbys serve while one is current, a connection on one that is behind
+// or unknown is not usable, and a server no probe reaches any more goes
+// stale and counts as down.
+func TestEachStandbyHasItsOwnLag(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	lags := map[string]time.Duration{"a:5432": 0, "b:5432": 9 * time.Second}
+	r := New(Options{Probe: func(context.Context) (map[string]time.Duration, error) { return lags, nil },
+		MaxLag: 5 * time.Second, Interval: time.Hour, Registerer: reg})
+	ctx := context.Background()
+	r.Sample(ctx)
+	tg, why := r.Route(ctx)
+	assert.Equal(t, Replica, tg, "one standby is current: the standbys serve")
+	assert.Equal(t, ReasonCurrent, why)
+	usable, known := r.Usable("a:5432")
+	assert.True(t, usable && known)
+	usable, known = r.Usable("b:5432")
+	assert.True(t, known)
+	assert.False(t, usable, "b is behind")
+	_, known = r.Usable("c:5432")
+	assert.False(t, known, "never sampled")
+	assert.InDelta(t, 9.0, gaugeValue(t, r.lag.WithLabelValues("b:5432")), 1e-9)
+	assert.InDelta(t, 0.0, gaugeValue(t, r.lag.WithLabelValues("a:5432")), 1e-9)
+
+	r.Refused("b:5432")
+	var m dto.Metric
+	require.NoError(t, r.refused.WithLabelValues("b:5432").Write(&m))
+	assert.Equal(t, 1.0, m.GetCounter().GetValue())
+	require.NoError(t, r.reads.WithLabelValues("primary", "lag").Write(&m))
+	assert.Equal(t, 1.0, m.GetCounter().GetValue())
+
+	// Both behind: the primary, for lag.
+	lags["a:5432"] = 6 * time.Second
+	r.Sample(ctx)
+	tg, why = r.Route(ctx)
+	assert.Equal(t, Primary, tg)
+	assert.Equal(t, ReasonLag, why)
+
+	// A new connection's sample (Observe) makes a server usable at once.
+	r.Observe("c:5432", 0)
+	usable, known = r.Usable("c:5432")
+	assert.True(t, usable && known)
+
+	// A server the probe no longer reaches goes stale: unknown, gauges down.
+	r.staleAfter = 0
+	delete(lags, "b:5432")
+	r.Sample(ctx)
+	_, known = r.Usable("b:5432")
+	assert.False(t, known)
+	assert.Equal(t, 0.0, gaugeValue(t, r.up.WithLabelValues("b:5432")))
+	assert.Equal(t, -1.0, gaugeValue(t, r.lag.WithLabelValues("b:5432")))
+
+	// Nothing answers: every server is down.
+	r.staleAfter = time.Hour
+	r.Sample(ctx)
+	lags = nil
+	r.probe = func(context.Context) (map[string]time.Duration, error) { return nil, errors.New("refused") }
+	r.Sample(ctx)
+	tg, why = r.Route(ctx)
+	assert.Equal(t, Primary, tg)
+	assert.Equal(t, ReasonReplicaDown, why)
+	assert.Equal(t, 0.0, gaugeValue(t, r.up.WithLabelValues("a:5432")))
+
+	// Long unreachable: forgotten, its series gone.
+	r.forgetAfter = 0
+	r.Sample(ctx)
+	assert.False(t, r.up.DeleteLabelValues("a:5432"), "a:5432's series was already deleted")
+	_, known = r.Usable("a:5432")
+	assert.False(t, known)
 }
 
 func TestNoReplicaReadsThePrimary(t *testing.T) {

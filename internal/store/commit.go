@@ -25,8 +25,10 @@ import (
 // runs after the chain locks were taken, in a statement of its own, so its
 // snapshot sees every head committed before.
 //
-// withEvents is false for a commit whose rows went by COPY; the ids then
-// come as the first two parameters.
+// withEvents is false for a commit whose rows went by COPY; the ids to
+// record then come as the first two parameters, else as the last two. They
+// are the client-given ids only (idRowColumns): an id the server made
+// names its own date and needs no row (audit.NewServerID, ids.go).
 func commitSQL(withEvents bool) string {
 	var b strings.Builder
 	next := 1
@@ -35,7 +37,7 @@ func commitSQL(withEvents bool) string {
 		next++
 		return s
 	}
-	var eventArgs []string
+	var eventArgs, idArgs []string
 	if withEvents {
 		for _, t := range []string{"uuid[]", "date[]", "timestamptz[]", "text[]", "text[]", "text[]",
 			"text[]", "text[]", "text[]", "jsonb[]", "text[]", "text[]",
@@ -45,12 +47,15 @@ func commitSQL(withEvents bool) string {
 			eventArgs = append(eventArgs, arg(t))
 		}
 	} else {
-		eventArgs = []string{arg("uuid[]"), arg("date[]")}
+		idArgs = []string{arg("uuid[]"), arg("date[]")}
 	}
 	corrs, expSeq, expHash, newSeq, newHash := arg("text[]"), arg("int8[]"), arg("text[]"), arg("int8[]"), arg("text[]")
 	check := arg("uuid[]")
 	hb, ht, hc, ho, hs, shard, hn := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int2"), arg("int8[]")
 	cb, ci, cn, cc, cnt := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int8[]")
+	if withEvents {
+		idArgs = []string{arg("uuid[]"), arg("date[]")}
+	}
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("WITH ok AS (")
 	p("	SELECT NOT EXISTS (")
@@ -60,7 +65,7 @@ func commitSQL(withEvents bool) string {
 	p("	AND NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = ANY(%s)) AS ok", check)
 	p("), ids AS (")
 	p("	INSERT INTO audit_event_ids (event_id, event_date)")
-	p("	SELECT * FROM unnest(%s, %s) WHERE (SELECT ok FROM ok)", eventArgs[0], eventArgs[1])
+	p("	SELECT * FROM unnest(%s, %s) WHERE (SELECT ok FROM ok)", idArgs[0], idArgs[1])
 	if withEvents {
 		p("), events AS (")
 		p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))

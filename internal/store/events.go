@@ -82,12 +82,15 @@ const (
 	// lockChainsGenericSQL is lockChainsSQL and genericPlansSQL in one
 	// statement, for a commit that reads nothing before it writes
 	// (insertFast).
-	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true) FROM unnest($1::text[]) AS c`
-	readHeadsSQL         = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
+	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true), ` +
+		indexJoins + ` FROM unnest($1::text[]) AS c`
+	readHeadsSQL = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
 	// storedIDsSQL finds the ids already taken, on any date
 	// (audit_event_ids, migration 00006): one primary-key probe per id on an
-	// unpartitioned table.
-	storedIDsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
+	// unpartitioned table; and for v7 ids, the events stored without an id
+	// row on the date the id names (ids.go). Parameters: storedIDsArgs.
+	storedIDsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1)
+	UNION ALL ` + selfDatedSQL23
 	// insertIDsSQL takes the ids of the events a transaction stores. A
 	// concurrent transaction storing the same id waits for ours and then
 	// fails on the primary key (errChainRace): one id, one row.
@@ -110,7 +113,25 @@ ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_ha
 // that look ids up in a range of dates must not follow it: in PostgreSQL 15
 // a generic plan locks every partition before pruning, which took a parent
 // lookup from 0.2 to 3 ms; they run before it, on custom plans.
-const genericPlansSQL = `SET LOCAL plan_cache_mode = force_generic_plan`
+//
+// It also keeps commitSQL's generic plan on index probes (indexJoins).
+const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + indexJoins
+
+// indexJoins makes the rest of a write transaction read tables by index
+// only. commitSQL's generic plan cannot see how many heads and rollup rows a
+// commit touches (it guesses 10 per unnest) and, while audit_chain_heads and
+// the rollup tables are a few thousand rows, it joined them by hash over a
+// sequential scan, reading each table whole at every commit: for a commit
+// of one event that was most of what it cost PostgreSQL beyond a naive
+// INSERT (TestMeasureLoneCommit, same run: 590 → 370 µs of backend CPU per
+// event, the naive INSERT 127–132; auto_explain of the plan:
+// TestExplainLoneCommit). Only sequential scans are turned off: turning
+// hash joins off as well cost batches of 500 twice the CPU (52 against 27
+// µs per event), as the anti-joins between the statement's own CTEs became
+// nested loops, quadratic in the batch. Nothing later in the transaction
+// needs a sequential scan (foreign-key checks and lookups by id are index
+// probes); the setting ends with the transaction.
+const indexJoins = `set_config('enable_seqscan', 'off', true)`
 
 // errChainRace means a concurrent transaction stored one of our events
 // between our duplicate check and our insert; the hashes computed for it are
@@ -185,7 +206,7 @@ func isRefusal(err error) bool {
 func (s *Store) locateRefusal(ctx context.Context, events []*audit.Event, canon [][]byte, unresolve func()) int {
 	refused := func(k int) (bool, bool) {
 		defer unresolve()
-		_, err := s.insertEvents(ctx, events[:k], slices.Clone(canon[:k]), true)
+		_, err := s.insertEvents(ctx, events[:k], slices.Clone(canon[:k]), true, false)
 		switch {
 		case err == nil:
 			return false, true
@@ -217,9 +238,14 @@ func (s *Store) locateRefusal(ctx context.Context, events []*audit.Event, canon 
 
 func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon [][]byte) (int64, error) {
 	var err error
+	raced := false
 	for range maxInsertAttempts {
 		var n int64
-		n, err = s.insertEvents(ctx, events, canon, false)
+		// After a race the reading path decides: insertFast's guard does not
+		// see the events stored without an id row (ids.go), which a client
+		// may repeat; their primary key stops it, and the retry reads.
+		n, err = s.insertEvents(ctx, events, canon, false, !raced)
+		raced = raced || errors.Is(err, errChainRace)
 		switch {
 		case err == nil:
 			return n, nil
@@ -245,14 +271,15 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // of its own) and COMMIT in the next. A commit of copyMinRows events or
 // more first tries the optimistic path (insertOverlap, overlap.go), which
 // takes the chain locks only after its COPY. A trial (locateRefusal) ends
-// with ROLLBACK instead of COMMIT.
-func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial bool) (int64, error) {
+// with ROLLBACK instead of COMMIT; fast false (a retry after a race) goes
+// straight to the reading path.
+func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial, fast bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	defer conn.Release()
-	if !trial {
+	if !trial && fast {
 		n, done, err := s.insertFast(ctx, conn.Conn(), events, canon)
 		if err != nil {
 			rollback(conn.Conn())
@@ -297,6 +324,14 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 		}
 		seen[e.ID] = struct{}{}
 		if !e.ServerID() {
+			// A client-given v7 id may be one the server made and answered,
+			// stored without an id row on the date it names (ids.go): the
+			// guard below does not see it, but the event's own primary key
+			// does when the event is on that date. On another date only the
+			// reading path finds it.
+			if d, ok := audit.IDDate(e.ID); ok && !sameDate(d, e.Date) {
+				return 0, false, nil
+			}
 			check = append(check, e.ID)
 		}
 	}
@@ -327,7 +362,7 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(lockChainsGenericSQL, corrs)
-	b.Queue(commitEventsSQL, append(cols, commitArgs(heads, &expected, check, newRollupDelta(events), shard)...)...).
+	b.Queue(commitEventsSQL, slices.Concat(cols, commitArgs(heads, &expected, check, newRollupDelta(events), shard), idRowColumns(events))...).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
 		commit = t
@@ -376,14 +411,14 @@ func (s *Store) insertTx(ctx context.Context, conn *pgx.Conn, events []*audit.Ev
 			return 0, err
 		}
 		inserted = n
-		b.Queue(commitAfterCopySQL, append(idColumns(fresh), commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
+		b.Queue(commitAfterCopySQL, append(idRowColumns(fresh), commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
 	case len(fresh) > 0:
 		cols, err := batchColumns(fresh)
 		if err != nil {
 			return 0, err
 		}
 		inserted = int64(len(fresh))
-		b.Queue(commitEventsSQL, append(cols, commitArgs(heads, nil, nil, newRollupDelta(fresh), shard)...)...)
+		b.Queue(commitEventsSQL, slices.Concat(cols, commitArgs(heads, nil, nil, newRollupDelta(fresh), shard), idRowColumns(fresh))...)
 	}
 	end := "COMMIT"
 	if trial {
@@ -422,7 +457,7 @@ func (s *Store) queueLinked(b *pgx.Batch, fresh []*audit.Event, heads chainHeads
 	if err != nil {
 		return err
 	}
-	b.Queue(insertIDsSQL, cols[0], cols[1])
+	b.Queue(insertIDsSQL, idRowColumns(fresh)...)
 	b.Queue(insertEventsSQL, cols...).Exec(func(t pgconn.CommandTag) error {
 		*tag = t
 		return nil
@@ -467,13 +502,18 @@ func isDuplicateEvent(err error) bool {
 
 func sameDate(a, b audit.Date) bool { return a.Std().Equal(b.Std()) }
 
-// idColumns are the parameters of insertIDsSQL.
-func idColumns(events []*audit.Event) []any {
-	ids := make([]pgtype.UUID, len(events))
-	dates := make([]time.Time, len(events))
-	for i, e := range events {
-		ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
-		dates[i] = e.Date.Std()
+// idRowColumns are the parameters of insertIDsSQL, and commitSQL's ids to
+// record: the ids of events that need an audit_event_ids row, every one but
+// those the server made (they name their own date, see ids.go).
+func idRowColumns(events []*audit.Event) []any {
+	ids := make([]pgtype.UUID, 0, len(events))
+	dates := make([]time.Time, 0, len(events))
+	for _, e := range events {
+		if e.ServerID() {
+			continue
+		}
+		ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
+		dates = append(dates, e.Date.Std())
 	}
 	return []any{ids, dates}
 }
@@ -533,13 +573,13 @@ func (s *Store) chain(ctx context.Context, conn *pgx.Conn, events []*audit.Event
 	})
 	stored := map[uuid.UUID]audit.Date{}
 	if len(check) > 0 {
-		b.Queue(storedIDsSQL, pgUUIDs(check)).Query(func(rows pgx.Rows) error { return collectDates(rows, stored) })
+		b.Queue(storedIDsSQL, storedIDsArgs(check)...).Query(func(rows pgx.Rows) error { return collectIDDates(rows, stored) })
 	}
 	found := map[uuid.UUID]audit.Date{}
 	if len(lookup) > 0 {
 		from, to := parentWindowOf(minDate, maxDate)
-		b.Queue(recentParentsSQL, pgUUIDs(lookup), from, to).
-			Query(func(rows pgx.Rows) error { return collectDates(rows, found) })
+		b.Queue(recentParentsSQL, recentParentsArgs(lookup, from, to)...).
+			Query(func(rows pgx.Rows) error { return collectIDDates(rows, found) })
 	}
 	// After the reads above, which prune best with custom plans; before the
 	// INSERT or COPY, whose foreign-key checks need generic ones.

@@ -254,7 +254,7 @@ func TestBigAndSmallBatchesLinkTheSameVerifiableChains(t *testing.T) {
 type lookupCounter struct{ n atomic.Int64 }
 
 func (l *lookupCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY") {
+	if strings.Contains(d.SQL, "FROM audit_event_ids WHERE event_id = ANY") {
 		l.n.Add(1)
 	}
 	return ctx

@@ -265,6 +265,13 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 			return 0, false, nil // a repeat within the batch: the reading path tells retry from conflict
 		}
 		seen[e.ID] = struct{}{}
+		// A client-given v7 id may be one the server made, stored without
+		// an id row on the date it names (ids.go): neither the guard nor
+		// the COPY's primary key sees it when the event is on another
+		// date; only the reading path finds it (as in insertFast).
+		if d, ok := audit.IDDate(e.ID); ok && !e.ServerID() && !sameDate(d, e.Date) {
+			return 0, false, nil
+		}
 	}
 	if !s.heads.optimistic() {
 		return 0, false, nil
@@ -331,7 +338,7 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 	var ok bool
 	b = &pgx.Batch{}
 	b.Queue(lockChainsSQL, r.heads.ids)
-	b.Queue(commitAfterCopySQL, append(idColumns(events), commitArgs(r.heads, &r.expected, r.ids, newRollupDelta(events), shard)...)...).
+	b.Queue(commitAfterCopySQL, append(idRowColumns(events), commitArgs(r.heads, &r.expected, r.ids, newRollupDelta(events), shard)...)...).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 	err = conn.SendBatch(ctx, b).Close()
 	switch {

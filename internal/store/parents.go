@@ -22,10 +22,13 @@ import (
 // another date. The first lookup is still bounded to the window where
 // nearly every parent is (the bound costs nothing on the unpartitioned
 // table and keeps the two-step shape), and only the ids it misses are
-// looked up without it.
+// looked up without it. A parent stored without an id row (its id made by
+// the server, ids.go) is found by the first lookup on the date its id
+// names, inside the window or not.
 const (
-	recentParentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3`
-	parentsSQL       = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
+	recentParentsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3
+	UNION ALL ` + selfDatedSQL45
+	parentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
 )
 
 // parentWindow is how far before its earliest child the first lookup
@@ -228,9 +231,9 @@ func (l *parentLookups) round(s *Store) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), parentLookupTimeout)
 	found := make(map[uuid.UUID]audit.Date, len(ids))
-	rows, err := s.pool.Query(ctx, recentParentsSQL, pgUUIDs(ids), from, to)
+	rows, err := s.pool.Query(ctx, recentParentsSQL, recentParentsArgs(ids, from, to)...)
 	if err == nil {
-		err = collectDates(rows, found)
+		err = collectIDDates(rows, found)
 	}
 	cancel()
 	for _, a := range asks {

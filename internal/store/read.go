@@ -29,9 +29,21 @@ const eventColumns = `event_id, event_date, event_timestamp, version, event_type
 // getEventSQL finds the row an id names through audit_event_ids (migration
 // 00006): a row stored under the same id on another date before ids were
 // unique is never returned. The date comes from an InitPlan, so PostgreSQL
-// prunes the partitions at executor start and reads one.
+// prunes the partitions during execution; but it plans every partition,
+// which at 36 monthly partitions is most of the lookup's cost
+// (bench/results/writepath-2026-12-07c.md).
 const getEventSQL = `SELECT ` + eventColumns + ` FROM audit_events
 	WHERE event_id = $1 AND event_date = (SELECT event_date FROM audit_event_ids WHERE event_id = $1)`
+
+// getEventOnDateSQL is the lookup of a v7 id on the date it names ($2,
+// ids.go), unless the id table says it is stored on another date: the only
+// lookup of an id the server made (it has no id row), and the first of a
+// client's v7 id, which nearly always names its event's date too (the SDK
+// makes it when it stamps the event). The date is a parameter, so the plan
+// holds one partition.
+const getEventOnDateSQL = `SELECT ` + eventColumns + ` FROM audit_events
+	WHERE event_id = $1 AND event_date = $2
+	AND NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = $1 AND event_date <> $2)`
 
 // GetEvent returns the event with the given id, or ErrNotFound. An id the
 // standby does not have yet is looked up on the primary too, so a 404 is
@@ -41,17 +53,9 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err 
 	defer classifyErr(&err)
 	db := s.reads(ctx)
 	defer db.done(&err)
-	rows, err := db.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
-	if err != nil {
-		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
-	}
-	ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+	ev, err := getEvent(ctx, db, id)
 	if errors.Is(err, pgx.ErrNoRows) && db.target == readroute.Replica {
-		rows, err = s.pool.Query(ctx, getEventSQL, pgtype.UUID{Bytes: id, Valid: true})
-		if err != nil {
-			return audit.Event{}, fmt.Errorf("store: get event: %w", err)
-		}
-		ev, err = pgx.CollectExactlyOneRow(rows, scanEvent)
+		ev, err = getEvent(ctx, s.pool, id)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return audit.Event{}, query.ErrNotFound
@@ -60,6 +64,29 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (_ audit.Event, err 
 		return audit.Event{}, fmt.Errorf("store: get event: %w", err)
 	}
 	return ev, nil
+}
+
+// getEvent looks id up on the date it names, if it is a v7 id, then
+// through the id table; pgx.ErrNoRows when neither finds it.
+func getEvent(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, id uuid.UUID) (audit.Event, error) {
+	pid := pgtype.UUID{Bytes: id, Valid: true}
+	if d, ok := audit.IDDate(id); ok {
+		rows, err := q.Query(ctx, getEventOnDateSQL, pid, d.Std())
+		if err != nil {
+			return audit.Event{}, err
+		}
+		ev, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return ev, err
+		}
+	}
+	rows, err := q.Query(ctx, getEventSQL, pid)
+	if err != nil {
+		return audit.Event{}, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanEvent)
 }
 
 // ListEvents returns one page of the events that match f, ordered by

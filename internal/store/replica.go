@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"kubernaut.ai/datastorage/internal/failure"
@@ -35,24 +38,136 @@ SELECT CASE
          ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, -1)
        END`
 
-// probeReplica is the router's Probe for the replica pool.
-func probeReplica(replica *pgxpool.Pool) readroute.Probe {
-	return func(ctx context.Context) (time.Duration, error) {
-		var secs float64
-		err := replica.QueryRow(ctx, replicaLagSQL).Scan(&secs)
-		if err != nil && ctx.Err() == nil {
-			// A pooled connection from before a standby restart fails
-			// once and is dropped; the standby is down only if a fresh
-			// connection fails too.
-			err = replica.QueryRow(ctx, replicaLagSQL).Scan(&secs)
-		}
+// standbyServerSQL names the server a connection is on, as the server sees
+// itself (its address and port: behind a Kubernetes service or a libpq
+// multi-host replicaUrl, each standby answers with its own), and samples
+// its lag in the same round trip. Over a Unix socket the address is NULL:
+// the socket's path names the server instead (see sampleServer).
+const standbyServerSQL = `SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), ''), (` + replicaLagSQL + `)`
+
+// errStandbyBehind is what acquiring a standby connection returns when the
+// server it is on is past database.maxReplicaLag or has no fresh sample:
+// the read goes to the primary instead (reader.reroute). Returned by the
+// replica pool's PrepareConn; never leaves the store.
+var errStandbyBehind = errors.New("store: the standby of this connection is behind or not sampled")
+
+// probeCtxKey marks the sampler's own acquires, which must reach every
+// server, behind or not.
+type probeCtxKey struct{}
+
+// standbyConns knows which server each replica-pool connection is on, and
+// keeps reads off the servers that are behind: several standbys may sit
+// behind one replicaUrl, each with its own lag, and the pool hands out
+// connections to any of them.
+type standbyConns struct {
+	router  atomic.Pointer[readroute.Router] // set once the router exists
+	servers sync.Map                         // *pgx.Conn → server key
+}
+
+// install hooks the pool: each new connection learns its server (and
+// samples it), and a connection is handed to a read only if its server is
+// current.
+func (sc *standbyConns) install(cfg *pgxpool.Config) {
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		key, lag, err := sampleServer(ctx, c)
 		if err != nil {
-			return 0, fmt.Errorf("store: sample replica lag: %w", err)
+			return fmt.Errorf("store: identify standby: %w", err)
 		}
-		if secs < 0 {
-			return time.Duration(1<<63 - 1), nil
+		sc.servers.Store(c, key)
+		if r := sc.router.Load(); r != nil {
+			r.Observe(key, lag)
 		}
-		return time.Duration(secs * float64(time.Second)), nil
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { sc.servers.Delete(c) }
+	cfg.PrepareConn = sc.prepare
+}
+
+// prepare is the replica pool's PrepareConn. A connection whose server has
+// no fresh sample is sampled on the spot (one round trip, at most once per
+// three sampling intervals per server while the background sampler keeps
+// up). A connection on a server that is behind is destroyed and the read
+// fails with errStandbyBehind, which sends it to the primary: the pool
+// keeps the connections to current standbys only.
+func (sc *standbyConns) prepare(ctx context.Context, c *pgx.Conn) (bool, error) {
+	r := sc.router.Load()
+	if r == nil || ctx.Value(probeCtxKey{}) != nil {
+		return true, nil
+	}
+	v, ok := sc.servers.Load(c)
+	if !ok {
+		return false, nil // not identified: drop it, the next one will be
+	}
+	key := v.(string)
+	usable, known := r.Usable(key)
+	if !known {
+		_, lag, err := sampleServer(ctx, c)
+		if err != nil {
+			return false, nil // broken: the pool tries another connection
+		}
+		r.Observe(key, lag)
+		usable, _ = r.Usable(key)
+	}
+	if !usable {
+		r.Refused(key)
+		return false, errStandbyBehind
+	}
+	return true, nil
+}
+
+// sampleServer returns the server c is on and its replay lag
+// (readroute.Unknown when it cannot be told).
+func sampleServer(ctx context.Context, c *pgx.Conn) (string, time.Duration, error) {
+	var (
+		key  string
+		secs float64
+	)
+	if err := c.QueryRow(ctx, standbyServerSQL).Scan(&key, &secs); err != nil {
+		return "", 0, err
+	}
+	if key == "" {
+		key = c.PgConn().Conn().RemoteAddr().String()
+	}
+	if secs < 0 {
+		return key, readroute.Unknown, nil
+	}
+	return key, time.Duration(secs * float64(time.Second)), nil
+}
+
+// probe is the router's Probe for the replica pool: every server that has
+// an idle connection is sampled on one of them. When none has (a busy pool,
+// or all dropped after a restart), one connection is made or taken, so a
+// standby is down only if a fresh connection fails too.
+func (sc *standbyConns) probe(replica *pgxpool.Pool) readroute.Probe {
+	return func(ctx context.Context) (map[string]time.Duration, error) {
+		ctx = context.WithValue(ctx, probeCtxKey{}, true)
+		out := map[string]time.Duration{}
+		// One idle connection per server is sampled; the others go back at
+		// once, so that reads wait for none of them.
+		for _, c := range replica.AcquireAllIdle(ctx) {
+			key, _ := sc.servers.Load(c.Conn())
+			if k, ok := key.(string); ok {
+				if _, done := out[k]; !done {
+					if _, lag, err := sampleServer(ctx, c.Conn()); err == nil {
+						out[k] = lag
+					}
+				}
+			}
+			c.Release() // a connection whose query failed is closed, and dropped
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		c, err := replica.Acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: sample replica lag: %w", err)
+		}
+		defer c.Release()
+		key, lag, err := sampleServer(ctx, c.Conn())
+		if err != nil {
+			return nil, fmt.Errorf("store: sample replica lag: %w", err)
+		}
+		return map[string]time.Duration{key: lag}, nil
 	}
 }
 
@@ -90,6 +205,9 @@ func (r reader) pool() *pgxpool.Pool {
 func (r reader) reroute(ctx context.Context, err error) bool {
 	if r.target != readroute.Replica || err == nil || ctx.Err() != nil {
 		return false
+	}
+	if errors.Is(err, errStandbyBehind) {
+		return true // counted by the router's Refused
 	}
 	if Classify(err) != failure.Unavailable {
 		return false
@@ -181,11 +299,48 @@ func (rr *routedRow) Scan(dest ...any) error {
 	return err
 }
 
-// SendBatch sends a batch of queries. A batch is not re-sent: its queued
-// callbacks may have run.
+// SendBatch sends a batch of queries. A batch is not re-sent once sent: its
+// queued callbacks may have run. A standby connection that cannot be had
+// (down, or behind) sends it to the primary before anything ran.
 func (r reader) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	return r.pool().SendBatch(ctx, b)
+	if r.target != readroute.Replica || r.s.replica == nil {
+		return r.s.pool.SendBatch(ctx, b)
+	}
+	c, err := r.s.replica.Acquire(ctx)
+	if r.reroute(ctx, err) {
+		return r.s.pool.SendBatch(ctx, b)
+	}
+	if err != nil {
+		return failedBatch{err}
+	}
+	return connBatch{BatchResults: c.SendBatch(ctx, b), c: c}
 }
+
+// connBatch releases its connection when the batch is closed.
+type connBatch struct {
+	pgx.BatchResults
+	c *pgxpool.Conn
+}
+
+func (b connBatch) Close() error {
+	err := b.BatchResults.Close()
+	b.c.Release()
+	return err
+}
+
+// failedBatch is a batch that could not be sent: every result is err.
+type failedBatch struct{ err error }
+
+func (b failedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
+func (b failedBatch) Query() (pgx.Rows, error)         { return nil, b.err }
+func (b failedBatch) QueryRow() pgx.Row                { return failedRow(b) }
+func (b failedBatch) Close() error                     { return b.err }
+func (b failedBatch) Tx() pgx.Tx                       { return nil }
+
+// failedRow is the row of a failed batch.
+type failedRow struct{ err error }
+
+func (r failedRow) Scan(...any) error { return r.err }
 
 // BeginTx begins a transaction on the routed pool, on the primary if the
 // standby cannot be reached.

@@ -3,10 +3,14 @@ package store_test
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
@@ -249,4 +253,152 @@ func TestReadOnlyConnectionsAreDropped(t *testing.T) {
 	assert.NotEqual(t, first, pidOf(), "the connection that answered 25006 was dropped")
 	_, err = st.InsertEvents(ctx, []*audit.Event{newEvent("rr-fenced", time.Now(), 30)})
 	require.NoError(t, err, "a new connection writes")
+}
+
+// Two standbys behind one replicaUrl (a balancer in front of both, as
+// CloudNativePG's -ro service): the lag is known per server, and while one
+// standby's replay is paused no read sees its staleness. Its connections
+// are refused at acquire (the read goes to the primary), the current one
+// serves, and the metrics say which server was behind.
+func TestEachStandbyIsJudgedByItsOwnLag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	primary := testenv.NewPostgres(t, testenv.WithReplication())
+	url, err := primary.CreateDatabase(ctx, "datastorage")
+	require.NoError(t, err)
+	mig, err := store.Open(ctx, url, store.Options{MaxConns: 2})
+	require.NoError(t, err)
+	_, err = mig.Migrate(ctx, nil)
+	require.NoError(t, err)
+	_, err = mig.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 2)
+	require.NoError(t, err)
+	mig.Close()
+	current, paused := testenv.NewStandby(t, primary), testenv.NewStandby(t, primary)
+	require.NoError(t, current.WaitReplayed(ctx, primary))
+	require.NoError(t, paused.WaitReplayed(ctx, primary))
+	lb := testenv.NewBalancer(t, net.JoinHostPort(current.Host, strconv.Itoa(current.Port)),
+		net.JoinHostPort(paused.Host, strconv.Itoa(paused.Port)))
+
+	reg := prometheus.NewRegistry()
+	const conns = 6
+	st, err := store.Open(ctx, url, store.Options{MaxConns: conns, MaxReplicaLag: 300 * time.Millisecond,
+		ReplicaURL: "postgres://postgres@" + lb.Addr() + "/datastorage?sslmode=disable", Registerer: reg, ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	router := st.ReadRouter()
+	pausedKey := "127.0.0.1:" + strconv.Itoa(paused.Port)
+	currentKey := "127.0.0.1:" + strconv.Itoa(current.Port)
+
+	// Open every connection of the replica pool: the balancer alternates,
+	// so half are on each standby.
+	held := make([]*pgxpool.Conn, 0, conns)
+	for range conns {
+		c, err := st.ReplicaPool().Acquire(ctx)
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	for _, c := range held {
+		c.Release()
+	}
+	_, err = st.InsertEvents(ctx, []*audit.Event{newEvent("rr-two", time.Now(), 30)})
+	require.NoError(t, err)
+	require.NoError(t, current.WaitReplayed(ctx, primary))
+	require.NoError(t, paused.WaitReplayed(ctx, primary))
+	router.Sample(ctx)
+	for _, key := range []string{currentKey, pausedKey} {
+		usable, known := router.Usable(key)
+		require.True(t, usable && known, "%s: both standbys current and sampled", key)
+	}
+
+	// One standby stops replaying; the next write reaches the other only.
+	require.NoError(t, paused.PauseReplay(ctx))
+	_, err = st.InsertEvents(ctx, []*audit.Event{newEvent("rr-two", time.Now(), 30)})
+	require.NoError(t, err)
+	require.NoError(t, current.WaitReplayed(ctx, primary))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		router.Sample(ctx)
+		usable, known := router.Usable(pausedKey)
+		if known && !usable {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "the paused standby never counted as behind")
+		time.Sleep(50 * time.Millisecond)
+	}
+	tg, _ := routeOf(router)
+	require.Equal(t, readroute.Replica, tg, "the other standby is current: the standbys still serve")
+
+	// Reads from several goroutines at once take every pooled connection,
+	// those on the paused standby included: none may answer from it.
+	before := r2reads(t, reg)
+	var wg sync.WaitGroup
+	counts := make([]int64, 4*conns)
+	for i := range counts {
+		wg.Go(func() {
+			n, err := st.CountEvents(ctx, query.EventFilter{CorrelationID: "rr-two"}, 1000)
+			assert.NoError(t, err)
+			counts[i] = n
+		})
+	}
+	wg.Wait()
+	for i, n := range counts {
+		assert.Equal(t, int64(2), n, "read %d saw the paused standby's stale copy", i)
+	}
+	after := r2reads(t, reg)
+	assert.Greater(t, after["replica/replica_current"], before["replica/replica_current"], "the current standby served reads")
+	assert.Greater(t, after["primary/lag"], before["primary/lag"], "reads refused the paused standby went to the primary")
+	assert.Positive(t, labeled(t, reg, "datastorage_db_replica_refused_total", pausedKey), "the refusals name the paused standby")
+	assert.Zero(t, labeled(t, reg, "datastorage_db_replica_refused_total", currentKey))
+	assert.Greater(t, labeled(t, reg, "datastorage_db_replica_lag_seconds", pausedKey), 0.3)
+	assert.Zero(t, labeled(t, reg, "datastorage_db_replica_lag_seconds", currentKey))
+
+	// A replicaUrl that lists both hosts, the paused one first: pgx tries
+	// the hosts in order (it has no load_balance_hosts), so every
+	// connection lands on the paused standby, is refused, and the reads go
+	// to the primary, fresh.
+	reg2 := prometheus.NewRegistry()
+	multi, err := store.Open(ctx, url, store.Options{MaxConns: 2, MaxReplicaLag: 300 * time.Millisecond, Registerer: reg2,
+		ReplicaURL: "postgres://postgres@" + pausedKey + "," + currentKey + "/datastorage?sslmode=disable", ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(multi.Close)
+	for range 3 {
+		multi.ReadRouter().Sample(ctx)
+		n, err := multi.CountEvents(ctx, query.EventFilter{CorrelationID: "rr-two"}, 1000)
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n, "a read saw the paused standby's stale copy")
+	}
+	assert.Positive(t, labeled(t, reg2, "datastorage_db_replica_lag_seconds", pausedKey))
+	assert.Zero(t, r2reads(t, reg2)["replica/replica_current"], "the only standby reached is behind: no read served by it")
+	require.NoError(t, paused.ResumeReplay(ctx))
+}
+
+// r2reads is datastorage_db_reads_total by "target/reason".
+func r2reads(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	return (&replicated{reg: reg}).reads(t)
+}
+
+// labeled is the value of name's series whose server label is server (0
+// when there is none).
+func labeled(t *testing.T, reg *prometheus.Registry, name, server string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "server" && l.GetValue() == server {
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

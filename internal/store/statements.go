@@ -51,8 +51,10 @@ func CopyRows(events []*audit.Event) pgx.CopyFromSource { return &eventRows{even
 // to audit_event_ids):
 //
 //   - "chain heads": $1 the correlation ids (text[]);
-//   - "stored ids": $1 the event ids (uuid[]);
-//   - "parents, bounded": $1 the ids, $2 and $3 the date window;
+//   - "stored ids": $1 the event ids (uuid[]), $2 the v7 ones among them
+//     and $3 the dates they name (date[], ids.go);
+//   - "parents, bounded": $1 the ids, $2 and $3 the date window, $4 and $5
+//     as $2 and $3 of "stored ids";
 //   - "parents, unbounded": $1 the ids (the lookup of what the bounded one missed).
 func HotPathSQL() map[string]string {
 	return map[string]string{

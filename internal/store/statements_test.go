@@ -46,7 +46,7 @@ func TestExportedStatementsPrepareOnTheMigratedSchema(t *testing.T) {
 	conn, err := st.Pool().Acquire(ctx)
 	require.NoError(t, err)
 	defer conn.Release()
-	params := map[string]int{"chain heads": 1, "stored ids": 1, "parents, bounded": 3, "parents, unbounded": 1}
+	params := map[string]int{"chain heads": 1, "stored ids": 3, "parents, bounded": 5, "parents, unbounded": 1}
 	hot := store.HotPathSQL()
 	require.Len(t, hot, len(params))
 	for name, sql := range hot {

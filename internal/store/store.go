@@ -39,7 +39,8 @@ type Options struct {
 	// benchmark uses it to EXPLAIN exactly what the aggregations send).
 	Tracer pgx.QueryTracer
 	// ReplicaURL, if set, names a streaming standby that serves the reads
-	// readroute lets it serve (see replica.go).
+	// readroute lets it serve (see replica.go), or a service in front of
+	// several, each judged by its own lag.
 	ReplicaURL string
 	// MaxReplicaLag is the largest sampled replay lag at which the standby
 	// still serves reads.
@@ -56,26 +57,29 @@ type Options struct {
 // connection is made on first use.
 func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
 	fenced := newFencedConns()
-	pool, err := newPool(ctx, connString, opts, fenced)
+	pool, err := newPool(ctx, connString, opts, fenced, nil)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache()}
 	ro := readroute.Options{MaxLag: opts.MaxReplicaLag, Registerer: opts.Registerer, Log: opts.Log}
+	standbys := &standbyConns{}
 	if opts.ReplicaURL != "" {
-		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil); err != nil {
+		if s.replica, err = newPool(ctx, opts.ReplicaURL, opts, nil, standbys); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("store: replica: %w", err)
 		}
-		ro.Probe = probeReplica(s.replica)
+		ro.Probe = standbys.probe(s.replica)
 	}
 	s.router = readroute.New(ro)
+	standbys.router.Store(s.router)
 	return s, nil
 }
 
 // newPool creates a pool with the service's session settings. fenced, when
-// set, drops the connections a read-only server refused a write on.
-func newPool(ctx context.Context, connString string, opts Options, fenced *fencedConns) (*pgxpool.Pool, error) {
+// set, drops the connections a read-only server refused a write on;
+// standbys, when set, keeps reads off the standbys that are behind.
+func newPool(ctx context.Context, connString string, opts Options, fenced *fencedConns, standbys *standbyConns) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse connection string: %w", err)
@@ -87,6 +91,9 @@ func newPool(ctx context.Context, connString string, opts Options, fenced *fence
 	cfg.ConnConfig.Tracer = opts.Tracer
 	if fenced != nil {
 		fenced.install(cfg)
+	}
+	if standbys != nil {
+		standbys.install(cfg)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
@@ -130,3 +137,7 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 
 // Pool exposes the pool for its statistics (metrics) and for tests.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// ReplicaPool exposes the standby's pool (database.replicaUrl) for its
+// statistics; nil without a standby.
+func (s *Store) ReplicaPool() *pgxpool.Pool { return s.replica }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,7 +45,7 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 				return err
 			}
 			inserted = n
-			b.Queue(commitAfterCopySQL, append(idColumns(events), rest...)...)
+			b.Queue(commitAfterCopySQL, append(idRowColumns(events), rest...)...)
 		} else {
 			cols, err := batchColumns(events)
 			if err != nil {
@@ -52,7 +53,7 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 			}
 			inserted = int64(len(events))
 			b.Queue("BEGIN")
-			b.Queue(commitEventsSQL, append(cols, rest...)...)
+			b.Queue(commitEventsSQL, slices.Concat(cols, rest, idRowColumns(events))...)
 		}
 		b.Queue("COMMIT")
 		return conn.SendBatch(ctx, b).Close()

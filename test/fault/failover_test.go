@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -309,6 +311,8 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, testenv.WithReplication())
 	standby := testenv.NewStandby(t, s.pg)
+	// The lag is exported per standby, under the address it sees itself on.
+	standbyServer := net.JoinHostPort(standby.Host, strconv.Itoa(standby.Port))
 	srv := s.startServer("ds", "DATASTORAGE_DATABASE_REPLICAURL="+standby.URL("datastorage"),
 		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s", patientConnect)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -346,8 +350,10 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	fellBack := time.Since(paused)
 	lagReads, _ := srv.metric(`datastorage_db_reads_total{reason="lag",target="primary"}`)
 	assert.Positive(t, lagReads, "reads counted as sent to the primary for lag")
-	lag, _ := srv.metric(`datastorage_db_replica_lag_seconds`)
+	lag, _ := srv.metric(`datastorage_db_replica_lag_seconds{server="` + standbyServer + `"}`)
 	assert.Greater(t, lag, 1.0, "the lag seen is above the maximum")
+	up, served := srv.metric(`datastorage_db_replica_up{server="` + standbyServer + `"}`)
+	assert.True(t, served && up == 1, "the paused standby still answers its samples: up %v (served %v)", up, served)
 	strongReads, _ := srv.metric(`datastorage_db_reads_total{reason="strong",target="primary"}`)
 	assert.GreaterOrEqual(t, strongReads, 5.0)
 	var standbyRows int
@@ -367,6 +373,83 @@ func TestLaggingStandbySendsReadsToThePrimary(t *testing.T) {
 	})
 	t.Logf("FIGURES 13.3: replay paused -> eventual reads see the primary's writes within %s (maxReplicaLag 1s, sampled every 200 ms; "+
 		"5 writes with strong reads in between); lag seen %.1fs", fellBack.Round(time.Millisecond), lag)
+}
+
+// 13.3 with two standbys behind one replicaUrl (a round-robin balancer, as
+// CloudNativePG's -ro service in front of a 3-instance cluster's two
+// standbys): one standby's replay is paused; no eventual read ever returns
+// its stale copy, the other standby keeps serving, and /metrics names the
+// paused one (its lag, its refused connections).
+func TestOneOfTwoStandbysLagging(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WithReplication())
+	current, paused := testenv.NewStandby(t, s.pg), testenv.NewStandby(t, s.pg)
+	currentKey := net.JoinHostPort(current.Host, strconv.Itoa(current.Port))
+	pausedKey := net.JoinHostPort(paused.Host, strconv.Itoa(paused.Port))
+	lb := testenv.NewBalancer(t, currentKey, pausedKey)
+	srv := s.startServer("ds", "DATASTORAGE_DATABASE_REPLICAURL=postgres://postgres@"+lb.Addr()+"/datastorage?sslmode=disable",
+		"DATASTORAGE_DATABASE_MAXREPLICALAG=1s", "DATASTORAGE_DATABASE_MAXCONNS=6", patientConnect)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const corr = "two-standbys"
+	metric := func(sample string) float64 {
+		v, _ := srv.metric(sample)
+		return v
+	}
+	replicaReads := func() float64 {
+		return metric(`datastorage_db_reads_total{reason="replica_current",target="replica"}`)
+	}
+	// Concurrent reads, so that the pool holds connections on both standbys.
+	readAll := func(n int) []map[string]bool {
+		out := make([]map[string]bool, n)
+		var wg sync.WaitGroup
+		for i := range out {
+			wg.Go(func() { out[i] = readIDs(t, srv, corr, "") })
+		}
+		wg.Wait()
+		return out
+	}
+
+	first := writeOne(t, srv, corr, 0)
+	require.NoError(t, current.WaitReplayed(ctx, s.pg))
+	require.NoError(t, paused.WaitReplayed(ctx, s.pg))
+	waitFor(t, 30*time.Second, "reads served by the standbys", func() bool {
+		before := replicaReads()
+		for _, ids := range readAll(6) {
+			if !ids[first] {
+				return false
+			}
+		}
+		return replicaReads() > before
+	})
+	waitFor(t, 30*time.Second, "both standbys sampled", func() bool {
+		_, a := srv.metric(`datastorage_db_replica_up{server="` + currentKey + `"}`)
+		_, b := srv.metric(`datastorage_db_replica_up{server="` + pausedKey + `"}`)
+		return a && b
+	})
+
+	require.NoError(t, paused.PauseReplay(ctx))
+	second := writeOne(t, srv, corr, 1)
+	require.NoError(t, current.WaitReplayed(ctx, s.pg))
+	waitFor(t, 30*time.Second, "the paused standby seen behind", func() bool {
+		return metric(`datastorage_db_replica_lag_seconds{server="`+pausedKey+`"}`) > 1
+	})
+	// From here on, no eventual read may miss the second write.
+	before := replicaReads()
+	stale := 0
+	for range 5 {
+		for _, ids := range readAll(8) {
+			if !ids[second] {
+				stale++
+			}
+		}
+	}
+	assert.Zero(t, stale, "eventual reads answered from the paused standby's stale copy")
+	assert.Greater(t, replicaReads(), before, "the current standby kept serving")
+	assert.Positive(t, metric(`datastorage_db_replica_refused_total{server="`+pausedKey+`"}`),
+		"connections on the paused standby were refused, by name")
+	assert.Zero(t, metric(`datastorage_db_replica_lag_seconds{server="`+currentKey+`"}`))
+	require.NoError(t, paused.ResumeReplay(ctx))
 }
 
 // 13.4: three replicas write 100 correlations concurrently, every

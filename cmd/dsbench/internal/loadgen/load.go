@@ -29,12 +29,16 @@ type Spec struct {
 	// ParentEvery makes every n-th single-event request name the worker's
 	// previous event as parent_event_id (0: never).
 	ParentEvery int
+	// Queued counts 202 Accepted as answered too: the scenario sends the
+	// writes to the spool on purpose (PostgreSQL stopped), where 202 is the
+	// success answer.
+	Queued bool
 }
 
 // Result is what one run of a Spec measured, over the measured window only.
 type Result struct {
 	Spec      Spec
-	Requests  int64         // answered 201
+	Requests  int64         // answered 201 (or 202 with Spec.Queued)
 	Events    int64         // in those requests
 	Errors    map[int]int64 // status (0: transport error) → count
 	Elapsed   time.Duration // the measured window
@@ -70,7 +74,8 @@ func (r Result) Max() time.Duration {
 	return r.Latencies[len(r.Latencies)-1]
 }
 
-// ErrorCount is the requests of the measured window not answered 201.
+// ErrorCount is the requests of the measured window not answered 201 (or
+// 202 with Spec.Queued).
 func (r Result) ErrorCount() int64 {
 	var n int64
 	for _, c := range r.Errors {
@@ -147,7 +152,7 @@ func Run(ctx context.Context, apiAddr string, spec Spec, bodies [][]byte, probe 
 				status, resp, err := c.post(path, body)
 				d := time.Since(t0)
 				measured := !t0.Before(measureFrom)
-				if status == http.StatusCreated {
+				if status == http.StatusCreated || spec.Queued && status == http.StatusAccepted {
 					if spec.Batch == 1 {
 						if id := eventID(resp); id != "" {
 							parent = id

@@ -160,6 +160,29 @@ func TestRunCountsAnsweredEventsAndErrorsByStatus(t *testing.T) {
 	}
 }
 
+// A spooled write is answered 202: it counts as answered only in a Queued
+// scenario, and is an error status otherwise.
+func TestRunCountsAcceptedOnlyWhenQueued(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"event_id":"0190f5d6-0000-7000-8000-000000000001","status":"queued"}`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	body := [][]byte{NewGenerator(1, 10, time.Now()).Body()}
+	spec := Spec{Name: "t", Batch: 1, Concurrency: 1, Duration: 100 * time.Millisecond}
+
+	plain := Run(context.Background(), addr, spec, body, nil)
+	assert.Zero(t, plain.Requests)
+	assert.Positive(t, plain.Errors[http.StatusAccepted])
+
+	spec.Queued = true
+	queued := Run(context.Background(), addr, spec, body, nil)
+	assert.Positive(t, queued.Requests)
+	assert.Zero(t, queued.ErrorCount())
+}
+
 func TestRunRefusesAnAddressOffLoopback(t *testing.T) {
 	res := Run(context.Background(), "10.0.0.1:80", Spec{Batch: 1, Concurrency: 1, Duration: 50 * time.Millisecond},
 		[][]byte{[]byte(`{}`)}, nil)

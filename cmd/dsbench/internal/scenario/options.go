@@ -22,6 +22,7 @@ type Options struct {
 	Only       string        // run only the HTTP scenarios whose name contains this
 	SkipRaw    bool          // skip the raw COPY, chain-cost and after-load EXPLAIN parts
 	Standby    string        // write benchmark with a streaming standby: "", async or sync (harness.AddStandby)
+	SkipSpool  bool          // skip the spool scenario (what WAIT costs; spoolwait.go)
 
 	ReadEvents      int64         // events the read benchmark loads
 	ReadRequests    int           // timed requests per read shape

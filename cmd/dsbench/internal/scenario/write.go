@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,6 +101,16 @@ func RunWrite(ctx context.Context, o Options) error {
 		}
 	}
 	r.serverPeakRSSAll = harness.PeakRSS(e.ServerPID())
+	if !o.SkipSpool && (o.Only == "" || slices.ContainsFunc(spoolWaitSpecs, func(s loadgen.Spec) bool { return strings.Contains(s.Name, o.Only) })) {
+		harness.Logf("what WAIT costs: spooled writes, redis.minReplicas 0 vs 1 (spoolwait.go)")
+		if r.spoolWait, err = runSpoolWait(ctx, bin, workDir, o.Only, gen); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			harness.Logf("spool scenario: %v", err)
+			r.spoolWait.err = err.Error()
+		}
+	}
 
 	rows := int64(0)
 	for _, l := range r.loads {

@@ -32,6 +32,7 @@ type writeReport struct {
 	serverPeakRSSAll  int64
 	rowsInTable       int64
 	wp                writepathReport // writepath.go
+	spoolWait         spoolWaitResult // spoolwait.go
 }
 
 type facts struct {
@@ -203,6 +204,7 @@ func (r *writeReport) markdown() string {
 	p("")
 
 	b.WriteString(r.writepathMarkdown()) // writepath_report.go
+	b.WriteString(r.spoolWaitMarkdown()) // spoolwait.go
 	p("## Targets")
 	p("")
 	p("| target | measured | met |")

@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"kubernaut.ai/datastorage/internal/audit"
+	"kubernaut.ai/datastorage/internal/testenv"
+)
+
+// TestMeasureLoneCommit measures what PostgreSQL's backend does for a
+// commit of one event (single c=1), against a naive writer's one INSERT in
+// autocommit into the same table: the backend's own CPU time
+// (/proc/<pid>/stat; a busy machine inflates it somewhat, but it counts no
+// waiting) and WAL bytes per event (load-independent), alternating the two
+// in rounds. With DATASTORAGE_PERF_DIR set it also records the backend with
+// perf during each kind's rounds (perf report -i <dir>/<kind>.data). Skipped
+// unless DATASTORAGE_IDS_MEASURE=1:
+//
+//	DATASTORAGE_IDS_MEASURE=1 go test ./internal/store/ -run TestMeasureLoneCommit -v
+func TestMeasureLoneCommit(t *testing.T) {
+	if os.Getenv("DATASTORAGE_IDS_MEASURE") != "1" {
+		t.Skip("set DATASTORAGE_IDS_MEASURE=1 to measure a lone commit")
+	}
+	ctx := context.Background()
+	url := testenv.NewDatabase(t)
+	st, err := Open(ctx, url, Options{MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(ctx, nil)
+	require.NoError(t, err)
+	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
+	require.NoError(t, err)
+	naive, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { naive.Close(context.Background()) })
+
+	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
+	seq := 0
+	event := func() *audit.Event {
+		seq++
+		ev, fe, err := v.DecodeOne(fmt.Appendf(nil, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
+			"event_category":"gateway","event_action":"received","event_outcome":"success",
+			"correlation_id":"rr-lone-%d","event_data":{"signal":"OOMKilled","n":%d}}`,
+			time.Now().UTC().Format(time.RFC3339Nano), seq%1000, seq))
+		require.NoError(t, err)
+		require.Empty(t, fe)
+		return ev
+	}
+	var storePID, naivePID int
+	require.NoError(t, st.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&storePID))
+	require.NoError(t, naive.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&naivePID))
+	cpu := func(pid int) time.Duration {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		require.NoError(t, err)
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ 100
+	}
+	lsn := func() int64 {
+		var n int64
+		require.NoError(t, naive.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn`).Scan(&n))
+		return n
+	}
+	size := 1
+	if v := os.Getenv("DATASTORAGE_LONE_BATCH"); v != "" {
+		// Batches instead of lone events (ours only: the naive writer's
+		// figures are then per lone event still).
+		size, err = strconv.Atoi(v)
+		require.NoError(t, err)
+	}
+	ours := func() {
+		b := make([]*audit.Event, size)
+		for i := range b {
+			b[i] = event()
+		}
+		_, err := st.InsertEvents(ctx, b)
+		require.NoError(t, err)
+	}
+	theirs := func() {
+		e := event()
+		c, err := e.Canonical()
+		require.NoError(t, err)
+		prev := ""
+		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = 1, st.hasher.Link("", c), &prev, st.hasher.Algorithm()
+		cols, err := batchColumns([]*audit.Event{e})
+		require.NoError(t, err)
+		_, err = naive.Exec(ctx, insertEventsSQL, cols...)
+		require.NoError(t, err)
+	}
+	for range 300 { // warm-up: plans, heads, rollup rows of the hour
+		ours()
+		theirs()
+	}
+	if os.Getenv("DATASTORAGE_LONE_ANALYZE") == "1" {
+		// Fresh statistics invalidate the plans cached while the tables were
+		// empty (autovacuum would, after its naptime).
+		_, err := naive.Exec(ctx, `ANALYZE`)
+		require.NoError(t, err)
+		t.Log("ANALYZE after the warm-up")
+	}
+	perfDir := os.Getenv("DATASTORAGE_PERF_DIR")
+	events := map[string]int{"ours": size, "naive": 1}
+	type total struct {
+		cpu time.Duration
+		wal int64
+		n   int
+	}
+	totals := map[string]*total{"ours": {}, "naive": {}}
+	for round := range 6 {
+		for _, k := range []struct {
+			name string
+			pid  int
+			one  func()
+		}{{"ours", storePID, ours}, {"naive", naivePID, theirs}} {
+			var perf *exec.Cmd
+			if perfDir != "" && round == 5 {
+				perf = exec.Command("perf", "record", "-q", "-F", "2999", "-g", "-p", strconv.Itoa(k.pid), "-o", filepath.Join(perfDir, k.name+".data"))
+				require.NoError(t, perf.Start())
+				time.Sleep(500 * time.Millisecond)
+			}
+			c0, w0 := cpu(k.pid), lsn()
+			n := 1000
+			if k.name == "ours" {
+				n = max(1, 1000/size)
+			}
+			for range n {
+				k.one()
+			}
+			tt := totals[k.name]
+			tt.cpu += cpu(k.pid) - c0
+			tt.wal += lsn() - w0
+			tt.n += n * events[k.name]
+			if perf != nil {
+				_ = perf.Process.Signal(os.Interrupt)
+				_ = perf.Wait()
+			}
+		}
+	}
+	for _, k := range []string{"ours", "naive"} {
+		tt := totals[k]
+		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event (%d events)", k,
+			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n), tt.n)
+	}
+}
+
+// argsCatcher keeps the arguments of the last commitEventsSQL sent.
+type argsCatcher struct{ args []any }
+
+func (a *argsCatcher) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if d.SQL == commitEventsSQL {
+		a.args = d.Args
+	}
+	return ctx
+}
+
+func (a *argsCatcher) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (a *argsCatcher) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (a *argsCatcher) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if d.SQL == commitEventsSQL {
+		a.args = d.Args
+	}
+}
+
+func (a *argsCatcher) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestExplainLoneCommit prints the plan PostgreSQL runs commitSQL with for
+// a commit of one event (generic, as insertFast sets it), with ANALYZE and
+// BUFFERS, on tables holding what a few minutes of single c=1 leave.
+// Skipped unless DATASTORAGE_IDS_MEASURE=1.
+func TestExplainLoneCommit(t *testing.T) {
+	if os.Getenv("DATASTORAGE_IDS_MEASURE") != "1" {
+		t.Skip("set DATASTORAGE_IDS_MEASURE=1")
+	}
+	ctx := context.Background()
+	url := testenv.NewDatabase(t)
+	catcher := &argsCatcher{}
+	st, err := Open(ctx, url, Options{MaxConns: 1, Tracer: catcher})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(ctx, nil)
+	require.NoError(t, err)
+	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
+	require.NoError(t, err)
+	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
+	for i := range 3000 {
+		ev, fe, err := v.DecodeOne(fmt.Appendf(nil, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
+			"event_category":"gateway","event_action":"received","event_outcome":"success",
+			"correlation_id":"rr-lone-%d","event_data":{"n":%d}}`, time.Now().UTC().Format(time.RFC3339Nano), i%1000, i))
+		require.NoError(t, err)
+		require.Empty(t, fe)
+		_, err = st.InsertEvents(ctx, []*audit.Event{ev})
+		require.NoError(t, err)
+	}
+	require.NotNil(t, catcher.args)
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	var plans []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { plans = append(plans, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	// auto_explain, its plans sent to this client as notices: the plan the
+	// statement really runs with (EXPLAIN of a statement with parameters
+	// plans it custom, with the values).
+	for _, q := range []string{`LOAD 'auto_explain'`, `SET auto_explain.log_min_duration = 0`, `SET auto_explain.log_analyze = on`,
+		`SET auto_explain.log_buffers = on`, `SET auto_explain.log_level = notice`} {
+		_, err := conn.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+		for range 3 {
+			tx, err := conn.Begin(ctx)
+			require.NoError(t, err)
+			_, err = tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, mode)
+			require.NoError(t, err)
+			if mode == "force_generic_plan" {
+				_, err = tx.Exec(ctx, genericPlansSQL) // as the store runs it
+				require.NoError(t, err)
+			}
+			plans = nil
+			// The last commit's arguments again: its heads moved on since,
+			// so the guard fails and nothing is written; the plan is the same.
+			_, err = tx.Exec(ctx, commitEventsSQL, catcher.args...)
+			require.NoError(t, err)
+			require.NoError(t, tx.Rollback(ctx))
+		}
+		lines := plans
+		t.Logf("%s:\n%s", mode, strings.Join(lines, "\n"))
+	}
+}
