@@ -48,7 +48,11 @@
 // waits between the two writers' concurrent batch commits. Sending every
 // spanning request to one writer removes those waits but serialises the
 // commits and halved c=4 throughput, so the owner of most of the request
-// commits it.
+// commits it. Those waits were later removed for large commits: a commit of
+// 200 events or more links optimistically and COPYs with no chain lock held
+// (store/overlap.go), so only the locks, its last statement and the fsync
+// are serial between two writers' commits that share chains
+// (bench/results/writepath-2026-12-07b.md).
 //
 // # Failure
 //

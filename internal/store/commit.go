@@ -148,13 +148,25 @@ func commitArgs(heads chainHeads, expected *chainHeads, check []uuid.UUID, d rol
 // or missing entry costs a round trip, not a broken chain. Another replica,
 // the catalog's writes or a rolled-back commit make entries stale.
 type headCache struct {
-	mu    sync.Mutex
-	heads map[string]cachedHead
+	// reserving orders the reservations of optimistic commits
+	// (overlap.go); it is taken before mu, never after.
+	reserving sync.Mutex
+	mu        sync.Mutex
+	heads     map[string]cachedHead
+	// inflight holds the ids of the optimistic commits in flight
+	// (overlap.go).
+	inflight map[uuid.UUID]*flight
+	// pessimistic counts the large commits that take the reading path
+	// before optimistic linking is tried again (overlapBackoff).
+	pessimistic int
 }
 
 type cachedHead struct {
 	seq  int64
 	hash string
+	// owner is the optimistic commit in flight that will leave this head
+	// (overlap.go); nil once a commit left it.
+	owner *flight
 }
 
 // maxCachedHeads bounds the cache: some 100 bytes an entry, 6 MB at most.

@@ -268,8 +268,11 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // when the guard fails, it takes two: BEGIN, the chain locks, the chain
 // heads, the duplicate check and the parent lookup in one pipeline;
 // commitSQL (with the rows, or after their COPY, which takes a round trip
-// of its own) and COMMIT in the next. A trial (locateRefusal) ends with
-// ROLLBACK instead of COMMIT.
+// of its own) and COMMIT in the next. A commit of copyMinRows events or
+// more first tries the optimistic path (insertOverlap, overlap.go), which
+// takes the chain locks only after its COPY. A trial (locateRefusal) ends
+// with ROLLBACK instead of COMMIT; fast false (a retry after a race) goes
+// straight to the reading path.
 func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [][]byte, trial, fast bool) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -278,6 +281,14 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 	defer conn.Release()
 	if !trial && fast {
 		n, done, err := s.insertFast(ctx, conn.Conn(), events, canon)
+		if err != nil {
+			rollback(conn.Conn())
+			return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
+		}
+		if done {
+			return n, nil
+		}
+		n, done, err = s.insertOverlap(ctx, conn.Conn(), events, canon)
 		if err != nil {
 			rollback(conn.Conn())
 			return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
