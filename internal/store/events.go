@@ -85,12 +85,6 @@ const (
 	lockChainsGenericSQL = `SELECT pg_advisory_xact_lock(hashtextextended(c, 0)), set_config('plan_cache_mode', 'force_generic_plan', true), ` +
 		indexJoins + ` FROM unnest($1::text[]) AS c`
 	readHeadsSQL = `SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id = ANY($1)`
-	// storedIDsSQL finds the ids already taken, on any date
-	// (audit_event_ids, migration 00006): one primary-key probe per id on an
-	// unpartitioned table; and for v7 ids, the events stored without an id
-	// row on the date the id names (ids.go). Parameters: storedIDsArgs.
-	storedIDsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1)
-	UNION ALL ` + selfDatedSQL23
 	// insertIDsSQL takes the ids of the events a transaction stores. A
 	// concurrent transaction storing the same id waits for ours and then
 	// fails on the primary key (errChainRace): one id, one row.
@@ -103,6 +97,13 @@ INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)
 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])
 ON CONFLICT (correlation_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash`
 )
+
+// storedIDsSQL finds the ids already taken, on any date
+// (audit_event_ids, migration 00006): one primary-key probe per id on an
+// unpartitioned table; and for v7 ids, the events stored without an id
+// row on the date the id names (ids.go). Parameters: storedIDsArgs.
+var storedIDsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1)
+	UNION ALL ` + selfDatedSQL(2, 3)
 
 // genericPlansSQL makes the foreign-key checks that the rows of a write
 // transaction fire run on a generic plan. Left to itself (plan_cache_mode
@@ -305,6 +306,58 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 	return inserted, nil
 }
 
+// linkable reports whether events can be linked to the heads this process
+// remembers, with no read first (insertFast, insertOverlap): every
+// canonical form is known and no id comes twice (the reading path tells a
+// retry from a conflict). A client-given v7 id may also be one the server
+// made and answered, stored without an id row on the date it names
+// (ids.go): the commit's guard does not see it, but the event's own
+// primary key does when the event is on that date; on another date only
+// the reading path finds it.
+func linkable(events []*audit.Event, canon [][]byte) bool {
+	if slices.ContainsFunc(canon, func(c []byte) bool { return c == nil }) {
+		return false
+	}
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	for _, e := range events {
+		if _, dup := seen[e.ID]; dup {
+			return false
+		}
+		seen[e.ID] = struct{}{}
+		if d, ok := audit.IDDate(e.ID); ok && !e.ServerID() && !sameDate(d, e.Date) {
+			return false
+		}
+	}
+	return true
+}
+
+// clientIDs returns the ids of events that the server did not make: the
+// ones a commit's guard must find free.
+func clientIDs(events []*audit.Event) []uuid.UUID {
+	var ids []uuid.UUID
+	for _, e := range events {
+		if !e.ServerID() {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
+// linkEvents links events, in order, to the heads in expected (one per
+// correlation, sorted as corrsOf sorts them) and returns the heads they
+// leave.
+func linkEvents(h audit.Hasher, expected chainHeads, events []*audit.Event, canon [][]byte) chainHeads {
+	heads := chainHeads{ids: expected.ids, seqs: slices.Clone(expected.seqs), hashes: slices.Clone(expected.hashes)}
+	for i, e := range events {
+		k, _ := slices.BinarySearch(heads.ids, e.CorrelationID)
+		prev := heads.hashes[k]
+		heads.seqs[k]++
+		heads.hashes[k] = h.Link(prev, canon[i])
+		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = heads.seqs[k], heads.hashes[k], &prev, h.Algorithm()
+	}
+	return heads
+}
+
 // insertFast commits events in one round trip, linked to the chain heads
 // this process remembers, when it can: fewer than copyMinRows events, every
 // parent settled, no id twice. done is false when it could not, or when
@@ -313,44 +366,13 @@ func (s *Store) insertEvents(ctx context.Context, events []*audit.Event, canon [
 // then committed nothing, and the caller takes the reading path, which
 // sorts retries from conflicts.
 func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
-	if len(events) >= copyMinRows || slices.ContainsFunc(canon, func(c []byte) bool { return c == nil }) {
+	if len(events) >= copyMinRows || !linkable(events, canon) {
 		return 0, false, nil
 	}
-	seen := make(map[uuid.UUID]struct{}, len(events))
-	var check []uuid.UUID
-	for _, e := range events {
-		if _, dup := seen[e.ID]; dup {
-			return 0, false, nil
-		}
-		seen[e.ID] = struct{}{}
-		if !e.ServerID() {
-			// A client-given v7 id may be one the server made and answered,
-			// stored without an id row on the date it names (ids.go): the
-			// guard below does not see it, but the event's own primary key
-			// does when the event is on that date. On another date only the
-			// reading path finds it.
-			if d, ok := audit.IDDate(e.ID); ok && !sameDate(d, e.Date) {
-				return 0, false, nil
-			}
-			check = append(check, e.ID)
-		}
-	}
-	corrs := make([]string, 0, 1)
-	for _, e := range events {
-		if !slices.Contains(corrs, e.CorrelationID) {
-			corrs = append(corrs, e.CorrelationID)
-		}
-	}
-	slices.Sort(corrs)
+	check := clientIDs(events)
+	corrs := corrsOf(events)
 	expected := s.heads.get(corrs)
-	heads := chainHeads{ids: corrs, seqs: slices.Clone(expected.seqs), hashes: slices.Clone(expected.hashes)}
-	for i, e := range events {
-		k, _ := slices.BinarySearch(corrs, e.CorrelationID)
-		prev := heads.hashes[k]
-		heads.seqs[k]++
-		heads.hashes[k] = s.hasher.Link(prev, canon[i])
-		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = heads.seqs[k], heads.hashes[k], &prev, s.hasher.Algorithm()
-	}
+	heads := linkEvents(s.hasher, expected, events, canon)
 	cols, err := batchColumns(events)
 	if err != nil {
 		return 0, false, err

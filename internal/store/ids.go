@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,16 +37,13 @@ import (
 // answered, so no concurrent writer can store it elsewhere meanwhile; a
 // client repeating it on its own date collides on audit_events' primary key.
 
-// selfDatedSQL23 and selfDatedSQL45 are the probe, with its ids and dates as
-// parameters 2, 3 or 4, 5. Its third column, true, marks a probe's answer.
-const (
-	selfDatedSQL23 = `SELECT e.event_id, e.event_date, true FROM audit_events e
-	WHERE e.event_id = ANY($2) AND e.event_date = ANY($3)
-	AND NOT EXISTS (SELECT 1 FROM audit_event_ids i WHERE i.event_id = e.event_id)`
-	selfDatedSQL45 = `SELECT e.event_id, e.event_date, true FROM audit_events e
-	WHERE e.event_id = ANY($4) AND e.event_date = ANY($5)
-	AND NOT EXISTS (SELECT 1 FROM audit_event_ids i WHERE i.event_id = e.event_id)`
-)
+// selfDatedSQL is the probe, with its ids and dates as parameters ids and
+// dates. Its third column, true, marks a probe's answer.
+func selfDatedSQL(ids, dates int) string {
+	return fmt.Sprintf(`SELECT e.event_id, e.event_date, true FROM audit_events e
+	WHERE e.event_id = ANY($%d) AND e.event_date = ANY($%d)
+	AND NOT EXISTS (SELECT 1 FROM audit_event_ids i WHERE i.event_id = e.event_id)`, ids, dates)
+}
 
 // probes returns the v7 ids among ids and the dates they name.
 func probes(ids []uuid.UUID) ([]pgtype.UUID, []time.Time) {

@@ -83,12 +83,7 @@ type reservation struct {
 // PostgreSQL while one waits for the other in Go, which no deadlock detector
 // sees.
 func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Event, canon [][]byte, read map[string]cachedHead) (r reservation, busy []*flight) {
-	var ids []uuid.UUID
-	for _, e := range events {
-		if !e.ServerID() {
-			ids = append(ids, e.ID)
-		}
-	}
+	ids := clientIDs(events)
 	// Reservations take their turn under reserving, and hash the batch
 	// outside mu: a small commit (insertFast) reads and writes the cache
 	// under mu and must not wait for 500 SHA-256 links. A small or reading
@@ -126,14 +121,7 @@ func (c *headCache) reserve(h audit.Hasher, corrs []string, events []*audit.Even
 	}
 	c.mu.Unlock()
 
-	r.heads = chainHeads{ids: corrs, seqs: slices.Clone(r.expected.seqs), hashes: slices.Clone(r.expected.hashes)}
-	for i, e := range events {
-		k, _ := slices.BinarySearch(corrs, e.CorrelationID)
-		prev := r.heads.hashes[k]
-		r.heads.seqs[k]++
-		r.heads.hashes[k] = h.Link(prev, canon[i])
-		e.ChainSeq, e.Hash, e.PreviousHash, e.HashAlgorithm = r.heads.seqs[k], r.heads.hashes[k], &prev, h.Algorithm()
-	}
+	r.heads = linkEvents(h, r.expected, events, canon)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -256,22 +244,8 @@ func wait(ctx context.Context, fs []*flight) error {
 // false when it could not commit the batch: the transaction is then rolled
 // back and the caller takes the reading path on the same connection.
 func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
-	if len(events) < copyMinRows || slices.ContainsFunc(canon, func(c []byte) bool { return c == nil }) {
+	if len(events) < copyMinRows || !linkable(events, canon) {
 		return 0, false, nil
-	}
-	seen := make(map[uuid.UUID]struct{}, len(events))
-	for _, e := range events {
-		if _, dup := seen[e.ID]; dup {
-			return 0, false, nil // a repeat within the batch: the reading path tells retry from conflict
-		}
-		seen[e.ID] = struct{}{}
-		// A client-given v7 id may be one the server made, stored without
-		// an id row on the date it names (ids.go): neither the guard nor
-		// the COPY's primary key sees it when the event is on another
-		// date; only the reading path finds it (as in insertFast).
-		if d, ok := audit.IDDate(e.ID); ok && !e.ServerID() && !sameDate(d, e.Date) {
-			return 0, false, nil
-		}
 	}
 	if !s.heads.optimistic() {
 		return 0, false, nil

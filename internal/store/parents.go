@@ -25,11 +25,10 @@ import (
 // looked up without it. A parent stored without an id row (its id made by
 // the server, ids.go) is found by the first lookup on the date its id
 // names, inside the window or not.
-const (
-	recentParentsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3
-	UNION ALL ` + selfDatedSQL45
-	parentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
-)
+var recentParentsSQL = `SELECT event_id, event_date, false FROM audit_event_ids WHERE event_id = ANY($1) AND event_date BETWEEN $2 AND $3
+	UNION ALL ` + selfDatedSQL(4, 5)
+
+const parentsSQL = `SELECT event_id, event_date FROM audit_event_ids WHERE event_id = ANY($1)`
 
 // parentWindow is how far before its earliest child the first lookup
 // searches. A parent precedes its child by seconds or hours; the window
