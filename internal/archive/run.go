@@ -214,12 +214,13 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 	var (
 		m    *Manifest
 		sums Sums
+		mb   []byte // the manifest as verified: the record names its SHA-256
 	)
 	resumed := rec.Status == StatusVerified || rec.Status == StatusDropped
 	if resumed {
 		// A run stopped after the record: check what it recorded and go on.
 		mr.Action = "resumed"
-		if m, sums, err = a.verify(ctx, month); err != nil {
+		if m, sums, mb, err = a.verify(ctx, month); err != nil {
 			a.log().Warn("archive: the recorded archive does not verify; writing it again", "month", mr.Month, "error", err)
 			m = nil
 		}
@@ -232,21 +233,17 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 				return mr, err
 			}
 			a.step(StepWritten, month)
-			if m, sums, err = a.verify(ctx, month); err != nil {
+			if m, sums, mb, err = a.verify(ctx, month); err != nil {
 				return mr, fmt.Errorf("reading the archive back: %w", err)
 			}
 			a.step(StepVerified, month)
-		}
-		mb, size, err := a.manifestBytes(ctx, month)
-		if err != nil {
-			return mr, err
 		}
 		sum := sha256.Sum256(mb)
 		var total int64
 		for _, f := range m.Files {
 			total += f.Bytes
 		}
-		mr.Events, mr.Bytes = m.Events, total+size
+		mr.Events, mr.Bytes = m.Events, total+int64(len(mb))
 		if err := s.SaveRecord(ctx, Record{
 			Month: month, Status: StatusVerified, Target: a.Options.Target, ManifestKey: ManifestKey(month),
 			ManifestSHA256: hex.EncodeToString(sum[:]), Events: m.Events, Bytes: mr.Bytes,
@@ -497,22 +494,22 @@ func (w *hashingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (a *Archiver) manifestBytes(ctx context.Context, month time.Time) ([]byte, int64, error) {
+func (a *Archiver) manifestBytes(ctx context.Context, month time.Time) ([]byte, error) {
 	obj, err := a.Objects.Open(ctx, ManifestKey(month))
 	if err != nil {
-		return nil, 0, fmt.Errorf("open manifest: %w", err)
+		return nil, fmt.Errorf("open manifest: %w", err)
 	}
 	defer obj.Close()
 	b := make([]byte, obj.Size())
 	if _, err := obj.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, 0, fmt.Errorf("read manifest: %w", err)
+		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	return b, int64(len(b)), nil
+	return b, nil
 }
 
 // Manifest reads and verifies (signature only) a month's manifest.
 func (a *Archiver) Manifest(ctx context.Context, month time.Time) (*Manifest, error) {
-	b, _, err := a.manifestBytes(ctx, month)
+	b, err := a.manifestBytes(ctx, month)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +519,7 @@ func (a *Archiver) Manifest(ctx context.Context, month time.Time) (*Manifest, er
 // Verify checks a month's archive completely, offline from PostgreSQL;
 // see VerifyArchive.
 func (a *Archiver) Verify(ctx context.Context, month time.Time) (*Manifest, error) {
-	b, _, err := a.manifestBytes(ctx, month)
+	b, err := a.manifestBytes(ctx, month)
 	if err != nil {
 		return nil, err
 	}
@@ -533,12 +530,13 @@ func (a *Archiver) Verify(ctx context.Context, month time.Time) (*Manifest, erro
 // verify is Verify for the job: everything but the recomputation of each
 // event's hash from its content, which is Verify's (docs/archive.md, "Which
 // check is where").
-func (a *Archiver) verify(ctx context.Context, month time.Time) (*Manifest, Sums, error) {
-	b, _, err := a.manifestBytes(ctx, month)
+func (a *Archiver) verify(ctx context.Context, month time.Time) (*Manifest, Sums, []byte, error) {
+	b, err := a.manifestBytes(ctx, month)
 	if err != nil {
-		return nil, Sums{}, err
+		return nil, Sums{}, nil, err
 	}
-	return verifyArchive(ctx, a.Objects, b, a.Signer.PublicKey(), nil)
+	m, sums, err := verifyArchive(ctx, a.Objects, b, a.Signer.PublicKey(), nil)
+	return m, sums, b, err
 }
 
 // VerifyArchive checks an archived month: the manifest's signature with
