@@ -101,7 +101,7 @@ func StartRedisHA(opts ...RedisHAOption) (h *RedisHA, err error) {
 		h.Servers = append(h.Servers, r)
 	}
 	deadline := time.Now().Add(haReadyTimeout)
-	if err := waitReplicasOnline(master.Addr(), cfg.replicas, deadline); err != nil {
+	if err := WaitReplicasOnline(master.Addr(), cfg.replicas, deadline); err != nil {
 		return nil, withLogTail(err, master.LogFile)
 	}
 	for range 3 {
@@ -276,8 +276,10 @@ func shortClient(addr string) *redis.Client {
 	})
 }
 
-// waitReplicasOnline waits until the master at addr has n replicas in state online.
-func waitReplicasOnline(addr string, n int, deadline time.Time) error {
+// WaitReplicasOnline waits until the Redis master at addr has n replicas in
+// state online (each has the master's data and streams its writes), or
+// deadline passes.
+func WaitReplicasOnline(addr string, n int, deadline time.Time) error {
 	c := shortClient(addr)
 	defer c.Close()
 	var last string
@@ -290,7 +292,7 @@ func waitReplicasOnline(addr string, n int, deadline time.Time) error {
 		}
 		last = fmt.Sprintf("%v %q", err, info)
 		if time.Now().After(deadline) {
-			return fmt.Errorf("testenv: master %s: %d replicas not online after %s: %s", addr, n, haReadyTimeout, last)
+			return fmt.Errorf("testenv: master %s: %d replicas not online by %s: %s", addr, n, deadline.Format(time.TimeOnly), last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -72,7 +72,7 @@ func TestRedisHAStoppedReplicaShortensWait(t *testing.T) {
 	require.EqualValues(t, 0, n, "no replica runs")
 
 	require.NoError(t, h.Servers[1].Start())
-	require.NoError(t, waitReplicasOnline(h.Servers[0].Addr(), 1, time.Now().Add(haReadyTimeout)))
+	require.NoError(t, WaitReplicasOnline(h.Servers[0].Addr(), 1, time.Now().Add(haReadyTimeout)))
 	require.NoError(t, c.Set(ctx, "k", "v2", 0).Err())
 	n, err = c.Wait(ctx, 1, 10*time.Second).Result()
 	require.NoError(t, err)

@@ -2,16 +2,11 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"kubernaut.ai/datastorage/internal/testenv"
 )
@@ -54,7 +49,7 @@ func StartSpoolEnv(ctx context.Context, bin, workDir string, minReplicas []int) 
 		testenv.WithRedisArgs("--replicaof", s.Master.Host, strconv.Itoa(s.Master.Port))); err != nil {
 		return nil, err
 	}
-	if err = waitReplicaOnline(ctx, s.Master.Addr(), 30*time.Second); err != nil {
+	if err = testenv.WaitReplicasOnline(s.Master.Addr(), 1, time.Now().Add(30*time.Second)); err != nil {
 		return nil, err
 	}
 	if s.DBURL, err = s.PG.CreateDatabase(ctx, benchDB); err != nil {
@@ -101,26 +96,4 @@ func (s *SpoolEnv) Close() {
 	if s.PG != nil {
 		_ = s.PG.Close()
 	}
-}
-
-// waitReplicaOnline waits until the master at addr reports a replica in
-// state online (it has the master's data and streams its writes).
-func waitReplicaOnline(ctx context.Context, addr string, limit time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1, PoolSize: 1,
-		Dialer: func(ctx context.Context, _, addr string) (net.Conn, error) { return DialLoopback(addr) }})
-	defer c.Close()
-	deadline := time.Now().Add(limit)
-	var last string
-	for time.Now().Before(deadline) {
-		info, err := c.Info(ctx, "replication").Result()
-		if err == nil && strings.Contains(info, "state=online") {
-			return nil
-		}
-		last = fmt.Sprintf("%v %q", err, info)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("the Redis replica is not online after " + limit.String() + ": " + last)
 }
