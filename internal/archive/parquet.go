@@ -343,78 +343,82 @@ func readCorrelation(f *parquet.File, col int, id string, stats *ScanStats) ([]a
 // a row group sorted by correlation_id (n = 0 when it is not there),
 // decoding the pages of that column (col) alone.
 func runOf(rg parquet.RowGroup, col int, id string) (lo int64, n int, err error) {
-	pages := rg.ColumnChunks()[col].Pages()
-	defer pages.Close()
-	vals := make([]parquet.Value, 1024)
-	var at int64
 	lo = -1
-	for {
-		p, err := pages.ReadPage()
-		if errors.Is(err, io.EOF) {
-			return max(lo, 0), n, nil
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("archive: parquet: read correlation_id: %w", err)
-		}
-		vr := p.Values()
-		for {
-			k, verr := vr.ReadValues(vals)
-			for i := range k {
-				v := string(vals[i].ByteArray())
-				switch {
-				case v == id:
-					if lo < 0 {
-						lo = at + int64(i)
-					}
-					n++
-				case lo >= 0 || v > id:
-					parquet.Release(p)
-					return max(lo, 0), n, nil
-				}
+	err = eachValue(rg, col, func(row int64, val parquet.Value) bool {
+		switch v := string(val.ByteArray()); {
+		case v == id:
+			if lo < 0 {
+				lo = row
 			}
-			at += int64(k)
-			if errors.Is(verr, io.EOF) {
-				break
-			}
-			if verr != nil {
-				parquet.Release(p)
-				return 0, 0, fmt.Errorf("archive: parquet: read correlation_id: %w", verr)
-			}
+			n++
+		case lo >= 0 || v > id:
+			return false
 		}
-		parquet.Release(p)
+		return true
+	})
+	if err != nil {
+		return 0, 0, err
 	}
+	return max(lo, 0), n, nil
 }
 
 // columnValues reads every value of column col of a row group (a required,
 // flat column: one value per row), cloned out of the pages it came from.
 func columnValues(rg parquet.RowGroup, col int) ([]parquet.Value, error) {
+	out := make([]parquet.Value, 0, rg.NumRows())
+	err := eachValue(rg, col, func(_ int64, v parquet.Value) bool {
+		out = append(out, v.Clone())
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachValue calls fn with every value of column col of a row group (a
+// required, flat column: one value per row) and its row number, page by
+// page, until fn returns false. A value lives only during the call: its
+// page is released after.
+func eachValue(rg parquet.RowGroup, col int, fn func(row int64, v parquet.Value) bool) error {
 	pages := rg.ColumnChunks()[col].Pages()
 	defer pages.Close()
-	out := make([]parquet.Value, 0, rg.NumRows())
 	buf := make([]parquet.Value, 1024)
+	var at int64
 	for {
 		p, err := pages.ReadPage()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("archive: parquet: read page: %w", err)
+			return fmt.Errorf("archive: parquet: read page of column %d: %w", col, err)
 		}
-		vr := p.Values()
-		for {
-			k, verr := vr.ReadValues(buf)
-			for i := range k {
-				out = append(out, buf[i].Clone())
-			}
-			if errors.Is(verr, io.EOF) {
-				break
-			}
-			if verr != nil {
-				parquet.Release(p)
-				return nil, fmt.Errorf("archive: parquet: read values: %w", verr)
-			}
-		}
+		more, err := eachPageValue(p, buf, &at, fn)
 		parquet.Release(p)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// eachPageValue is eachValue's loop over one page; more is false when fn
+// stopped.
+func eachPageValue(p parquet.Page, buf []parquet.Value, at *int64, fn func(int64, parquet.Value) bool) (more bool, _ error) {
+	vr := p.Values()
+	for {
+		k, err := vr.ReadValues(buf)
+		for i := range k {
+			if !fn(*at+int64(i), buf[i]) {
+				return false, nil
+			}
+		}
+		*at += int64(k)
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("archive: parquet: read values: %w", err)
+		}
 	}
 }
 
