@@ -1,11 +1,13 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -110,8 +112,31 @@ func commitSQL(withEvents bool) string {
 	p("	SELECT * FROM correlations_new n WHERE (SELECT ok FROM ok) AND NOT EXISTS (")
 	p("		SELECT 1 FROM correlations r WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (n.b, n.c, n.ns, n.cl))")
 	p(")")
-	b.WriteString("SELECT ok FROM ok")
+	if withEvents {
+		b.WriteString("SELECT ok FROM ok")
+	} else {
+		// After a COPY the rows are already in the transaction, so a
+		// guard that does not hold must end it: the statement fails
+		// (guardFailed), which lets its caller send COMMIT in the same
+		// pipeline instead of a round trip of its own after reading ok.
+		// The input of the cast is not a constant, so that it is
+		// evaluated only when the guard failed, never at planning.
+		fmt.Fprintf(&b, "SELECT (CASE WHEN ok THEN 'true' ELSE '%s' END)::bool FROM ok", guardFailedMarker)
+	}
 	return b.String()
+}
+
+// guardFailedMarker is the text of the error commitAfterCopySQL raises
+// when its guard does not hold: invalid_text_representation (22P02) of a
+// boolean whose input is this text.
+const guardFailedMarker = "datastorage: chain head moved or id taken"
+
+// guardFailed reports the error commitAfterCopySQL raises when its guard
+// does not hold (a head moved, a client-given id taken): the transaction is
+// aborted and nothing of it stays.
+func guardFailed(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, guardFailedMarker)
 }
 
 // Statements of a commit: with the events' rows (up to copyMinRows events),

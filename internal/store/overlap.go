@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"kubernaut.ai/datastorage/internal/audit"
 )
@@ -238,9 +239,11 @@ func wait(ctx context.Context, fs []*flight) error {
 	return nil
 }
 
-// insertOverlap commits a large batch optimistically (see above), in four
-// round trips: BEGIN (with the heads the cache does not know); the COPY; the chain locks and commitSQL guarded by
-// the heads linked to; COMMIT, or ROLLBACK when the guard failed. done is
+// insertOverlap commits a large batch optimistically (see above), in three
+// round trips: BEGIN (with the heads the cache does not know); the COPY; the
+// chain locks, commitAfterCopySQL guarded by the heads linked to, and
+// COMMIT. A guard that does not hold fails the statement, so that the
+// COMMIT queued behind it never runs, and ROLLBACK follows. done is
 // false when it could not commit the batch: the transaction is then rolled
 // back and the caller takes the reading path on the same connection.
 func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
@@ -309,30 +312,29 @@ func (s *Store) insertOverlap(ctx context.Context, conn *pgx.Conn, events []*aud
 
 	shard, release := s.shards.acquire()
 	defer release()
-	var ok bool
+	var commit pgconn.CommandTag
 	b = &pgx.Batch{}
 	b.Queue(lockChainsSQL, r.heads.ids)
-	b.Queue(commitAfterCopySQL, append(idRowColumns(events), commitArgs(r.heads, &r.expected, r.ids, newRollupDelta(events), shard)...)...).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+	b.Queue(commitAfterCopySQL, append(idRowColumns(events), commitArgs(r.heads, &r.expected, r.ids, newRollupDelta(events), shard)...)...)
+	b.Queue("COMMIT").Exec(func(t pgconn.CommandTag) error {
+		commit = t
+		return nil
+	})
 	err = conn.SendBatch(ctx, b).Close()
 	switch {
 	case isDuplicateEvent(err):
 		// An id or a new rollup row taken by a concurrent transaction.
 		return 0, false, abort(ctx, conn)
-	case err != nil:
-		return 0, false, err
-	case !ok:
+	case guardFailed(err):
 		// A head moved (another replica, the reading path, the catalog)
-		// or a client-given id is taken: nothing of ours may stay.
+		// or a client-given id is taken: the statement failed, so that
+		// nothing of ours stays.
 		s.heads.headMoved()
 		return 0, false, abort(ctx, conn)
-	}
-	tag, err := conn.Exec(ctx, "COMMIT")
-	if err != nil {
+	case err != nil:
 		return 0, false, err
-	}
-	if tag.String() != "COMMIT" {
-		return 0, false, fmt.Errorf("store: transaction rolled back at commit (%s)", tag)
+	case commit.String() != "COMMIT":
+		return 0, false, fmt.Errorf("store: transaction rolled back at commit (%s)", commit)
 	}
 	committed = true
 	s.recent.add(events, time.Now())
