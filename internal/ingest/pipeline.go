@@ -166,6 +166,9 @@ type Pipeline struct {
 	turns []chan struct{}
 	seed  maphash.Seed
 	slots *semaphore.Weighted
+	// claims are the correlations of the requests each writer has queued
+	// or is committing (place).
+	claims *claims
 
 	// lastLog throttles the outage messages: during an outage every commit
 	// fails the same way, and one line a second says all there is to say.
@@ -219,6 +222,7 @@ func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger
 		turns:   make([]chan struct{}, opts.Writers),
 		seed:    maphash.MakeSeed(),
 		slots:   semaphore.NewWeighted(int64(opts.QueueSize)),
+		claims:  newClaims(opts.Writers),
 	}
 	for i := range p.queues {
 		// Every pending holds at least one event and the slots bound the
@@ -311,7 +315,8 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 		p.mu.RUnlock()
 		return 0, ErrNotStarted
 	}
-	k := p.route(events)
+	k, c := p.place(events)
+	defer p.claims.release(c)
 	pd := &pending{events: events, done: done, replay: replay}
 	if p.takeIdle(k) {
 		// Counted like a writer, so that Stop waits for this commit too;
