@@ -52,7 +52,10 @@
 // 200 events or more links optimistically and COPYs with no chain lock held
 // (store/overlap.go), so only the locks, its last statement and the fsync
 // are serial between two writers' commits that share chains
-// (bench/results/writepath-2026-12-07b.md).
+// (bench/results/writepath-2026-12-07b.md). Small requests that share
+// chains with a small request already queued or committing follow it to
+// its writer (claims.go) instead of meeting it on a chain lock
+// (bench/results/writepath-2026-12-07d.md).
 //
 // # Failure
 //
