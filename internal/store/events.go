@@ -159,18 +159,15 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int6
 	// The canonical form of every event whose parent is settled is computed
 	// before the transaction, so the chain locks are held for SQL and
 	// SHA-256 only.
-	canon := make([][]byte, len(events))
 	var unresolved []*audit.Event
-	for i, e := range events {
+	for _, e := range events {
 		if !e.ParentResolved() {
 			unresolved = append(unresolved, e)
-			continue
 		}
-		c, err := e.Canonical()
-		if err != nil {
-			return 0, fmt.Errorf("store: insert %d events: %w", len(events), &audit.InvalidEventError{EventID: e.ID.String(), Err: err})
-		}
-		canon[i] = c
+	}
+	canon, err := canonicalForms(events)
+	if err != nil {
+		return 0, fmt.Errorf("store: insert %d events: %w", len(events), err)
 	}
 	unresolve := func() {
 		// A parent found earlier in this batch may not be there when the
@@ -188,6 +185,39 @@ func (s *Store) InsertEvents(ctx context.Context, events []*audit.Event) (_ int6
 		}
 	}
 	return n, err
+}
+
+// canonicalForms returns the canonical form of every event whose parent is
+// settled (nil for the others). A large batch's are computed on two
+// goroutines: some 4 µs an event, 2 ms for 500, which a lone writer spent
+// with PostgreSQL idle and the other CPU too (TestMeasureChainCost).
+func canonicalForms(events []*audit.Event) ([][]byte, error) {
+	canon := make([][]byte, len(events))
+	fill := func(from, to int) error {
+		for i := from; i < to; i++ {
+			e := events[i]
+			if !e.ParentResolved() {
+				continue
+			}
+			c, err := e.Canonical()
+			if err != nil {
+				return &audit.InvalidEventError{EventID: e.ID.String(), Err: err}
+			}
+			canon[i] = c
+		}
+		return nil
+	}
+	if len(events) < copyMinRows {
+		return canon, fill(0, len(events))
+	}
+	half := len(events) / 2
+	second := make(chan error, 1)
+	go func() { second <- fill(half, len(events)) }()
+	err := fill(0, half)
+	if err2 := <-second; err == nil {
+		err = err2
+	}
+	return canon, err
 }
 
 // isRefusal reports PostgreSQL refusing the rows themselves (SQLSTATE
