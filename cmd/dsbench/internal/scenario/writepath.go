@@ -475,8 +475,11 @@ func (c chainOnOff) rowsPerSec() float64 {
 // chain, the rollups and the id table on in both: on is ingest.Pipeline over
 // store.InsertEvents, as in the server; off is store.InsertUnchained, the
 // same statements less the chain's (locks, head read and write, hashing).
-// Off runs before and after on, and counts as their mean, so that a drift
-// of the machine's load does not favour either.
+// Off and on alternate (off, on, off, on, off), each counted as the mean
+// rate of its runs, so that a drift of the machine's load does not favour
+// either: with one off run before and one after a single on run, the two
+// off runs of one report differed by up to 2.2× on a shared machine
+// (bench/results/writepath-2026-12-07d.md).
 func runChainsOnOff(ctx context.Context, e *harness.Env, gen *loadgen.Generator) ([]chainOnOff, error) {
 	rt := &roundTripCounter{}
 	st, err := store.Open(ctx, e.DBURL, store.Options{MaxConns: 4, Tracer: rt})
@@ -485,8 +488,8 @@ func runChainsOnOff(ctx context.Context, e *harness.Env, gen *loadgen.Generator)
 	}
 	defer st.Close()
 	var out []chainOnOff
-	for _, shape := range []struct{ batch, writers, total int }{{500, 1, 50_000}, {32, 2, 20_000}} {
-		for _, chain := range []bool{false, true, false} {
+	for _, shape := range []struct{ batch, writers, total int }{{500, 1, 25_000}, {32, 2, 10_000}} {
+		for _, chain := range []bool{false, true, false, true, false} {
 			rt0 := rt.n.Load()
 			c, err := chainOnOffOnce(ctx, e, st, gen, shape.batch, shape.writers, shape.total, chain)
 			if err != nil {
