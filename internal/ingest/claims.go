@@ -23,11 +23,11 @@ import (
 // instead of on the chain lock, links to the heads that commit leaves, and
 // is committed with whatever else queued meanwhile, in one transaction
 // whose fsync they share. A large request (store.copyMinRows events or
-// more) does not attract others: the store links commits after it to the
-// heads it will leave (store/overlap.go) and two large commits sharing
-// chains overlap their COPYs, which queueing them would undo. A small
-// request follows it all the same: it would take the chain locks before the
-// large commit, whose check then fails and whose COPY is thrown away.
+// more) attracts small requests only: two large commits sharing chains
+// link to each other's predicted heads and overlap their COPYs
+// (store/overlap.go), which queueing one behind the other would undo; a
+// small commit beside a large one would take the chain locks before the
+// large commit's check, which then fails and throws its COPY away.
 //
 // A request that shares correlations with the requests of two writers goes
 // to the one it shares most with; the other may still make it wait on a
