@@ -323,7 +323,9 @@ func selfCPU() time.Duration {
 }
 
 // chainEvents makes events shaped like dsbench's (some 600 bytes of
-// event_data) over a fixed set of correlations, with server-made ids.
+// event_data) over a fixed set of correlations, with server-made ids, in
+// 8 namespaces and 4 clusters as dsbench's generator spreads them (the
+// correlation rollup rows two commits share depend on it).
 type chainEvents struct {
 	rng   *rand.Rand
 	corrs []string
@@ -347,11 +349,11 @@ func (g *chainEvents) next(n int) []*audit.Event {
 		body := fmt.Appendf(nil, `{"version":"1.0","event_type":"workflowexecution.step.completed","event_timestamp":%q,`+
 			`"event_category":"workflowexecution","event_action":"executed","event_outcome":"success","correlation_id":%q,`+
 			`"actor_type":"service","actor_id":"workflowexecution-service","resource_type":"workflowexecution","resource_id":%q,`+
-			`"namespace":"payments","cluster_id":"prod-eu-1","severity":"info",`+
+			`"namespace":"ns-%d","cluster_id":"cluster-%d","severity":"info",`+
 			`"event_data":{"event_type":"workflowexecution.step.completed","remediation_id":%q,"step":%d,"attempt":%d,`+
 			`"workflow_id":"wf-oomkilled-%03d","reason":"OOMKilled","target_resource":{"kind":"Deployment","name":"payments-api-%x","namespace":"payments"},`+
 			`"message":"phase %d of executed finished after %d probes; replicas %d/6 ready","detail":%q}}`,
-			ts.UTC().Format(time.RFC3339Nano), corr, corr, corr, g.rng.IntN(12), 1+g.rng.IntN(3), g.rng.IntN(40), g.rng.Uint32(),
+			ts.UTC().Format(time.RFC3339Nano), corr, corr, g.rng.IntN(8), g.rng.IntN(4), corr, g.rng.IntN(12), 1+g.rng.IntN(3), g.rng.IntN(40), g.rng.Uint32(),
 			g.rng.IntN(9), g.rng.IntN(50), g.rng.IntN(6), strings.Repeat("x", 180+g.rng.IntN(40)))
 		e, fe, err := v.DecodeOne(body)
 		if err != nil || len(fe) > 0 {
