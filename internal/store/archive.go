@@ -142,7 +142,11 @@ func (a *archiveSession) EachEvent(ctx context.Context, month time.Time, o archi
 		return err
 	}
 	return s.each(func(r *sortedRow) error {
-		e, err := scanEvent(rawRow{s: s, row: r})
+		row, err := s.load(r)
+		if err != nil {
+			return err
+		}
+		e, err := scanEvent(row)
 		if err != nil {
 			return err
 		}

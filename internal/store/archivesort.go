@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -41,19 +42,39 @@ const (
 	sortChainSeqCol    = 25
 )
 
-// sortedRow is one row of a run: its raw column values (nil for NULL) and
-// its key.
+// A row is kept as one byte string, in memory and in a spilled run alike:
+// for each column a big-endian int32 length (-1 for NULL) and the bytes,
+// so that a run is written and read back without a copy per column, and
+// the runs hold no pointers for the garbage collector to scan.
+
+// sortedRow is one row of a run: its encoded columns and its key (corr
+// points into row).
 type sortedRow struct {
-	corr []byte
-	seq  int64
-	vals [][]byte
+	// prefix is corr's first 8 bytes as a big-endian integer (zero-padded):
+	// it orders two rows as their bytes do whenever it differs, which for
+	// ids like UUIDs is almost always, at the cost of an integer compare.
+	prefix uint64
+	corr   []byte
+	seq    int64
+	row    []byte
 }
 
 func compareRows(a, b *sortedRow) int {
+	if a.prefix != b.prefix {
+		return cmp.Compare(a.prefix, b.prefix)
+	}
 	if c := bytes.Compare(a.corr, b.corr); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.seq, b.seq)
+}
+
+// prefixOf is the first 8 bytes of b, zero-padded, big-endian: a shorter
+// id that is a prefix of a longer one gets a prefix no larger than it.
+func prefixOf(b []byte) uint64 {
+	var w [8]byte
+	copy(w[:], b)
+	return binary.BigEndian.Uint64(w[:])
 }
 
 // rowSorter collects raw rows into runs and merges them.
@@ -67,6 +88,17 @@ type rowSorter struct {
 	rows  []sortedRow
 	runs  []*os.File
 	spill *bufio.Writer
+
+	// vals and plans decode the row being passed on (rawRow).
+	vals  [][]byte
+	plans []cachedPlan
+}
+
+// cachedPlan is a column's scan plan for the destination type it was made
+// for: pgx's rows keep one per column, pgx.ScanRow plans every value.
+type cachedPlan struct {
+	dst  reflect.Type
+	plan pgtype.ScanPlan
 }
 
 func newRowSorter(typeMap *pgtype.Map, o archive.SortOptions) *rowSorter {
@@ -82,7 +114,7 @@ func newRowSorter(typeMap *pgtype.Map, o archive.SortOptions) *rowSorter {
 func (s *rowSorter) add(vals [][]byte) error {
 	n := 0
 	for _, v := range vals {
-		n += len(v)
+		n += 4 + len(v)
 	}
 	if len(s.rows) > 0 && len(s.arena)+n > cap(s.arena) {
 		if err := s.spillRun(); err != nil {
@@ -92,15 +124,16 @@ func (s *rowSorter) add(vals [][]byte) error {
 	if s.arena == nil {
 		s.arena = make([]byte, 0, max(s.limit, n))
 	}
-	r := sortedRow{vals: make([][]byte, len(vals))}
-	for i, v := range vals {
+	start := len(s.arena)
+	for _, v := range vals {
+		l := int32(len(v))
 		if v == nil {
-			continue
+			l = -1
 		}
-		start := len(s.arena)
+		s.arena = binary.BigEndian.AppendUint32(s.arena, uint32(l))
 		s.arena = append(s.arena, v...)
-		r.vals[i] = s.arena[start:len(s.arena):len(s.arena)]
 	}
+	r := sortedRow{row: s.arena[start:len(s.arena):len(s.arena)]}
 	if err := s.key(&r); err != nil {
 		return err
 	}
@@ -108,25 +141,57 @@ func (s *rowSorter) add(vals [][]byte) error {
 	return nil
 }
 
-// key reads the sort key from the raw values, in the format PostgreSQL
-// sent them (text is its bytes in either format; Go's byte order is
+// split decodes an encoded row into vals (reused), checking its lengths.
+func split(row []byte, vals [][]byte) error {
+	for i := range vals {
+		if len(row) < 4 {
+			return errors.New("store: archive sort: a row is cut short")
+		}
+		l := int32(binary.BigEndian.Uint32(row))
+		row = row[4:]
+		if l < 0 {
+			vals[i] = nil
+			continue
+		}
+		if int(l) > len(row) {
+			return errors.New("store: archive sort: a row is cut short")
+		}
+		vals[i], row = row[:l:l], row[l:]
+	}
+	if len(row) != 0 {
+		return errors.New("store: archive sort: a row is longer than its columns")
+	}
+	return nil
+}
+
+// key reads the sort key from the encoded row, in the format PostgreSQL
+// sent it (text is its bytes in either format; Go's byte order is
 // COLLATE "C").
 func (s *rowSorter) key(r *sortedRow) error {
-	if len(r.vals) <= sortChainSeqCol || r.vals[sortCorrelationCol] == nil || r.vals[sortChainSeqCol] == nil {
+	if len(s.fields) <= sortChainSeqCol {
+		return errors.New("store: archive sort: the rows lack correlation_id or chain_seq")
+	}
+	if len(s.vals) != len(s.fields) {
+		s.vals = make([][]byte, len(s.fields))
+	}
+	if err := split(r.row, s.vals); err != nil {
+		return err
+	}
+	if s.vals[sortCorrelationCol] == nil || s.vals[sortChainSeqCol] == nil {
 		return errors.New("store: archive sort: a row lacks correlation_id or chain_seq")
 	}
-	r.corr = r.vals[sortCorrelationCol]
+	r.corr = s.vals[sortCorrelationCol]
+	r.prefix = prefixOf(r.corr)
 	f := s.fields[sortChainSeqCol]
-	return s.typeMap.Scan(f.DataTypeOID, f.Format, r.vals[sortChainSeqCol], &r.seq)
+	return s.typeMap.Scan(f.DataTypeOID, f.Format, s.vals[sortChainSeqCol], &r.seq)
 }
 
 func (s *rowSorter) sortRun() {
 	slices.SortFunc(s.rows, func(a, b sortedRow) int { return compareRows(&a, &b) })
 }
 
-// spillRun sorts the current run and writes it to a temporary file:
-// per row, for each column, a big-endian int32 length (-1 for NULL) and
-// the bytes.
+// spillRun sorts the current run and writes it to a temporary file, each
+// row preceded by its length.
 func (s *rowSorter) spillRun() error {
 	s.sortRun()
 	f, err := os.CreateTemp(s.tempDir, "archive-sort-*.run")
@@ -144,15 +209,9 @@ func (s *rowSorter) spillRun() error {
 	}
 	var l [4]byte
 	for i := range s.rows {
-		for _, v := range s.rows[i].vals {
-			n := int32(len(v))
-			if v == nil {
-				n = -1
-			}
-			binary.BigEndian.PutUint32(l[:], uint32(n))
-			_, _ = s.spill.Write(l[:])
-			_, _ = s.spill.Write(v)
-		}
+		binary.BigEndian.PutUint32(l[:], uint32(len(s.rows[i].row)))
+		_, _ = s.spill.Write(l[:])
+		_, _ = s.spill.Write(s.rows[i].row)
 	}
 	if err := s.spill.Flush(); err != nil {
 		return fmt.Errorf("store: archive sort: spilling a run: %w", err)
@@ -191,10 +250,10 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 			return err
 		}
 	}
-	s.arena, s.rows = nil, nil // the merge needs one row per run
+	s.arena, s.rows = nil, nil // the merge holds one row per run
 	h := make(runHeap, 0, len(s.runs))
 	for _, f := range s.runs {
-		r := &runReader{r: bufio.NewReaderSize(f, 256<<10), row: sortedRow{vals: make([][]byte, len(s.fields))}}
+		r := &runReader{r: bufio.NewReaderSize(f, 256<<10)}
 		ok, err := r.next(s)
 		if err != nil {
 			return err
@@ -222,7 +281,7 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 	return nil
 }
 
-// runReader reads one spilled run back, a row at a time, into buffers it
+// runReader reads one spilled run back, a row at a time, into a buffer it
 // reuses.
 type runReader struct {
 	r   *bufio.Reader
@@ -231,37 +290,19 @@ type runReader struct {
 }
 
 func (r *runReader) next(s *rowSorter) (bool, error) {
-	r.buf = r.buf[:0]
 	var l [4]byte
-	lens := make([]int32, 0, len(r.row.vals))
-	for i := range r.row.vals {
-		if _, err := io.ReadFull(r.r, l[:]); err != nil {
-			if i == 0 && errors.Is(err, io.EOF) {
-				return false, nil
-			}
-			return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
+	if _, err := io.ReadFull(r.r, l[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return false, nil
 		}
-		n := int32(binary.BigEndian.Uint32(l[:]))
-		lens = append(lens, n)
-		if n <= 0 {
-			continue
-		}
-		start := len(r.buf)
-		r.buf = slices.Grow(r.buf, int(n))[:start+int(n)]
-		if _, err := io.ReadFull(r.r, r.buf[start:]); err != nil {
-			return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
-		}
+		return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
 	}
-	off := 0
-	for i, n := range lens {
-		switch {
-		case n < 0:
-			r.row.vals[i] = nil
-		default:
-			r.row.vals[i] = r.buf[off : off+int(n) : off+int(n)]
-			off += int(n)
-		}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	r.buf = slices.Grow(r.buf[:0], n)[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
 	}
+	r.row = sortedRow{row: r.buf}
 	return true, s.key(&r.row)
 }
 
@@ -279,21 +320,46 @@ func (h *runHeap) Pop() any {
 }
 
 // rawRow is a sorted row as pgx.CollectableRow, so that scanEvent decodes
-// it exactly as it decodes a row of a query.
+// it exactly as it decodes a row of a query. Its values are valid until
+// the next row.
 type rawRow struct {
-	s   *rowSorter
-	row *sortedRow
+	s *rowSorter
+}
+
+// load decodes row into the sorter's vals for rawRow.
+func (s *rowSorter) load(row *sortedRow) (rawRow, error) {
+	return rawRow{s}, split(row.row, s.vals)
 }
 
 func (r rawRow) FieldDescriptions() []pgconn.FieldDescription { return r.s.fields }
 
+// Scan decodes the values with a plan per column, kept while the
+// destination's type stays the same (as pgx's own rows do).
 func (r rawRow) Scan(dest ...any) error {
-	return pgx.ScanRow(r.s.typeMap, r.s.fields, r.row.vals, dest...)
+	s := r.s
+	if len(dest) != len(s.fields) {
+		return fmt.Errorf("store: archive sort: %d destinations for %d columns", len(dest), len(s.fields))
+	}
+	if len(s.plans) != len(dest) {
+		s.plans = make([]cachedPlan, len(dest))
+	}
+	for i, d := range dest {
+		t := reflect.TypeOf(d)
+		p := &s.plans[i]
+		if p.plan == nil || p.dst != t {
+			f := s.fields[i]
+			p.dst, p.plan = t, s.typeMap.PlanScan(f.DataTypeOID, f.Format, d)
+		}
+		if err := p.plan.Scan(s.vals[i], d); err != nil {
+			return fmt.Errorf("store: archive sort: column %s: %w", s.fields[i].Name, err)
+		}
+	}
+	return nil
 }
 
 func (r rawRow) Values() ([]any, error) {
-	out := make([]any, len(r.row.vals))
-	for i, v := range r.row.vals {
+	out := make([]any, len(r.s.vals))
+	for i, v := range r.s.vals {
 		if v == nil {
 			continue
 		}
@@ -311,7 +377,7 @@ func (r rawRow) Values() ([]any, error) {
 	return out, nil
 }
 
-func (r rawRow) RawValues() [][]byte { return r.row.vals }
+func (r rawRow) RawValues() [][]byte { return r.s.vals }
 
 // readSorted reads the month's partition in physical order into s.
 func readSorted(ctx context.Context, conn *pgx.Conn, table string, s *rowSorter) error {

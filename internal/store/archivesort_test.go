@@ -19,7 +19,8 @@ import (
 // TestArchiveSortMatchesPostgreSQLOrder reads a month whose physical order
 // is not the archive's (correlations written interleaved, ids whose byte
 // order differs from insertion order, some with upper case and non-ASCII
-// bytes that a non-C collation would order differently) through the
+// bytes that a non-C collation would order differently, some sharing
+// their first 8 bytes) through the
 // archive session's sort, once in memory and once spilled to many runs,
 // and compares both with PostgreSQL's ORDER BY correlation_id COLLATE "C",
 // chain_seq: the same events, whole, in the same order.
@@ -35,7 +36,9 @@ func TestArchiveSortMatchesPostgreSQLOrder(t *testing.T) {
 	const corrs, links = 40, 12
 	ids := make([]string, corrs)
 	for c := range ids {
-		ids[c] = []string{"rr-", "RR-", "ré-", "Rz-"}[c%4] + uuid.NewString()
+		// Ids sharing their first 8 bytes or more ("remediation-") and ids
+		// that differ there.
+		ids[c] = []string{"rr-", "RR-", "ré-", "Rz-", "remediation-", "remediation-request-"}[c%6] + uuid.NewString()
 	}
 	// Round after round, one link of every correlation: the heap holds the
 	// correlations interleaved.
