@@ -246,7 +246,7 @@ type Archive struct {
 	// (TMPDIR).
 	TempDir string `yaml:"tempDir"`
 	// SortMemory bounds the row bytes the job's sort holds in memory at
-	// once (one run); the job's RSS is about twice it.
+	// once (one run); the job's RSS is about 3 times it.
 	SortMemory ByteSize `yaml:"sortMemory"`
 	// S3 configures an s3:// Target; its keys are refused for a file:// one.
 	S3 ArchiveS3 `yaml:"s3"`
