@@ -369,6 +369,9 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 	if len(events) >= copyMinRows || !linkable(events, canon) {
 		return 0, false, nil
 	}
+	if len(events) == 1 && !s.arrayLone {
+		return s.insertLone(ctx, conn, events[0], canon[0]) // lone.go
+	}
 	check := clientIDs(events)
 	corrs := corrsOf(events)
 	expected := s.heads.get(corrs)

@@ -48,16 +48,19 @@ func TestMeasureLoneCommit(t *testing.T) {
 
 	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
 	seq := 0
-	event := func() *audit.Event {
+	eventIn := func(prefix string) *audit.Event {
 		seq++
 		ev, fe, err := v.DecodeOne(fmt.Appendf(nil, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
 			"event_category":"gateway","event_action":"received","event_outcome":"success",
-			"correlation_id":"rr-lone-%d","event_data":{"signal":"OOMKilled","n":%d}}`,
-			time.Now().UTC().Format(time.RFC3339Nano), seq%1000, seq))
+			"correlation_id":"%s-%d","event_data":{"signal":"OOMKilled","n":%d}}`,
+			time.Now().UTC().Format(time.RFC3339Nano), prefix, seq%1000, seq))
 		require.NoError(t, err)
 		require.Empty(t, fe)
 		return ev
 	}
+	// Each store writes chains of its own, so that neither finds its
+	// remembered heads moved by the other.
+	event := func() *audit.Event { return eventIn("rr-lone") }
 	var storePID, naivePID int
 	require.NoError(t, st.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&storePID))
 	require.NoError(t, naive.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&naivePID))
@@ -81,6 +84,18 @@ func TestMeasureLoneCommit(t *testing.T) {
 		size, err = strconv.Atoi(v)
 		require.NoError(t, err)
 	}
+	// The same store sends lone events by commitEventsSQL (as before
+	// lone.go) on another connection, for a before/after in one run.
+	arrays, err := Open(ctx, url, Options{MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(arrays.Close)
+	arrays.arrayLone = true
+	var arraysPID int
+	require.NoError(t, arrays.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&arraysPID))
+	oursArrays := func() {
+		_, err := arrays.InsertEvents(ctx, []*audit.Event{eventIn("rr-arrays")})
+		require.NoError(t, err)
+	}
 	ours := func() {
 		b := make([]*audit.Event, size)
 		for i := range b {
@@ -102,6 +117,7 @@ func TestMeasureLoneCommit(t *testing.T) {
 	}
 	for range 300 { // warm-up: plans, heads, rollup rows of the hour
 		ours()
+		oursArrays()
 		theirs()
 	}
 	if os.Getenv("DATASTORAGE_LONE_ANALYZE") == "1" {
@@ -112,19 +128,19 @@ func TestMeasureLoneCommit(t *testing.T) {
 		t.Log("ANALYZE after the warm-up")
 	}
 	perfDir := os.Getenv("DATASTORAGE_PERF_DIR")
-	events := map[string]int{"ours": size, "naive": 1}
+	events := map[string]int{"ours": size, "arrays": 1, "naive": 1}
 	type total struct {
 		cpu time.Duration
 		wal int64
 		n   int
 	}
-	totals := map[string]*total{"ours": {}, "naive": {}}
+	totals := map[string]*total{"ours": {}, "arrays": {}, "naive": {}}
 	for round := range 6 {
 		for _, k := range []struct {
 			name string
 			pid  int
 			one  func()
-		}{{"ours", storePID, ours}, {"naive", naivePID, theirs}} {
+		}{{"ours", storePID, ours}, {"arrays", arraysPID, oursArrays}, {"naive", naivePID, theirs}} {
 			var perf *exec.Cmd
 			if perfDir != "" && round == 5 {
 				perf = exec.Command("perf", "record", "-q", "-F", "2999", "-g", "-p", strconv.Itoa(k.pid), "-o", filepath.Join(perfDir, k.name+".data"))
@@ -149,7 +165,7 @@ func TestMeasureLoneCommit(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"ours", "naive"} {
+	for _, k := range []string{"ours", "arrays", "naive"} {
 		tt := totals[k]
 		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event (%d events)", k,
 			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n), tt.n)
