@@ -165,6 +165,12 @@ func TestMeasureLoneCommit(t *testing.T) {
 			}
 		}
 	}
+	// How PostgreSQL plans loneSQL (prepared by pgx on the store's one
+	// connection): custom plans would cost a planning per event.
+	var generic, custom int64
+	require.NoError(t, st.pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`,
+		loneExtendSQL).Scan(&generic, &custom))
+	t.Logf("loneExtendSQL: %d generic plans, %d custom plans", generic, custom)
 	for _, k := range []string{"ours", "arrays", "naive"} {
 		tt := totals[k]
 		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event (%d events)", k,
