@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,9 +131,10 @@ func TestMeasureLoneCommit(t *testing.T) {
 	perfDir := os.Getenv("DATASTORAGE_PERF_DIR")
 	events := map[string]int{"ours": size, "arrays": 1, "naive": 1}
 	type total struct {
-		cpu time.Duration
-		wal int64
-		n   int
+		cpu            time.Duration
+		wal            int64
+		n              int
+		mallocs, bytes uint64 // the Go side's, this process (both stores, the naive conn)
 	}
 	totals := map[string]*total{"ours": {}, "arrays": {}, "naive": {}}
 	for round := range 6 {
@@ -147,6 +149,8 @@ func TestMeasureLoneCommit(t *testing.T) {
 				require.NoError(t, perf.Start())
 				time.Sleep(500 * time.Millisecond)
 			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			c0, w0 := cpu(k.pid), lsn()
 			n := 1000
 			if k.name == "ours" {
@@ -158,6 +162,9 @@ func TestMeasureLoneCommit(t *testing.T) {
 			tt := totals[k.name]
 			tt.cpu += cpu(k.pid) - c0
 			tt.wal += lsn() - w0
+			runtime.ReadMemStats(&m1)
+			tt.mallocs += m1.Mallocs - m0.Mallocs
+			tt.bytes += m1.TotalAlloc - m0.TotalAlloc
 			tt.n += n * events[k.name]
 			if perf != nil {
 				_ = perf.Process.Signal(os.Interrupt)
@@ -173,8 +180,9 @@ func TestMeasureLoneCommit(t *testing.T) {
 	t.Logf("loneExtendSQL: %d generic plans, %d custom plans", generic, custom)
 	for _, k := range []string{"ours", "arrays", "naive"} {
 		tt := totals[k]
-		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event (%d events)", k,
-			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n), tt.n)
+		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event, Go %.0f allocations and %.0f B/event (%d events)", k,
+			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n),
+			float64(tt.mallocs)/float64(tt.n), float64(tt.bytes)/float64(tt.n), tt.n)
 	}
 }
 
