@@ -265,7 +265,8 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // insertEvents runs one attempt. A commit of fewer than copyMinRows events
 // whose parents are settled and whose chain heads this process remembers
 // (headCache) takes one round trip: BEGIN, the chain locks and commitSQL,
-// guarded by the remembered heads, and COMMIT (insertFast). Otherwise, or
+// guarded by the remembered heads, and COMMIT (insertFast); a commit of
+// one such event is one statement in autocommit (loneSQL, lone.go). Otherwise, or
 // when the guard fails, it takes two: BEGIN, the chain locks, the chain
 // heads, the duplicate check and the parent lookup in one pipeline;
 // commitSQL (with the rows, or after their COPY, which takes a round trip
