@@ -27,7 +27,7 @@ type Store struct {
 	heads   *headCache    // chain heads this process committed last (commit.go)
 	// arrayLone sends a lone event through commitEventsSQL instead of
 	// loneSQL, as before lone.go: set only by the measurements and tests
-	// that compare the two (lone_measure_test.go, lone_test.go).
+	// that compare the two (lone_measure_test.go).
 	arrayLone bool
 }
 
