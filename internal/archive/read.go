@@ -75,6 +75,9 @@ type Reader struct {
 	// parsed (0 means 32). Parsing a footer is most of a cold lookup's
 	// time: a file of 4 M rows has 2,048 row groups of 34 columns.
 	MaxOpenFiles int
+	// Holds, when set, shows a correlation's active legal hold on its
+	// archived events (holds.go).
+	Holds HoldLookup
 
 	mu        sync.Mutex
 	manifests map[time.Time]*cachedManifest
@@ -189,6 +192,9 @@ func (r *Reader) Correlation(ctx context.Context, id string) ([]audit.Event, Sca
 		}
 	}
 	slices.SortFunc(out, func(a, b audit.Event) int { return cmp.Compare(a.ChainSeq, b.ChainSeq) })
+	if err := r.markHeld(ctx, id, out); err != nil {
+		return nil, stats, fmt.Errorf("archive: hold of %q: %w", id, err)
+	}
 	return out, stats, nil
 }
 
