@@ -371,7 +371,12 @@ func TestHoldPlacedWhileRetentionRuns(t *testing.T) {
 
 	// Before the gate: the check under the gate sees it.
 	wrap := &holdDuring{RetentionSource: e.st}
-	wrap.before = func() {
+	placed := false
+	wrap.before = func() { // once: the empty months that follow are removed too
+		if placed {
+			return
+		}
+		placed = true
 		_, err := svc.PlaceHold(ctx, e.onlyArchived(), "late", "carol")
 		require.NoError(t, err)
 	}
@@ -391,6 +396,10 @@ func TestHoldPlacedWhileRetentionRuns(t *testing.T) {
 	var holdErr error
 	wrap.before = nil
 	wrap.inside = func() {
+		if wrap.inside == nil {
+			return
+		}
+		wrap.inside = nil
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
