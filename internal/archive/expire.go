@@ -178,6 +178,27 @@ type ExpiryReport struct {
 	Months  []MonthExpiry
 }
 
+// removed reports a month that retention removed or is removing.
+func removed(r Record) bool { return r.Status == StatusExpiring || r.Status == StatusExpired }
+
+// ErrRemoved is returned by Archiver.Restore for a month retention removed
+// (or began removing): its events were subtracted from the rollups and
+// tombstoned, so they cannot come back (migration 00010 refuses it too).
+var ErrRemoved = errors.New("archive: the month was removed by retention")
+
+// notRemoved returns ErrRemoved for a month retention removed.
+func (a *Archiver) notRemoved(ctx context.Context, month time.Time) error {
+	recs, err := a.records(ctx)
+	if err != nil {
+		return err
+	}
+	if r, ok := recs[month]; ok && removed(r) {
+		return fmt.Errorf("%w: %s (status %s): every event in it had expired and its files are deleted",
+			ErrRemoved, MonthString(month), r.Status)
+	}
+	return nil
+}
+
 // ExpireArchived runs x for the retention job (maintenance.ArchiveRetention).
 func (x *Expirer) ExpireArchived(ctx context.Context, dryRun bool) ([]maintenance.ArchivedRetention, bool, error) {
 	rep, err := x.Run(ctx, dryRun)

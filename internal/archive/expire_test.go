@@ -121,6 +121,14 @@ func (e *env) rollupsWithout(month time.Time) rollups {
 	}
 }
 
+func (e *env) exec(sql string, args ...any) (int64, error) {
+	conn, err := pgx.Connect(context.Background(), e.url)
+	require.NoError(e.t, err)
+	defer conn.Close(context.Background())
+	tag, err := conn.Exec(context.Background(), sql, args...)
+	return tag.RowsAffected(), err
+}
+
 func (e *env) tombstones() int64 {
 	return e.query(`SELECT 'n', count(*) FROM audit_chain_tombstones`)["n"]
 }
@@ -464,6 +472,21 @@ func TestRetentionCrashAtEachStep(t *testing.T) {
 			case archive.StepExpiring:
 				assert.Equal(t, archive.StatusExpiring, e.record(e.month).Status)
 				assert.NotEmpty(t, list)
+				// The files are still there, but the month is gone: a
+				// restore would count its events again.
+				_, err := e.archiver(objs).Restore(ctx, e.month)
+				require.ErrorIs(t, err, archive.ErrRemoved)
+				assert.False(t, e.partitionExists(e.month))
+				// And if a restore got past that check, the record refuses
+				// to become restored (migration 00010).
+				_, err = e.exec(`UPDATE audit_archives SET status = 'restored' WHERE month = $1`, e.month)
+				require.ErrorContains(t, err, "removed by retention")
+				assert.Equal(t, archive.StatusExpiring, e.record(e.month).Status)
+				cmd := exec.Command(bin, "archive", "restore", "--month", archive.MonthString(e.month))
+				cmd.Env = cmdEnv
+				out, err := cmd.CombinedOutput()
+				require.Error(t, err)
+				assert.Contains(t, string(out), "removed by retention")
 			case archive.StepFilesDeleted:
 				assert.Equal(t, archive.StatusExpiring, e.record(e.month).Status)
 				assert.Empty(t, list)

@@ -21,6 +21,9 @@ import (
 // verified first (a tampered archive is refused), then its events are
 // inserted, those still present skipped. It returns how many it inserted.
 func (a *Archiver) Restore(ctx context.Context, month time.Time) (int64, error) {
+	if err := a.notRemoved(ctx, month); err != nil {
+		return 0, err
+	}
 	m, err := a.Verify(ctx, month)
 	if err != nil {
 		return 0, fmt.Errorf("archive: restore %s: %w", MonthString(month), err)

@@ -25,6 +25,14 @@ ALTER TABLE audit_archives ADD COLUMN expired_at timestamptz;
 CREATE FUNCTION audit_archives_forget_expiry() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- A month retention has begun removing is gone for good: its events
+    -- were subtracted from the rollups and tombstoned, so a restore (or an
+    -- archive run) of it would make them count again, or half of them.
+    IF OLD.status IN ('expiring', 'expired') AND NEW.status NOT IN ('expiring', 'expired') THEN
+        RAISE EXCEPTION 'archived month % was removed by retention (status %): it cannot become %',
+            to_char(OLD.month, 'YYYY-MM'), OLD.status, NEW.status
+            USING ERRCODE = 'check_violation';
+    END IF;
     IF NEW.manifest_sha256 IS DISTINCT FROM OLD.manifest_sha256 THEN
         NEW.last_retained := NULL;
     END IF;
