@@ -70,10 +70,19 @@ func (e *env) fillExpiring(corrs, perCorr int, days int32, keep func(c int) int3
 			batch = append(batch, ev)
 			prev = ev
 		}
+		if len(batch) >= 2000 {
+			_, err := e.st.InsertEvents(ctx, batch)
+			require.NoError(e.t, err)
+			batch = batch[:0]
+		}
 	}
-	_, err := e.st.InsertEvents(ctx, batch)
-	require.NoError(e.t, err)
-	e.snapshot()
+	if len(batch) > 0 {
+		_, err := e.st.InsertEvents(ctx, batch)
+		require.NoError(e.t, err)
+	}
+	if corrs <= 1000 {
+		e.snapshot()
+	}
 }
 
 // rollups is what the rollup tables say, summed over shards, without the

@@ -83,33 +83,18 @@ func activeHolds(ctx context.Context, q querier) ([]string, error) {
 // counts.
 const expiryChunk = 10000
 
-// BeginExpiry takes the legal-hold gate for its transaction, exclusively:
-// PlaceHold takes it shared, so a hold is either committed before the
-// check sees it, or placed after the month is marked expiring (and then
-// finds no archived events there to hold). The rollups are subtracted under
+// BeginExpiry takes the legal-hold gate for the end of its transaction,
+// exclusively: PlaceHold takes it shared, so a hold is either committed
+// before the check sees it, or placed after the month is marked expiring
+// (and then finds no archived events there to hold). The rollups are subtracted under
 // shard -1, as retention does for the rows it deletes (tombstonesFrom).
 func (a *archiveRetentionSession) BeginExpiry(ctx context.Context, month time.Time, manifestSHA256 string,
 	gone *archive.Gone, check func(held []string) error) error {
 	return pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(holdGateKey)); err != nil {
-			return err
-		}
-		var ok bool
-		err := tx.QueryRow(ctx, `SELECT status = 'dropped' AND manifest_sha256 = $2 FROM audit_archives
-			WHERE month = $1 FOR UPDATE`, month, manifestSHA256).Scan(&ok)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if !ok {
-			return archive.ErrMonthChanged
-		}
-		held, err := activeHolds(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if err := check(held); err != nil {
-			return err
-		}
+		// The rollups and tombstones first, the gate last: a month of
+		// millions of events has hundreds of thousands of counts to
+		// subtract, and a hold waits for the gate only from the check to
+		// the commit. (A hold that came in between rolls the work back.)
 		for h := range slices.Chunk(gone.Hourly, expiryChunk) {
 			n := len(h)
 			buckets, types, cats, outs, sevs, counts := make([]time.Time, n), make([]string, n), make([]string, n),
@@ -154,6 +139,25 @@ func (a *archiveRetentionSession) BeginExpiry(ctx context.Context, month time.Ti
 				SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])`, ids, froms, tos, hashes); err != nil {
 				return fmt.Errorf("record tombstones: %w", err)
 			}
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(holdGateKey)); err != nil {
+			return err
+		}
+		var ok bool
+		err := tx.QueryRow(ctx, `SELECT status = 'dropped' AND manifest_sha256 = $2 FROM audit_archives
+			WHERE month = $1 FOR UPDATE`, month, manifestSHA256).Scan(&ok)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if !ok {
+			return archive.ErrMonthChanged
+		}
+		held, err := activeHolds(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := check(held); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE audit_archives SET status = 'expiring', expiring_at = now() WHERE month = $1`, month)
 		return err
