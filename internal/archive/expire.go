@@ -445,13 +445,32 @@ func (x *Expirer) scan(ctx context.Context, m *Manifest) (monthScan, error) {
 	// from the manifest; the links of the others (their month has gaps:
 	// links in other months, or removed by retention before archiving)
 	// are collected to find their runs.
+	// (A correlation listed more than once, in pieces, is taken whole.)
 	gapped := map[string][]seqHash{}
+	whole := map[string]*Chain{}
+	var order []string
 	for _, c := range m.Correlations {
+		w, ok := whole[c.CorrelationID]
+		if !ok {
+			cc := c
+			whole[c.CorrelationID], order = &cc, append(order, c.CorrelationID)
+			continue
+		}
+		w.Events += c.Events
+		if c.FirstSeq < w.FirstSeq {
+			w.FirstSeq, w.FirstHash = c.FirstSeq, c.FirstHash
+		}
+		if c.LastSeq > w.LastSeq {
+			w.LastSeq, w.LastHash = c.LastSeq, c.LastHash
+		}
+	}
+	for _, id := range order {
+		c := whole[id]
 		if c.Events != c.LastSeq-c.FirstSeq+1 {
-			gapped[c.CorrelationID] = nil
+			gapped[id] = nil
 		} else {
 			sc.gone.Tombstones = append(sc.gone.Tombstones,
-				Tombstone{CorrelationID: c.CorrelationID, FromSeq: c.FirstSeq, ToSeq: c.LastSeq, LastHash: c.LastHash})
+				Tombstone{CorrelationID: id, FromSeq: c.FirstSeq, ToSeq: c.LastSeq, LastHash: c.LastHash})
 		}
 	}
 	var last int32
