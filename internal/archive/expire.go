@@ -263,7 +263,8 @@ func (x *Expirer) Run(ctx context.Context, dryRun bool) (ExpiryReport, error) {
 func (x *Expirer) month(ctx context.Context, s RetentionSession, rec ExpiryRecord, today time.Time, dryRun bool) (MonthExpiry, error) {
 	me := MonthExpiry{Month: MonthString(rec.Month), Events: rec.Events}
 	if rec.Status == StatusExpiring {
-		// A run stopped after step 1: the rollups and tombstones are done.
+		// A run stopped after its transaction: the rollups and tombstones
+		// are done, the files are (partly) there.
 		if dryRun {
 			me.Action, me.Note = maintenance.ArchivedWould, "files left by an interrupted run"
 			return me, nil
@@ -286,6 +287,19 @@ func (x *Expirer) month(ctx context.Context, s RetentionSession, rec ExpiryRecor
 	m, err := x.manifest(ctx, rec)
 	if err != nil {
 		return me, err
+	}
+	if rec.LastRetained != nil {
+		// Known to be expired: a held month is not read again at every
+		// run (its files are the month's whole size).
+		me.LastRetained = *rec.LastRetained
+		holds, err := s.ActiveHolds(ctx)
+		if err != nil {
+			return me, err
+		}
+		if held := heldOf(m, holds, nil); len(held) > 0 {
+			me.Action, me.Note = maintenance.ArchivedHeld, "legal hold on "+strings.Join(held, ", ")
+			return me, nil
+		}
 	}
 	scan, err := x.scan(ctx, m)
 	if err != nil {

@@ -236,6 +236,13 @@ func ArchivedMonthRetention(t *testing.T, objs archive.Objects) {
 	assert.Equal(t, e.month.AddDate(0, 0, 30+26), ma.LastRetained, "the last event's date + 30 days")
 	assert.Equal(t, archive.StatusDropped, e.record(e.month).Status)
 	assert.Equal(t, before, e.rollupsNow())
+	// Held again at the next run, from the recorded last day and the
+	// manifest alone: the files are not read again.
+	counted := &countingObjects{Objects: objs}
+	rep, err = (&archive.Expirer{Source: e.st, Objects: counted, PublicKey: e.signer.PublicKey()}).Run(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, maintenance.ArchivedHeld, monthAction(t, rep, e.month).Action)
+	assert.Equal(t, []string{archive.ManifestKey(e.month)}, counted.opened)
 	list, err := objs.List(ctx, archive.MonthPrefix(e.month))
 	require.NoError(t, err)
 	assert.NotEmpty(t, list)
@@ -286,6 +293,17 @@ func ArchivedMonthRetention(t *testing.T, objs archive.Objects) {
 	assert.Empty(t, rep.Months)
 	assert.Equal(t, want, e.rollupsNow())
 	assert.Equal(t, tombs, e.tombstones())
+}
+
+// countingObjects records the keys opened.
+type countingObjects struct {
+	archive.Objects
+	opened []string
+}
+
+func (c *countingObjects) Open(ctx context.Context, key string) (archive.Object, error) {
+	c.opened = append(c.opened, key)
+	return c.Objects.Open(ctx, key)
 }
 
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
