@@ -543,3 +543,42 @@ func TestRetentionCrashAtEachStep(t *testing.T) {
 func TestArchivedMonthRetentionS3(t *testing.T) {
 	ArchivedMonthRetention(t, s3Target(t))
 }
+
+// brokenObjects is an object store that cannot be reached.
+type brokenObjects struct{ archive.Objects }
+
+func (brokenObjects) Open(context.Context, string) (archive.Object, error) {
+	return nil, errors.New("connection refused")
+}
+
+// TestHoldWhileTheArchiveIsUnreachable: a hold on a correlation with
+// events in PostgreSQL is placed (and released) even when the archive
+// cannot be read, counting PostgreSQL's events; a correlation that may be
+// only archived gets the archive's error, not a 404 that would say it
+// does not exist. Retention, which checks the holds by correlation, keeps
+// the month all the same.
+func TestHoldWhileTheArchiveIsUnreachable(t *testing.T) {
+	e := newEnv(t)
+	e.fillExpiring(14, 6, 30, nil)
+	ctx := context.Background()
+	objs := fileTarget(t, t.TempDir())
+	_, err := e.archiver(objs).Run(ctx, time.Time{})
+	require.NoError(t, err)
+	broken := brokenObjects{objs}
+	rd := &archive.Reader{Source: e.st, Objects: broken, PublicKey: e.signer.PublicKey(), Holds: e.st}
+	svc := integrity.NewService(archive.ChainStore{Store: e.st, Reader: rd, Holds: e.st}, e.hasher, e.signer)
+
+	h, err := svc.PlaceHold(ctx, e.crossing(), "outage", "erin")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, h.EventsAffected, "PostgreSQL's link only: the archive could not be counted")
+	_, err = svc.PlaceHold(ctx, e.onlyArchived(), "outage", "erin")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, integrity.ErrNotFound)
+
+	rep, err := e.expirer(objs).Run(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, maintenance.ArchivedHeld, monthAction(t, rep, e.month).Action, "the hold keeps the month")
+	rel, err := svc.ReleaseHold(ctx, e.crossing(), "over", "erin")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, rel.EventsReleased)
+}

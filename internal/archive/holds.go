@@ -58,7 +58,16 @@ func (c ChainStore) PlaceHold(ctx context.Context, correlationID, reason, placed
 	for attempt := 1; ; attempt++ {
 		n, months, err := c.archivedCount(ctx, correlationID)
 		if err != nil {
-			return integrity.Hold{}, err
+			// The archive is unreachable: a hold is by correlation, so it
+			// protects the archived events all the same; it is placed when
+			// PostgreSQL has events of the correlation (counting only
+			// those), and only a correlation that may be only archived
+			// waits for the archive.
+			h, perr := c.Holds.PlaceHoldArchived(ctx, correlationID, reason, placedBy, at, 0, nil)
+			if errors.Is(perr, integrity.ErrNotFound) {
+				return integrity.Hold{}, err
+			}
+			return h, perr
 		}
 		h, err := c.Holds.PlaceHoldArchived(ctx, correlationID, reason, placedBy, at, n, months)
 		if errors.Is(err, ErrMonthChanged) && attempt < placeAttempts {
@@ -73,9 +82,11 @@ func (c ChainStore) ReleaseHold(ctx context.Context, correlationID, reason, rele
 	if c.Holds == nil {
 		return c.Store.ReleaseHold(ctx, correlationID, reason, releasedBy, at)
 	}
+	// The archive unreachable does not keep a hold in force: the release
+	// then counts only PostgreSQL's events.
 	n, _, err := c.archivedCount(ctx, correlationID)
 	if err != nil {
-		return integrity.HoldRelease{}, err
+		n = 0
 	}
 	return c.Holds.ReleaseHoldArchived(ctx, correlationID, reason, releasedBy, at, n)
 }
