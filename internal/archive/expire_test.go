@@ -582,3 +582,29 @@ func TestHoldWhileTheArchiveIsUnreachable(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, rel.EventsReleased)
 }
+
+// TestRetentionLeavesArchivedMonthsToARunningArchiveJob: while the archive
+// job (or a restore) holds its lock, the retention run does PostgreSQL's
+// part and skips the archived months; the next run removes them.
+func TestRetentionLeavesArchivedMonthsToARunningArchiveJob(t *testing.T) {
+	e := newEnv(t)
+	e.fillExpiring(7, 4, 30, nil)
+	ctx := context.Background()
+	objs := fileTarget(t, t.TempDir())
+	_, err := e.archiver(objs).Run(ctx, time.Time{})
+	require.NoError(t, err)
+	job, leader, err := e.st.OpenArchive(ctx)
+	require.NoError(t, err)
+	require.True(t, leader)
+	opts := maintenance.RetentionOptions{Archive: e.expirer(objs)}
+	rep, err := maintenance.RunRetention(ctx, e.st, opts)
+	require.NoError(t, err)
+	assert.True(t, rep.ArchiveSkipped)
+	assert.Empty(t, rep.Archived)
+	assert.Equal(t, archive.StatusDropped, e.record(e.month).Status)
+	job.Close(ctx)
+	rep, err = maintenance.RunRetention(ctx, e.st, opts)
+	require.NoError(t, err)
+	assert.False(t, rep.ArchiveSkipped)
+	assert.Equal(t, archive.StatusExpired, e.record(e.month).Status)
+}
