@@ -73,7 +73,8 @@ func newArchiver(ctx context.Context, cfg config.Config, st *store.Store, log *s
 		return nil, err
 	}
 	a := &archive.Archiver{Source: st, Objects: objs, Signer: signer, Hasher: audit.NewHasher(cfg.Integrity.HMACKey),
-		Options: archive.Options{After: cfg.Archive.After.Duration, Target: cfg.Archive.Target, Log: log}}
+		Options: archive.Options{After: cfg.Archive.After.Duration, Target: cfg.Archive.Target, Log: log,
+			TempDir: cfg.Archive.TempDir, SortMemory: int64(cfg.Archive.SortMemory)}}
 	if step := envValue(environ, killAfterEnv); step != "" {
 		a.Options.AfterStep = func(s string, _ time.Time) {
 			if s == step {

@@ -105,6 +105,7 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&o.ReadCursorPages, "read-cursor-pages", 1000, "pages walked by next_cursor before timing the deep cursor page")
 	fs.BoolVar(&archiveB, "archive", false, "run the archive benchmark instead: -archive-events events in an old month archived to a directory (writes bench/results/archive.md)")
 	fs.Int64Var(&o.ArchiveEvents, "archive-events", 10_000_000, "events of the month the archive benchmark archives")
+	fs.BoolVar(&o.ArchiveCompare, "archive-compare", false, "with -archive: before the run, time the month read sorted by PostgreSQL, in physical order, and by ctid after a narrow sort")
 	fs.BoolVar(&catalog, "catalog", false, "run the workflow catalog benchmark instead (writes bench/results/catalog.md)")
 	fs.IntVar(&o.CatalogRequests, "catalog-requests", 3000, "timed requests per catalog search and get shape")
 	o.Args = args

@@ -131,7 +131,9 @@ func (e *env) snapshot() {
 func (e *env) archiver(objs archive.Objects) *archive.Archiver {
 	return &archive.Archiver{Source: e.st, Objects: objs, Signer: e.signer, Hasher: e.hasher,
 		Options: archive.Options{After: 90 * 24 * time.Hour, Target: "test", RowsPerGroup: 64, RowsPerFile: 1500,
-			TempDir: e.t.TempDir()}}
+			// A few dozen rows a run: every test's month is sorted by
+			// merging spilled runs, the path a real month takes.
+			SortMemory: 32 << 10, TempDir: e.t.TempDir()}}
 }
 
 func (e *env) partitionExists(month time.Time) bool {
@@ -365,8 +367,22 @@ func TestHeldMonthIsSkipped(t *testing.T) {
 	rep, err := a.Run(ctx, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, "skipped", e.monthOf(rep).Action)
+	// Each held event counted once, whether flagged or held by its
+	// correlation's active hold (or both).
+	assert.Contains(t, e.monthOf(rep).Note, fmt.Sprintf("%d held events", e.inMonth(e.corrs[2])))
 	assert.True(t, e.partitionExists(e.month))
 	assert.Empty(t, e.record(e.month).Status, "no record of a skipped month")
+}
+
+// inMonth counts the events of correlation corr in the env's month.
+func (e *env) inMonth(corr string) int {
+	n := 0
+	for _, ev := range e.events {
+		if ev.CorrelationID == corr && archive.MonthString(ev.Date.Std()) == archive.MonthString(e.month) {
+			n++
+		}
+	}
+	return n
 }
 
 // monthOf returns the report of the env's month.

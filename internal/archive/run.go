@@ -46,8 +46,12 @@ type Options struct {
 	RowsPerGroup int
 	RowsPerFile  int64
 	// TempDir holds a file while it is written (the store needs its size
-	// before the upload); "" means os.TempDir.
+	// before the upload) and the runs the month's sort spills (about the
+	// partition's heap size); "" means os.TempDir.
 	TempDir string
+	// SortMemory bounds the bytes of rows the month's sort holds in
+	// memory at once; 0 means 256 MiB (see SortOptions).
+	SortMemory int64
 	// AfterStep, when set, is called after each step with its name; the
 	// crash tests use it to kill the process there.
 	AfterStep func(step string, month time.Time)
@@ -428,7 +432,7 @@ func (a *Archiver) streamEvents(ctx context.Context, s Session, month time.Time,
 			}
 			return nil
 		}
-		err := s.EachEvent(ctx, month, func(e *audit.Event) error {
+		err := s.EachEvent(ctx, month, SortOptions{TempDir: a.Options.TempDir, Memory: a.Options.SortMemory}, func(e *audit.Event) error {
 			buf = append(buf, *e)
 			if len(buf) == batch {
 				return send()

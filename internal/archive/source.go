@@ -31,8 +31,10 @@ type Session interface {
 	// months whose parent is in the month.
 	Blockers(ctx context.Context, month time.Time) (held, referenced int64, err error)
 	// EachEvent streams the month's events in (correlation_id, chain_seq)
-	// order.
-	EachEvent(ctx context.Context, month time.Time, fn func(*audit.Event) error) error
+	// order, correlation_id compared as bytes (COLLATE "C", the order of
+	// Parquet's statistics and of Go's strings). Sorting them may spill to
+	// temporary files as o says.
+	EachEvent(ctx context.Context, month time.Time, o SortOptions, fn func(*audit.Event) error) error
 	// HashSums computes the month's Sums in one aggregate query.
 	HashSums(ctx context.Context, month time.Time) (Sums, error)
 	// RollupTotals sums the month's hourly rollups.
@@ -50,6 +52,16 @@ type Session interface {
 	// the record restored, in one transaction. It returns how many it
 	// inserted.
 	Restore(ctx context.Context, month time.Time, each func(yield func(*audit.Event) error) error) (int64, error)
+}
+
+// SortOptions bound the sort of a month's events by Session.EachEvent.
+type SortOptions struct {
+	// TempDir holds the sorted runs spilled while a month is sorted; ""
+	// means os.TempDir. They take about the partition's heap size.
+	TempDir string
+	// Memory bounds the row bytes held in memory at once (one run); 0
+	// means 256 MiB.
+	Memory int64
 }
 
 // ErrBlocked is returned by Session.DropMonth when the month gained a held

@@ -240,6 +240,14 @@ type Archive struct {
 	// Target is where archived months go: file:///abs/dir or
 	// s3://bucket/prefix. Empty means no archive.
 	Target string `yaml:"target"`
+	// TempDir holds the job's temporary files: the runs its sort of a
+	// month spills (about the partition's heap size, ~0.9 KB per event)
+	// and one Parquet file while it is written. Empty means the system's
+	// (TMPDIR).
+	TempDir string `yaml:"tempDir"`
+	// SortMemory bounds the row bytes the job's sort holds in memory at
+	// once (one run); the job's RSS is about 3 times it.
+	SortMemory ByteSize `yaml:"sortMemory"`
 	// S3 configures an s3:// Target; its keys are refused for a file:// one.
 	S3 ArchiveS3 `yaml:"s3"`
 }
@@ -347,7 +355,7 @@ func Default() Config {
 		},
 		// 90 days: a quarter of hot history, the usual horizon of incident
 		// reviews and well past ingest.maxEventAge.
-		Archive: Archive{After: Duration{90 * 24 * time.Hour}},
+		Archive: Archive{After: Duration{90 * 24 * time.Hour}, SortMemory: 256 << 20},
 		Logging: Logging{Level: "info", Format: "json"},
 	}
 }

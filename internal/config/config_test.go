@@ -153,6 +153,8 @@ archive:
   enabled: true
   after: 720h
   target: s3://audit-archive/datastorage
+  tempDir: /scratch/archive
+  sortMemory: 64MiB
   s3:
     endpoint: https://minio.internal:9000
     region: eu-west-3
@@ -192,6 +194,7 @@ logging:
 	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key"),
 		SigningKeyFile: signing, SigningKey: []byte("PRIVATE KEY PEM\n")}
 	want.Archive = Archive{Enabled: true, After: Duration{720 * time.Hour}, Target: "s3://audit-archive/datastorage",
+		TempDir: "/scratch/archive", SortMemory: 64 << 20,
 		S3: ArchiveS3{Endpoint: "https://minio.internal:9000", Region: "eu-west-3", PathStyle: true,
 			AccessKeyIDFile: keyID, SecretAccessKeyFile: secretKey}}
 	want.Logging = Logging{Level: "debug", Format: "text"}
@@ -385,6 +388,10 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"config: archive.target: must name a bucket as s3://bucket/prefix"}},
 		{name: "archive s3 credentials in URL", yaml: "archive:\n  target: s3://key:secret@bucket/p\n",
 			want: []string{"config: archive.target: must be s3://bucket/prefix without user"}},
+		{name: "archive relative temp dir", env: []string{"DATASTORAGE_ARCHIVE_TEMPDIR=scratch"},
+			want: []string{`config: archive.tempDir: must be an absolute directory, got "scratch"`}},
+		{name: "archive sort memory", yaml: "archive:\n  sortMemory: 64KiB\n",
+			want: []string{"config: archive.sortMemory: must be at least 1MiB, got 65536"}},
 		{name: "archive after shorter than max event age", yaml: "archive:\n  after: 24h\n",
 			want: []string{"config: archive.after: must be at least ingest.maxEventAge (168h0m0s), or events could arrive for an archived month; got 24h0m0s"}},
 		{name: "archive s3 key for a file target", yaml: "archive:\n  target: file:///var/archive\n  s3:\n    region: eu-west-1\n    pathStyle: true\n",

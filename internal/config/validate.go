@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,6 +232,12 @@ func (a Archive) validate(p *problems, maxEventAge Duration) {
 	if a.After.Duration < maxEventAge.Duration {
 		p.add("archive.after", "must be at least ingest.maxEventAge (%s), or events could arrive for an archived month; got %s",
 			maxEventAge, a.After)
+	}
+	if a.TempDir != "" && !filepath.IsAbs(a.TempDir) {
+		p.add("archive.tempDir", "must be an absolute directory, got %q", a.TempDir)
+	}
+	if a.SortMemory < 1<<20 {
+		p.add("archive.sortMemory", "must be at least 1MiB, got %d", int64(a.SortMemory))
 	}
 	scheme := ""
 	if a.Target != "" {

@@ -63,6 +63,8 @@ type archiveResult struct {
 	cold                time.Duration
 	lat                 []time.Duration
 	groupsRead, groupsN int
+	readWays            []readWay
+	peakRSS             int64 // of this process during the run
 }
 
 type stepTime struct {
@@ -144,6 +146,11 @@ func RunArchive(ctx context.Context, o Options) error {
 	// Drop the month's pages from PostgreSQL's buffers? Not possible
 	// without a restart; the run reads them from shared_buffers or the OS
 	// cache, as an archive job on a warm machine would.
+	if o.ArchiveCompare {
+		if r.readWays, err = compareArchiveReads(ctx, conn, e.PostmasterPID(), part); err != nil {
+			return fmt.Errorf("compare reads: %w", err)
+		}
+	}
 	signer, err := integrity.GenerateSigner()
 	if err != nil {
 		return err
@@ -175,10 +182,12 @@ func RunArchive(ctx context.Context, o Options) error {
 		}
 	}
 	harness.Logf("archiving %s (%d events)", archive.MonthString(r.month), r.events)
+	resetPeakRSS()
 	cpu0, pg0 := harness.SelfCPU(), harness.TreeCPU(e.PostmasterPID())
 	t0 = time.Now()
 	rep, err := a.Run(ctx, r.month)
 	r.run = time.Since(t0)
+	r.peakRSS = peakRSS()
 	r.runCPU, r.runPGCPU = harness.SelfCPU()-cpu0, harness.TreeCPU(e.PostmasterPID())-pg0
 	if prof != nil {
 		pprof.StopCPUProfile()

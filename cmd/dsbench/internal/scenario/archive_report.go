@@ -34,6 +34,7 @@ func renderArchive(r *archiveResult, o Options) string {
 	w("| archive throughput (write + read back + drop) | %.0f events/s (%s) | ≥ %d events/s |\n", rate, r.run.Round(time.Millisecond), archiveTargetRate)
 	w("| CPU of the job (dsbench process) | %.1f s = %.1f µs/event | |\n", r.runCPU, r.runCPU*1e6/float64(r.events))
 	w("| CPU of PostgreSQL during the run | %.1f s = %.1f µs/event | |\n", r.runPGCPU, r.runPGCPU*1e6/float64(r.events))
+	w("| peak RSS of the dsbench process during the run (VmHWM, reset before it) | %s | |\n", mib(r.peakRSS))
 	w("| Parquet bytes per event | %.1f (%d files, %d row groups, %s) | ≤ %d |\n", float64(r.parquetBytes)/float64(r.events),
 		r.files, r.groups, mib(r.parquetBytes), archiveTargetBytes)
 	w("| manifest | %s (%.1f bytes/event) | |\n", mib(r.manifestBytes), float64(r.manifestBytes)/float64(r.events))
@@ -56,6 +57,7 @@ func renderArchive(r *archiveResult, o Options) string {
 	for _, s := range r.statements {
 		w("| `%s` | %d | %.0f | %d | %d | %d | %d |\n", strings.ReplaceAll(s.query, "|", "\\|"), s.calls, s.total, s.rows, s.blksRead, s.sharedHit, s.tempWritten)
 	}
+	w("%s", renderReadWays(r.readWays, r.events))
 	w("\nCPU profile of the run: `%s/archive-run.cpu.pprof` (`go tool pprof -top`).\n", o.ProfileDir)
 	return b.String()
 }

@@ -32,4 +32,7 @@ type Options struct {
 	CatalogRequests int // timed requests per catalog search and get shape
 
 	ArchiveEvents int64 // events of the month the archive benchmark archives
+	// ArchiveCompare times the ways of reading a month in the archive's
+	// order before the archive run (archive_compare.go).
+	ArchiveCompare bool
 }
