@@ -265,7 +265,8 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 // insertEvents runs one attempt. A commit of fewer than copyMinRows events
 // whose parents are settled and whose chain heads this process remembers
 // (headCache) takes one round trip: BEGIN, the chain locks and commitSQL,
-// guarded by the remembered heads, and COMMIT (insertFast). Otherwise, or
+// guarded by the remembered heads, and COMMIT (insertFast); a commit of
+// one such event is one statement in autocommit (loneSQL, lone.go). Otherwise, or
 // when the guard fails, it takes two: BEGIN, the chain locks, the chain
 // heads, the duplicate check and the parent lookup in one pipeline;
 // commitSQL (with the rows, or after their COPY, which takes a round trip
@@ -368,6 +369,9 @@ func linkEvents(h audit.Hasher, expected chainHeads, events []*audit.Event, cano
 func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
 	if len(events) >= copyMinRows || !linkable(events, canon) {
 		return 0, false, nil
+	}
+	if len(events) == 1 && !s.arrayLone {
+		return s.insertLone(ctx, conn, events[0], canon[0]) // lone.go
 	}
 	check := clientIDs(events)
 	corrs := corrsOf(events)

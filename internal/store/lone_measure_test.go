@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,16 +49,19 @@ func TestMeasureLoneCommit(t *testing.T) {
 
 	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
 	seq := 0
-	event := func() *audit.Event {
+	eventIn := func(prefix string) *audit.Event {
 		seq++
 		ev, fe, err := v.DecodeOne(fmt.Appendf(nil, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
 			"event_category":"gateway","event_action":"received","event_outcome":"success",
-			"correlation_id":"rr-lone-%d","event_data":{"signal":"OOMKilled","n":%d}}`,
-			time.Now().UTC().Format(time.RFC3339Nano), seq%1000, seq))
+			"correlation_id":"%s-%d","event_data":{"signal":"OOMKilled","n":%d}}`,
+			time.Now().UTC().Format(time.RFC3339Nano), prefix, seq%1000, seq))
 		require.NoError(t, err)
 		require.Empty(t, fe)
 		return ev
 	}
+	// Each store writes chains of its own, so that neither finds its
+	// remembered heads moved by the other.
+	event := func() *audit.Event { return eventIn("rr-lone") }
 	var storePID, naivePID int
 	require.NoError(t, st.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&storePID))
 	require.NoError(t, naive.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&naivePID))
@@ -81,6 +85,18 @@ func TestMeasureLoneCommit(t *testing.T) {
 		size, err = strconv.Atoi(v)
 		require.NoError(t, err)
 	}
+	// The same store sends lone events by commitEventsSQL (as before
+	// lone.go) on another connection, for a before/after in one run.
+	arrays, err := Open(ctx, url, Options{MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(arrays.Close)
+	arrays.arrayLone = true
+	var arraysPID int
+	require.NoError(t, arrays.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&arraysPID))
+	oursArrays := func() {
+		_, err := arrays.InsertEvents(ctx, []*audit.Event{eventIn("rr-arrays")})
+		require.NoError(t, err)
+	}
 	ours := func() {
 		b := make([]*audit.Event, size)
 		for i := range b {
@@ -102,6 +118,7 @@ func TestMeasureLoneCommit(t *testing.T) {
 	}
 	for range 300 { // warm-up: plans, heads, rollup rows of the hour
 		ours()
+		oursArrays()
 		theirs()
 	}
 	if os.Getenv("DATASTORAGE_LONE_ANALYZE") == "1" {
@@ -112,25 +129,28 @@ func TestMeasureLoneCommit(t *testing.T) {
 		t.Log("ANALYZE after the warm-up")
 	}
 	perfDir := os.Getenv("DATASTORAGE_PERF_DIR")
-	events := map[string]int{"ours": size, "naive": 1}
+	events := map[string]int{"ours": size, "arrays": 1, "naive": 1}
 	type total struct {
-		cpu time.Duration
-		wal int64
-		n   int
+		cpu            time.Duration
+		wal            int64
+		n              int
+		mallocs, bytes uint64 // the Go side's, this process (both stores, the naive conn)
 	}
-	totals := map[string]*total{"ours": {}, "naive": {}}
+	totals := map[string]*total{"ours": {}, "arrays": {}, "naive": {}}
 	for round := range 6 {
 		for _, k := range []struct {
 			name string
 			pid  int
 			one  func()
-		}{{"ours", storePID, ours}, {"naive", naivePID, theirs}} {
+		}{{"ours", storePID, ours}, {"arrays", arraysPID, oursArrays}, {"naive", naivePID, theirs}} {
 			var perf *exec.Cmd
 			if perfDir != "" && round == 5 {
 				perf = exec.Command("perf", "record", "-q", "-F", "2999", "-g", "-p", strconv.Itoa(k.pid), "-o", filepath.Join(perfDir, k.name+".data"))
 				require.NoError(t, perf.Start())
 				time.Sleep(500 * time.Millisecond)
 			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			c0, w0 := cpu(k.pid), lsn()
 			n := 1000
 			if k.name == "ours" {
@@ -142,6 +162,9 @@ func TestMeasureLoneCommit(t *testing.T) {
 			tt := totals[k.name]
 			tt.cpu += cpu(k.pid) - c0
 			tt.wal += lsn() - w0
+			runtime.ReadMemStats(&m1)
+			tt.mallocs += m1.Mallocs - m0.Mallocs
+			tt.bytes += m1.TotalAlloc - m0.TotalAlloc
 			tt.n += n * events[k.name]
 			if perf != nil {
 				_ = perf.Process.Signal(os.Interrupt)
@@ -149,19 +172,30 @@ func TestMeasureLoneCommit(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"ours", "naive"} {
+	// How PostgreSQL plans loneSQL (prepared by pgx on the store's one
+	// connection): custom plans would cost a planning per event.
+	var generic, custom int64
+	require.NoError(t, st.pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`,
+		loneExtendSQL).Scan(&generic, &custom))
+	t.Logf("loneExtendSQL: %d generic plans, %d custom plans", generic, custom)
+	for _, k := range []string{"ours", "arrays", "naive"} {
 		tt := totals[k]
-		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event (%d events)", k,
-			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n), tt.n)
+		t.Logf("%s: backend CPU %.0f µs/event, WAL %.0f B/event, Go %.0f allocations and %.0f B/event (%d events)", k,
+			float64(tt.cpu.Microseconds())/float64(tt.n), float64(tt.wal)/float64(tt.n),
+			float64(tt.mallocs)/float64(tt.n), float64(tt.bytes)/float64(tt.n), tt.n)
 	}
 }
 
-// argsCatcher keeps the arguments of the last commitEventsSQL sent.
-type argsCatcher struct{ args []any }
+// argsCatcher keeps the arguments of the last commitEventsSQL and the
+// last loneExtendSQL sent.
+type argsCatcher struct{ args, lone []any }
 
 func (a *argsCatcher) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if d.SQL == commitEventsSQL {
+	switch d.SQL {
+	case commitEventsSQL:
 		a.args = d.Args
+	case loneExtendSQL:
+		a.lone = d.Args
 	}
 	return ctx
 }
@@ -199,7 +233,10 @@ func TestExplainLoneCommit(t *testing.T) {
 	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
 	require.NoError(t, err)
 	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
-	for i := range 3000 {
+	for i := range 6000 {
+		// The first half by commitEventsSQL (as before lone.go), the
+		// second by loneSQL.
+		st.arrayLone = i < 3000
 		ev, fe, err := v.DecodeOne(fmt.Appendf(nil, `{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":%q,
 			"event_category":"gateway","event_action":"received","event_outcome":"success",
 			"correlation_id":"rr-lone-%d","event_data":{"n":%d}}`, time.Now().UTC().Format(time.RFC3339Nano), i%1000, i))
@@ -209,6 +246,7 @@ func TestExplainLoneCommit(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NotNil(t, catcher.args)
+	require.NotNil(t, catcher.lone)
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	var plans []string
@@ -244,4 +282,14 @@ func TestExplainLoneCommit(t *testing.T) {
 		lines := plans
 		t.Logf("%s:\n%s", mode, strings.Join(lines, "\n"))
 	}
+	// loneSQL as the store runs it: alone, in autocommit, prepared (a
+	// generic plan from the sixth execution on). Its head moved on since:
+	// nothing is written, the plan is the same.
+	for range 8 {
+		plans = nil
+		var n int64
+		require.NoError(t, conn.QueryRow(ctx, loneExtendSQL, catcher.lone...).Scan(&n))
+		require.Zero(t, n)
+	}
+	t.Logf("loneSQL:\n%s", strings.Join(plans, "\n"))
 }

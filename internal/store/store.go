@@ -25,6 +25,10 @@ type Store struct {
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
 	heads   *headCache    // chain heads this process committed last (commit.go)
+	// arrayLone sends a lone event through commitEventsSQL instead of
+	// loneSQL, as before lone.go: set only by the measurements and tests
+	// that compare the two (lone_measure_test.go).
+	arrayLone bool
 }
 
 // Options tune the connection pool.
