@@ -175,6 +175,11 @@ func cmdArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 		}
 		return tw.Flush()
 	}
+	if needMonth {
+		if err := removedByRetention(ctx, st, month); err != nil {
+			return err
+		}
+	}
 	a, err := newArchiver(ctx, cfg, st, log, environ)
 	if err != nil {
 		return err
@@ -265,5 +270,22 @@ func cmdVerifyArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("verify-archive: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s: %d event(s) in %d file(s), %d chain(s), signature valid: OK\n", m.Month, m.Events, len(m.Files), len(m.Correlations))
+	return nil
+}
+
+// removedByRetention refuses to verify or restore a month whose files
+// retention deleted (or is deleting): say so instead of "manifest not
+// found".
+func removedByRetention(ctx context.Context, st *store.Store, month time.Time) error {
+	recs, err := st.ArchiveRecords(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Month.Equal(month) && (r.Status == archive.StatusExpiring || r.Status == archive.StatusExpired) {
+			return fmt.Errorf("%w: %s (status %s): every event in it had expired and its files are deleted",
+				archive.ErrRemoved, archive.MonthString(month), r.Status)
+		}
+	}
 	return nil
 }

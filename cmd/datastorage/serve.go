@@ -133,6 +133,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	retention, err := retentionJob(ctx, cfg, st, reg, log)
+	if err != nil {
+		return err
+	}
 
 	validator := &audit.Validator{
 		MaxAge:               cfg.Ingest.MaxEventAge.Duration,
@@ -152,9 +156,9 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		ar := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey()}
+		ar := &archive.Reader{Source: st, Objects: objs, PublicKey: signer.PublicKey(), Holds: st}
 		timelineStore = archive.TimelineStore{TimelineSource: st, Reader: ar}
-		chainStore = archive.ChainStore{Store: st, Reader: ar}
+		chainStore = archive.ChainStore{Store: st, Reader: ar, Holds: st}
 		reader = reader.WithArchive(ar)
 	}
 	api := httpapi.New(httpapi.Config{
@@ -227,7 +231,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if st.ReadRouter().HasReplica() {
 		background = append(background, namedService{"standby lag sampler", &lifecycle.Loop{Run: st.ReadRouter().Run}})
 	}
-	if job := retentionJob(cfg, st, reg, log); job != nil {
+	if job := retention; job != nil {
 		background = append(background, namedService{"retention", &lifecycle.Loop{Run: job.Run}})
 	}
 	if job := archiver; job != nil {

@@ -24,6 +24,9 @@ import (
 type ChainStore struct {
 	integrity.Store
 	Reader *Reader
+	// Holds, when set, lets legal holds be placed on archived
+	// correlations and count their archived events (holds.go).
+	Holds HoldStore
 }
 
 // ReadChain reads the archived links, then PostgreSQL's.

@@ -21,6 +21,9 @@ import (
 // verified first (a tampered archive is refused), then its events are
 // inserted, those still present skipped. It returns how many it inserted.
 func (a *Archiver) Restore(ctx context.Context, month time.Time) (int64, error) {
+	if err := a.notRemoved(ctx, month); err != nil {
+		return 0, err
+	}
 	m, err := a.Verify(ctx, month)
 	if err != nil {
 		return 0, fmt.Errorf("archive: restore %s: %w", MonthString(month), err)
@@ -75,6 +78,9 @@ type Reader struct {
 	// parsed (0 means 32). Parsing a footer is most of a cold lookup's
 	// time: a file of 4 M rows has 2,048 row groups of 34 columns.
 	MaxOpenFiles int
+	// Holds, when set, shows a correlation's active legal hold on its
+	// archived events (holds.go).
+	Holds HoldLookup
 
 	mu        sync.Mutex
 	manifests map[time.Time]*cachedManifest
@@ -189,6 +195,9 @@ func (r *Reader) Correlation(ctx context.Context, id string) ([]audit.Event, Sca
 		}
 	}
 	slices.SortFunc(out, func(a, b audit.Event) int { return cmp.Compare(a.ChainSeq, b.ChainSeq) })
+	if err := r.markHeld(ctx, id, out); err != nil {
+		return nil, stats, fmt.Errorf("archive: hold of %q: %w", id, err)
+	}
 	return out, stats, nil
 }
 

@@ -132,7 +132,7 @@ func (a *Archiver) due(ctx context.Context, s Session) ([]time.Time, map[time.Ti
 	for _, m := range months {
 		end := m.AddDate(0, 1, 0) // the day after the month's last day
 		if !end.After(cutoff) {
-			if r, ok := records[m]; ok && r.Status == StatusRestored {
+			if r, ok := records[m]; ok && (r.Status == StatusRestored || removed(r)) {
 				continue
 			}
 			due = append(due, m)

@@ -37,6 +37,39 @@ type RetentionOptions struct {
 	DetachTimeout time.Duration
 	// Log receives progress; nil discards it.
 	Log *slog.Logger
+	// Archive, when set, also removes the archived months whose events
+	// have all expired (docs/archive.md, "Retention"), after PostgreSQL's
+	// expired events.
+	Archive ArchiveRetention
+}
+
+// ArchiveRetention removes archived months whose events have all expired
+// and that no legal hold keeps. internal/archive's Expirer does it (cmd
+// adapts it).
+type ArchiveRetention interface {
+	// ExpireArchived looks at every archived month; with dryRun it only
+	// reports. skipped is true when the archive job's lock was taken (an
+	// archive run or a restore): nothing was looked at, the next run will.
+	ExpireArchived(ctx context.Context, dryRun bool) (months []ArchivedRetention, skipped bool, err error)
+}
+
+// Archived month actions of a retention run.
+const (
+	ArchivedExpired = "expired"      // the month's files were deleted
+	ArchivedWould   = "would expire" // dry run
+	ArchivedHeld    = "held"         // every event expired, but a correlation is held
+	ArchivedKept    = "kept"         // some events are within their retention
+)
+
+// ArchivedRetention is what a run did with one archived month.
+type ArchivedRetention struct {
+	Month  string // YYYY-MM
+	Action string
+	Events int64
+	// LastRetained is the last day an event of the month must be kept
+	// (zero when the run did not need to know).
+	LastRetained time.Time
+	Note         string
 }
 
 // RetentionReport says what a run did, or (dry run) would do.
@@ -57,6 +90,36 @@ type RetentionReport struct {
 	PartitionsDropped []string
 	// Partitions has one entry per partition that had expired events.
 	Partitions []PartitionRetention
+	// ArchivedEventsDeleted counts the events of the archived months whose
+	// files were deleted (or, dry run, would be); they are not in
+	// EventsDeleted.
+	ArchivedEventsDeleted int64
+	// Archived has one entry per archived month past its first possible
+	// expiry; ArchiveSkipped is true when the archive job's lock was taken.
+	Archived       []ArchivedRetention
+	ArchiveSkipped bool
+}
+
+// ArchivedHeld counts the archived months kept only by a legal hold.
+func (r RetentionReport) ArchivedHeld() int {
+	n := 0
+	for _, a := range r.Archived {
+		if a.Action == ArchivedHeld {
+			n++
+		}
+	}
+	return n
+}
+
+// ArchivedMonthsDeleted counts the archived months whose files went.
+func (r RetentionReport) ArchivedMonthsDeleted() int {
+	n := 0
+	for _, a := range r.Archived {
+		if a.Action == ArchivedExpired {
+			n++
+		}
+	}
+	return n
 }
 
 // Partition actions of a retention run.
@@ -84,12 +147,17 @@ type PartitionRetention struct {
 // RetentionMetrics are the retention job's Prometheus metrics. Only the
 // replica that wins the run's lock records a run.
 type RetentionMetrics struct {
-	deleted  prometheus.Counter
-	dropped  prometheus.Counter
-	runs     *prometheus.CounterVec
-	lastRun  prometheus.Gauge
-	lastOK   prometheus.Gauge
-	duration prometheus.Histogram
+	deleted prometheus.Counter
+	dropped prometheus.Counter
+	// archivedMonths, archivedEvents and archivedHeld: the retention of
+	// archived months.
+	archivedMonths prometheus.Counter
+	archivedEvents prometheus.Counter
+	archivedHeld   prometheus.Gauge
+	runs           *prometheus.CounterVec
+	lastRun        prometheus.Gauge
+	lastOK         prometheus.Gauge
+	duration       prometheus.Histogram
 }
 
 // NewRetentionMetrics registers the metrics with reg (nil: unregistered).
@@ -102,6 +170,18 @@ func NewRetentionMetrics(reg prometheus.Registerer) *RetentionMetrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "datastorage_retention_partitions_dropped_total",
 			Help: "Monthly partitions dropped by retention.",
+		}),
+		archivedMonths: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "datastorage_retention_archived_months_deleted_total",
+			Help: "Archived months whose files and manifest retention deleted (every event expired, none held).",
+		}),
+		archivedEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "datastorage_retention_archived_events_deleted_total",
+			Help: "Events of the archived months retention deleted (not in datastorage_retention_events_deleted_total).",
+		}),
+		archivedHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "datastorage_retention_archived_months_held",
+			Help: "Archived months, at the last retention run, whose events have all expired but which a legal hold keeps.",
 		}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datastorage_retention_runs_total",
@@ -125,7 +205,8 @@ func NewRetentionMetrics(reg prometheus.Registerer) *RetentionMetrics {
 		m.runs.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.deleted, m.dropped, m.runs, m.lastRun, m.lastOK, m.duration)
+		reg.MustRegister(m.deleted, m.dropped, m.archivedMonths, m.archivedEvents, m.archivedHeld,
+			m.runs, m.lastRun, m.lastOK, m.duration)
 	}
 	return m
 }
@@ -182,6 +263,11 @@ func (j *RetentionJob) RunOnce(ctx context.Context) (RetentionReport, error) {
 	}
 	m.deleted.Add(float64(rep.EventsDeleted))
 	m.dropped.Add(float64(len(rep.PartitionsDropped)))
+	m.archivedMonths.Add(float64(rep.ArchivedMonthsDeleted()))
+	m.archivedEvents.Add(float64(rep.ArchivedEventsDeleted))
+	if j.Options.Archive != nil && !rep.ArchiveSkipped && err == nil {
+		m.archivedHeld.Set(float64(rep.ArchivedHeld()))
+	}
 	m.duration.Observe(time.Since(start).Seconds())
 	now := float64(time.Now().UnixNano()) / 1e9
 	m.lastRun.Set(now)
@@ -196,6 +282,7 @@ func (j *RetentionJob) RunOnce(ctx context.Context) (RetentionReport, error) {
 	m.lastOK.Set(now)
 	log.Info("retention run finished", "events_deleted", rep.EventsDeleted,
 		"partitions_dropped", len(rep.PartitionsDropped), "holds_swept", rep.HoldsSwept,
+		"archived_months_deleted", rep.ArchivedMonthsDeleted(), "archived_months_held", rep.ArchivedHeld(),
 		"duration", time.Since(start).Round(time.Millisecond).String())
 	return rep, nil
 }

@@ -174,6 +174,22 @@ func RunRetention(ctx context.Context, st RetentionStore, opts RetentionOptions)
 	if err := r.run(ctx); err != nil {
 		return report, fmt.Errorf("retention: %w", err)
 	}
+	if opts.Archive != nil {
+		// Under the retention lock too: one replica runs all of retention.
+		months, skipped, err := opts.Archive.ExpireArchived(ctx, opts.DryRun)
+		report.Archived, report.ArchiveSkipped = months, skipped
+		for _, m := range months {
+			if m.Action == ArchivedExpired || m.Action == ArchivedWould {
+				report.ArchivedEventsDeleted += m.Events
+			}
+		}
+		if skipped {
+			log.Info("retention of archived months skipped: the archive job is running; the next run will do it")
+		}
+		if err != nil {
+			return report, fmt.Errorf("retention: archived months: %w", err)
+		}
+	}
 	return report, nil
 }
 

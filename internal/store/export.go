@@ -23,8 +23,11 @@ type ExportCursor struct {
 }
 
 // OpenExport starts an export: events matching f in chain order —
-// correlation_id, then chain_seq (then event_id) — so each correlation's
-// links come together and in order. batch is the number of events Next
+// correlation_id in byte order (COLLATE "C", the archived files' order,
+// which an export reaching archived months merges with this one; the sort
+// is the same work in any collation, no index has this order), then
+// chain_seq (then event_id) — so each correlation's links come together and
+// in order. batch is the number of events Next
 // returns at most (0 means 500). The cursor runs in a read-only
 // repeatable-read transaction, so the export is one consistent snapshot.
 func (s *Store) OpenExport(ctx context.Context, f integrity.ExportFilter, batch int) (_ integrity.ExportCursor, err error) {
@@ -37,7 +40,7 @@ func (s *Store) OpenExport(ctx context.Context, f integrity.ExportFilter, batch 
 	var b sqlBuilder
 	b.filter(query.EventFilter{CorrelationID: f.CorrelationID, EventCategory: f.EventCategory, Since: f.Since, Until: f.Until})
 	sql := `DECLARE export_events NO SCROLL CURSOR FOR SELECT ` + eventColumns + ` FROM audit_events` +
-		b.whereClause() + ` ORDER BY correlation_id, chain_seq, event_id`
+		b.whereClause() + ` ORDER BY correlation_id COLLATE "C", chain_seq, event_id`
 	if f.Limit > 0 {
 		sql += ` LIMIT ` + strconv.FormatInt(f.Limit, 10)
 	}

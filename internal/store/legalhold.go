@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"kubernaut.ai/datastorage/internal/archive"
 	"kubernaut.ai/datastorage/internal/integrity"
 )
 
@@ -27,6 +28,18 @@ const lockHoldSQL = `SELECT pg_advisory_xact_lock(hashtextextended('legal-hold:'
 // event written since is flagged too). integrity.ErrNotFound when the correlation has
 // no events.
 func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy string, at time.Time) (_ integrity.Hold, err error) {
+	return s.PlaceHoldArchived(ctx, correlationID, reason, placedBy, at, 0, nil)
+}
+
+// PlaceHoldArchived is PlaceHold for a correlation that also has archived
+// events (docs/archive.md, "Legal holds"): archived of them, found in the
+// archived months months. The hold is placed when the correlation has
+// events in PostgreSQL or in the archive, and counts both. Under the hold
+// gate it checks that those months are still archived (dropped): if
+// retention has begun removing one meanwhile, it returns
+// archive.ErrMonthChanged and the caller counts again.
+func (s *Store) PlaceHoldArchived(ctx context.Context, correlationID, reason, placedBy string, at time.Time,
+	archived int64, months []time.Time) (_ integrity.Hold, err error) {
 	defer classifyErr(&err)
 	h := integrity.Hold{CorrelationID: correlationID, PlacedBy: placedBy, PlacedAt: at.UTC().Truncate(time.Microsecond), Reason: reason}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -36,10 +49,21 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 		if _, err := tx.Exec(ctx, lockHoldSQL, correlationID); err != nil {
 			return err
 		}
+		if len(months) > 0 {
+			var still int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit_archives WHERE month = ANY($1) AND status = 'dropped'`,
+				months).Scan(&still); err != nil {
+				return err
+			}
+			if still != len(months) {
+				return archive.ErrMonthChanged
+			}
+		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE correlation_id = $1`, correlationID).
 			Scan(&h.EventsAffected); err != nil {
 			return err
 		}
+		h.EventsAffected += archived
 		if h.EventsAffected == 0 {
 			return integrity.ErrNotFound
 		}
@@ -64,6 +88,9 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 	if errors.Is(err, integrity.ErrNotFound) {
 		return integrity.Hold{}, integrity.ErrNotFound
 	}
+	if errors.Is(err, archive.ErrMonthChanged) {
+		return integrity.Hold{}, fmt.Errorf("store: place legal hold: %w", archive.ErrMonthChanged)
+	}
 	if err != nil {
 		return integrity.Hold{}, fmt.Errorf("store: place legal hold: %w", err)
 	}
@@ -75,6 +102,14 @@ func (s *Store) PlaceHold(ctx context.Context, correlationID, reason, placedBy s
 // the hold flag and the history records who released it, when and why.
 // integrity.ErrNotFound when the correlation is not held.
 func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, releasedBy string, at time.Time) (_ integrity.HoldRelease, err error) {
+	return s.ReleaseHoldArchived(ctx, correlationID, reason, releasedBy, at, 0)
+}
+
+// ReleaseHoldArchived is ReleaseHold for a correlation with archived
+// events: archived of them are released too (they carry no flag; the
+// hold's record is what protected them).
+func (s *Store) ReleaseHoldArchived(ctx context.Context, correlationID, reason, releasedBy string, at time.Time,
+	archived int64) (_ integrity.HoldRelease, err error) {
 	defer classifyErr(&err)
 	r := integrity.HoldRelease{CorrelationID: correlationID, ReleasedBy: releasedBy, ReleasedAt: at.UTC().Truncate(time.Microsecond)}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -96,7 +131,7 @@ func (s *Store) ReleaseHold(ctx context.Context, correlationID, reason, released
 		if err != nil {
 			return err
 		}
-		r.EventsReleased = tag.RowsAffected()
+		r.EventsReleased = tag.RowsAffected() + archived
 		_, err = tx.Exec(ctx, `UPDATE legal_holds
 			SET released_by = $2, released_at = $3, release_reason = $4, events_released = $5 WHERE id = $1`,
 			id, releasedBy, r.ReleasedAt, reason, r.EventsReleased)
@@ -155,4 +190,21 @@ func sweepHolds(ctx context.Context, q querier) (int64, error) {
 		return 0, fmt.Errorf("store: sweep legal holds: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// ActiveHold returns the correlation's active hold (ok false when none);
+// EventsAffected is not counted.
+func (s *Store) ActiveHold(ctx context.Context, correlationID string) (_ integrity.Hold, ok bool, err error) {
+	defer classifyErr(&err)
+	h := integrity.Hold{CorrelationID: correlationID}
+	err = s.pool.QueryRow(ctx, `SELECT reason, placed_by, placed_at FROM legal_holds
+		WHERE correlation_id = $1 AND released_at IS NULL`, correlationID).Scan(&h.Reason, &h.PlacedBy, &h.PlacedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return integrity.Hold{}, false, nil
+	}
+	if err != nil {
+		return integrity.Hold{}, false, fmt.Errorf("store: legal hold of %q: %w", correlationID, err)
+	}
+	h.PlacedAt = h.PlacedAt.UTC()
+	return h, true, nil
 }
