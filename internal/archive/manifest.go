@@ -36,7 +36,10 @@ type Manifest struct {
 	Files         []File `json:"files"`
 	// Correlations has each archived chain's first and last link of the
 	// month (chains cross months), which verification checks the files
-	// against. (Lookups do not use it: see Reader.)
+	// against; a chain whose links in the month have gaps (late events
+	// stamped into another month, links removed by retention) has an entry
+	// per run of consecutive links, in chain_seq order. (Lookups do not use
+	// it: see Reader.)
 	Correlations []Chain `json:"correlations"`
 	// Rollups are the month's totals from audit_rollup_hourly, which stay
 	// in PostgreSQL (aggregations keep working after the drop).

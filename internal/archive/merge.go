@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 // ChainStore is an integrity.Store whose chains include their archived
 // links: verify-chain of a correlation whose first months were archived
 // reads those links from the files (only the row groups that can hold them)
-// before the links still in PostgreSQL, and checks the whole chain.
-// Archived months are older than every month in PostgreSQL, so the
-// archived links come first in chain order.
+// with the links still in PostgreSQL, and checks the whole chain. The
+// archived links mostly come first, but not always: a late event stamped
+// into an archived month, or an event held in PostgreSQL, sits between
+// links of the other side.
 type ChainStore struct {
 	integrity.Store
 	Reader *Reader
@@ -29,7 +31,7 @@ type ChainStore struct {
 	Holds HoldStore
 }
 
-// ReadChain reads the archived links, then PostgreSQL's.
+// ReadChain reads the archived links and PostgreSQL's in chain order.
 func (c ChainStore) ReadChain(ctx context.Context, correlationID string,
 	begin func(integrity.ChainState) error, each func(*audit.Event) error) (int64, error) {
 	return c.ReadChainAfter(ctx, correlationID, func(st integrity.ChainState) (int64, error) {
@@ -37,24 +39,28 @@ func (c ChainStore) ReadChain(ctx context.Context, correlationID string,
 	}, each)
 }
 
-// ReadChainAfter reads the archived links after the checkpoint, then
-// PostgreSQL's.
+// ReadChainAfter reads the archived links after the checkpoint and
+// PostgreSQL's, merged in chain_seq order: a chain's links need not lie
+// in month order (a late event stamped into an earlier month, archived or
+// not, takes the chain's next chain_seq there).
 func (c ChainStore) ReadChainAfter(ctx context.Context, correlationID string,
 	begin func(integrity.ChainState) (int64, error), each func(*audit.Event) error) (int64, error) {
 	archived, _, err := c.Reader.Correlation(ctx, correlationID)
 	if err != nil {
 		return 0, fmt.Errorf("archive: chain of %q: %w", correlationID, err)
 	}
+	slices.SortStableFunc(archived, func(a, b audit.Event) int { return cmp.Compare(a.ChainSeq, b.ChainSeq) })
 	var after, sent int64
-	began, flushed := false, false
-	flush := func() error {
-		flushed = true
-		for i := range archived {
-			if archived[i].ChainSeq <= after {
+	began, next := false, 0
+	// emitBefore sends the archived links after the checkpoint whose
+	// chain_seq is below limit, those not sent yet.
+	emitBefore := func(limit int64) error {
+		for ; next < len(archived) && archived[next].ChainSeq < limit; next++ {
+			if archived[next].ChainSeq <= after {
 				continue
 			}
 			sent++
-			if err := each(&archived[i]); err != nil {
+			if err := each(&archived[next]); err != nil {
 				return err
 			}
 		}
@@ -66,17 +72,15 @@ func (c ChainStore) ReadChainAfter(ctx context.Context, correlationID string,
 		after = a
 		return a, err
 	}, func(e *audit.Event) error {
-		if !flushed {
-			if err := flush(); err != nil {
-				return err
-			}
+		if err := emitBefore(e.ChainSeq); err != nil {
+			return err
 		}
 		return each(e)
 	})
 	switch {
 	case errors.Is(err, integrity.ErrNotFound) && began && len(archived) > 0:
 		// Every link of the chain is archived.
-		if err := flush(); err != nil {
+		if err := emitBefore(math.MaxInt64); err != nil {
 			return sent, err
 		}
 		if sent == 0 {
@@ -86,10 +90,8 @@ func (c ChainStore) ReadChainAfter(ctx context.Context, correlationID string,
 	case err != nil:
 		return n + sent, err
 	}
-	if !flushed {
-		if err := flush(); err != nil {
-			return n + sent, err
-		}
+	if err := emitBefore(math.MaxInt64); err != nil {
+		return n + sent, err
 	}
 	return n + sent, nil
 }

@@ -343,6 +343,14 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 	}
 	add := func(e *audit.Event) error {
 		newChain := chain == nil || chain.CorrelationID != e.CorrelationID
+		// A chain's links in a month need not be consecutive: a late event
+		// stamped into an earlier month takes the chain's next chain_seq
+		// there, and retention may have removed links between two that
+		// remain. Each run of consecutive links is an entry of its own in
+		// the manifest (a piece), so that verification still checks every
+		// link inside a run and, at a gap, that the next run starts where
+		// the signed manifest says.
+		newPiece := newChain || e.ChainSeq != chain.LastSeq+1
 		// A chain's links of the month stay in one file, so a lookup finds
 		// them where the manifest says.
 		if fw != nil && newChain && fw.Rows() >= rowsPerFile {
@@ -368,7 +376,7 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 		}
 		file.Last = e.CorrelationID
 		digest.Add(row.EventHash)
-		if newChain {
+		if newPiece {
 			m.Correlations = append(m.Correlations, Chain{CorrelationID: e.CorrelationID,
 				FirstSeq: e.ChainSeq, FirstHash: e.Hash, File: len(m.Files)})
 			chain = &m.Correlations[len(m.Correlations)-1]
@@ -640,7 +648,12 @@ func verifyArchive(ctx context.Context, objs Objects, manifest []byte, pub ed255
 			for i := range links {
 				l := &links[i]
 				rows++
-				if cur == nil || cur.CorrelationID != l.correlation {
+				// A link that does not follow the one before in its chain
+				// starts the next piece (see add in write), which the
+				// manifest must list there; a link removed from inside a
+				// piece is a break the manifest does not have.
+				if cur == nil || cur.CorrelationID != l.correlation ||
+					(l.seq > prevSeq+1 && ci < len(m.Correlations) && m.Correlations[ci].CorrelationID == l.correlation) {
 					if err := curEnd(); err != nil {
 						return err
 					}
