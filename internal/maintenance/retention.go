@@ -101,21 +101,15 @@ type RetentionReport struct {
 }
 
 // ArchivedHeld counts the archived months kept only by a legal hold.
-func (r RetentionReport) ArchivedHeld() int {
-	n := 0
-	for _, a := range r.Archived {
-		if a.Action == ArchivedHeld {
-			n++
-		}
-	}
-	return n
-}
+func (r RetentionReport) ArchivedHeld() int { return r.archivedWith(ArchivedHeld) }
 
 // ArchivedMonthsDeleted counts the archived months whose files went.
-func (r RetentionReport) ArchivedMonthsDeleted() int {
+func (r RetentionReport) ArchivedMonthsDeleted() int { return r.archivedWith(ArchivedExpired) }
+
+func (r RetentionReport) archivedWith(action string) int {
 	n := 0
 	for _, a := range r.Archived {
-		if a.Action == ArchivedExpired {
+		if a.Action == action {
 			n++
 		}
 	}
