@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -407,20 +405,7 @@ func heldOf(m *Manifest, active []string, flagged map[string]bool) []string {
 // manifest reads the recorded manifest: its SHA-256 must be the record's
 // and its signature must verify.
 func (x *Expirer) manifest(ctx context.Context, rec ExpiryRecord) (*Manifest, error) {
-	obj, err := x.Objects.Open(ctx, rec.ManifestKey)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	defer obj.Close()
-	b := make([]byte, obj.Size())
-	if _, err := obj.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	if hex.EncodeToString(sum[:]) != rec.ManifestSHA256 {
-		return nil, fmt.Errorf("manifest: differs from the one recorded: it was changed")
-	}
-	return ParseManifest(b, x.PublicKey)
+	return recordedManifest(ctx, x.Objects, rec.ManifestKey, rec.ManifestSHA256, x.PublicKey)
 }
 
 // monthScan is what one pass over a month's files finds.

@@ -5,8 +5,6 @@ import (
 	"container/list"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
@@ -129,22 +127,9 @@ func (r *Reader) manifest(ctx context.Context, rec Record) (*Manifest, error) {
 	if ok && c.sha == rec.ManifestSHA256 {
 		return c.m, nil
 	}
-	obj, err := r.Objects.Open(ctx, rec.ManifestKey)
+	m, err := recordedManifest(ctx, r.Objects, rec.ManifestKey, rec.ManifestSHA256, r.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("archive: manifest of %s: %w", MonthString(rec.Month), err)
-	}
-	defer obj.Close()
-	b := make([]byte, obj.Size())
-	if _, err := obj.ReadAt(b, 0); err != nil {
-		return nil, fmt.Errorf("archive: manifest of %s: %w", MonthString(rec.Month), err)
-	}
-	sum := sha256.Sum256(b)
-	if hex.EncodeToString(sum[:]) != rec.ManifestSHA256 {
-		return nil, fmt.Errorf("archive: manifest of %s differs from the one recorded: it was changed", MonthString(rec.Month))
-	}
-	m, err := ParseManifest(b, r.PublicKey)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("archive: %s: %w", MonthString(rec.Month), err)
 	}
 	// Only the files are kept: the correlation list of a month at 1 M
 	// events a day is hundreds of thousands of entries, and a lookup finds

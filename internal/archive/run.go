@@ -507,7 +507,13 @@ func (w *hashingWriter) Write(p []byte) (int, error) {
 }
 
 func (a *Archiver) manifestBytes(ctx context.Context, month time.Time) ([]byte, error) {
-	obj, err := a.Objects.Open(ctx, ManifestKey(month))
+	return readManifest(ctx, a.Objects, ManifestKey(month))
+}
+
+// readManifest reads the manifest object at key whole: it is hashed and
+// parsed at once.
+func readManifest(ctx context.Context, objs Objects, key string) ([]byte, error) {
+	obj, err := objs.Open(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("open manifest: %w", err)
 	}
@@ -517,6 +523,20 @@ func (a *Archiver) manifestBytes(ctx context.Context, month time.Time) ([]byte, 
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	return b, nil
+}
+
+// recordedManifest reads the manifest at key and checks it is the one
+// recorded (its SHA-256 is sha) and that its signature verifies with pub.
+func recordedManifest(ctx context.Context, objs Objects, key, sha string, pub ed25519.PublicKey) (*Manifest, error) {
+	b, err := readManifest(ctx, objs, key)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != sha {
+		return nil, errors.New("the manifest differs from the one recorded: it was changed")
+	}
+	return ParseManifest(b, pub)
 }
 
 // Manifest reads and verifies (signature only) a month's manifest.
