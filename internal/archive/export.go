@@ -29,10 +29,10 @@ import (
 // unchanged.
 func (c ChainStore) OpenExport(ctx context.Context, f integrity.ExportFilter, batch int) (integrity.ExportCursor, error) {
 	recs, err := c.exportMonths(ctx, f)
-	if err != nil || len(recs) == 0 {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
 		return c.Store.OpenExport(ctx, f, batch)
 	}
 	if batch <= 0 {
@@ -134,8 +134,7 @@ func (c ChainStore) openArchived(ctx context.Context, f integrity.ExportFilter, 
 						return err
 					}
 					if h, ok := holds[e.CorrelationID]; ok {
-						at := audit.NewTime(h.PlacedAt)
-						e.LegalHold, e.HoldReason, e.HoldPlacedBy, e.HoldPlacedAt = true, h.Reason, h.PlacedBy, &at
+						showHold(&e, h)
 					}
 					if !yield(e, nil) {
 						return errStopped

@@ -137,9 +137,15 @@ func (r *Reader) markHeld(ctx context.Context, correlationID string, events []au
 	if err != nil || !ok {
 		return err
 	}
-	at := audit.NewTime(h.PlacedAt)
 	for i := range events {
-		events[i].LegalHold, events[i].HoldReason, events[i].HoldPlacedBy, events[i].HoldPlacedAt = true, h.Reason, h.PlacedBy, &at
+		showHold(&events[i], h)
 	}
 	return nil
+}
+
+// showHold fills an archived event's hold fields from its correlation's
+// active hold h.
+func showHold(e *audit.Event, h integrity.Hold) {
+	at := audit.NewTime(h.PlacedAt)
+	e.LegalHold, e.HoldReason, e.HoldPlacedBy, e.HoldPlacedAt = true, h.Reason, h.PlacedBy, &at
 }
