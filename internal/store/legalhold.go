@@ -88,9 +88,6 @@ func (s *Store) PlaceHoldArchived(ctx context.Context, correlationID, reason, pl
 	if errors.Is(err, integrity.ErrNotFound) {
 		return integrity.Hold{}, integrity.ErrNotFound
 	}
-	if errors.Is(err, archive.ErrMonthChanged) {
-		return integrity.Hold{}, fmt.Errorf("store: place legal hold: %w", archive.ErrMonthChanged)
-	}
 	if err != nil {
 		return integrity.Hold{}, fmt.Errorf("store: place legal hold: %w", err)
 	}
