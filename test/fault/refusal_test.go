@@ -79,9 +79,12 @@ func (s *stack) admin(db string, statements ...string) {
 }
 
 // terminateApp ends every backend of the service's role, as an operator
-// does to make a change to the role or the database take effect.
+// does to make a change to the role or the database take effect. It waits
+// for each process to exit: a terminated backend leaves pg_stat_activity
+// before it gives its connection slot back, so without the wait a slot
+// counted as taken could free a moment later.
 func (a *app) terminateApp() {
-	a.admin("postgres", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+appRole+`'`)
+	a.admin("postgres", `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '`+appRole+`'`)
 }
 
 // appBackends is the number of backends of the service's role.
@@ -215,19 +218,33 @@ func TestEveryRefusalByPostgresSpoolsWritesAndStoresThemOnceAfterwards(t *testin
 				url := strings.Replace(a.pg.AdminURL(), "postgres@", "filler@", 1)
 				// Take every slot a non-superuser can have; the service's
 				// backends go, and it reconnects into a full server.
-				for round := 0; ; round++ {
-					require.Less(t, round, 50, "could not take every connection slot")
-					a.terminateApp()
+				// fill takes free slots until the server refuses one and
+				// says whether it took any.
+				fill := func() bool {
+					took := false
 					for {
 						c, err := pgx.Connect(context.Background(), url)
 						var pgErr *pgconn.PgError
 						if errors.As(err, &pgErr) && pgErr.Code == "53300" {
-							break
+							return took
 						}
 						require.NoError(t, err)
 						filler = append(filler, c)
+						took = true
 					}
-					if a.appBackends() == 0 {
+				}
+				for round := 0; ; round++ {
+					require.Less(t, round, 50, "could not take every connection slot")
+					a.terminateApp()
+					fill()
+					if a.appBackends() != 0 {
+						continue
+					}
+					// A slot may still be on its way back (a backend of the
+					// service that was starting up when the server filled):
+					// full means full a moment later too.
+					time.Sleep(300 * time.Millisecond)
+					if !fill() && a.appBackends() == 0 {
 						return
 					}
 				}
