@@ -341,8 +341,16 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 		tmp, fw = nil, nil
 		return nil
 	}
-	add := func(e *audit.Event) error {
-		newChain := chain == nil || chain.CorrelationID != e.CorrelationID
+	// lastHash is the event_hash of the piece's last row so far: made hex
+	// once, when the piece ends, not for every row.
+	var lastHash []byte
+	endPiece := func() {
+		if chain != nil {
+			chain.LastHash = hex.EncodeToString(lastHash)
+		}
+	}
+	add := func(r *Row) error {
+		newChain := chain == nil || chain.CorrelationID != r.CorrelationID
 		// A chain's links in a month need not be consecutive: a late event
 		// stamped into an earlier month takes the chain's next chain_seq
 		// there, and retention may have removed links between two that
@@ -350,7 +358,7 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 		// the manifest (a piece), so that verification still checks every
 		// link inside a run and, at a gap, that the next run starts where
 		// the signed manifest says.
-		newPiece := newChain || e.ChainSeq != chain.LastSeq+1
+		newPiece := newChain || r.ChainSeq != chain.LastSeq+1
 		// A chain's links of the month stay in one file, so a lookup finds
 		// them where the manifest says.
 		if fw != nil && newChain && fw.Rows() >= rowsPerFile {
@@ -365,32 +373,30 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 			}
 			hw = &hashingWriter{w: bufio.NewWriterSize(tmp, 1<<20), h: sha256.New()}
 			fw = NewFileWriter(hw, rowsPerGroup)
-			file = File{Key: partKey(month, len(m.Files)), First: e.CorrelationID}
+			file = File{Key: partKey(month, len(m.Files)), First: r.CorrelationID}
 		}
-		row, err := RowOf(e)
-		if err != nil {
+		if err := fw.Write(*r); err != nil {
 			return err
 		}
-		if err := fw.Write(row); err != nil {
-			return err
-		}
-		file.Last = e.CorrelationID
-		digest.Add(row.EventHash)
+		file.Last = r.CorrelationID
+		digest.Add(r.EventHash)
 		if newPiece {
-			m.Correlations = append(m.Correlations, Chain{CorrelationID: e.CorrelationID,
-				FirstSeq: e.ChainSeq, FirstHash: e.Hash, File: len(m.Files)})
+			endPiece()
+			m.Correlations = append(m.Correlations, Chain{CorrelationID: r.CorrelationID,
+				FirstSeq: r.ChainSeq, FirstHash: hex.EncodeToString(r.EventHash), File: len(m.Files)})
 			chain = &m.Correlations[len(m.Correlations)-1]
 		}
 		chain.Events++
-		chain.LastSeq, chain.LastHash = e.ChainSeq, e.Hash
+		chain.LastSeq, lastHash = r.ChainSeq, r.EventHash
 		if m.HashAlgorithm == "" {
-			m.HashAlgorithm = e.HashAlgorithm
+			m.HashAlgorithm = r.HashAlgorithm
 		}
 		return nil
 	}
-	if err := a.streamEvents(ctx, s, month, add); err != nil {
+	if err := a.streamRows(ctx, s, month, add); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
+	endPiece()
 	if err := finish(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
@@ -414,18 +420,19 @@ func (a *Archiver) write(ctx context.Context, s Session, month time.Time) error 
 	return a.removeStale(ctx, month, m)
 }
 
-// streamEvents calls fn with the month's events in order, reading them
-// from PostgreSQL in another goroutine, in batches.
-func (a *Archiver) streamEvents(ctx context.Context, s Session, month time.Time, fn func(*audit.Event) error) error {
+// streamRows calls fn with the month's rows in order, reading, sorting
+// and decoding them in another goroutine, in batches, so that the Parquet
+// encoding here and the merge and decoding there use both CPUs.
+func (a *Archiver) streamRows(ctx context.Context, s Session, month time.Time, fn func(*Row) error) error {
 	const batch = 512
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []audit.Event, 4)
-	free := make(chan []audit.Event, 6)
+	batches := make(chan []Row, 4)
+	free := make(chan []Row, 6)
 	errc := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		buf := make([]audit.Event, 0, batch)
+		buf := make([]Row, 0, batch)
 		send := func() error {
 			select {
 			case batches <- buf:
@@ -436,12 +443,12 @@ func (a *Archiver) streamEvents(ctx context.Context, s Session, month time.Time,
 			case buf = <-free:
 				buf = buf[:0]
 			default:
-				buf = make([]audit.Event, 0, batch)
+				buf = make([]Row, 0, batch)
 			}
 			return nil
 		}
-		err := s.EachEvent(ctx, month, SortOptions{TempDir: a.Options.TempDir, Memory: a.Options.SortMemory}, func(e *audit.Event) error {
-			buf = append(buf, *e)
+		err := s.EachRow(ctx, month, SortOptions{TempDir: a.Options.TempDir, Memory: a.Options.SortMemory}, func(r *Row) error {
+			buf = append(buf, *r)
 			if len(buf) == batch {
 				return send()
 			}

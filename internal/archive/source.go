@@ -30,11 +30,14 @@ type Session interface {
 	// hold (by flag or active hold on their correlation) and rows of other
 	// months whose parent is in the month.
 	Blockers(ctx context.Context, month time.Time) (held, referenced int64, err error)
-	// EachEvent streams the month's events in (correlation_id, chain_seq)
-	// order, correlation_id compared as bytes (COLLATE "C", the order of
-	// Parquet's statistics and of Go's strings). Sorting them may spill to
-	// temporary files as o says.
-	EachEvent(ctx context.Context, month time.Time, o SortOptions, fn func(*audit.Event) error) error
+	// EachRow streams the month's events as Parquet rows in
+	// (correlation_id, chain_seq) order, correlation_id compared as bytes
+	// (COLLATE "C", the order of Parquet's statistics and of Go's
+	// strings), each row exactly RowOf of the event the store reads.
+	// Sorting them may spill to temporary files as o says. The Row is
+	// reused for the next one: fn may keep a copy of *r (what it points to
+	// is the row's own), not r.
+	EachRow(ctx context.Context, month time.Time, o SortOptions, fn func(r *Row) error) error
 	// HashSums computes the month's Sums in one aggregate query.
 	HashSums(ctx context.Context, month time.Time) (Sums, error)
 	// RollupTotals sums the month's hourly rollups.
@@ -54,7 +57,7 @@ type Session interface {
 	Restore(ctx context.Context, month time.Time, each func(yield func(*audit.Event) error) error) (int64, error)
 }
 
-// SortOptions bound the sort of a month's events by Session.EachEvent.
+// SortOptions bound the sort of a month's events by Session.EachRow.
 type SortOptions struct {
 	// TempDir holds the sorted runs spilled while a month is sorted; ""
 	// means os.TempDir. They take about the partition's heap size.

@@ -133,24 +133,24 @@ func (a *archiveSession) Blockers(ctx context.Context, month time.Time) (held, r
 	return held, referenced, err
 }
 
-// EachEvent reads the partition in physical order and sorts it in the
-// job (archivesort.go): PostgreSQL sorts nothing.
-func (a *archiveSession) EachEvent(ctx context.Context, month time.Time, o archive.SortOptions, fn func(*audit.Event) error) error {
-	s := newRowSorter(a.conn.Conn().TypeMap(), o)
+// EachRow reads the partition in physical order with a binary COPY, sorts
+// it in the job (archivesort.go) and decodes the sorted rows straight into
+// Parquet rows (archiverow.go).
+func (a *archiveSession) EachRow(ctx context.Context, month time.Time, o archive.SortOptions, fn func(*archive.Row) error) error {
+	s := newRowSorter(o)
 	defer s.close()
 	if err := readSorted(ctx, a.conn.Conn(), pgx.Identifier{partitionName(month)}.Sanitize(), s); err != nil {
 		return err
 	}
+	var (
+		d   rowDecoder
+		row archive.Row
+	)
 	return s.each(func(r *sortedRow) error {
-		row, err := s.load(r)
-		if err != nil {
+		if err := d.decode(r.row, &row); err != nil {
 			return err
 		}
-		e, err := scanEvent(row)
-		if err != nil {
-			return err
-		}
-		return fn(&e)
+		return fn(&row)
 	})
 }
 

@@ -11,12 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"kubernaut.ai/datastorage/internal/archive"
 )
@@ -26,26 +23,35 @@ import (
 // heap's size (8.3 GB of temp files at 10 M events, 127 s of a 175 s run:
 // bench/results/archive.md), and no index has that order. Here the month
 // is read in physical order (a sequential scan, nothing sorted in
-// PostgreSQL) and sorted in the job: rows are kept as PostgreSQL sent them
-// (the driver's raw column values, not decoded), cut into runs of
-// SortMemory bytes, each run sorted by its key and, when there are several,
-// spilled to a temporary file; the runs are then merged and only the
-// merged rows are decoded. The files' order and format do not change.
+// PostgreSQL) with COPY … TO STDOUT (FORMAT binary) and sorted in the job:
+// rows are kept as PostgreSQL sent them (each binary COPY tuple without its
+// field count, not decoded), cut into runs of SortMemory bytes, each run
+// sorted by its key and, when there are several, spilled to a temporary
+// file; the runs are then merged and only the merged rows are decoded,
+// straight into Parquet rows (archiverow.go). The files' order and format
+// do not change.
+//
+// COPY rather than a query: the driver does not decode a DataRow message
+// per row into its values (COPY's data is handed over as bytes), and a
+// binary tuple is already the sort's row format, so a row is one copy into
+// the run (bench/results/archive-2026-12-07c.md).
 
 // defaultSortMemory bounds the raw row bytes one run holds: 256 MiB is
 // ~230,000 events of ~1.1 KB, 43 runs at 10 M events.
 const defaultSortMemory = 256 << 20
 
-// Column positions in eventColumns of the sort key.
+// Column positions in eventColumns of the sort key, and their number.
 const (
 	sortCorrelationCol = 8
 	sortChainSeqCol    = 25
+	archiveColumnCount = 34
 )
 
 // A row is kept as one byte string, in memory and in a spilled run alike:
-// for each column a big-endian int32 length (-1 for NULL) and the bytes,
-// so that a run is written and read back without a copy per column, and
-// the runs hold no pointers for the garbage collector to scan.
+// for each column a big-endian int32 length (-1 for NULL) and the bytes in
+// PostgreSQL's binary format (a binary COPY tuple after its int16 field
+// count), so that a run is written and read back without a copy per
+// column, and the runs hold no pointers for the garbage collector to scan.
 
 // sortedRow is one row of a run: its encoded columns and its key (corr
 // points into row).
@@ -77,10 +83,64 @@ func prefixOf(b []byte) uint64 {
 	return binary.BigEndian.Uint64(w[:])
 }
 
+// errShortRow is a row whose lengths run past its end: a corrupt spill or
+// COPY stream.
+var errShortRow = errors.New("store: archive sort: a row is cut short")
+
+// rowLen returns the length of the encoded row of n columns at the start
+// of b, or -1 when b holds only part of it.
+func rowLen(b []byte, n int) int {
+	at := 0
+	for range n {
+		if len(b)-at < 4 {
+			return -1
+		}
+		l := int32(binary.BigEndian.Uint32(b[at:]))
+		at += 4
+		if l > 0 {
+			if int(l) > len(b)-at {
+				return -1
+			}
+			at += int(l)
+		}
+	}
+	return at
+}
+
+// keyOf reads the sort key of an encoded row into r (r.row set): the
+// columns before chain_seq are skipped by their lengths, none decoded.
+func keyOf(r *sortedRow) error {
+	b := r.row
+	at := 0
+	for i := 0; i <= sortChainSeqCol; i++ {
+		if len(b)-at < 4 {
+			return errShortRow
+		}
+		l := int(int32(binary.BigEndian.Uint32(b[at:])))
+		at += 4
+		if l > len(b)-at {
+			return errShortRow
+		}
+		switch i {
+		case sortCorrelationCol:
+			if l < 0 {
+				return errors.New("store: archive sort: a row lacks correlation_id")
+			}
+			r.corr = b[at : at+l : at+l]
+		case sortChainSeqCol:
+			if l != 8 {
+				return errors.New("store: archive sort: a row lacks chain_seq")
+			}
+			r.seq = int64(binary.BigEndian.Uint64(b[at:]))
+		}
+		at += max(l, 0)
+	}
+	r.prefix = prefixOf(r.corr)
+	return nil
+}
+
 // rowSorter collects raw rows into runs and merges them.
 type rowSorter struct {
-	typeMap *pgtype.Map
-	fields  []pgconn.FieldDescription
 	tempDir string
 	limit   int
 
@@ -88,102 +148,35 @@ type rowSorter struct {
 	rows  []sortedRow
 	runs  []*os.File
 	spill *bufio.Writer
-
-	// vals and plans decode the row being passed on (rawRow).
-	vals  [][]byte
-	plans []cachedPlan
 }
 
-// cachedPlan is a column's scan plan for the destination type it was made
-// for: pgx's rows keep one per column, pgx.ScanRow plans every value.
-type cachedPlan struct {
-	dst  reflect.Type
-	plan pgtype.ScanPlan
-}
-
-func newRowSorter(typeMap *pgtype.Map, o archive.SortOptions) *rowSorter {
+func newRowSorter(o archive.SortOptions) *rowSorter {
 	limit := o.Memory
 	if limit <= 0 {
 		limit = defaultSortMemory
 	}
-	return &rowSorter{typeMap: typeMap, tempDir: o.TempDir, limit: int(limit)}
+	return &rowSorter{tempDir: o.TempDir, limit: int(limit)}
 }
 
-// add copies one row's raw values (valid only until the next row) into the
-// current run, spilling the run first when it is full.
-func (s *rowSorter) add(vals [][]byte) error {
-	n := 0
-	for _, v := range vals {
-		n += 4 + len(v)
-	}
-	if len(s.rows) > 0 && len(s.arena)+n > cap(s.arena) {
+// add copies one encoded row (valid only until the next) into the current
+// run, spilling the run first when it is full.
+func (s *rowSorter) add(row []byte) error {
+	if len(s.rows) > 0 && len(s.arena)+len(row) > cap(s.arena) {
 		if err := s.spillRun(); err != nil {
 			return err
 		}
 	}
 	if s.arena == nil {
-		s.arena = make([]byte, 0, max(s.limit, n))
+		s.arena = make([]byte, 0, max(s.limit, len(row)))
 	}
 	start := len(s.arena)
-	for _, v := range vals {
-		l := int32(len(v))
-		if v == nil {
-			l = -1
-		}
-		s.arena = binary.BigEndian.AppendUint32(s.arena, uint32(l))
-		s.arena = append(s.arena, v...)
-	}
+	s.arena = append(s.arena, row...)
 	r := sortedRow{row: s.arena[start:len(s.arena):len(s.arena)]}
-	if err := s.key(&r); err != nil {
+	if err := keyOf(&r); err != nil {
 		return err
 	}
 	s.rows = append(s.rows, r)
 	return nil
-}
-
-// split decodes an encoded row into vals (reused), checking its lengths.
-func split(row []byte, vals [][]byte) error {
-	for i := range vals {
-		if len(row) < 4 {
-			return errors.New("store: archive sort: a row is cut short")
-		}
-		l := int32(binary.BigEndian.Uint32(row))
-		row = row[4:]
-		if l < 0 {
-			vals[i] = nil
-			continue
-		}
-		if int(l) > len(row) {
-			return errors.New("store: archive sort: a row is cut short")
-		}
-		vals[i], row = row[:l:l], row[l:]
-	}
-	if len(row) != 0 {
-		return errors.New("store: archive sort: a row is longer than its columns")
-	}
-	return nil
-}
-
-// key reads the sort key from the encoded row, in the format PostgreSQL
-// sent it (text is its bytes in either format; Go's byte order is
-// COLLATE "C").
-func (s *rowSorter) key(r *sortedRow) error {
-	if len(s.fields) <= sortChainSeqCol {
-		return errors.New("store: archive sort: the rows lack correlation_id or chain_seq")
-	}
-	if len(s.vals) != len(s.fields) {
-		s.vals = make([][]byte, len(s.fields))
-	}
-	if err := split(r.row, s.vals); err != nil {
-		return err
-	}
-	if s.vals[sortCorrelationCol] == nil || s.vals[sortChainSeqCol] == nil {
-		return errors.New("store: archive sort: a row lacks correlation_id or chain_seq")
-	}
-	r.corr = s.vals[sortCorrelationCol]
-	r.prefix = prefixOf(r.corr)
-	f := s.fields[sortChainSeqCol]
-	return s.typeMap.Scan(f.DataTypeOID, f.Format, s.vals[sortChainSeqCol], &r.seq)
 }
 
 func (s *rowSorter) sortRun() {
@@ -254,7 +247,7 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 	h := make(runHeap, 0, len(s.runs))
 	for _, f := range s.runs {
 		r := &runReader{r: bufio.NewReaderSize(f, 256<<10)}
-		ok, err := r.next(s)
+		ok, err := r.next()
 		if err != nil {
 			return err
 		}
@@ -268,7 +261,7 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 		if err := fn(&r.row); err != nil {
 			return err
 		}
-		ok, err := r.next(s)
+		ok, err := r.next()
 		if err != nil {
 			return err
 		}
@@ -289,7 +282,7 @@ type runReader struct {
 	row sortedRow
 }
 
-func (r *runReader) next(s *rowSorter) (bool, error) {
+func (r *runReader) next() (bool, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r.r, l[:]); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -303,7 +296,7 @@ func (r *runReader) next(s *rowSorter) (bool, error) {
 		return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
 	}
 	r.row = sortedRow{row: r.buf}
-	return true, s.key(&r.row)
+	return true, keyOf(&r.row)
 }
 
 type runHeap []*runReader
@@ -319,78 +312,98 @@ func (h *runHeap) Pop() any {
 	return x
 }
 
-// rawRow is a sorted row as pgx.CollectableRow, so that scanEvent decodes
-// it exactly as it decodes a row of a query. Its values are valid until
-// the next row.
-type rawRow struct {
-	s *rowSorter
+// copySignature starts a binary COPY stream; a 32-bit flags field and the
+// length of a header extension follow it.
+var copySignature = []byte("PGCOPY\n\377\r\n\x00")
+
+// copyReader is the io.Writer that pgconn's CopyTo writes a binary COPY
+// stream to: it cuts the stream into tuples and adds each to the sorter.
+// PostgreSQL sends one tuple per CopyData message, but nothing in the
+// protocol promises it, so a tuple cut across writes is carried over.
+type copyReader struct {
+	s       *rowSorter
+	header  bool // the stream's header was read
+	done    bool // the trailer was read
+	rows    int64
+	pending []byte
 }
 
-// load decodes row into the sorter's vals for rawRow.
-func (s *rowSorter) load(row *sortedRow) (rawRow, error) {
-	return rawRow{s}, split(row.row, s.vals)
+func (c *copyReader) Write(p []byte) (int, error) {
+	data := p
+	if len(c.pending) > 0 {
+		c.pending = append(c.pending, p...)
+		data = c.pending
+	}
+	at, err := c.consume(data)
+	if err != nil {
+		return 0, err
+	}
+	// Keep what is left (pgconn reuses p): moved to the front of pending
+	// when it already is pending's.
+	rest := data[at:]
+	if len(c.pending) > 0 {
+		c.pending = c.pending[:copy(c.pending, rest)]
+	} else {
+		c.pending = append(c.pending[:0], rest...)
+	}
+	return len(p), nil
 }
 
-func (r rawRow) FieldDescriptions() []pgconn.FieldDescription { return r.s.fields }
-
-// Scan decodes the values with a plan per column, kept while the
-// destination's type stays the same (as pgx's own rows do).
-func (r rawRow) Scan(dest ...any) error {
-	s := r.s
-	if len(dest) != len(s.fields) {
-		return fmt.Errorf("store: archive sort: %d destinations for %d columns", len(dest), len(s.fields))
-	}
-	if len(s.plans) != len(dest) {
-		s.plans = make([]cachedPlan, len(dest))
-	}
-	for i, d := range dest {
-		t := reflect.TypeOf(d)
-		p := &s.plans[i]
-		if p.plan == nil || p.dst != t {
-			f := s.fields[i]
-			p.dst, p.plan = t, s.typeMap.PlanScan(f.DataTypeOID, f.Format, d)
+// consume adds every whole tuple of b and returns how many bytes it used.
+func (c *copyReader) consume(b []byte) (int, error) {
+	at := 0
+	if !c.header {
+		if len(b) < len(copySignature)+8 {
+			return 0, nil
 		}
-		if err := p.plan.Scan(s.vals[i], d); err != nil {
-			return fmt.Errorf("store: archive sort: column %s: %w", s.fields[i].Name, err)
+		if !bytes.Equal(b[:len(copySignature)], copySignature) {
+			return 0, errors.New("store: archive read: not a binary COPY stream")
 		}
+		ext := int(binary.BigEndian.Uint32(b[len(copySignature)+4:]))
+		at = len(copySignature) + 8 + ext
+		if at > len(b) {
+			return 0, nil
+		}
+		c.header = true
 	}
-	return nil
-}
-
-func (r rawRow) Values() ([]any, error) {
-	out := make([]any, len(r.s.vals))
-	for i, v := range r.s.vals {
-		if v == nil {
+	for len(b)-at >= 2 {
+		if c.done {
+			return 0, errors.New("store: archive read: data after the COPY trailer")
+		}
+		n := int(int16(binary.BigEndian.Uint16(b[at:])))
+		if n == -1 {
+			c.done = true
+			at += 2
 			continue
 		}
-		f := r.s.fields[i]
-		if t, ok := r.s.typeMap.TypeForOID(f.DataTypeOID); ok {
-			val, err := t.Codec.DecodeValue(r.s.typeMap, f.DataTypeOID, f.Format, v)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = val
-		} else {
-			out[i] = string(v)
+		if n != archiveColumnCount {
+			return 0, fmt.Errorf("store: archive read: a tuple of %d columns, not %d", n, archiveColumnCount)
 		}
+		l := rowLen(b[at+2:], n)
+		if l < 0 {
+			break
+		}
+		if err := c.s.add(b[at+2 : at+2+l]); err != nil {
+			return 0, err
+		}
+		c.rows++
+		at += 2 + l
 	}
-	return out, nil
+	return at, nil
 }
-
-func (r rawRow) RawValues() [][]byte { return r.s.vals }
 
 // readSorted reads the month's partition in physical order into s.
 func readSorted(ctx context.Context, conn *pgx.Conn, table string, s *rowSorter) error {
-	rows, err := conn.Query(ctx, `SELECT `+eventColumns+` FROM `+table)
+	c := &copyReader{s: s}
+	tag, err := conn.PgConn().CopyTo(ctx, c, `COPY (SELECT `+eventColumns+` FROM `+table+`) TO STDOUT (FORMAT binary)`)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	s.fields = slices.Clone(rows.FieldDescriptions())
-	for rows.Next() {
-		if err := s.add(rows.RawValues()); err != nil {
-			return err
-		}
+	switch {
+	case !c.done || len(c.pending) > 0:
+		return errors.New("store: archive read: the COPY stream ended inside a tuple or without its trailer")
+	case tag.RowsAffected() != c.rows:
+		return fmt.Errorf("store: archive read: COPY sent %d rows, %d were read", tag.RowsAffected(), c.rows)
 	}
-	return rows.Err()
+	return nil
 }

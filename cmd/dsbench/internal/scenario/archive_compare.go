@@ -9,6 +9,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -65,8 +66,12 @@ func compareArchiveReads(ctx context.Context, conn *pgx.Conn, pgPID int, part st
 		{"whole rows, `ORDER BY correlation_id COLLATE \"C\", chain_seq` in PostgreSQL (before)", func() (int64, error) {
 			return drain(`SELECT ` + archiveColumns + ` FROM ` + ident + ` ORDER BY correlation_id COLLATE "C", chain_seq`)
 		}},
-		{"whole rows, physical order (sequential scan; the job sorts: after)", func() (int64, error) {
+		{"whole rows, physical order, extended-protocol `SELECT` (sequential scan; the job sorts; its read until archive-2026-12-07c)", func() (int64, error) {
 			return drain(`SELECT ` + archiveColumns + ` FROM ` + ident)
+		}},
+		{"whole rows, physical order, `COPY (SELECT …) TO STDOUT (FORMAT binary)` (the job's read now)", func() (int64, error) {
+			tag, err := conn.PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT `+archiveColumns+` FROM `+ident+`) TO STDOUT (FORMAT binary)`)
+			return tag.RowsAffected(), err
 		}},
 		{"narrow keys sorted in PostgreSQL (work_mem 1GB), rows fetched by ctid in that order, 2,000 a batch", func() (int64, error) {
 			if _, err := conn.Exec(ctx, `SET work_mem = '1GB'`); err != nil {
