@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +27,9 @@ const archiveLeaderKey = 0x6473_6172_6368 // "dsarch"
 
 type archiveSession struct {
 	conn *pgxpool.Conn
+	// pool gives the month's read its other connections (readStreams);
+	// nil reads with conn alone.
+	pool *pgxpool.Pool
 }
 
 // OpenArchive takes a connection and tries the archive leader lock on it.
@@ -45,7 +51,7 @@ func (s *Store) OpenArchive(ctx context.Context) (_ archive.Session, leader bool
 	// much (it does not fit) and the sorted read of 1 M events took 24 s
 	// against 12 s with the default 4MB, one run each on a quiet machine
 	// (bench/results/archive-2026-12-07.md).
-	return &archiveSession{conn: conn}, true, nil
+	return &archiveSession{conn: conn, pool: s.pool}, true, nil
 }
 
 // ArchiveRecords lists audit_archives in month order.
@@ -133,25 +139,117 @@ func (a *archiveSession) Blockers(ctx context.Context, month time.Time) (held, r
 	return held, referenced, err
 }
 
-// EachRow reads the partition in physical order with a binary COPY, sorts
+// EachRow reads the partition in physical order with binary COPY, sorts
 // it in the job (archivesort.go) and decodes the sorted rows straight into
 // Parquet rows (archiverow.go).
 func (a *archiveSession) EachRow(ctx context.Context, month time.Time, o archive.SortOptions, fn func(*archive.Row) error) error {
-	s := newRowSorter(o)
-	defer s.close()
-	if err := readSorted(ctx, a.conn.Conn(), pgx.Identifier{partitionName(month)}.Sanitize(), s); err != nil {
+	sorters, err := a.readMonth(ctx, pgx.Identifier{partitionName(month)}.Sanitize(), o)
+	defer func() {
+		for _, s := range sorters {
+			s.close()
+		}
+	}()
+	if err != nil {
 		return err
 	}
 	var (
 		d   rowDecoder
 		row archive.Row
 	)
-	return s.each(func(r *sortedRow) error {
+	decode := func(r *sortedRow) error {
 		if err := d.decode(r.row, &row); err != nil {
 			return err
 		}
 		return fn(&row)
-	})
+	}
+	if len(sorters) == 1 {
+		return sorters[0].each(decode)
+	}
+	return mergeSorted(sorters, decode)
+}
+
+// snapshotID is what pg_export_snapshot returns; checked before it is
+// spliced into SET TRANSACTION SNAPSHOT, which takes no parameter.
+var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
+
+// readMonth reads the partition table into sorters. A month that fits in
+// one run is one COPY on the session's connection, sorted in memory.
+// Larger, it is read by readStreams COPYs at once, each of a range of its
+// pages on its own connection, all in one snapshot (exported by the first
+// transaction, as pg_dump's parallel workers share one), so the rows are
+// exactly those one statement would have read. Each stream sorts into its
+// own sorter with its share of SortOptions.Memory, so the job's memory
+// stays bounded as with one.
+func (a *archiveSession) readMonth(ctx context.Context, table string, o archive.SortOptions) (_ []*rowSorter, err error) {
+	limit := o.Memory
+	if limit <= 0 {
+		limit = defaultSortMemory
+	}
+	var size, block int64
+	if err := a.conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass), current_setting('block_size')::bigint`,
+		table).Scan(&size, &block); err != nil {
+		return nil, err
+	}
+	if a.pool == nil || size <= limit {
+		s := newRowSorter(o)
+		return []*rowSorter{s}, readSorted(ctx, a.conn.Conn(), table, s)
+	}
+	conns := []*pgx.Conn{a.conn.Conn()}
+	for range readStreams - 1 {
+		c, err := a.pool.Acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: archive read: %w", err)
+		}
+		defer c.Release()
+		conns = append(conns, c.Conn())
+	}
+	txs := make([]pgx.Tx, 0, len(conns))
+	defer func() {
+		// Read-only transactions: nothing to commit; ended on a context
+		// that outlives a cancelled run.
+		uctx := context.WithoutCancel(ctx)
+		for _, tx := range txs {
+			_ = tx.Rollback(uctx)
+		}
+	}()
+	var snapshot string
+	for i, c := range conns {
+		tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("store: archive read: %w", err)
+		}
+		txs = append(txs, tx)
+		if i == 0 {
+			err = tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot)
+			if err == nil && !snapshotID.MatchString(snapshot) {
+				err = fmt.Errorf("snapshot id %q", snapshot)
+			}
+		} else {
+			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: archive read: %w", err)
+		}
+	}
+	share := o
+	share.Memory = max(limit/int64(len(conns)), 1)
+	ranges := pageRanges(size/block+1, len(conns))
+	sorters := make([]*rowSorter, len(conns))
+	errs := make([]error, len(conns))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		sorters[i] = newRowSorter(share)
+		wg.Go(func() {
+			errs[i] = copySorted(rctx, c, `SELECT `+eventColumns+` FROM `+table+` WHERE `+ranges[i], sorters[i])
+			if errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return sorters, errors.Join(errs...)
 }
 
 // hashSumsSQL computes archive.Sums of a partition: a sequential scan and

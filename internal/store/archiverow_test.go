@@ -47,7 +47,7 @@ func TestArchiveRowsMatchTheEventPath(t *testing.T) {
 		`{}`,
 		`{"a":null,"":"","nested":{"arr":[1,2.50,-0,1E+2,true,false,null,[]]}}`,
 		`{"s":"日本語 \u00e9 😀 \"quoted\" \\ back\nslash\ttab","n":1.50}`,
-		`{"big":"` + long("ab", 150<<10/2) + `"}`, // toasted and compressed
+		`{"big":"` + long("ab", 250<<10/2) + `"}`, // toasted and compressed; with the longest error_message, larger than a run reader's buffer
 		`[]`,
 		`"just a string"`,
 	}

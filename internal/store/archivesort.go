@@ -168,6 +168,8 @@ func (s *rowSorter) add(row []byte) error {
 	}
 	if s.arena == nil {
 		s.arena = make([]byte, 0, max(s.limit, len(row)))
+		// Room for a run of ~1 KB rows at once, not grown by copies.
+		s.rows = make([]sortedRow, 0, s.limit/1024+1)
 	}
 	start := len(s.arena)
 	s.arena = append(s.arena, row...)
@@ -238,14 +240,24 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 		}
 		return nil
 	}
-	if len(s.rows) > 0 {
-		if err := s.spillRun(); err != nil {
-			return err
+	return mergeSorted([]*rowSorter{s}, fn)
+}
+
+// mergeSorted spills what the sorters still hold in memory and calls fn
+// with the rows of all their runs merged in key order.
+func mergeSorted(sorters []*rowSorter, fn func(*sortedRow) error) error {
+	var runs []*os.File
+	for _, s := range sorters {
+		if len(s.rows) > 0 {
+			if err := s.spillRun(); err != nil {
+				return err
+			}
 		}
+		s.arena, s.rows = nil, nil // the merge holds one row per run
+		runs = append(runs, s.runs...)
 	}
-	s.arena, s.rows = nil, nil // the merge holds one row per run
-	h := make(runHeap, 0, len(s.runs))
-	for _, f := range s.runs {
+	h := make(runHeap, 0, len(runs))
+	for _, f := range runs {
 		r := &runReader{r: bufio.NewReaderSize(f, 256<<10)}
 		ok, err := r.next()
 		if err != nil {
@@ -274,28 +286,47 @@ func (s *rowSorter) each(fn func(*sortedRow) error) error {
 	return nil
 }
 
-// runReader reads one spilled run back, a row at a time, into a buffer it
-// reuses.
+// runReader reads one spilled run back, a row at a time: in place in its
+// buffered reader's buffer when the row fits there (it stays valid until
+// the reader moves on, and each reader moves on only after its row was
+// passed on), else copied into a buffer it reuses.
 type runReader struct {
-	r   *bufio.Reader
-	buf []byte
-	row sortedRow
+	r       *bufio.Reader
+	buf     []byte
+	row     sortedRow
+	peeked  int // bytes of the current row still in r's buffer
+	scratch [4]byte
 }
 
 func (r *runReader) next() (bool, error) {
-	var l [4]byte
-	if _, err := io.ReadFull(r.r, l[:]); err != nil {
+	if r.peeked > 0 {
+		if _, err := r.r.Discard(r.peeked); err != nil {
+			return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
+		}
+		r.peeked = 0
+	}
+	if _, err := io.ReadFull(r.r, r.scratch[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return false, nil
 		}
 		return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
 	}
-	n := int(binary.BigEndian.Uint32(l[:]))
-	r.buf = slices.Grow(r.buf[:0], n)[:n]
-	if _, err := io.ReadFull(r.r, r.buf); err != nil {
-		return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
+	n := int(binary.BigEndian.Uint32(r.scratch[:]))
+	var row []byte
+	if n <= r.r.Size() {
+		b, err := r.r.Peek(n)
+		if err != nil {
+			return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
+		}
+		row, r.peeked = b[:n:n], n
+	} else {
+		r.buf = slices.Grow(r.buf[:0], n)[:n]
+		if _, err := io.ReadFull(r.r, r.buf); err != nil {
+			return false, fmt.Errorf("store: archive sort: reading a run: %w", err)
+		}
+		row = r.buf
 	}
-	r.row = sortedRow{row: r.buf}
+	r.row = sortedRow{row: row}
 	return true, keyOf(&r.row)
 }
 
@@ -392,10 +423,23 @@ func (c *copyReader) consume(b []byte) (int, error) {
 	return at, nil
 }
 
+// readStreams is how many COPY streams read a month that does not fit in
+// one run, each a range of the partition's pages on its own connection
+// and backend. One backend's sequential scan and output functions were the
+// slowest step of the run (PostgreSQL ~0.9 CPU for 51 s at 10 M events,
+// bench/results/archive.md); two use both CPUs of the machine the target
+// was measured on. More would only add runs to merge there.
+const readStreams = 2
+
 // readSorted reads the month's partition in physical order into s.
 func readSorted(ctx context.Context, conn *pgx.Conn, table string, s *rowSorter) error {
+	return copySorted(ctx, conn, `SELECT `+eventColumns+` FROM `+table, s)
+}
+
+// copySorted runs COPY (query) TO STDOUT (FORMAT binary) into s.
+func copySorted(ctx context.Context, conn *pgx.Conn, query string, s *rowSorter) error {
 	c := &copyReader{s: s}
-	tag, err := conn.PgConn().CopyTo(ctx, c, `COPY (SELECT `+eventColumns+` FROM `+table+`) TO STDOUT (FORMAT binary)`)
+	tag, err := conn.PgConn().CopyTo(ctx, c, `COPY (`+query+`) TO STDOUT (FORMAT binary)`)
 	if err != nil {
 		return err
 	}
@@ -406,4 +450,25 @@ func readSorted(ctx context.Context, conn *pgx.Conn, table string, s *rowSorter)
 		return fmt.Errorf("store: archive read: COPY sent %d rows, %d were read", tag.RowsAffected(), c.rows)
 	}
 	return nil
+}
+
+// pageRanges cuts pages into n ranges of whole pages as TID range
+// conditions; the last is open, so that it also covers pages added after
+// the count (the snapshot decides what is seen, not the count).
+func pageRanges(pages int64, n int) []string {
+	out := make([]string, 0, n)
+	for i := range n {
+		lo, hi := pages*int64(i)/int64(n), pages*int64(i+1)/int64(n)
+		switch {
+		case i == 0 && n == 1:
+			out = append(out, "true")
+		case i == 0:
+			out = append(out, fmt.Sprintf("ctid < '(%d,0)'::tid", hi))
+		case i == n-1:
+			out = append(out, fmt.Sprintf("ctid >= '(%d,0)'::tid", lo))
+		default:
+			out = append(out, fmt.Sprintf("ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid", lo, hi))
+		}
+	}
+	return out
 }
