@@ -1,10 +1,12 @@
 package archive
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -169,65 +171,165 @@ const zstdLevel = zstd.SpeedFastest
 // FileWriter writes one Parquet file of rows given in (correlation_id,
 // chain_seq) order, cutting a row group every rowsPerGroup rows so that each
 // group's min/max correlation_id is a narrow range a reader can skip on.
+//
+// The row groups are encoded and compressed in other goroutines, up to
+// groupsInFlight at once, each as a one-group Parquet file in memory
+// written by a writer of the same schema and options, then spliced into
+// the file in order by the writer's verbatim copy of column chunks (no
+// decoding): the encoding was the busiest goroutine of the archive job
+// once the month was read (bench/results/archive-2026-12-07c.md). The
+// spliced file is the file one writer makes (TestFileWriterSplicesAsOneWriter).
 type FileWriter struct {
 	w            *parquet.GenericWriter[Row]
 	rowsPerGroup int
-	inGroup      int
 	rows         int64
-	buf          []Row
+	group        []Row
+	// inFlight are the groups being encoded, in file order.
+	inFlight []chan *groupEncoder
+	// idle are encoders (and their buffers) free for another group.
+	idle []*groupEncoder
+	err  error
+}
+
+// groupsInFlight bounds the row groups encoded at once: enough to keep
+// every CPU of the machine busy while the file's goroutine feeds them
+// (the rows of a group, ~2 MB, are held until it is spliced).
+func groupsInFlight() int { return max(2, runtime.GOMAXPROCS(0)+1) }
+
+// writeBatch is how many rows go to the Parquet writer in one call.
+const writeBatch = 256
+
+// groupEncoder encodes one row group into a Parquet file in memory.
+type groupEncoder struct {
+	w    *parquet.GenericWriter[Row]
+	buf  bytes.Buffer
+	rows []Row
+	file *parquet.File
+	err  error
+}
+
+func writerOptions() []parquet.WriterOption {
+	return []parquet.WriterOption{
+		parquet.Compression(&zstd.Codec{Level: zstdLevel}),
+		parquet.CreatedBy("kubernaut datastorage", "archive", "1"),
+		parquet.KeyValueMetadata("datastorage.sorting", "correlation_id,chain_seq"),
+	}
 }
 
 // NewFileWriter starts a file on w: zstd for every column, statistics on.
 func NewFileWriter(w io.Writer, rowsPerGroup int) *FileWriter {
 	return &FileWriter{
-		w: parquet.NewGenericWriter[Row](w,
-			parquet.Compression(&zstd.Codec{Level: zstdLevel}),
-			parquet.CreatedBy("kubernaut datastorage", "archive", "1"),
-			parquet.KeyValueMetadata("datastorage.sorting", "correlation_id,chain_seq"),
-		),
+		w:            parquet.NewGenericWriter[Row](w, writerOptions()...),
 		rowsPerGroup: rowsPerGroup,
-		buf:          make([]Row, 0, 256),
+		group:        make([]Row, 0, rowsPerGroup),
 	}
 }
 
 // Write adds one row.
 func (f *FileWriter) Write(r Row) error {
-	f.buf = append(f.buf, r)
-	f.inGroup++
-	f.rows++
-	if len(f.buf) == cap(f.buf) || f.inGroup >= f.rowsPerGroup {
-		if err := f.flushBuf(); err != nil {
-			return err
-		}
+	if f.err != nil {
+		return f.err
 	}
-	if f.inGroup >= f.rowsPerGroup {
-		f.inGroup = 0
-		if err := f.w.Flush(); err != nil {
-			return fmt.Errorf("archive: parquet: end row group: %w", err)
-		}
+	f.group = append(f.group, r)
+	f.rows++
+	if len(f.group) >= f.rowsPerGroup {
+		return f.submit()
 	}
 	return nil
 }
 
-func (f *FileWriter) flushBuf() error {
-	if len(f.buf) == 0 {
+// submit hands the rows of the group to an encoder, first splicing the
+// oldest group when groupsInFlight are being encoded.
+func (f *FileWriter) submit() error {
+	if len(f.group) == 0 {
 		return nil
 	}
-	if _, err := f.w.Write(f.buf); err != nil {
-		return fmt.Errorf("archive: parquet: write rows: %w", err)
+	for len(f.inFlight) >= groupsInFlight() {
+		if err := f.spliceOne(); err != nil {
+			return err
+		}
 	}
-	clear(f.buf)
-	f.buf = f.buf[:0]
+	var e *groupEncoder
+	if n := len(f.idle); n > 0 {
+		e, f.idle = f.idle[n-1], f.idle[:n-1]
+		e.buf.Reset()
+		e.w.Reset(&e.buf)
+	} else {
+		e = &groupEncoder{}
+		e.w = parquet.NewGenericWriter[Row](&e.buf, writerOptions()...)
+	}
+	// The encoder takes the group's rows; it gives its previous ones back
+	// for the next group.
+	e.rows, f.group = f.group, e.rows[:0]
+	if cap(f.group) < f.rowsPerGroup {
+		f.group = make([]Row, 0, f.rowsPerGroup)
+	}
+	done := make(chan *groupEncoder, 1)
+	f.inFlight = append(f.inFlight, done)
+	go func() {
+		e.encode()
+		done <- e
+	}()
 	return nil
+}
+
+func (e *groupEncoder) encode() {
+	e.file, e.err = nil, nil
+	// In batches of writeBatch rows, as the job's writer did before row
+	// groups were encoded apart: where a page ends depends on them, and the
+	// files stay the same.
+	for lo := 0; lo < len(e.rows); lo += writeBatch {
+		if _, err := e.w.Write(e.rows[lo:min(lo+writeBatch, len(e.rows))]); err != nil {
+			e.err = fmt.Errorf("archive: parquet: write rows: %w", err)
+			return
+		}
+	}
+	if err := e.w.Close(); err != nil {
+		e.err = fmt.Errorf("archive: parquet: end row group: %w", err)
+		return
+	}
+	b := e.buf.Bytes()
+	if e.file, e.err = parquet.OpenFile(bytes.NewReader(b), int64(len(b))); e.err != nil {
+		e.err = fmt.Errorf("archive: parquet: encoded row group: %w", e.err)
+	}
+}
+
+// spliceOne waits for the oldest group in flight and copies its column
+// chunks into the file as one row group.
+func (f *FileWriter) spliceOne() error {
+	e := <-f.inFlight[0]
+	f.inFlight = f.inFlight[1:]
+	err := e.err
+	if err == nil {
+		if rgs := e.file.RowGroups(); len(rgs) != 1 {
+			err = fmt.Errorf("archive: parquet: an encoded group has %d row groups", len(rgs))
+		} else if _, werr := f.w.WriteRowGroup(rgs[0]); werr != nil {
+			err = fmt.Errorf("archive: parquet: splice row group: %w", werr)
+		}
+	}
+	clear(e.rows)
+	e.file = nil
+	f.idle = append(f.idle, e)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return f.err
 }
 
 // Rows counts the rows written.
 func (f *FileWriter) Rows() int64 { return f.rows }
 
-// Close writes the last row group and the footer.
+// Close writes the last row group and the footer. A FileWriter that
+// failed is closed too: no encoder goroutine outlives it.
 func (f *FileWriter) Close() error {
-	if err := f.flushBuf(); err != nil {
-		return err
+	if f.err == nil {
+		_ = f.submit()
+	}
+	for len(f.inFlight) > 0 {
+		_ = f.spliceOne()
+	}
+	if f.err != nil {
+		return f.err
 	}
 	if err := f.w.Close(); err != nil {
 		return fmt.Errorf("archive: parquet: close: %w", err)
