@@ -29,6 +29,7 @@ import (
 // Steps after which Options.AfterStep is called: the points where a crash
 // leaves a distinct state (the crash tests kill the process at each).
 const (
+	StepSorted   = "sorted"   // the month is read and sorted; its first rows are being written
 	StepWritten  = "written"  // files and manifest are in the target
 	StepVerified = "verified" // they were read back and match PostgreSQL
 	StepRecorded = "recorded" // audit_archives says verified
@@ -459,7 +460,14 @@ func (a *Archiver) streamRows(ctx context.Context, s Session, month time.Time, f
 		}
 		errc <- err
 	}()
+	first := true
 	for b := range batches {
+		if first {
+			// A crash here is one while writing: the files are written
+			// again by the next run.
+			a.step(StepSorted, month)
+			first = false
+		}
 		for i := range b {
 			if err := fn(&b[i]); err != nil {
 				cancel()
