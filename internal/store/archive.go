@@ -30,6 +30,9 @@ type archiveSession struct {
 	// pool gives the month's read its other connections (readStreams);
 	// nil reads with conn alone.
 	pool *pgxpool.Pool
+	// exported, tests only, runs when the month's read has exported its
+	// snapshot and before the other streams take it.
+	exported func(ctx context.Context)
 }
 
 // OpenArchive takes a connection and tries the archive leader lock on it.
@@ -223,6 +226,9 @@ func (a *archiveSession) readMonth(ctx context.Context, table string, o archive.
 			err = tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot)
 			if err == nil && !snapshotID.MatchString(snapshot) {
 				err = fmt.Errorf("snapshot id %q", snapshot)
+			}
+			if err == nil && a.exported != nil {
+				a.exported(ctx)
 			}
 		} else {
 			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`)
