@@ -41,10 +41,12 @@ const archiveColumns = `event_id, event_date, event_timestamp, version, event_ty
 	legal_hold_placed_by, legal_hold_placed_at, created_at`
 
 // compareArchiveReads times, on the month's partition: the whole rows
-// sorted by PostgreSQL (the job's read before this change); the whole rows
-// in physical order (the job's read now, before its own sort); and the
-// narrow keys sorted by PostgreSQL in memory, then the rows fetched by ctid
-// in that order in batches (a TID scan: random heap access).
+// sorted by PostgreSQL (the job's first read); the whole rows in physical
+// order by an extended-protocol SELECT (its read until
+// archive-2026-12-07c) and by a binary COPY (its read now, one stream;
+// the job runs two at once on page ranges); and the narrow keys sorted by
+// PostgreSQL in memory, then the rows fetched by ctid in that order in
+// batches (a TID scan: random heap access).
 func compareArchiveReads(ctx context.Context, conn *pgx.Conn, pgPID int, part string) ([]readWay, error) {
 	drain := func(sql string, args ...any) (int64, error) {
 		rows, err := conn.Query(ctx, sql, args...)
