@@ -8,12 +8,14 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,6 +76,29 @@ func compareArchiveReads(ctx context.Context, conn *pgx.Conn, pgPID int, part st
 		{"whole rows, physical order, `COPY (SELECT …) TO STDOUT (FORMAT binary)` (the job's read now)", func() (int64, error) {
 			tag, err := conn.PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT `+archiveColumns+` FROM `+ident+`) TO STDOUT (FORMAT binary)`)
 			return tag.RowsAffected(), err
+		}},
+		{"whole rows, physical order, two binary `COPY` streams at once, each of half the pages (`ctid` ranges: the job's read now)", func() (int64, error) {
+			var pages int64
+			if err := conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint + 1`, ident).Scan(&pages); err != nil {
+				return 0, err
+			}
+			other, err := pgx.ConnectConfig(ctx, conn.Config())
+			if err != nil {
+				return 0, err
+			}
+			defer other.Close(context.WithoutCancel(ctx))
+			conds := []string{fmt.Sprintf("ctid < '(%d,0)'::tid", pages/2), fmt.Sprintf("ctid >= '(%d,0)'::tid", pages/2)}
+			var n [2]int64
+			var errs [2]error
+			var wg sync.WaitGroup
+			for i, c := range []*pgx.Conn{conn, other} {
+				wg.Go(func() {
+					tag, err := c.PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT `+archiveColumns+` FROM `+ident+` WHERE `+conds[i]+`) TO STDOUT (FORMAT binary)`)
+					n[i], errs[i] = tag.RowsAffected(), err
+				})
+			}
+			wg.Wait()
+			return n[0] + n[1], errors.Join(errs[:]...)
 		}},
 		{"narrow keys sorted in PostgreSQL (work_mem 1GB), rows fetched by ctid in that order, 2,000 a batch", func() (int64, error) {
 			if _, err := conn.Exec(ctx, `SET work_mem = '1GB'`); err != nil {
