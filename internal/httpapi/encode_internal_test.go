@@ -70,6 +70,11 @@ func TestReadAllReadsTheWholeBodyWhateverItsAnnouncedLength(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 701, cap(got), "a body of the announced length is read into one buffer")
 
+	got, err = readAll(strings.NewReader(body), 16<<20, 16<<20)
+	require.NoError(t, err)
+	assert.Equal(t, body, string(got))
+	assert.Less(t, cap(got), presizeMax, "a client's Content-Length alone never sizes a buffer past presizeMax")
+
 	boom := errors.New("connection reset")
 	_, err = readAll(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), 700, 1<<20)
 	assert.ErrorIs(t, err, boom)

@@ -151,13 +151,20 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
+// presizeMax bounds the buffer readAll allocates on a client's word alone
+// (its Content-Length), before any byte arrived: a client announcing the
+// body limit on many connections and sending nothing must not make the
+// server hold that much memory for each. Single events and small batches
+// fit; a larger body grows as it arrives, as io.ReadAll's would.
+const presizeMax = 64 << 10
+
 // readAll reads r to its end. A body that announced its length (nearly
-// every one) is read into one buffer of that size, plus one byte to see the
-// end, instead of io.ReadAll's growing ones (three allocations and two
-// copies for a 700-byte event); a length beyond limit is not trusted for
-// the allocation, the MaxBytesReader refuses it while reading.
+// every one) of up to presizeMax bytes is read into one buffer of that
+// size, plus one byte to see the end, instead of io.ReadAll's growing ones
+// (three allocations and two copies for a 700-byte event). A length past
+// limit is refused by the MaxBytesReader while reading.
 func readAll(r io.Reader, length, limit int64) ([]byte, error) {
-	if length <= 0 || length > limit {
+	if length <= 0 || length > min(limit, presizeMax) {
 		return io.ReadAll(r)
 	}
 	b := make([]byte, 0, length+1)
