@@ -403,6 +403,9 @@ func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.
 	if len(events) == 1 && !s.arrayLone {
 		return s.insertLone(ctx, conn, events[0], canon[0]) // lone.go
 	}
+	if len(events) <= smallMaxEvents && s.smallMode != smallPipelined {
+		return s.insertSmall(ctx, conn, events, canon) // small.go
+	}
 	check := clientIDs(events)
 	corrs := corrsOf(events)
 	expected := s.heads.get(corrs)
