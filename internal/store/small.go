@@ -132,9 +132,9 @@ var smallSQL = func() string {
 }()
 
 // smallMaxEvents is the largest commit that insertSmall takes: every
-// commit below copyMinRows, as TestMeasureSmallCommit found it no costlier
-// than the pipeline it replaced at any size from 2 to 128 events
-// (bench/results/wpsmall-2026-12-07.md).
+// commit below copyMinRows, as TestMeasureSmallCommit found it as costly as
+// the pipeline it replaced, within this machine's noise, at every size it
+// measured (2 to 32 events; bench/results/wpsmall-2026-12-07.md).
 const smallMaxEvents = copyMinRows - 1
 
 // smallMode is how a small commit is sent.
@@ -151,8 +151,8 @@ const (
 	// kept: with no statement before it, nothing turns sequential scans off
 	// or makes its plan generic before PostgreSQL plans it, and on tables
 	// of a few thousand rows (or not yet analyzed) its plans read the
-	// heads and rollups whole: 2 to 3.4 times the PostgreSQL CPU per
-	// commit of 2 events (bench/results/wpsmall-2026-12-07.md).
+	// heads and rollups whole: 3.4 times the PostgreSQL CPU per commit of
+	// 2 events, 1.4 times at 4 (bench/results/wpsmall-2026-12-07.md).
 	smallAlone
 	// smallPipelined sends BEGIN, the chain-lock statement,
 	// commitEventsSQL and COMMIT, as before smallSQL.
