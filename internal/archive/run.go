@@ -29,6 +29,7 @@ import (
 // Steps after which Options.AfterStep is called: the points where a crash
 // leaves a distinct state (the crash tests kill the process at each).
 const (
+	StepWatched  = "watched"  // writes to the month are noted from here on
 	StepWritten  = "written"  // files and manifest are in the target
 	StepVerified = "verified" // they were read back and match PostgreSQL
 	StepRecorded = "recorded" // audit_archives says verified
@@ -74,7 +75,10 @@ type MonthReport struct {
 	Events  int64
 	Bytes   int64
 	Dropped bool
-	Note    string
+	// Compared is true when the drop compared the whole month with the
+	// files because the watch could not prove it unchanged.
+	Compared bool
+	Note     string
 }
 
 // Report is a run's outcome.
@@ -191,16 +195,20 @@ func (a *Archiver) Run(ctx context.Context, month time.Time) (Report, error) {
 
 // archiveMonth takes one month through the steps. Every step is safe to
 // repeat: files are overwritten under the same keys, the record is
-// upserted, and the partition goes only in the transaction that checks it
-// against the verified files.
+// upserted, and the partition goes only in the transaction that proves it
+// is the month the verified files hold.
 //
-// PostgreSQL is read twice: once sorted, to write the files, and once by
-// an aggregate without a sort inside the drop's transaction, under the
-// locks that keep the month as it is until the drop commits. The files are
-// compared with what was read from PostgreSQL when they are read back
-// (verify), and PostgreSQL with the files in the drop: a comparison
-// between the two outside that transaction could be stale by the time of
-// the drop, so it would prove nothing the drop does not check again.
+// PostgreSQL's month is read once, to write the files; the watch armed
+// just before (Session.WatchMonth) notes any write to the month that
+// commits after it. The files are compared with what was read when they
+// are read back (verify: the digest of the rows read, in the manifest);
+// the drop proves, under the locks that keep the month as it is until it
+// commits, that nothing was written since the watch was armed for these
+// files. When the watch cannot prove it (a write was noted, or the archive
+// was written before the watch existed, or armed again since), the drop
+// compares the whole month with the files' order-independent Sums, as a
+// second read of PostgreSQL; a comparison outside the drop's transaction
+// could be stale by the time of the drop, so it would prove nothing.
 func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time, rec Record) (MonthReport, error) {
 	mr := MonthReport{Month: MonthString(month)}
 	held, refs, err := s.Blockers(ctx, month)
@@ -219,6 +227,9 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 		m    *Manifest
 		sums Sums
 		mb   []byte // the manifest as verified: the record names its SHA-256
+		// watch is the generation the files were written under: a resumed
+		// archive keeps the one it was recorded with.
+		watch = rec.Watch
 	)
 	resumed := rec.Status == StatusVerified || rec.Status == StatusDropped
 	if resumed {
@@ -232,6 +243,10 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 	for {
 		if m == nil {
 			mr.Action = "archived"
+			if watch, err = s.WatchMonth(ctx, month); err != nil {
+				return mr, fmt.Errorf("watch: %w", err)
+			}
+			a.step(StepWatched, month)
 			// What was written is read back from the target below, not trusted.
 			if err := a.write(ctx, s, month); err != nil {
 				return mr, err
@@ -251,13 +266,13 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 		if err := s.SaveRecord(ctx, Record{
 			Month: month, Status: StatusVerified, Target: a.Options.Target, ManifestKey: ManifestKey(month),
 			ManifestSHA256: hex.EncodeToString(sum[:]), Events: m.Events, Bytes: mr.Bytes,
-			EventsDigest: m.EventsDigest, ArchivedAt: time.Now().UTC(),
+			EventsDigest: m.EventsDigest, Watch: watch, ArchivedAt: time.Now().UTC(),
 		}); err != nil {
 			return mr, fmt.Errorf("record: %w", err)
 		}
 		a.step(StepRecorded, month)
 		files := sums
-		err = s.DropMonth(ctx, month, func(pg Sums) error { return compareSums(m, files, pg) })
+		mr.Compared, err = s.DropMonth(ctx, month, watch, func(pg Sums) error { return compareSums(m, files, pg) })
 		switch {
 		case errors.Is(err, ErrBlocked):
 			mr.Note = "a hold or a reference appeared: the partition stays, the archive is kept"
@@ -272,6 +287,7 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 			return mr, fmt.Errorf("drop: %w", err)
 		}
 		mr.Dropped = true
+		a.log().Info("archive: month dropped", "month", mr.Month, "compared_in_full", mr.Compared)
 		a.step(StepDropped, month)
 		return mr, nil
 	}
