@@ -39,18 +39,18 @@ CREATE TABLE audit_archive_writes (
 -- the drop compares in full).
 ALTER TABLE audit_archives ADD COLUMN watch_generation bigint;
 
+-- The function runs as its owner (the migrations' role): a writer with the
+-- API role's grants only (00002) must not fail its write to a watched month
+-- for want of a grant on audit_archive_writes.
 -- +goose StatementBegin
 CREATE FUNCTION audit_archive_note_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO audit_archive_writes (month) VALUES (TG_ARGV[0]::date) ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
 $$;
 -- +goose StatementEnd
-
--- Least privilege (see 00002): the service inserts through the trigger.
---   GRANT INSERT ON audit_archive_writes TO datastorage_app;
 
 -- +goose Down
 ALTER TABLE audit_archives DROP COLUMN watch_generation;
