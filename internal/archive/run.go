@@ -631,84 +631,83 @@ func verifyArchive(ctx context.Context, objs Objects, manifest []byte, pub ed255
 		if err != nil {
 			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 		}
-		sum, size, err := sha256Of(obj)
-		if err != nil {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-		}
-		if size != f.Bytes || sum != f.SHA256 {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
-				f.Key, size, sum, f.Bytes, f.SHA256)
-		}
-		pf, err := openParquet(obj, size)
-		if err != nil {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-		}
+		// The SHA-256 of every byte is computed on a goroutine of its own
+		// while the row groups are decoded (both read the object, as the
+		// decoding workers already do at once), and it decides first: a
+		// changed file is reported as changed, whatever its decoding said.
+		shac := make(chan error, 1)
+		go func() { shac <- sameBytes(obj, f) }()
 		var rows int64
-		groups := pf.RowGroups()
-		var cols [5]int
-		if hasher == nil {
-			for i, name := range []string{correlationColumn, "chain_seq", "event_hash", "previous_event_hash", "event_id"} {
-				if cols[i], err = columnIndex(pf, name); err != nil {
-					obj.Close()
-					return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-				}
+		err = func() error {
+			pf, err := openParquet(obj, obj.Size())
+			if err != nil {
+				return err
 			}
-		}
-		err = inOrder(ctx, len(groups), runtime.GOMAXPROCS(0), func(i int) ([]link, error) {
+			groups := pf.RowGroups()
+			var cols [5]int
 			if hasher == nil {
-				return chainColumns(groups[i], cols)
-			}
-			var out []link
-			err := eachRow(groups[i], func(r *Row) error {
-				e, err := r.Event()
-				if err != nil {
-					return err
-				}
-				canon, err := e.Canonical()
-				if err != nil {
-					return fmt.Errorf("event %s: %w", e.ID, err)
-				}
-				if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
-					return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
-				}
-				// The reader may reuse the row's memory for the next rows.
-				out = append(out, link{id: r.EventID, seq: r.ChainSeq, hash: bytes.Clone(r.EventHash),
-					prev: bytes.Clone(r.PreviousEventHash), correlation: strings.Clone(r.CorrelationID)})
-				return nil
-			})
-			return out, err
-		}, func(_ int, links []link) error {
-			for i := range links {
-				l := &links[i]
-				rows++
-				// A link that does not follow the one before in its chain
-				// starts the next piece (see add in write), which the
-				// manifest must list there; a link removed from inside a
-				// piece is a break the manifest does not have.
-				if cur == nil || cur.CorrelationID != l.correlation ||
-					(l.seq > prevSeq+1 && ci < len(m.Correlations) && m.Correlations[ci].CorrelationID == l.correlation) {
-					if err := curEnd(); err != nil {
+				for i, name := range []string{correlationColumn, "chain_seq", "event_hash", "previous_event_hash", "event_id"} {
+					if cols[i], err = columnIndex(pf, name); err != nil {
 						return err
 					}
-					if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != l.correlation {
-						return fmt.Errorf("event %s: correlation %s is not the manifest's next one", uuidString(l.id), l.correlation)
-					}
-					cur = &m.Correlations[ci]
-					ci++
-					if cur.File != fi || cur.FirstSeq != l.seq || cur.FirstHash != hex.EncodeToString(l.hash) {
-						return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", l.correlation)
-					}
-				} else if l.seq != prevSeq+1 || !bytes.Equal(l.prev, prevHash) {
-					return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", uuidString(l.id), l.correlation, l.seq, prevSeq)
 				}
-				prevSeq, prevHash = l.seq, l.hash
-				digest.Add(l.hash)
 			}
-			return nil
-		})
+			return inOrder(ctx, len(groups), runtime.GOMAXPROCS(0), func(i int) ([]link, error) {
+				if hasher == nil {
+					return chainColumns(groups[i], cols)
+				}
+				var out []link
+				err := eachRow(groups[i], func(r *Row) error {
+					e, err := r.Event()
+					if err != nil {
+						return err
+					}
+					canon, err := e.Canonical()
+					if err != nil {
+						return fmt.Errorf("event %s: %w", e.ID, err)
+					}
+					if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
+						return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
+					}
+					// The reader may reuse the row's memory for the next rows.
+					out = append(out, link{id: r.EventID, seq: r.ChainSeq, hash: bytes.Clone(r.EventHash),
+						prev: bytes.Clone(r.PreviousEventHash), correlation: strings.Clone(r.CorrelationID)})
+					return nil
+				})
+				return out, err
+			}, func(_ int, links []link) error {
+				for i := range links {
+					l := &links[i]
+					rows++
+					// A link that does not follow the one before in its chain
+					// starts the next piece (see add in write), which the
+					// manifest must list there; a link removed from inside a
+					// piece is a break the manifest does not have.
+					if cur == nil || cur.CorrelationID != l.correlation ||
+						(l.seq > prevSeq+1 && ci < len(m.Correlations) && m.Correlations[ci].CorrelationID == l.correlation) {
+						if err := curEnd(); err != nil {
+							return err
+						}
+						if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != l.correlation {
+							return fmt.Errorf("event %s: correlation %s is not the manifest's next one", uuidString(l.id), l.correlation)
+						}
+						cur = &m.Correlations[ci]
+						ci++
+						if cur.File != fi || cur.FirstSeq != l.seq || cur.FirstHash != hex.EncodeToString(l.hash) {
+							return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", l.correlation)
+						}
+					} else if l.seq != prevSeq+1 || !bytes.Equal(l.prev, prevHash) {
+						return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", uuidString(l.id), l.correlation, l.seq, prevSeq)
+					}
+					prevSeq, prevHash = l.seq, l.hash
+					digest.Add(l.hash)
+				}
+				return nil
+			})
+		}()
+		if serr := <-shac; serr != nil {
+			err = serr
+		}
 		obj.Close()
 		if err != nil {
 			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
@@ -816,6 +815,20 @@ func inOrder[T any](ctx context.Context, n, workers int, work func(int) (T, erro
 		if err := consume(i, r.v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// sameBytes checks the object's size and SHA-256 against the manifest's
+// entry f.
+func sameBytes(obj Object, f File) error {
+	sum, size, err := sha256Of(obj)
+	if err != nil {
+		return err
+	}
+	if size != f.Bytes || sum != f.SHA256 {
+		return fmt.Errorf("%d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
+			size, sum, f.Bytes, f.SHA256)
 	}
 	return nil
 }
