@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +41,11 @@ func RunWrite(ctx context.Context, o Options) error {
 	}
 	if o.Standby != "" {
 		r.facts.pool += "; with a streaming standby (" + o.Standby + ") on the same machine"
+	}
+
+	harness.Logf("flush latency of the disk under PostgreSQL's WAL")
+	if r.sync, err = measureSync(filepath.Join(e.PG.DataDir, "pg_wal"), 2000); err != nil {
+		return fmt.Errorf("flush latency: %w", err)
 	}
 
 	harness.Logf("EXPLAIN of the hot-path statements at the server's own partitions")

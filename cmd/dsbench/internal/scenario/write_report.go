@@ -33,6 +33,7 @@ type writeReport struct {
 	rowsInTable       int64
 	wp                writepathReport // writepath.go
 	spoolWait         spoolWaitResult // spoolwait.go
+	sync              syncLatency     // disksync.go
 }
 
 type facts struct {
