@@ -104,9 +104,13 @@ func (t Time) String() string { return time.Time(t).UTC().Format(wireTime) }
 func (t Time) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, len(wireTime)+2)
 	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, wireTime)
+	b = t.AppendWire(b)
 	return append(b, '"'), nil
 }
+
+// AppendWire appends t in the wire layout, unquoted: what String returns,
+// for encoders that build an answer in one buffer.
+func (t Time) AppendWire(b []byte) []byte { return time.Time(t).UTC().AppendFormat(b, wireTime) }
 
 // UnmarshalJSON accepts any RFC 3339 timestamp; it is used by clients of this
 // package (the SDK, the CLI), not by request validation.

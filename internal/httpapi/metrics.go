@@ -3,6 +3,7 @@ package httpapi
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,23 @@ type httpMetrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	validation *prometheus.CounterVec
+	// children holds the series of each route, method and status seen so
+	// far (routeKey → *routeSeries): every request would otherwise hash
+	// its labels twice, under the vectors' locks, and format its status.
+	// The keys are as bounded as the labels.
+	children sync.Map
+}
+
+// routeKey names the series of one route, method and status.
+type routeKey struct {
+	route, method string
+	status        int
+}
+
+// routeSeries are the two series a request of one routeKey updates.
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -44,8 +62,17 @@ func (m *httpMetrics) observe(route, method string, status int, d time.Duration)
 	default:
 		method = "other" // methods are client strings too
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	key := routeKey{route, method, status}
+	v, ok := m.children.Load(key)
+	if !ok {
+		v, _ = m.children.LoadOrStore(key, &routeSeries{
+			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(route, method),
+		})
+	}
+	s := v.(*routeSeries)
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
 }
 
 // validationFailure counts one failing field; "[12].event_type" counts as

@@ -75,7 +75,9 @@ func (a *API) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := requestID(r)
-		w.Header().Set("X-Request-ID", id)
+		// The canonical form of X-Request-ID, set directly: Set would
+		// allocate the canonical key anew on every request.
+		w.Header()["X-Request-Id"] = []string{id}
 		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestIDKey, id), a.requestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
@@ -100,6 +102,9 @@ func (a *API) instrument(next http.Handler) http.Handler {
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError
+			}
+			if !a.log.Enabled(ctx, level) {
+				return // production logs at warn: no line per request to build
 			}
 			a.log.LogAttrs(ctx, level, "request",
 				slog.String("request_id", id),
@@ -130,6 +135,12 @@ func (a *API) instrument(next http.Handler) http.Handler {
 // against a recorder only to learn the status and the Allow header.
 func routeProblems(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Pattern != "" {
+			// guard matched the route already (and set the pattern):
+			// no second match to learn what it knows.
+			mux.ServeHTTP(w, r)
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)

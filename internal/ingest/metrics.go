@@ -33,6 +33,11 @@ type Metrics struct {
 	// Lag observes, per committed event, commit time minus event_timestamp,
 	// by path (live or replayed): how late an event reaches the trail.
 	Lag *prometheus.HistogramVec
+
+	// The series every commit updates, resolved once (NewMetrics): a
+	// label lookup hashes the value under the vector's lock, per commit.
+	committed, duplicate prometheus.Counter
+	lagLive, lagReplayed prometheus.Observer
 }
 
 // Values of the path label of datastorage_ingest_lag_seconds.
@@ -71,8 +76,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400, 86400},
 		}, []string{"path"}),
 	}
-	m.Lag.WithLabelValues(pathLive)
-	m.Lag.WithLabelValues(pathReplayed)
+	m.lagLive, m.lagReplayed = m.Lag.WithLabelValues(pathLive), m.Lag.WithLabelValues(pathReplayed)
+	m.committed, m.duplicate = m.Events.WithLabelValues(resultCommitted), m.Events.WithLabelValues(resultDuplicate)
 	for _, r := range []string{resultCommitted, resultDuplicate, resultQueued, resultRejected, resultUnavailable, resultBusy, resultAbandoned, resultInternal} {
 		m.Events.WithLabelValues(r)
 	}
@@ -86,11 +91,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // store found already stored are observed too: telling them apart would cost
 // the commit a result per row, and a retry's lag is lag all the same.
 func (m *Metrics) observeLag(events []*audit.Event, replay bool, committedAt time.Time) {
-	path := pathLive
+	h := m.lagLive
 	if replay {
-		path = pathReplayed
+		h = m.lagReplayed
 	}
-	h := m.Lag.WithLabelValues(path)
 	for _, e := range events {
 		h.Observe(max(committedAt.Sub(e.Timestamp.Std()), 0).Seconds())
 	}

@@ -472,9 +472,9 @@ func (p *Pipeline) commit(batch []*pending, events []*audit.Event) {
 		for _, pd := range batch {
 			p.metrics.observeLag(pd.events, pd.replay, committedAt)
 		}
-		p.metrics.Events.WithLabelValues(resultCommitted).Add(float64(inserted))
+		p.metrics.committed.Add(float64(inserted))
 		if dup := int64(len(events)) - inserted; dup > 0 {
-			p.metrics.Events.WithLabelValues(resultDuplicate).Add(float64(dup))
+			p.metrics.duplicate.Add(float64(dup))
 		}
 		finish(batch, Committed, nil)
 	case failure.Unavailable:

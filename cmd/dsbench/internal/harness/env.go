@@ -272,3 +272,51 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// GoAllocs reads the server's heap allocations so far (objects and bytes,
+// go_memstats_mallocs_total and go_memstats_alloc_bytes_total on its
+// /metrics): exact counts, unlike a sampled allocation profile, and
+// independent of what else runs on the machine. ok is false when the
+// server did not answer them.
+func (e *Env) GoAllocs(ctx context.Context) (objects, bytes int64, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.Metrics+"/metrics", nil)
+	resp, err := LoopbackClient(1).Do(req)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, 0, false
+	}
+	return parseGoAllocs(string(b))
+}
+
+// parseGoAllocs finds the two counters in a Prometheus text exposition.
+func parseGoAllocs(text string) (objects, bytes int64, ok bool) {
+	var seen int
+	for line := range strings.SplitSeq(text, "\n") {
+		name, value, found := strings.Cut(line, " ")
+		if !found {
+			continue
+		}
+		var dst *int64
+		switch name {
+		case "go_memstats_mallocs_total":
+			dst = &objects
+		case "go_memstats_alloc_bytes_total":
+			dst = &bytes
+		default:
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		*dst = int64(f)
+		seen++
+	}
+	return objects, bytes, seen == 2
+}

@@ -47,3 +47,23 @@ func TestTailKeepsTheLastLines(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+func TestParseGoAllocsReadsBothCountersOrReportsMissing(t *testing.T) {
+	text := "# HELP go_memstats_mallocs_total Total number of heap objects allocated.\n" +
+		"# TYPE go_memstats_mallocs_total counter\n" +
+		"go_memstats_mallocs_total 1.234567e+06\n" +
+		"go_memstats_alloc_bytes_total 9.87654321e+08\n" +
+		"go_memstats_alloc_bytes 123\n"
+	objects, bytes, ok := parseGoAllocs(text)
+	require.True(t, ok)
+	assert.Equal(t, int64(1_234_567), objects)
+	assert.Equal(t, int64(987_654_321), bytes)
+
+	_, _, ok = parseGoAllocs("go_memstats_mallocs_total 5\n")
+	assert.False(t, ok, "one counter missing")
+}
+
+func TestContextSwitchesOfThisProcessAreCounted(t *testing.T) {
+	v, inv := ContextSwitches(os.Getpid())
+	assert.Positive(t, v+inv, "a Go process has blocked at least once by the time its tests run")
+}

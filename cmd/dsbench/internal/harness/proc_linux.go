@@ -127,3 +127,32 @@ func MachineCPU() (busy, steal float64) {
 	busy = v[1] + v[2] + v[3] + v[6] + v[7]
 	return busy / clockTicks, v[8] / clockTicks
 }
+
+// ContextSwitches returns the voluntary and involuntary context switches of
+// all of pid's threads so far (/proc/<pid>/task/*/status). A voluntary one
+// is a thread that blocked (for the network, a futex: a goroutine hand-off
+// that parked the thread), so per event it counts the wake-ups a request
+// costs. Threads that exited are not counted; Go keeps its threads.
+func ContextSwitches(pid int) (voluntary, involuntary int64) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				voluntary += n
+			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				involuntary += n
+			}
+		}
+	}
+	return voluntary, involuntary
+}

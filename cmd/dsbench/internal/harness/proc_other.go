@@ -26,3 +26,6 @@ func ResetPeakRSS(int) {}
 
 // MachineCPU is 0, 0: /proc is Linux's.
 func MachineCPU() (busy, steal float64) { return 0, 0 }
+
+// ContextSwitches is 0, 0: /proc is Linux's.
+func ContextSwitches(int) (voluntary, involuntary int64) { return 0, 0 }

@@ -46,6 +46,25 @@ type loadResult struct {
 	peakRSS int64
 	deep    *deepDive // the heavy scenarios only
 	work    *pgWork   // PostgreSQL's counters over the measured window (writepath.go)
+	srv     srvWork   // the server's allocations and context switches over the window
+}
+
+// srvWork is what the server process did over a measured window besides
+// using CPU: heap allocations (exact, from its /metrics) and context
+// switches of its threads. Both are load-independent per event, unlike
+// CPU time on a shared machine.
+type srvWork struct {
+	allocs, allocBytes int64 // heap objects and bytes allocated
+	allocsOK           bool  // the server answered its Go memory counters at both ends
+	ctxVol, ctxInvol   int64 // context switches, voluntary and involuntary
+}
+
+// perEvent divides v by events; 0 without events.
+func perEvent(v, events int64) float64 {
+	if events <= 0 {
+		return 0
+	}
+	return float64(v) / float64(events)
 }
 
 // deepDive is what the heavy scenarios collect besides throughput: where
@@ -59,9 +78,10 @@ type deepDive struct {
 	profiles   []string
 }
 
-// runScenario runs one HTTP scenario with its probes: CPU split and peak RSS
-// always; for the heavy ones also pg_stat_statements, wait events, WAL and
-// the server's CPU and allocation profiles.
+// runScenario runs one HTTP scenario with its probes: CPU split, peak RSS,
+// the server's allocations and context switches, and its CPU and allocation
+// profiles always; for the heavy ones also pg_stat_statements, wait events
+// and WAL.
 func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadgen.Spec, bodies [][]byte) (loadResult, error) {
 	deep := spec.Name == "single c=64" || spec.Name == "batch500 c=4"
 	srv, pgPID := e.ServerPID(), e.PostmasterPID()
@@ -78,6 +98,8 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 		profWG   sync.WaitGroup
 		profMu   sync.Mutex
 		profErrs []string
+		srv0     srvWork
+		srv1     srvWork
 	)
 	slug := strings.NewReplacer(" ", "-", "=", "").Replace(spec.Name)
 	probe := func(phase string) {
@@ -87,41 +109,33 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 				resetStatements(ctx, e)
 				wal0 = readWAL(ctx, e)
 				sampler = startWaitSampler(ctx, e)
-				if e.Pprof {
-					secs := max(1, int(spec.Duration.Seconds())-1)
-					for _, p := range []struct{ kind, path string }{
-						{"cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)},
-						{"allocs", fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs)},
-					} {
-						profWG.Go(func() {
-							file := filepath.Join(r.opts.ProfileDir, p.kind+"-"+slug+".pprof")
-							if err := fetchProfile(ctx, e.Metrics+p.path, file, spec.Duration+30*time.Second); err != nil {
-								profMu.Lock()
-								profErrs = append(profErrs, err.Error())
-								profMu.Unlock()
-								return
-							}
-							sample := ""
-							if p.kind == "allocs" {
-								sample = "-sample_index=alloc_space"
-							}
-							top := pprofTop(ctx, e.Bin, file, sample)
+			}
+			if e.Pprof {
+				secs := max(1, int(spec.Duration.Seconds())-1)
+				for _, p := range []struct{ kind, path string }{
+					{"cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)},
+					{"allocs", fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs)},
+				} {
+					profWG.Go(func() {
+						file := filepath.Join(r.opts.ProfileDir, p.kind+"-"+slug+".pprof")
+						if err := fetchProfile(ctx, e.Metrics+p.path, file, spec.Duration+30*time.Second); err != nil {
 							profMu.Lock()
-							defer profMu.Unlock()
-							if p.kind == "cpu" {
-								dd.cpuTop = top
-							} else {
-								dd.allocTop = top
-							}
-							dd.profiles = append(dd.profiles, file)
-						})
-					}
+							profErrs = append(profErrs, err.Error())
+							profMu.Unlock()
+							return
+						}
+						profMu.Lock()
+						defer profMu.Unlock()
+						dd.profiles = append(dd.profiles, file)
+					})
 				}
 			}
+			srv0 = readSrvWork(ctx, e, srv)
 			busy, steal := harness.MachineCPU()
 			c0 = [5]float64{harness.ProcCPU(srv), harness.TreeCPU(pgPID), harness.SelfCPU(), busy, steal}
 			t0 = time.Now()
 		case "end":
+			srv1 = readSrvWork(ctx, e, srv)
 			busy, steal := harness.MachineCPU()
 			split = cpuSplit{
 				server:   harness.ProcCPU(srv) - c0[0],
@@ -141,10 +155,24 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 	res := loadResult{Result: loadgen.Run(ctx, e.APIAddr, spec, bodies, ww.wrap(probe))}
 	res.cpu = split
 	res.peakRSS = harness.PeakRSS(srv)
+	res.srv = srvWork{
+		allocs: srv1.allocs - srv0.allocs, allocBytes: srv1.allocBytes - srv0.allocBytes,
+		allocsOK: srv0.allocsOK && srv1.allocsOK,
+		ctxVol:   srv1.ctxVol - srv0.ctxVol, ctxInvol: srv1.ctxInvol - srv0.ctxInvol,
+	}
+	profWG.Wait()
+	for _, msg := range profErrs {
+		harness.Logf("profile: %s", msg)
+	}
 	if deep {
-		profWG.Wait()
-		for _, msg := range profErrs {
-			harness.Logf("profile: %s", msg)
+		// After the window: go tool pprof would otherwise share the CPUs
+		// with its last second.
+		for _, file := range dd.profiles {
+			if strings.Contains(filepath.Base(file), "allocs-") {
+				dd.allocTop = pprofTop(ctx, e.Bin, file, "-sample_index=alloc_space")
+			} else {
+				dd.cpuTop = pprofTop(ctx, e.Bin, file, "")
+			}
 		}
 		dd.statements = topStatements(ctx, e)
 		res.deep = &dd
@@ -154,6 +182,16 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 		return res, ctx.Err()
 	}
 	return res, nil
+}
+
+// readSrvWork reads the server's cumulative allocations and context
+// switches; the /metrics scrape itself allocates a little, the same at both
+// ends of every window.
+func readSrvWork(ctx context.Context, e *harness.Env, pid int) srvWork {
+	var w srvWork
+	w.allocs, w.allocBytes, w.allocsOK = e.GoAllocs(ctx)
+	w.ctxVol, w.ctxInvol = harness.ContextSwitches(pid)
+	return w
 }
 
 func fetchProfile(ctx context.Context, url, file string, timeout time.Duration) error {

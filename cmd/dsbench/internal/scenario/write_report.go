@@ -196,6 +196,8 @@ func (r *writeReport) markdown() string {
 		r.copy.rows, copyChunk, r.copy.elapsed.Round(time.Millisecond))
 	p("")
 	p("Server peak RSS over the whole run (VmHWM): %s.", report.MB(r.serverPeakRSSAll))
+	p("")
+	b.WriteString(r.serverWorkMarkdown())
 	for _, l := range r.loads {
 		if len(l.Errors) > 0 {
 			p("")
@@ -314,5 +316,39 @@ func (r *writeReport) markdown() string {
 			p("")
 		}
 	}
+	return b.String()
+}
+
+// serverWorkMarkdown is the server's own work per event in every HTTP
+// scenario, and the naive writer's where it was run: CPU, heap allocations
+// (exact counts from the server's /metrics) and the context switches of its
+// threads, the last two independent of what else ran on the machine.
+func (r *writeReport) serverWorkMarkdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("The server's work per event over each measured window: CPU (shared machine: indicative), heap allocations (`go_memstats_mallocs_total` and `go_memstats_alloc_bytes_total` of its /metrics; the two scrapes add a few hundred objects per window) and context switches of all its threads (`/proc/<pid>/task/*/status`: a voluntary one is a thread that blocked, on the network or a goroutine hand-off). Profiles of every scenario: `%s/{cpu,allocs}-<scenario>.pprof`.", r.opts.ProfileDir)
+	p("")
+	p("| scenario | server CPU µs/event | heap allocations/event | heap KB/event | context switches/event: voluntary / involuntary |")
+	p("|---|--:|--:|--:|--:|")
+	row := func(name string, l loadResult) {
+		s, _, _ := l.cpu.perEventMicros(l.Events)
+		allocs, kb := "–", "–"
+		if l.srv.allocsOK {
+			allocs = fmt.Sprintf("%.0f", perEvent(l.srv.allocs, l.Events))
+			kb = fmt.Sprintf("%.1f", perEvent(l.srv.allocBytes, l.Events)/1024)
+		}
+		p("| %s | %.0f | %s | %s | %.2f / %.2f |", name, s, allocs, kb,
+			perEvent(l.srv.ctxVol, l.Events), perEvent(l.srv.ctxInvol, l.Events))
+	}
+	for _, l := range r.loads {
+		row(l.Spec.Name, l)
+	}
+	for i, l := range r.wp.naive {
+		row(fmt.Sprintf("naive writer c=1, round %d", i+1), l)
+		if i < len(r.wp.again) {
+			row(fmt.Sprintf("single c=1, round %d (alternating)", i+1), r.wp.again[i])
+		}
+	}
+	p("")
 	return b.String()
 }

@@ -404,15 +404,19 @@ func runNaiveComparison(ctx context.Context, e *harness.Env, r *writeReport, sin
 		var split cpuSplit
 		var c0 [3]float64
 		var t0 time.Time
+		var vol0, invol0, vol1, invol1 int64
 		res := loadResult{Result: loadgen.Run(ctx, addr, spec, single, ww.wrap(func(phase string) {
 			if phase == "start" {
+				vol0, invol0 = harness.ContextSwitches(naivePID)
 				c0, t0 = [3]float64{harness.ProcCPU(naivePID), harness.TreeCPU(e.PostmasterPID()), harness.SelfCPU()}, time.Now()
 			} else {
+				vol1, invol1 = harness.ContextSwitches(naivePID)
 				split = cpuSplit{server: harness.ProcCPU(naivePID) - c0[0], postgres: harness.TreeCPU(e.PostmasterPID()) - c0[1],
 					loadgen: harness.SelfCPU() - c0[2], window: time.Since(t0).Seconds()}
 			}
 		}))}
 		res.cpu = split
+		res.srv = srvWork{ctxVol: vol1 - vol0, ctxInvol: invol1 - invol0} // the naive writer has no /metrics
 		res.work = ww.result(0)
 		r.wp.naive = append(r.wp.naive, res)
 		harness.Logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.Name, res.EventsPerSec(),
