@@ -21,9 +21,10 @@ import (
 // It writes only if its guard holds: every chain head is what the caller
 // linked the events to (expected), and no id to check is taken yet. A
 // caller that read the heads under the chain locks passes no expectations
-// and no ids, and the guard holds by construction; the one-round-trip
-// commit (insertFast) passes the heads it remembers and the client-given
-// ids, and falls back to reading them when the guard fails. The statement
+// and no ids, and the guard holds by construction; the optimistic large
+// commit (insertOverlap) passes the heads it linked to and the client-given
+// ids, and falls back to reading them when the guard fails (small commits
+// have smallSQL, small.go, which guards in the heads' own UPDATE). The statement
 // runs after the chain locks were taken, in a statement of its own, so its
 // snapshot sees every head committed before.
 //

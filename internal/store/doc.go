@@ -14,9 +14,10 @@
 // heads and COMMIT. The statement texts never change, so pgx prepares each once
 // per connection. When this replica remembers the heads of a commit's chains
 // (fewer than 200 events, parents settled), it links without reading them:
-// one round trip (BEGIN, locks, one statement, COMMIT), and for a lone event
-// one statement in autocommit (lone.go); both write nothing and fall back to
-// the two round trips above when a head moved or an id is taken.
+// one round trip (the locks and one statement, small.go, in one implicit
+// transaction), and for a lone event one statement in autocommit (lone.go);
+// both write nothing and fall back to the two round trips above when a head
+// moved or an id is taken.
 //
 // An event_id names one event whatever its date: audit_event_ids (migration
 // 00006) holds one row per stored event, inserted in the same transaction,

@@ -294,9 +294,10 @@ func (s *Store) insertAttempts(ctx context.Context, events []*audit.Event, canon
 
 // insertEvents runs one attempt. A commit of fewer than copyMinRows events
 // whose parents are settled and whose chain heads this process remembers
-// (headCache) takes one round trip: BEGIN, the chain locks and commitSQL,
-// guarded by the remembered heads, and COMMIT (insertFast); a commit of
-// one such event is one statement in autocommit (loneSQL, lone.go). Otherwise, or
+// (headCache) takes one round trip: the chain locks and smallSQL, guarded
+// by the remembered heads, in one implicit transaction (insertFast,
+// small.go); a commit of one such event is one statement in autocommit
+// (loneSQL, lone.go). Otherwise, or
 // when the guard fails, it takes two: BEGIN, the chain locks, the chain
 // heads, the duplicate check and the parent lookup in one pipeline;
 // commitSQL (with the rows, or after their COPY, which takes a round trip
@@ -391,17 +392,21 @@ func linkEvents(h audit.Hasher, expected chainHeads, events []*audit.Event, cano
 
 // insertFast commits events in one round trip, linked to the chain heads
 // this process remembers, when it can: fewer than copyMinRows events, every
-// parent settled, no id twice. done is false when it could not, or when
-// commitSQL's guard found a head moved (another replica, the catalog) or a
-// client-given id already taken (a retry, or a conflict): the transaction
-// then committed nothing, and the caller takes the reading path, which
-// sorts retries from conflicts.
+// parent settled, no id twice: one event by loneSQL (lone.go), more by
+// smallSQL (small.go). done is false when it could not, or when the guard
+// found a head moved (another replica, the catalog) or a client-given id
+// already taken (a retry, or a conflict): the commit then wrote nothing,
+// and the caller takes the reading path, which sorts retries from
+// conflicts.
 func (s *Store) insertFast(ctx context.Context, conn *pgx.Conn, events []*audit.Event, canon [][]byte) (_ int64, done bool, _ error) {
 	if len(events) >= copyMinRows || !linkable(events, canon) {
 		return 0, false, nil
 	}
 	if len(events) == 1 && !s.arrayLone {
 		return s.insertLone(ctx, conn, events[0], canon[0]) // lone.go
+	}
+	if len(events) <= smallMaxEvents && s.smallMode != smallPipelined {
+		return s.insertSmall(ctx, conn, events, canon) // small.go
 	}
 	check := clientIDs(events)
 	corrs := corrsOf(events)

@@ -194,7 +194,7 @@ type sqlCounter struct {
 }
 
 func (c *sqlCounter) count(sql string) {
-	if sql != loneStartSQL && sql != loneExtendSQL && sql != commitEventsSQL && sql != readHeadsSQL {
+	if sql != loneStartSQL && sql != loneExtendSQL && sql != commitEventsSQL && sql != smallSQL && sql != readHeadsSQL {
 		return
 	}
 	c.mu.Lock()

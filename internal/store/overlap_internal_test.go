@@ -158,12 +158,24 @@ func TestACommitLinkedAfterAFailedPredecessorRelinksAndTheChainStaysUnbroken(t *
 // heads, and that they hold total events.
 func requireChains(t *testing.T, st *Store, total int64) {
 	t.Helper()
-	ctx := context.Background()
+	var corrs []string
+	for c := range stallCorrs {
+		corrs = append(corrs, fmt.Sprintf("rr-pred-%d", c))
+	}
+	assert.EqualValues(t, total, verifyChains(t, st, corrs...))
+	st.heads.mu.Lock()
+	assert.Empty(t, st.heads.inflight, "every flight settled")
+	st.heads.mu.Unlock()
+}
 
+// verifyChains verifies chains against their stored hashes and heads, and
+// returns how many events they hold.
+func verifyChains(t *testing.T, st *Store, corrs ...string) int64 {
+	t.Helper()
+	ctx := context.Background()
 	hasher := audit.NewHasher(nil)
 	var n int64
-	for c := range stallCorrs {
-		corr := fmt.Sprintf("rr-pred-%d", c)
+	for _, corr := range corrs {
 		prev, seq := "", int64(0)
 		var head *integrity.ChainHead
 		stored, err := st.ReadChain(ctx, corr, func(cs integrity.ChainState) error { head = cs.Head; return nil },
@@ -184,10 +196,7 @@ func requireChains(t *testing.T, st *Store, total int64) {
 		assert.Equal(t, integrity.ChainHead{Seq: seq, Hash: prev}, *head, corr)
 		n += stored
 	}
-	assert.EqualValues(t, total, n)
-	st.heads.mu.Lock()
-	assert.Empty(t, st.heads.inflight, "every flight settled")
-	st.heads.mu.Unlock()
+	return n
 }
 
 // A commit linked after another one of this process waits for it before it

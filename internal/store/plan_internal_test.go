@@ -33,13 +33,17 @@ func TestACommitReadsTheHeadsAndRollupsByIndex(t *testing.T) {
 	require.NoError(t, err)
 	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -1, 0), 2)
 	require.NoError(t, err)
-	// 2,000 correlations in batches of 100: heads and rollup rows in the
-	// range where a sequential scan looks cheap to a generic plan.
+	// commitEventsSQL's plans are the reading path's; the small commits'
+	// statement (smallSQL) is checked below.
+	st.smallMode = smallPipelined
+	// 2,000 correlations and event types in batches of 100: heads and
+	// rollup rows in the range where a sequential scan looks cheap to a
+	// generic plan.
 	for b := range 20 {
 		events := make([]*audit.Event, 100)
 		for i := range events {
 			ts := time.Now().Add(-time.Minute)
-			events[i] = &audit.Event{ID: audit.NewServerID(audit.NewTime(ts)), Version: "1.0", Type: "gateway.signal.received",
+			events[i] = &audit.Event{ID: audit.NewServerID(audit.NewTime(ts)), Version: "1.0", Type: fmt.Sprintf("gateway.signal.t%d", b*100+i),
 				Timestamp: audit.NewTime(ts), Date: audit.DateOf(ts), Category: "gateway", Action: "received",
 				Outcome: "success", CorrelationID: fmt.Sprintf("rr-plan-%d", b*100+i), Data: []byte(`{}`),
 				ActorType: "service", ActorID: "gateway-service", ResourceType: "gateway", ResourceID: "r",
@@ -89,5 +93,36 @@ func TestACommitReadsTheHeadsAndRollupsByIndex(t *testing.T) {
 		for _, table := range []string{"audit_chain_heads", "audit_rollup_hourly", "audit_rollup_correlations"} {
 			assert.NotContains(t, plan, "Seq Scan on "+table, "%s: %s", name, plan)
 		}
+	}
+
+	// smallSQL, after the chain-lock statement as insertSmall sends it,
+	// with the guard holding; rolled back.
+	events := make([]*audit.Event, 14)
+	for i := range events {
+		ts := time.Now().Add(-time.Minute)
+		events[i] = &audit.Event{ID: audit.NewServerID(audit.NewTime(ts)), Version: "1.0", Type: fmt.Sprintf("gateway.signal.t%d", i*97),
+			Timestamp: audit.NewTime(ts), Date: audit.DateOf(ts), Category: "gateway", Action: "received",
+			Outcome: "success", CorrelationID: fmt.Sprintf("rr-plan-%d", i*97), Data: []byte(`{}`),
+			ActorType: "service", ActorID: "gateway-service", ResourceType: "gateway", ResourceID: "r",
+			Severity: "info", RetentionDays: 30}
+	}
+	canon, err := canonicalForms(events)
+	require.NoError(t, err)
+	expected := st.heads.get(corrsOf(events))
+	args, err := smallArgs(events, expected, linkEvents(st.hasher, expected, events, canon), 1)
+	require.NoError(t, err)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, lockChainsGenericSQL, corrsOf(events))
+	require.NoError(t, err)
+	plans = nil
+	var ok bool
+	require.NoError(t, tx.QueryRow(ctx, smallSQL, args...).Scan(&ok))
+	require.True(t, ok)
+	require.NoError(t, tx.Rollback(ctx))
+	plan := strings.Join(plans, "\n")
+	require.Contains(t, plan, "audit_chain_heads")
+	for _, table := range []string{"audit_chain_heads", "audit_rollup_hourly", "audit_rollup_correlations", "audit_event_ids"} {
+		assert.NotContains(t, plan, "Seq Scan on "+table, "smallSQL: %s", plan)
 	}
 }

@@ -29,6 +29,9 @@ type Store struct {
 	// loneSQL, as before lone.go: set only by the measurements and tests
 	// that compare the two (lone_measure_test.go).
 	arrayLone bool
+	// smallMode picks how a small commit is sent (small.go); only the
+	// measurements and tests that compare the ways change it.
+	smallMode smallMode
 }
 
 // Options tune the connection pool.
