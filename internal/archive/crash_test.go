@@ -28,7 +28,7 @@ import (
 // again: the month ends archived once, complete, with no stray files.
 func TestCrashAtEachStep(t *testing.T) {
 	bin := testenv.ServiceBinary(t)
-	for _, step := range []string{archive.StepSorted, archive.StepWritten, archive.StepVerified, archive.StepRecorded, archive.StepDropped} {
+	for _, step := range []string{archive.StepWatched, archive.StepSorted, archive.StepWritten, archive.StepVerified, archive.StepRecorded, archive.StepDropped} {
 		t.Run(step, func(t *testing.T) {
 			e := newEnv(t)
 			e.fill(30, 8)
@@ -55,7 +55,7 @@ func TestCrashAtEachStep(t *testing.T) {
 				require.NoError(t, err)
 			}
 			switch step {
-			case archive.StepSorted, archive.StepWritten, archive.StepVerified:
+			case archive.StepWatched, archive.StepSorted, archive.StepWritten, archive.StepVerified:
 				assert.True(t, e.partitionExists(e.month))
 				assert.Empty(t, rec.Status)
 			case archive.StepRecorded:

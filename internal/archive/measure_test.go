@@ -44,6 +44,11 @@ func TestArchiveMeasure(t *testing.T) {
 	}
 
 	start = time.Now()
+	// The step times: the month's events name their predecessor as parent
+	// every other link (fill), the rows the drop must delete first.
+	a.Options.AfterStep = func(step string, _ time.Time) {
+		t.Logf("step %s at %s", step, time.Since(start).Round(time.Millisecond))
+	}
 	cpu0 := cpuSeconds(t)
 	rep, err := a.Run(ctx, e.month)
 	require.NoError(t, err)

@@ -29,6 +29,7 @@ import (
 // Steps after which Options.AfterStep is called: the points where a crash
 // leaves a distinct state (the crash tests kill the process at each).
 const (
+	StepWatched  = "watched"  // writes to the month are noted from here on
 	StepSorted   = "sorted"   // the month is read and sorted; its first rows are being written
 	StepWritten  = "written"  // files and manifest are in the target
 	StepVerified = "verified" // they were read back and match PostgreSQL
@@ -75,7 +76,10 @@ type MonthReport struct {
 	Events  int64
 	Bytes   int64
 	Dropped bool
-	Note    string
+	// Compared is true when the drop compared the whole month with the
+	// files because the watch could not prove it unchanged.
+	Compared bool
+	Note     string
 }
 
 // Report is a run's outcome.
@@ -192,16 +196,20 @@ func (a *Archiver) Run(ctx context.Context, month time.Time) (Report, error) {
 
 // archiveMonth takes one month through the steps. Every step is safe to
 // repeat: files are overwritten under the same keys, the record is
-// upserted, and the partition goes only in the transaction that checks it
-// against the verified files.
+// upserted, and the partition goes only in the transaction that proves it
+// is the month the verified files hold.
 //
-// PostgreSQL is read twice: once sorted, to write the files, and once by
-// an aggregate without a sort inside the drop's transaction, under the
-// locks that keep the month as it is until the drop commits. The files are
-// compared with what was read from PostgreSQL when they are read back
-// (verify), and PostgreSQL with the files in the drop: a comparison
-// between the two outside that transaction could be stale by the time of
-// the drop, so it would prove nothing the drop does not check again.
+// PostgreSQL's month is read once, to write the files; the watch armed
+// just before (Session.WatchMonth) notes any write to the month that
+// commits after it. The files are compared with what was read when they
+// are read back (verify: the digest of the rows read, in the manifest);
+// the drop proves, under the locks that keep the month as it is until it
+// commits, that nothing was written since the watch was armed for these
+// files. When the watch cannot prove it (a write was noted, or the archive
+// was written before the watch existed, or armed again since), the drop
+// compares the whole month with the files' order-independent Sums, as a
+// second read of PostgreSQL; a comparison outside the drop's transaction
+// could be stale by the time of the drop, so it would prove nothing.
 func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time, rec Record) (MonthReport, error) {
 	mr := MonthReport{Month: MonthString(month)}
 	held, refs, err := s.Blockers(ctx, month)
@@ -220,6 +228,9 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 		m    *Manifest
 		sums Sums
 		mb   []byte // the manifest as verified: the record names its SHA-256
+		// watch is the generation the files were written under: a resumed
+		// archive keeps the one it was recorded with.
+		watch = rec.Watch
 	)
 	resumed := rec.Status == StatusVerified || rec.Status == StatusDropped
 	if resumed {
@@ -233,6 +244,10 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 	for {
 		if m == nil {
 			mr.Action = "archived"
+			if watch, err = s.WatchMonth(ctx, month); err != nil {
+				return mr, fmt.Errorf("watch: %w", err)
+			}
+			a.step(StepWatched, month)
 			// What was written is read back from the target below, not trusted.
 			if err := a.write(ctx, s, month); err != nil {
 				return mr, err
@@ -252,13 +267,13 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 		if err := s.SaveRecord(ctx, Record{
 			Month: month, Status: StatusVerified, Target: a.Options.Target, ManifestKey: ManifestKey(month),
 			ManifestSHA256: hex.EncodeToString(sum[:]), Events: m.Events, Bytes: mr.Bytes,
-			EventsDigest: m.EventsDigest, ArchivedAt: time.Now().UTC(),
+			EventsDigest: m.EventsDigest, Watch: watch, ArchivedAt: time.Now().UTC(),
 		}); err != nil {
 			return mr, fmt.Errorf("record: %w", err)
 		}
 		a.step(StepRecorded, month)
 		files := sums
-		err = s.DropMonth(ctx, month, func(pg Sums) error { return compareSums(m, files, pg) })
+		mr.Compared, err = s.DropMonth(ctx, month, watch, func(pg Sums) error { return compareSums(m, files, pg) })
 		switch {
 		case errors.Is(err, ErrBlocked):
 			mr.Note = "a hold or a reference appeared: the partition stays, the archive is kept"
@@ -273,6 +288,7 @@ func (a *Archiver) archiveMonth(ctx context.Context, s Session, month time.Time,
 			return mr, fmt.Errorf("drop: %w", err)
 		}
 		mr.Dropped = true
+		a.log().Info("archive: month dropped", "month", mr.Month, "compared_in_full", mr.Compared)
 		a.step(StepDropped, month)
 		return mr, nil
 	}
@@ -630,84 +646,83 @@ func verifyArchive(ctx context.Context, objs Objects, manifest []byte, pub ed255
 		if err != nil {
 			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
 		}
-		sum, size, err := sha256Of(obj)
-		if err != nil {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-		}
-		if size != f.Bytes || sum != f.SHA256 {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
-				f.Key, size, sum, f.Bytes, f.SHA256)
-		}
-		pf, err := openParquet(obj, size)
-		if err != nil {
-			obj.Close()
-			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-		}
+		// The SHA-256 of every byte is computed on a goroutine of its own
+		// while the row groups are decoded (both read the object, as the
+		// decoding workers already do at once), and it decides first: a
+		// changed file is reported as changed, whatever its decoding said.
+		shac := make(chan error, 1)
+		go func() { shac <- sameBytes(obj, f) }()
 		var rows int64
-		groups := pf.RowGroups()
-		var cols [5]int
-		if hasher == nil {
-			for i, name := range []string{correlationColumn, "chain_seq", "event_hash", "previous_event_hash", "event_id"} {
-				if cols[i], err = columnIndex(pf, name); err != nil {
-					obj.Close()
-					return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
-				}
+		err = func() error {
+			pf, err := openParquet(obj, obj.Size())
+			if err != nil {
+				return err
 			}
-		}
-		err = inOrder(ctx, len(groups), runtime.GOMAXPROCS(0), func(i int) ([]link, error) {
+			groups := pf.RowGroups()
+			var cols [5]int
 			if hasher == nil {
-				return chainColumns(groups[i], cols)
-			}
-			var out []link
-			err := eachRow(groups[i], func(r *Row) error {
-				e, err := r.Event()
-				if err != nil {
-					return err
-				}
-				canon, err := e.Canonical()
-				if err != nil {
-					return fmt.Errorf("event %s: %w", e.ID, err)
-				}
-				if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
-					return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
-				}
-				// The reader may reuse the row's memory for the next rows.
-				out = append(out, link{id: r.EventID, seq: r.ChainSeq, hash: bytes.Clone(r.EventHash),
-					prev: bytes.Clone(r.PreviousEventHash), correlation: strings.Clone(r.CorrelationID)})
-				return nil
-			})
-			return out, err
-		}, func(_ int, links []link) error {
-			for i := range links {
-				l := &links[i]
-				rows++
-				// A link that does not follow the one before in its chain
-				// starts the next piece (see add in write), which the
-				// manifest must list there; a link removed from inside a
-				// piece is a break the manifest does not have.
-				if cur == nil || cur.CorrelationID != l.correlation ||
-					(l.seq > prevSeq+1 && ci < len(m.Correlations) && m.Correlations[ci].CorrelationID == l.correlation) {
-					if err := curEnd(); err != nil {
+				for i, name := range []string{correlationColumn, "chain_seq", "event_hash", "previous_event_hash", "event_id"} {
+					if cols[i], err = columnIndex(pf, name); err != nil {
 						return err
 					}
-					if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != l.correlation {
-						return fmt.Errorf("event %s: correlation %s is not the manifest's next one", uuidString(l.id), l.correlation)
-					}
-					cur = &m.Correlations[ci]
-					ci++
-					if cur.File != fi || cur.FirstSeq != l.seq || cur.FirstHash != hex.EncodeToString(l.hash) {
-						return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", l.correlation)
-					}
-				} else if l.seq != prevSeq+1 || !bytes.Equal(l.prev, prevHash) {
-					return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", uuidString(l.id), l.correlation, l.seq, prevSeq)
 				}
-				prevSeq, prevHash = l.seq, l.hash
-				digest.Add(l.hash)
 			}
-			return nil
-		})
+			return inOrder(ctx, len(groups), runtime.GOMAXPROCS(0), func(i int) ([]link, error) {
+				if hasher == nil {
+					return chainColumns(groups[i], cols)
+				}
+				var out []link
+				err := eachRow(groups[i], func(r *Row) error {
+					e, err := r.Event()
+					if err != nil {
+						return err
+					}
+					canon, err := e.Canonical()
+					if err != nil {
+						return fmt.Errorf("event %s: %w", e.ID, err)
+					}
+					if e.HashAlgorithm == hasher.Algorithm() && hasher.Link(*e.PreviousHash, canon) != e.Hash {
+						return fmt.Errorf("event %s: content does not match event_hash: the event was changed", e.ID)
+					}
+					// The reader may reuse the row's memory for the next rows.
+					out = append(out, link{id: r.EventID, seq: r.ChainSeq, hash: bytes.Clone(r.EventHash),
+						prev: bytes.Clone(r.PreviousEventHash), correlation: strings.Clone(r.CorrelationID)})
+					return nil
+				})
+				return out, err
+			}, func(_ int, links []link) error {
+				for i := range links {
+					l := &links[i]
+					rows++
+					// A link that does not follow the one before in its chain
+					// starts the next piece (see add in write), which the
+					// manifest must list there; a link removed from inside a
+					// piece is a break the manifest does not have.
+					if cur == nil || cur.CorrelationID != l.correlation ||
+						(l.seq > prevSeq+1 && ci < len(m.Correlations) && m.Correlations[ci].CorrelationID == l.correlation) {
+						if err := curEnd(); err != nil {
+							return err
+						}
+						if ci >= len(m.Correlations) || m.Correlations[ci].CorrelationID != l.correlation {
+							return fmt.Errorf("event %s: correlation %s is not the manifest's next one", uuidString(l.id), l.correlation)
+						}
+						cur = &m.Correlations[ci]
+						ci++
+						if cur.File != fi || cur.FirstSeq != l.seq || cur.FirstHash != hex.EncodeToString(l.hash) {
+							return fmt.Errorf("correlation %s: its first link in the files differs from the manifest's", l.correlation)
+						}
+					} else if l.seq != prevSeq+1 || !bytes.Equal(l.prev, prevHash) {
+						return fmt.Errorf("event %s (%s chain_seq %d) does not link to chain_seq %d", uuidString(l.id), l.correlation, l.seq, prevSeq)
+					}
+					prevSeq, prevHash = l.seq, l.hash
+					digest.Add(l.hash)
+				}
+				return nil
+			})
+		}()
+		if serr := <-shac; serr != nil {
+			err = serr
+		}
 		obj.Close()
 		if err != nil {
 			return m, Sums{}, fmt.Errorf("file %s: %w", f.Key, err)
@@ -815,6 +830,20 @@ func inOrder[T any](ctx context.Context, n, workers int, work func(int) (T, erro
 		if err := consume(i, r.v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// sameBytes checks the object's size and SHA-256 against the manifest's
+// entry f.
+func sameBytes(obj Object, f File) error {
+	sum, size, err := sha256Of(obj)
+	if err != nil {
+		return err
+	}
+	if size != f.Bytes || sum != f.SHA256 {
+		return fmt.Errorf("%d bytes with SHA-256 %s, the manifest says %d bytes with %s: the file was changed",
+			size, sum, f.Bytes, f.SHA256)
 	}
 	return nil
 }

@@ -36,7 +36,10 @@ type Session interface {
 	// strings), each row exactly RowOf of the event the store reads.
 	// Sorting them may spill to temporary files as o says. The Row is
 	// reused for the next one: fn may keep a copy of *r (what it points to
-	// is the row's own), not r.
+	// is the row's own), not r. It reads the month in one snapshot (one
+	// statement, or several streams sharing one exported snapshot), taken
+	// after WatchMonth returned: the watch proves the month unchanged since
+	// that snapshot, not since several.
 	EachRow(ctx context.Context, month time.Time, o SortOptions, fn func(r *Row) error) error
 	// HashSums computes the month's Sums in one aggregate query.
 	HashSums(ctx context.Context, month time.Time) (Sums, error)
@@ -44,12 +47,21 @@ type Session interface {
 	RollupTotals(ctx context.Context, month time.Time) ([]RollupTotal, error)
 	// SaveRecord inserts or replaces the month's record.
 	SaveRecord(ctx context.Context, r Record) error
+	// WatchMonth arms the month's watch and returns its generation: from
+	// its return on, a write to the month that commits is noted. It must
+	// return before EachRow starts reading the month for its files.
+	WatchMonth(ctx context.Context, month time.Time) (generation int64, err error)
 	// DropMonth, in one transaction: blocks legal holds and writes to the
-	// month, checks again that nothing blocks it, computes the month's Sums
-	// and calls check with them; only if check returns nil does it
-	// detach and drop the partition, free the month's event ids and mark the
-	// record dropped. ErrBlocked when a hold or a reference appeared.
-	DropMonth(ctx context.Context, month time.Time, check func(Sums) error) error
+	// month, checks again that nothing blocks it, then proves the month is
+	// the archived one. When generation watch (the one the archive's files
+	// were written under; 0 for none) is still armed, the watch decides: no
+	// write noted, the month is proved; a write noted is ErrChanged
+	// (wrapped). Otherwise it computes the month's Sums and calls check
+	// with them (compared is then true), returning check's error. Only once
+	// proved does it detach and drop the partition, free the month's event
+	// ids and mark the record dropped. ErrBlocked when a hold or a
+	// reference appeared.
+	DropMonth(ctx context.Context, month time.Time, watch int64, check func(Sums) error) (compared bool, err error)
 	// Restore creates the month's partition if needed and inserts the
 	// events each yields that are not there yet, with their ids, then marks
 	// the record restored, in one transaction. It returns how many it
@@ -93,7 +105,11 @@ type Record struct {
 	Events         int64
 	Bytes          int64
 	EventsDigest   string
-	ArchivedAt     time.Time
-	DroppedAt      *time.Time
-	RestoredAt     *time.Time
+	// Watch is the generation of the month's watch (Session.WatchMonth)
+	// armed before the files were read from PostgreSQL; 0 for an archive
+	// written before the watch existed.
+	Watch      int64
+	ArchivedAt time.Time
+	DroppedAt  *time.Time
+	RestoredAt *time.Time
 }

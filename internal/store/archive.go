@@ -33,6 +33,10 @@ type archiveSession struct {
 	// exported, tests only, runs when the month's read has exported its
 	// snapshot and before the other streams take it.
 	exported func(ctx context.Context)
+	// rowByRow makes the drop delete the month's child rows with every
+	// trigger firing even when it may skip them (deleteChildRows): the
+	// tests' way to the path of a role without that privilege.
+	rowByRow bool
 }
 
 // OpenArchive takes a connection and tries the archive leader lock on it.
@@ -61,14 +65,15 @@ func (s *Store) OpenArchive(ctx context.Context) (_ archive.Session, leader bool
 func (s *Store) ArchiveRecords(ctx context.Context) (_ []archive.Record, err error) {
 	defer classifyErr(&err)
 	rows, err := s.pool.Query(ctx, `SELECT month, status, target, manifest_key, manifest_sha256, events, bytes,
-		events_digest, archived_at, dropped_at, restored_at FROM audit_archives ORDER BY month`)
+		events_digest, archived_at, dropped_at, restored_at, coalesce(watch_generation, 0)
+		FROM audit_archives ORDER BY month`)
 	if err != nil {
 		return nil, fmt.Errorf("store: archive records: %w", err)
 	}
 	var out []archive.Record
 	var r archive.Record
 	_, err = pgx.ForEachRow(rows, []any{&r.Month, &r.Status, &r.Target, &r.ManifestKey, &r.ManifestSHA256,
-		&r.Events, &r.Bytes, &r.EventsDigest, &r.ArchivedAt, &r.DroppedAt, &r.RestoredAt}, func() error {
+		&r.Events, &r.Bytes, &r.EventsDigest, &r.ArchivedAt, &r.DroppedAt, &r.RestoredAt, &r.Watch}, func() error {
 		r.Month = r.Month.UTC()
 		out = append(out, r)
 		return nil
@@ -296,25 +301,123 @@ func (a *archiveSession) RollupTotals(ctx context.Context, month time.Time) ([]a
 
 func (a *archiveSession) SaveRecord(ctx context.Context, r archive.Record) error {
 	_, err := a.conn.Exec(ctx, `INSERT INTO audit_archives (month, status, target, manifest_key, manifest_sha256,
-			events, bytes, events_digest, archived_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			events, bytes, events_digest, archived_at, watch_generation)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (month) DO UPDATE SET status = EXCLUDED.status, target = EXCLUDED.target,
 			manifest_key = EXCLUDED.manifest_key, manifest_sha256 = EXCLUDED.manifest_sha256,
 			events = EXCLUDED.events, bytes = EXCLUDED.bytes, events_digest = EXCLUDED.events_digest,
-			archived_at = EXCLUDED.archived_at, dropped_at = NULL, restored_at = NULL`,
-		r.Month, r.Status, r.Target, r.ManifestKey, r.ManifestSHA256, r.Events, r.Bytes, r.EventsDigest, r.ArchivedAt)
+			archived_at = EXCLUDED.archived_at, watch_generation = EXCLUDED.watch_generation,
+			dropped_at = NULL, restored_at = NULL`,
+		r.Month, r.Status, r.Target, r.ManifestKey, r.ManifestSHA256, r.Events, r.Bytes, r.EventsDigest, r.ArchivedAt,
+		optWatch(r.Watch))
 	return err
+}
+
+// watchTrigger names the triggers WatchMonth installs on a partition.
+const watchTrigger = "audit_archive_watch"
+
+// WatchMonth arms the watch on the month's partition (migration 00011) and
+// returns its new generation. It must commit before the month is read for
+// its files, and it does:
+//
+//   - CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the partition, which
+//     conflicts with the ROW EXCLUSIVE lock every writer of the partition
+//     holds until it ends (an insert through audit_events takes it when it
+//     routes its first row there). So it waits for the writers in flight,
+//     and no writer can start on the partition until this commits. A
+//     writer that ended before is committed (or rolled back) before the
+//     read's snapshot, which is taken after this commits: the read sees it.
+//   - A writer that takes the lock after the commit sees the new trigger
+//     (taking a lock processes the catalog invalidations), so its row
+//     trigger notes the month in audit_archive_writes in its own
+//     transaction: a write that rolls back notes nothing, one that commits
+//     is noted, whether it commits before the read's snapshot (then it is
+//     in the files too: a false alarm, which costs the drop a full
+//     comparison, never a wrong drop) or after it.
+//   - The notes of earlier writes are deleted while no writer can add one,
+//     and the new generation ties the files written next to this arming:
+//     an archive recorded under another generation proves nothing by the
+//     watch (a later run armed again, maybe without writing its files).
+//
+// ENABLE ALWAYS makes the triggers fire even for a session with
+// session_replication_role = replica; TRUNCATE (which the append-only
+// guard refuses anyway) is noted by a statement trigger. Writes to other
+// months pay nothing: only this partition has the triggers, and they go
+// with its DROP.
+func (a *archiveSession) WatchMonth(ctx context.Context, month time.Time) (generation int64, err error) {
+	ident := pgx.Identifier{partitionName(month)}.Sanitize()
+	arg := "'" + month.Format("2006-01-02") + "'"
+	err = pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`,
+			strconv.Itoa(int((30 * time.Second).Milliseconds()))); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`CREATE OR REPLACE TRIGGER ` + watchTrigger + ` AFTER INSERT OR UPDATE OR DELETE ON ` + ident +
+				` FOR EACH ROW EXECUTE FUNCTION audit_archive_note_write(` + arg + `)`,
+			`CREATE OR REPLACE TRIGGER ` + watchTrigger + `_truncate AFTER TRUNCATE ON ` + ident +
+				` FOR EACH STATEMENT EXECUTE FUNCTION audit_archive_note_write(` + arg + `)`,
+			`ALTER TABLE ` + ident + ` ENABLE ALWAYS TRIGGER ` + watchTrigger,
+			`ALTER TABLE ` + ident + ` ENABLE ALWAYS TRIGGER ` + watchTrigger + `_truncate`,
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_archive_writes WHERE month = $1`, month); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO audit_archive_watch (month, generation)
+			VALUES ($1, nextval('audit_archive_watch_generation'))
+			ON CONFLICT (month) DO UPDATE SET generation = EXCLUDED.generation
+			RETURNING generation`, month).Scan(&generation)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: archive watch: %w", err)
+	}
+	return generation, nil
+}
+
+// watchSQL reads the watch of month $1 on its partition ($3): armed when
+// generation $2 is the month's last arming and both triggers are still
+// there and fire always (a trigger dropped or disabled could have missed a
+// write); written when a write was noted since that arming.
+const watchSQL = `SELECT
+	EXISTS (SELECT 1 FROM audit_archive_watch WHERE month = $1 AND generation = $2)
+	AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = $3::regclass AND tgenabled = 'A'
+		AND tgname IN ('` + watchTrigger + `', '` + watchTrigger + `_truncate')) = 2,
+	EXISTS (SELECT 1 FROM audit_archive_writes WHERE month = $1)`
+
+// optWatch stores generation 0 (no watch) as NULL.
+func optWatch(g int64) *int64 {
+	if g == 0 {
+		return nil
+	}
+	return &g
 }
 
 // DropMonth holds the hold gate (no hold can be placed until commit) and a
 // SHARE lock on the partition (no row can be written to it) while it
-// compares the month with the archive, so what is dropped is exactly what
-// was verified. The detach is the plain one, not CONCURRENTLY, so that
-// it commits or rolls back with the drop: it holds an ACCESS EXCLUSIVE lock
-// on audit_events for the instant of the detach, bounded by lock_timeout.
-func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check func(archive.Sums) error) error {
+// proves the month is the one archived, so what is dropped is exactly what
+// was verified. The proof is the watch of generation watch (WatchMonth):
+// armed for these files and no write noted, the month is the one read for
+// them; a write noted is ErrChanged, whatever it was (an insert, a delete,
+// a hold placed and released: the files may differ from the rows in a
+// column outside the hash, so no comparison of hashes could clear it).
+// Only when the watch cannot speak (an archive written before it existed,
+// a later arming, a trigger dropped or disabled) is the whole month
+// compared with the files by check, the second read of PostgreSQL the
+// watch saves. The statement that reads the watch runs after the LOCK
+// returned, in READ COMMITTED: every writer of the partition has ended by
+// then, and its note, if it committed, is visible.
+//
+// The detach is the plain one, not CONCURRENTLY, so that it commits or
+// rolls back with the drop: it takes an ACCESS EXCLUSIVE lock on
+// audit_events (waiting at most lock_timeout for it), held until the
+// commit, so it comes last, after the deletes.
+func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, watch int64, check func(archive.Sums) error) (compared bool, err error) {
 	ident := pgx.Identifier{partitionName(month)}.Sanitize()
-	return pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, a.conn, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1), set_config('lock_timeout', $2, true)`,
 			int64(holdGateKey), strconv.Itoa(int((30 * time.Second).Milliseconds()))); err != nil {
 			return err
@@ -329,33 +432,52 @@ func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check f
 		if held > 0 || refs > 0 {
 			return archive.ErrBlocked
 		}
-		sums, err := hashSums(ctx, tx, month)
-		if err != nil {
+		armed, written := false, false
+		if watch != 0 {
+			if err := tx.QueryRow(ctx, watchSQL, month, watch, ident).Scan(&armed, &written); err != nil {
+				return err
+			}
+		}
+		switch {
+		case armed && written:
+			return fmt.Errorf("%w: a write to the month committed after its watch (generation %d) was armed, before the files were read or since: not dropping",
+				archive.ErrChanged, watch)
+		case !armed:
+			compared = true
+			sums, err := hashSums(ctx, tx, month)
+			if err != nil {
+				return err
+			}
+			if err := check(sums); err != nil {
+				return err
+			}
+		}
+		// The watch's triggers go now: the deletes below are the job's own.
+		for _, q := range []string{`DROP TRIGGER IF EXISTS ` + watchTrigger + ` ON ` + ident,
+			`DROP TRIGGER IF EXISTS ` + watchTrigger + `_truncate ON ` + ident} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		if err := deleteChildRows(ctx, tx, month, ident, a.rowByRow); err != nil {
 			return err
 		}
-		if err := check(sums); err != nil {
-			return err
-		}
-		// Rows naming a parent in the month reference the partition, which
-		// PostgreSQL will not detach while they exist: they go first, by the
-		// archive's exception to the append-only guard (migration 00009).
-		// Their ids go by the row trigger; the others' below.
-		if _, err := tx.Exec(ctx, `SELECT set_config('datastorage.archive', $1, true)`, month.Format("2006-01")); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+ident+` WHERE parent_event_id IS NOT NULL`); err != nil {
+		// The month's ids go with it (audit_event_ids, migration 00006): a
+		// DROP fires no row trigger. Before the detach, whose ACCESS
+		// EXCLUSIVE lock on audit_events (every read and write of every
+		// month waits for it) is held until the commit: this delete takes
+		// seconds at millions of events, the detach and the drop do not.
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_event_ids WHERE event_date >= $1 AND event_date < $2`,
+			month, month.AddDate(0, 1, 0)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DETACH PARTITION `+ident); err != nil {
 			return err
 		}
-		// The month's ids go with it (audit_event_ids, migration 00006): a
-		// DROP fires no row trigger.
-		if _, err := tx.Exec(ctx, `DELETE FROM audit_event_ids WHERE event_date >= $1 AND event_date < $2`,
-			month, month.AddDate(0, 1, 0)); err != nil {
+		if _, err := tx.Exec(ctx, `DROP TABLE `+ident); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DROP TABLE `+ident); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_archive_writes WHERE month = $1`, month); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE audit_archives SET status = 'dropped', dropped_at = now() WHERE month = $1`, month)
@@ -364,6 +486,51 @@ func (a *archiveSession) DropMonth(ctx context.Context, month time.Time, check f
 		}
 		return err
 	})
+	return compared, err
+}
+
+// deleteChildRows deletes the month's rows that name a parent: they
+// reference the partition, which PostgreSQL will not detach while they
+// exist (migration 00009), even though they go with it.
+//
+// Row by row, each deleted row fires the append-only guard, the id
+// release and, above all, the foreign key's check that no row references
+// it, a query over every partition of audit_events: 64 µs per row, 6.4 s
+// for 100,000 child rows where the rest of the drop took 0.3 s
+// (bench/results/archive-2026-12-07d.md). With session_replication_role
+// = replica none of them fires (3.3 µs per row), and none is needed here:
+// the drop has checked holds and references under the hold gate and its
+// lock, the guard's conditions; the ids of these rows are deleted with the
+// month's below; and the detach still checks, as it always does, that no
+// row of another month references the partition. The setting is the
+// transaction's, for this statement only (audit_archives' trigger must
+// fire after it). A role that may not set it (a superuser may, or a role
+// granted SET ON PARAMETER session_replication_role) deletes them row by
+// row, as before, by the guard's archive exception.
+func deleteChildRows(ctx context.Context, tx pgx.Tx, month time.Time, ident string, rowByRow bool) error {
+	if _, err := tx.Exec(ctx, `SELECT set_config('datastorage.archive', $1, true)`, month.Format("2006-01")); err != nil {
+		return err
+	}
+	replica := false
+	if !rowByRow {
+		if err := tx.QueryRow(ctx, `SELECT has_parameter_privilege('session_replication_role', 'SET')`).Scan(&replica); err != nil {
+			return err
+		}
+	}
+	if replica {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+ident+` WHERE parent_event_id IS NOT NULL`); err != nil {
+		return err
+	}
+	if replica {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Restore copies the events into a temporary table first, so that events

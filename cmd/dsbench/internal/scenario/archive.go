@@ -408,7 +408,7 @@ func timeArchivedTimelines(ctx context.Context, st *store.Store, a *archive.Arch
 func archiveStatements(ctx context.Context, conn *pgx.Conn) []archiveStmt {
 	rows, err := conn.Query(ctx, `SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 110), calls, total_exec_time, rows,
 		shared_blks_read, temp_blks_written, shared_blks_hit, shared_blks_dirtied
-		FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 6`)
+		FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 14`)
 	if err != nil {
 		return nil
 	}
