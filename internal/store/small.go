@@ -175,13 +175,16 @@ func (s *Store) insertSmall(ctx context.Context, conn *pgx.Conn, events []*audit
 		return 0, false, err
 	}
 	var ok bool
-	if s.smallMode == smallAlone {
+	switch s.smallMode {
+	case smallAlone:
 		err = conn.QueryRow(ctx, smallSQL, args...).Scan(&ok)
-	} else {
+	case smallImplicit:
 		b := &pgx.Batch{}
 		b.Queue(lockChainsGenericSQL, corrs)
 		b.Queue(smallSQL, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 		err = conn.SendBatch(ctx, b).Close()
+	default: // smallPipelined never gets here (insertFast sends it the old way)
+		return 0, false, fmt.Errorf("store: small commit: mode %d has no small statement", s.smallMode)
 	}
 	if err != nil {
 		s.heads.forget(corrs)
