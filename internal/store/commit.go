@@ -11,6 +11,15 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// insertColumnArrayTypes are the SQL types of the insertColumns arrays, in
+// their order: the first parameters of the array statements (commitSQL,
+// smallSQL).
+var insertColumnArrayTypes = []string{"uuid[]", "date[]", "timestamptz[]", "text[]", "text[]", "text[]",
+	"text[]", "text[]", "text[]", "jsonb[]", "text[]", "text[]",
+	"text[]", "text[]", "text[]", "uuid[]", "date[]",
+	"text[]", "text[]", "text[]", "int4[]", "text[]", "text[]",
+	"int4[]", "bool[]", "int8[]", "bytea[]", "bytea[]", "text[]"}
+
 // commitSQL writes everything a commit of linked events writes, in one
 // statement: the events (unless they went by COPY), their ids
 // (audit_event_ids), the new chain heads and both rollups. One statement
@@ -42,11 +51,7 @@ func commitSQL(withEvents bool) string {
 	}
 	var eventArgs, idArgs []string
 	if withEvents {
-		for _, t := range []string{"uuid[]", "date[]", "timestamptz[]", "text[]", "text[]", "text[]",
-			"text[]", "text[]", "text[]", "jsonb[]", "text[]", "text[]",
-			"text[]", "text[]", "text[]", "uuid[]", "date[]",
-			"text[]", "text[]", "text[]", "int4[]", "text[]", "text[]",
-			"int4[]", "bool[]", "int8[]", "bytea[]", "bytea[]", "text[]"} {
+		for _, t := range insertColumnArrayTypes {
 			eventArgs = append(eventArgs, arg(t))
 		}
 	} else {

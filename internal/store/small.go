@@ -58,11 +58,7 @@ var smallSQL = func() string {
 		return s
 	}
 	var eventArgs []string
-	for _, t := range []string{"uuid[]", "date[]", "timestamptz[]", "text[]", "text[]", "text[]",
-		"text[]", "text[]", "text[]", "jsonb[]", "text[]", "text[]",
-		"text[]", "text[]", "text[]", "uuid[]", "date[]",
-		"text[]", "text[]", "text[]", "int4[]", "text[]", "text[]",
-		"int4[]", "bool[]", "int8[]", "bytea[]", "bytea[]", "text[]"} {
+	for _, t := range insertColumnArrayTypes {
 		eventArgs = append(eventArgs, arg(t))
 	}
 	corrs, expSeq, expHash, newSeq, newHash := arg("text[]"), arg("int8[]"), arg("text[]"), arg("int8[]"), arg("text[]")
