@@ -108,7 +108,7 @@ func (e *Event) Canonical() ([]byte, error) {
 	b = append(b, `,"event_date":"`...)
 	b = time.Time(e.Date).AppendFormat(b, time.DateOnly)
 	b = append(b, `","event_id":`...)
-	b = appendUUID(b, e.ID)
+	b = AppendJSONUUID(b, e.ID)
 	b = append(b, `,"event_outcome":`...)
 	b = appendString(b, e.Outcome)
 	b = append(b, `,"event_timestamp":"`...)
@@ -129,7 +129,7 @@ func (e *Event) Canonical() ([]byte, error) {
 	}
 	b = append(b, `,"parent_event_id":`...)
 	if e.ParentID != nil {
-		b = appendUUID(b, *e.ParentID)
+		b = AppendJSONUUID(b, *e.ParentID)
 	} else {
 		b = append(b, `""`...)
 	}
@@ -146,8 +146,10 @@ func (e *Event) Canonical() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendUUID appends id's canonical form as a JSON string.
-func appendUUID(b []byte, id uuid.UUID) []byte {
+// AppendJSONUUID appends id's canonical text form as a JSON string, quotes
+// included, without allocating: the canonical form uses it, and so does
+// the API's answer to a single event (httpapi), the commonest response.
+func AppendJSONUUID(b []byte, id uuid.UUID) []byte {
 	var buf [36]byte
 	hex.Encode(buf[0:8], id[0:4])
 	buf[8] = '-'

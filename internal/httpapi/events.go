@@ -106,25 +106,12 @@ const eventCreatedSize = len(`{"event_id":"","event_timestamp":"","message":""}`
 // of every lone event, the commonest request of a quiet cluster. None of
 // its strings needs escaping (hex digits, a timestamp, a constant).
 func appendEventCreated(b []byte, id uuid.UUID, ts audit.Time) []byte {
-	b = append(b, `{"event_id":"`...)
-	b = appendUUID(b, id)
-	b = append(b, `","event_timestamp":"`...)
+	b = append(b, `{"event_id":`...)
+	b = audit.AppendJSONUUID(b, id)
+	b = append(b, `,"event_timestamp":"`...)
 	b = ts.AppendWire(b)
 	b = append(b, `","message":"`+eventCreatedMessage+`"}`...)
 	return append(b, '\n')
-}
-
-// appendUUID appends id in its canonical text form, as id.String() writes
-// it, without the string.
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	const hexDigits = "0123456789abcdef"
-	for i, x := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hexDigits[x>>4], hexDigits[x&0x0f])
-	}
-	return b
 }
 
 // readBody reads the whole request body up to the configured limit; past it
