@@ -202,7 +202,7 @@ func (d *Digest) Sums() Sums {
 // read as a signed big-endian 64-bit integer. PostgreSQL computes it with
 // one aggregate over the partition (no sort, no row sent), which is what
 // lets the drop compare the month with the archive in one pass
-// (Session.HashSums). The ordered Digest stays in the manifest for
+// when its watch cannot prove the month unchanged (Session.DropMonth). The ordered Digest stays in the manifest for
 // verification offline; Sums only ever compares PostgreSQL with files
 // that were just verified.
 type Sums struct {

@@ -41,8 +41,6 @@ type Session interface {
 	// after WatchMonth returned: the watch proves the month unchanged since
 	// that snapshot, not since several.
 	EachRow(ctx context.Context, month time.Time, o SortOptions, fn func(r *Row) error) error
-	// HashSums computes the month's Sums in one aggregate query.
-	HashSums(ctx context.Context, month time.Time) (Sums, error)
 	// RollupTotals sums the month's hourly rollups.
 	RollupTotals(ctx context.Context, month time.Time) ([]RollupTotal, error)
 	// SaveRecord inserts or replaces the month's record.

@@ -279,10 +279,6 @@ func hashSums(ctx context.Context, q querier, month time.Time) (archive.Sums, er
 	return s, err
 }
 
-func (a *archiveSession) HashSums(ctx context.Context, month time.Time) (archive.Sums, error) {
-	return hashSums(ctx, a.conn, month)
-}
-
 func (a *archiveSession) RollupTotals(ctx context.Context, month time.Time) ([]archive.RollupTotal, error) {
 	rows, err := a.conn.Query(ctx, `SELECT event_type, event_category, event_outcome, severity, sum(events)::bigint
 		FROM audit_rollup_hourly WHERE bucket >= $1 AND bucket < $2
