@@ -8,8 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"kubernaut.ai/datastorage/internal/audit"
 	"kubernaut.ai/datastorage/internal/integrity"
 	"kubernaut.ai/datastorage/internal/maintenance"
+	"kubernaut.ai/datastorage/internal/query"
 	"kubernaut.ai/datastorage/internal/store/storetest"
 )
 
@@ -230,4 +232,43 @@ func TestRetentionFinishesAnInterruptedDetach(t *testing.T) {
 	require.False(t, e.partitions()[name])
 	require.Equal(t, int64(0), e.count(`SELECT count(*) FROM pg_class WHERE relname = $1`, name))
 	storetest.RequireRollupsMatchEvents(t, e.st)
+}
+
+// Retention deletes events whose count is still in their correlation's
+// open cell (migration 00012): it subtracts them from
+// audit_rollup_correlations, so the key's count is in two rows that add up
+// to 0, and the aggregations over that hour must not see the correlation
+// any more (by-namespace counted each row on its own before it summed them
+// by key).
+func TestRetentionOfEventsInAnOpenCellLeavesTheAggregationsExact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	ctx := context.Background()
+	base := monthStart(time.Now()).AddDate(-2, 0, 0)
+	_, err := e.st.EnsurePartitions(ctx, base, 0)
+	require.NoError(t, err)
+	at := base.Add(24*time.Hour + 10*time.Minute)
+	gone1, gone2 := old("rr-cell-gone", at, 10, nil), old("rr-cell-gone", at.Add(time.Second), 10, nil)
+	kept := old("rr-cell-kept", at.Add(2*time.Second), 2555, nil) // keeps the month
+	for _, ev := range []*audit.Event{gone1, gone2, kept} {
+		ev.Namespace = "payments"
+	}
+	e.write(gone1, gone2)
+	e.write(kept)
+	require.Equal(t, int64(2), e.count(`SELECT cell_events FROM audit_chain_heads WHERE correlation_id = 'rr-cell-gone'`))
+
+	rep, err := maintenance.RunRetention(ctx, e.st, maintenance.RetentionOptions{})
+	require.NoError(t, err)
+	require.Empty(t, rep.PartitionsDropped)
+	require.Equal(t, int64(2), rep.EventsDeleted, "%+v", rep)
+	storetest.RequireRollupsMatchEvents(t, e.st)
+
+	w := query.Window{From: at.Truncate(time.Hour).Add(-time.Hour), To: at.Truncate(time.Hour).Add(2 * time.Hour)}
+	ns, err := e.st.CountByNamespace(ctx, w)
+	require.NoError(t, err)
+	require.Equal(t, []query.NamespaceCount{{Namespace: "payments", Remediations: 1, Events: 1}}, ns)
+	groups, err := e.st.CountGroups(ctx, w, []string{"namespace"})
+	require.NoError(t, err)
+	require.Len(t, groups, 1)
+	require.Equal(t, int64(1), groups[0].Count)
 }

@@ -111,6 +111,13 @@ func (s *Store) CountOutcomes(ctx context.Context, w query.Window, f query.Succe
 	return c, nil
 }
 
+// correlationsByKey is what the correlations counted (the rollup rows and
+// the open cells, migration 00012), one row per key. The conditions of a
+// rollup read on its key columns (the hours, the namespace) reach the
+// tables below the grouping.
+const correlationsByKey = `(SELECT bucket, correlation_id, namespace, cluster_id, sum(events) AS events
+		FROM audit_rollup_correlations_all GROUP BY bucket, correlation_id, namespace, cluster_id) AS k`
+
 // CountByNamespace counts remediations (distinct correlation ids) and events
 // per namespace in w, most remediations first. Events without a namespace are
 // left out.
@@ -119,9 +126,10 @@ func (s *Store) CountByNamespace(ctx context.Context, w query.Window) (_ []query
 	db := s.reads(ctx)
 	defer db.done(&err)
 	var b sqlBuilder
-	// A correlation row that retention took down to 0 events is no longer
-	// a remediation of its hour.
-	from := rolledUp(&b, w, "audit_rollup_correlations",
+	// A correlation that retention took down to 0 events is no longer a
+	// remediation of its hour. Its count may be in two rows (the rollup's
+	// and its open cell, migration 00012), so it is summed by key first.
+	from := rolledUp(&b, w, correlationsByKey,
 		"namespace, correlation_id, events AS n", []string{"namespace <> ''", "events > 0"},
 		"namespace, correlation_id, 1 AS n", []string{"namespace IS NOT NULL"})
 	rows, err := db.Query(ctx, `
@@ -181,7 +189,8 @@ func (s *Store) Trend(ctx context.Context, w query.Window, interval string) (_ [
 }
 
 // Which rollup serves a grouping: audit_rollup_hourly keeps the first four
-// of query.GroupColumns, audit_rollup_correlations the last two. A grouping that
+// of query.GroupColumns, audit_rollup_correlations (with the open cells:
+// audit_rollup_correlations_all) the last two. A grouping that
 // mixes the two sets reads audit_events for the whole window.
 var (
 	hourlyColumns      = query.GroupColumns[:4]
@@ -218,7 +227,7 @@ func (s *Store) CountGroups(ctx context.Context, w query.Window, columns []strin
 		for i, c := range columns {
 			exprs[i] = "nullif(" + c + ", '') AS " + c
 		}
-		from = rolledUp(&b, w, "audit_rollup_correlations", strings.Join(exprs, ", ")+", events AS n", nil,
+		from = rolledUp(&b, w, "audit_rollup_correlations_all", strings.Join(exprs, ", ")+", events AS n", nil,
 			cols+", 1 AS n", nil)
 	default:
 		windowWhere(&b, w)

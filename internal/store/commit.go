@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -58,6 +59,7 @@ func commitSQL(withEvents bool) string {
 		idArgs = []string{arg("uuid[]"), arg("date[]")}
 	}
 	corrs, expSeq, expHash, newSeq, newHash := arg("text[]"), arg("int8[]"), arg("text[]"), arg("int8[]"), arg("text[]")
+	ob, ons, ocl, on := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("int8[]")
 	check := arg("uuid[]")
 	hb, ht, hc, ho, hs, shard, hn := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int2"), arg("int8[]")
 	cb, ci, cn, cc, cnt := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int8[]")
@@ -65,11 +67,17 @@ func commitSQL(withEvents bool) string {
 		idArgs = []string{arg("uuid[]"), arg("date[]")}
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("WITH ok AS (")
+	// cur is each chain's head as the statement found it: the guard
+	// checks it, the head's UPDATE closes its cell (cells.go).
+	p("WITH cur AS MATERIALIZED (")
+	p("	SELECT correlation_id AS c, last_seq AS s, last_hash AS h,")
+	p("		cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
+	p("	FROM audit_chain_heads WHERE correlation_id = ANY(%s)", corrs)
+	p("), ok AS (")
 	p("	SELECT NOT EXISTS (")
 	p("		SELECT 1 FROM unnest(%s, %s, %s) AS x(c, s, h)", corrs, expSeq, expHash)
-	p("		LEFT JOIN audit_chain_heads a ON a.correlation_id = x.c")
-	p("		WHERE x.s IS NOT NULL AND (coalesce(a.last_seq, 0) <> x.s OR coalesce(a.last_hash, '') <> x.h))")
+	p("		LEFT JOIN cur a ON a.c = x.c")
+	p("		WHERE x.s IS NOT NULL AND (coalesce(a.s, 0) <> x.s OR coalesce(a.h, '') <> x.h))")
 	p("	AND NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = ANY(%s)) AS ok", check)
 	p("), ids AS (")
 	p("	INSERT INTO audit_event_ids (event_id, event_date)")
@@ -86,15 +94,17 @@ func commitSQL(withEvents bool) string {
 	// under the chain locks, hourly counts under this commit's shard; when
 	// one does (another replica drew the same shard, retention), the
 	// primary key refuses the INSERT and the commit is retried
-	// (isDuplicateEvent).
-	p("), heads_new(c, s, h) AS (")
-	p("	SELECT * FROM unnest(%s, %s, %s)", corrs, newSeq, newHash)
+	// (isDuplicateEvent). A head whose cell changed since cur read it is
+	// not updated, so its INSERT fails the same way.
+	p("), heads_new(c, s, h, b, ns, cl, n) AS (")
+	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s, %s)", corrs, newSeq, newHash, ob, ons, ocl, on)
 	p("), heads AS (")
-	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h FROM heads_new n")
-	p("	WHERE a.correlation_id = n.c AND (SELECT ok FROM ok)")
-	p("	RETURNING a.correlation_id")
+	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h, %s", cellSet("n.b", "n.ns", "n.cl", "n.n"))
+	p("	FROM heads_new n JOIN cur o ON o.c = n.c")
+	p("	WHERE a.correlation_id = n.c AND %s AND (SELECT ok FROM ok)", cellUnchanged)
+	p("	RETURNING a.correlation_id, o.b, o.ns, o.cl, o.n, n.b AS nb, n.ns AS nns, n.cl AS ncl")
 	p("), heads_added AS (")
-	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)")
+	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
 	p("	SELECT * FROM heads_new n WHERE (SELECT ok FROM ok) AND NOT EXISTS (SELECT 1 FROM heads WHERE correlation_id = n.c)")
 	p("), hourly_new(b, t, c, o, s, n) AS (")
 	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s)", hb, ht, hc, ho, hs, hn)
@@ -107,8 +117,12 @@ func commitSQL(withEvents bool) string {
 	p("	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)")
 	p("	SELECT n.b, n.t, n.c, n.o, n.s, %s, n.n FROM hourly_new n WHERE (SELECT ok FROM ok) AND NOT EXISTS (", shard)
 	p("		SELECT 1 FROM hourly h WHERE (h.bucket, h.event_type, h.event_category, h.event_outcome, h.severity) = (n.b, n.t, n.c, n.o, n.s))")
+	// The cells closed and the counts no cell keeps, one row per key.
 	p("), correlations_new(b, c, ns, cl, n) AS (")
-	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
+	p("	SELECT b, c, ns, cl, sum(n)::bigint FROM (")
+	p("		SELECT b, correlation_id, ns, cl, n FROM heads WHERE %s", closedCell)
+	p("		UNION ALL SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
+	p("	) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4")
 	p("), correlations AS (")
 	p("	UPDATE audit_rollup_correlations r SET events = r.events + n.n FROM correlations_new n")
 	p("	WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (n.b, n.c, n.ns, n.cl) AND (SELECT ok FROM ok)")
@@ -153,23 +167,31 @@ var (
 )
 
 // commitArgs are the parameters of commitSQL after the events' own: the
-// heads (expected may be nil: no expectation), the ids to check and the
-// rollups.
+// heads (expected may be nil: no expectation) with the cells they leave
+// open, the ids to check and the rollups. A head the commit adds no event
+// to (the reading path passes the heads of a batch's repeats too) is left
+// out: it does not move.
 func commitArgs(heads chainHeads, expected *chainHeads, check []uuid.UUID, d rollupDelta, shard int16) []any {
+	moving := chainHeads{ids: make([]string, 0, len(heads.ids)), seqs: make([]int64, 0, len(heads.ids)),
+		hashes: make([]string, 0, len(heads.ids))}
 	// Without expectations the arrays are empty: unnest pads them with
 	// NULLs, which the guard skips.
 	var expSeq []pgtype.Int8
 	var expHash []string
-	if expected != nil {
-		expSeq, expHash = make([]pgtype.Int8, len(heads.ids)), make([]string, len(heads.ids))
-		for i := range heads.ids {
-			expSeq[i] = pgtype.Int8{Int64: expected.seqs[i], Valid: true}
-			expHash[i] = expected.hashes[i]
+	for i, c := range heads.ids {
+		if _, ok := d.latest[c]; !ok {
+			continue
+		}
+		moving.ids, moving.seqs, moving.hashes = append(moving.ids, c), append(moving.seqs, heads.seqs[i]), append(moving.hashes, heads.hashes[i])
+		if expected != nil {
+			expSeq = append(expSeq, pgtype.Int8{Int64: expected.seqs[i], Valid: true})
+			expHash = append(expHash, expected.hashes[i])
 		}
 	}
-	hourly, corrs := d.columns()
-	return append([]any{heads.ids, expSeq, expHash, heads.seqs, heads.hashes, pgUUIDs(check),
-		hourly[0], hourly[1], hourly[2], hourly[3], hourly[4], shard, hourly[5]}, corrs...)
+	hourly := d.hourlyColumns()
+	open, rest := d.cells(moving.ids)
+	return slices.Concat([]any{moving.ids, expSeq, expHash, moving.seqs, moving.hashes}, open,
+		[]any{pgUUIDs(check), hourly[0], hourly[1], hourly[2], hourly[3], hourly[4], shard, hourly[5]}, rest)
 }
 
 // headCache remembers the chain head each correlation had after this

@@ -137,6 +137,7 @@ GRANT SELECT, INSERT ON legal_holds TO $ROLE;
 GRANT UPDATE (released_by, released_at, release_reason, events_released) ON legal_holds TO $ROLE;
 GRANT SELECT ON audit_chain_tombstones TO $ROLE;
 GRANT SELECT, INSERT, UPDATE ON audit_rollup_hourly, audit_rollup_correlations TO $ROLE;
+GRANT SELECT ON audit_rollup_correlations_all TO $ROLE;
 GRANT SELECT, INSERT ON audit_event_ids TO $ROLE;
 GRANT SELECT, INSERT, UPDATE ON audit_chain_checkpoints TO $ROLE;
 `, "$ROLE", r)

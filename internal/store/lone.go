@@ -32,6 +32,12 @@ import (
 // replica) answers 0 too. A client-given id that is already taken answers
 // 0 as well: the reading path then tells a retry from a conflict.
 //
+// The head's UPDATE also counts the event in the correlation's open cell
+// (cells.go), only if the cell is still the one the statement read; only
+// a cell it closes (the event is in another hour, namespace or cluster)
+// goes to audit_rollup_correlations. A commit in the same cell as the one
+// before it updates the head and the hourly rollup, nothing else.
+//
 // The chain's advisory lock is still taken, inside the statement, before
 // the head is touched: the reading path (chain) and the large commits
 // (overlap.go) read a head under that lock and write it unconditionally,
@@ -80,17 +86,26 @@ func loneSQL(newChain bool) string {
 	p("	SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), set_config('plan_cache_mode', 'force_generic_plan', true)", corr)
 	p("), free AS MATERIALIZED (")
 	p("	SELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = %s) AS ok", id)
-	p("), head AS (")
 	if newChain {
-		p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)")
-		p("	SELECT %s, %s, %s WHERE EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)", corr, seq, newHash)
+		p("), head AS (")
+		p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
+		p("	SELECT %s, %s, %s, %s, %s, %s, 1 WHERE EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)", corr, seq, newHash, bucket, ns, cluster)
 		p("	ON CONFLICT (correlation_id) DO NOTHING")
+		p("	RETURNING 1")
 	} else {
-		p("	UPDATE audit_chain_heads SET last_seq = %s, last_hash = %s", seq, newHash)
-		p("	WHERE correlation_id = %s AND last_seq = %s AND last_hash = %s", corr, expSeq, expHash)
+		// The head's open cell as the statement's snapshot has it: the
+		// UPDATE re-checks it on the newest version (cellUnchanged,
+		// cells.go), and closes it when the event is in another cell.
+		p("), cur AS MATERIALIZED (")
+		p("	SELECT cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
+		p("	FROM audit_chain_heads WHERE correlation_id = %s", corr)
+		p("), head AS (")
+		p("	UPDATE audit_chain_heads a SET last_seq = %s, last_hash = %s, %s", seq, newHash, cellSet(bucket, ns, cluster, "1"))
+		p("	FROM cur o")
+		p("	WHERE a.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s AND %s", corr, expSeq, expHash, cellUnchanged)
 		p("	AND EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)")
+		p("	RETURNING o.b, o.ns, o.cl, o.n, %s AS nb, %s AS nns, %s AS ncl", bucket, ns, cluster)
 	}
-	p("	RETURNING 1")
 	p("), event AS (")
 	p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))
 	p("	SELECT %s WHERE EXISTS (SELECT FROM head)", strings.Join(vals, ", "))
@@ -105,13 +120,19 @@ func loneSQL(newChain bool) string {
 	p("), hourly_added AS (")
 	p("	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)")
 	p("	SELECT %s, %s, %s, %s, %s, %s, 1 WHERE EXISTS (SELECT FROM head) AND NOT EXISTS (SELECT FROM hourly)", bucket, typ, category, outcome, severity, shard)
-	p("), correlations AS (")
-	p("	UPDATE audit_rollup_correlations SET events = events + 1")
-	p("	WHERE (bucket, correlation_id, namespace, cluster_id) = (%s, %s, %s, %s) AND EXISTS (SELECT FROM head)", bucket, corr, ns, cluster)
-	p("	RETURNING 1")
-	p("), correlations_added AS (")
-	p("	INSERT INTO audit_rollup_correlations (bucket, correlation_id, namespace, cluster_id, events)")
-	p("	SELECT %s, %s, %s, %s, 1 WHERE EXISTS (SELECT FROM head) AND NOT EXISTS (SELECT FROM correlations)", bucket, corr, ns, cluster)
+	if !newChain {
+		// The event counts in the head's cell; only a cell it closed goes
+		// to audit_rollup_correlations.
+		p("), closed AS (")
+		p("	SELECT b, ns, cl, n FROM head WHERE %s", closedCell)
+		p("), correlations AS (")
+		p("	UPDATE audit_rollup_correlations r SET events = r.events + c.n FROM closed c")
+		p("	WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (c.b, %s, c.ns, c.cl)", corr)
+		p("	RETURNING 1")
+		p("), correlations_added AS (")
+		p("	INSERT INTO audit_rollup_correlations (bucket, correlation_id, namespace, cluster_id, events)")
+		p("	SELECT c.b, %s, c.ns, c.cl, c.n FROM closed c WHERE NOT EXISTS (SELECT FROM correlations)", corr)
+	}
 	p(")")
 	b.WriteString("SELECT count(*) FROM head")
 	return b.String()

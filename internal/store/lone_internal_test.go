@@ -18,10 +18,11 @@ import (
 )
 
 // unguarded is loneExtendSQL without its guard: the head UPDATE no longer
-// checks that the head is the one the event was linked to.
+// checks that the head (and its open cell) is the one the event was
+// linked to.
 func unguarded(t *testing.T) string {
 	t.Helper()
-	guard := "AND last_seq = $30::int8 AND last_hash = $31::text"
+	guard := "AND a.last_seq = $30::int8 AND a.last_hash = $31::text AND " + cellUnchanged
 	require.Contains(t, loneExtendSQL, guard)
 	return strings.Replace(loneExtendSQL, guard, "AND $30::int8 IS NOT NULL AND $31::text IS NOT NULL", 1)
 }
@@ -141,7 +142,8 @@ func storedRollupsMatch(t *testing.T, st *Store) {
 		SELECT count(*) FROM (
 			SELECT date_trunc('hour', event_timestamp, 'UTC') AS b, correlation_id, coalesce(namespace, '') AS ns,
 				coalesce(cluster_id, '') AS cl, count(*) AS n FROM audit_events GROUP BY 1, 2, 3, 4
-		) e FULL JOIN audit_rollup_correlations r
+		) e FULL JOIN (SELECT bucket, correlation_id, namespace, cluster_id, sum(events) AS events
+			FROM audit_rollup_correlations_all GROUP BY 1, 2, 3, 4) r
 			ON (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (e.b, e.correlation_id, e.ns, e.cl)
 		WHERE e.n IS DISTINCT FROM r.events`).Scan(&bad))
 	assert.Zero(t, bad, "correlation rollup rows that differ from the events")

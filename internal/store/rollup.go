@@ -58,17 +58,33 @@ func rollupBucket(e *audit.Event) time.Time { return e.Timestamp.Std().Truncate(
 type rollupDelta struct {
 	hourly       map[hourlyKey]int64
 	correlations map[correlationKey]int64
+	// latest is, per correlation, the cell of its latest event (the
+	// last of the commit's among equal timestamps): the one a chained
+	// commit leaves open on the correlation's head (cells.go).
+	latest map[string]latestCell
+}
+
+// latestCell is the cell of a correlation's latest event in a commit.
+type latestCell struct {
+	key correlationKey
+	at  time.Time
 }
 
 func newRollupDelta(events []*audit.Event) rollupDelta {
 	d := rollupDelta{
 		hourly:       make(map[hourlyKey]int64, len(events)),
 		correlations: make(map[correlationKey]int64, len(events)),
+		latest:       make(map[string]latestCell, len(events)),
 	}
 	for _, e := range events {
 		b := rollupBucket(e)
 		d.hourly[hourlyKey{b, e.Type, e.Category, e.Outcome, e.Severity}]++
-		d.correlations[correlationKey{b, e.CorrelationID, e.Namespace, e.ClusterID}]++
+		k := correlationKey{b, e.CorrelationID, e.Namespace, e.ClusterID}
+		d.correlations[k]++
+		at := e.Timestamp.Std()
+		if l, ok := d.latest[e.CorrelationID]; !ok || !at.Before(l.at) {
+			d.latest[e.CorrelationID] = latestCell{k, at}
+		}
 	}
 	return d
 }
@@ -85,6 +101,11 @@ func (d rollupDelta) queue(b *pgx.Batch, shard int16) {
 // counts as bucket, type, category, outcome, severity, count; the
 // correlation counts as bucket, correlation, namespace, cluster, count.
 func (d rollupDelta) columns() (hourly, correlations []any) {
+	return d.hourlyColumns(), correlationCountColumns(d.correlations)
+}
+
+// hourlyColumns returns the hourly counts as columns() does.
+func (d rollupDelta) hourlyColumns() []any {
 	hk := slices.SortedFunc(maps.Keys(d.hourly), func(a, b hourlyKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.typ, b.typ), cmp.Compare(a.category, b.category),
 			cmp.Compare(a.outcome, b.outcome), cmp.Compare(a.severity, b.severity))
@@ -95,19 +116,22 @@ func (d rollupDelta) columns() (hourly, correlations []any) {
 	for i, k := range hk {
 		buckets[i], types[i], cats[i], outcomes[i], sevs[i], counts[i] = k.bucket, k.typ, k.category, k.outcome, k.severity, d.hourly[k]
 	}
-	hourly = []any{buckets, types, cats, outcomes, sevs, counts}
+	return []any{buckets, types, cats, outcomes, sevs, counts}
+}
 
-	ck := slices.SortedFunc(maps.Keys(d.correlations), func(a, b correlationKey) int {
+// correlationCountColumns returns correlation counts as columns() does.
+func correlationCountColumns(counts map[correlationKey]int64) []any {
+	ck := slices.SortedFunc(maps.Keys(counts), func(a, b correlationKey) int {
 		return cmp.Or(a.bucket.Compare(b.bucket), cmp.Compare(a.correlation, b.correlation),
 			cmp.Compare(a.ns, b.ns), cmp.Compare(a.cluster, b.cluster))
 	})
-	n = len(ck)
-	buckets, counts = make([]time.Time, n), make([]int64, n)
+	n := len(ck)
+	buckets, ns := make([]time.Time, n), make([]int64, n)
 	ids, nss, clusters := make([]string, n), make([]string, n), make([]string, n)
 	for i, k := range ck {
-		buckets[i], ids[i], nss[i], clusters[i], counts[i] = k.bucket, k.correlation, k.ns, k.cluster, d.correlations[k]
+		buckets[i], ids[i], nss[i], clusters[i], ns[i] = k.bucket, k.correlation, k.ns, k.cluster, counts[k]
 	}
-	return hourly, []any{buckets, ids, nss, clusters, counts}
+	return []any{buckets, ids, nss, clusters, ns}
 }
 
 // shardSet hands each concurrent InsertEvents transaction a distinct
@@ -179,10 +203,19 @@ SELECT coalesce(sum(events), 0) FROM hourly`
 // that reached audit_events another way (a bulk load, a restore, writes by
 // a version before the rollups existed).
 //
-// It locks both rollup tables against writers for its duration, so that no
-// commit adds to an hour between the recount and its end: a commit waiting
-// on the lock adds its events after the recount, which did not see them.
-// Rebuild a month at a time on a busy system.
+// The open cells of the range (migration 00012, cells.go) are emptied:
+// their events are in the recount. A cell keeps its key, so the next
+// commit in it adds to 0.
+//
+// It locks the chain heads (which hold the open cells) and both rollup
+// tables against writers for its duration, so that no commit adds to an
+// hour between the recount and its end: a commit waiting on the lock adds
+// its events after the recount, which did not see them. The tables are
+// locked in the order in which the writers' statements name them (heads
+// first), so that a writer holding one and waiting for the next cannot
+// deadlock with it. It is one transaction: a crash leaves the old counts
+// or the new ones, never a mix. Rebuild a month at a time on a busy
+// system.
 func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time) (_ int64, err error) {
 	defer classifyErr(&err)
 	from = from.UTC().Truncate(time.Hour)
@@ -191,7 +224,11 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time) (_ int64
 	}
 	var n int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE audit_rollup_hourly, audit_rollup_correlations IN EXCLUSIVE MODE`); err != nil {
+		if _, err := tx.Exec(ctx, `LOCK TABLE audit_chain_heads, audit_rollup_hourly, audit_rollup_correlations IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE audit_chain_heads SET cell_events = 0
+			WHERE cell_bucket >= $1 AND cell_bucket < $2 AND cell_events <> 0`, from, to); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM audit_rollup_hourly WHERE bucket >= $1 AND bucket < $2`, from, to); err != nil {

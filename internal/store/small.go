@@ -45,10 +45,12 @@ import (
 //
 // Parameters: the 29 insertColumns arrays ($1–$29), then the chains
 // (correlations sorted, expected seq (0: a chain this process never saw),
-// expected hash, new seq, new hash), the ids to record and their dates
+// expected hash, new seq, new hash) with the cells they leave open
+// (bucket, namespace, cluster, count: cells.go), the ids to record and their dates
 // (client-given ids only, as idRowColumns), the hourly rollup (bucket,
 // type, category, outcome, severity, count), its shard, and the
-// correlation rollup (bucket, correlation, namespace, cluster, count).
+// correlation counts no cell keeps (bucket, correlation, namespace,
+// cluster, count).
 var smallSQL = func() string {
 	var b strings.Builder
 	next := 1
@@ -62,6 +64,7 @@ var smallSQL = func() string {
 		eventArgs = append(eventArgs, arg(t))
 	}
 	corrs, expSeq, expHash, newSeq, newHash := arg("text[]"), arg("int8[]"), arg("text[]"), arg("int8[]"), arg("text[]")
+	ob, ons, ocl, on := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("int8[]")
 	ids, idDates := arg("uuid[]"), arg("date[]")
 	hb, ht, hc, ho, hs, hn, shard := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int8[]"), arg("int2")
 	cb, ci, cn, cc, cnt := arg("timestamptz[]"), arg("text[]"), arg("text[]"), arg("text[]"), arg("int8[]")
@@ -76,16 +79,22 @@ var smallSQL = func() string {
 	p("	FROM unnest(%s) AS c", corrs)
 	p("), free AS MATERIALIZED (")
 	p("	SELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = ANY(%s)) AS ok", ids)
-	p("), chains(c, es, eh, s, h) AS (")
-	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s)", corrs, expSeq, expHash, newSeq, newHash)
+	p("), chains(c, es, eh, s, h, b, ns, cl, n) AS (")
+	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s, %s, %s, %s)", corrs, expSeq, expHash, newSeq, newHash, ob, ons, ocl, on)
+	// The open cells as the statement's snapshot has them: the UPDATE
+	// re-checks them on the newest version (cellUnchanged, cells.go).
+	p("), cur AS MATERIALIZED (")
+	p("	SELECT correlation_id AS c, cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
+	p("	FROM audit_chain_heads WHERE correlation_id = ANY(%s)", corrs)
 	p("), moved AS (")
-	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h FROM chains n")
-	p("	WHERE a.correlation_id = n.c AND n.es > 0 AND a.last_seq = n.es AND a.last_hash = n.eh")
+	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h, %s", cellSet("n.b", "n.ns", "n.cl", "n.n"))
+	p("	FROM chains n JOIN cur o ON o.c = n.c")
+	p("	WHERE a.correlation_id = n.c AND n.es > 0 AND a.last_seq = n.es AND a.last_hash = n.eh AND %s", cellUnchanged)
 	p("	AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
-	p("	RETURNING 1")
+	p("	RETURNING a.correlation_id, o.b, o.ns, o.cl, o.n, n.b AS nb, n.ns AS nns, n.cl AS ncl")
 	p("), started AS (")
-	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)")
-	p("	SELECT n.c, n.s, n.h FROM chains n WHERE n.es = 0 AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
+	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
+	p("	SELECT n.c, n.s, n.h, n.b, n.ns, n.cl, n.n FROM chains n WHERE n.es = 0 AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
 	p("	ON CONFLICT (correlation_id) DO NOTHING")
 	p("	RETURNING 1")
 	p("), guard AS MATERIALIZED (")
@@ -108,8 +117,13 @@ var smallSQL = func() string {
 	p("	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)")
 	p("	SELECT n.b, n.t, n.c, n.o, n.s, %s, n.n FROM hourly_new n WHERE (SELECT ok FROM guard) AND NOT EXISTS (", shard)
 	p("		SELECT 1 FROM hourly h WHERE (h.bucket, h.event_type, h.event_category, h.event_outcome, h.severity) = (n.b, n.t, n.c, n.o, n.s))")
+	// As in commitSQL: the cells closed and the counts no cell keeps, one
+	// row per key.
 	p("), correlations_new(b, c, ns, cl, n) AS (")
-	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
+	p("	SELECT b, c, ns, cl, sum(n)::bigint FROM (")
+	p("		SELECT b, correlation_id, ns, cl, n FROM moved WHERE %s", closedCell)
+	p("		UNION ALL SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
+	p("	) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4")
 	p("), correlations AS (")
 	p("	UPDATE audit_rollup_correlations r SET events = r.events + n.n FROM correlations_new n")
 	p("	WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (n.b, n.c, n.ns, n.cl) AND (SELECT ok FROM guard)")
@@ -205,7 +219,8 @@ func smallArgs(events []*audit.Event, expected, heads chainHeads, shard int16) (
 	if err != nil {
 		return nil, err
 	}
-	hourly, correlations := newRollupDelta(events).columns()
-	return slices.Concat(cols, []any{heads.ids, expected.seqs, expected.hashes, heads.seqs, heads.hashes},
-		idRowColumns(events), hourly, []any{shard}, correlations), nil
+	d := newRollupDelta(events)
+	open, rest := d.cells(heads.ids)
+	return slices.Concat(cols, []any{heads.ids, expected.seqs, expected.hashes, heads.seqs, heads.hashes}, open,
+		idRowColumns(events), d.hourlyColumns(), []any{shard}, rest), nil
 }

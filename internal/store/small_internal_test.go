@@ -16,7 +16,7 @@ import (
 
 // Guards of smallSQL, and what each replacement takes away.
 const (
-	smallHeadGuard  = "AND a.last_seq = n.es AND a.last_hash = n.eh"
+	smallHeadGuard  = "AND a.last_seq = n.es AND a.last_hash = n.eh AND " + cellUnchanged
 	smallCountGuard = "= cardinality($30::text[]) AS ok"
 )
 
@@ -25,7 +25,7 @@ func smallSQLWithout(t *testing.T, guard string) string {
 	t.Helper()
 	require.Contains(t, smallSQL, guard)
 	switch guard {
-	case smallHeadGuard: // a remembered head moves whatever it is now
+	case smallHeadGuard: // a remembered head (and its cell) moves whatever it is now
 		return strings.Replace(smallSQL, guard, "AND n.eh IS NOT NULL", 1)
 	case smallCountGuard: // the writes go ahead when some heads did not move
 		return strings.Replace(smallSQL, guard, ">= 0 AND cardinality($30::text[]) > 0 AS ok", 1)

@@ -16,6 +16,15 @@ import (
 // locks, no chain-head read or write, no hashing. The caller sets each
 // event's chain fields (a stand-in hash will do).
 //
+// The correlation counts go straight to audit_rollup_correlations: with no
+// chain there is no head row to keep an open cell on (cells.go). A head
+// row made for a chain that does not exist (last_seq 0) would be read by
+// verify-chain as that chain's head, and its cell, updated without the
+// chain lock by concurrent commits, would make them fail and retry each
+// other's commits. So chains off writes one row per correlation and cell
+// (its rollup row), chains on one per correlation (its head): the same
+// number of row updates for the usual commit in one hour.
+//
 // It exists for cmd/dsbench only, which measures what the chains cost
 // ("chains on vs off, rollups on in both", issue 15): the product has no
 // switch to turn chains off, and a copy of these statements in the

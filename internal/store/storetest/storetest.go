@@ -60,15 +60,16 @@ WITH r AS (
 )
 SELECT count(*) FROM ((SELECT * FROM r EXCEPT ALL SELECT * FROM e) UNION ALL (SELECT * FROM e EXCEPT ALL SELECT * FROM r)) AS x`
 
-// RequireRollupsMatchEvents fails the test unless both rollup tables hold
-// exactly the counts of the rows in audit_events, hour by hour and key by key.
+// RequireRollupsMatchEvents fails the test unless both rollups hold exactly
+// the counts of the rows in audit_events, hour by hour and key by key (the
+// correlation counts with the chain heads' open cells, migration 00012).
 func RequireRollupsMatchEvents(t testing.TB, st *store.Store) {
 	t.Helper()
 	hour := "date_trunc('hour', event_timestamp, 'UTC') AS bucket"
 	for _, c := range []struct{ table, keys, exprs string }{
 		{"audit_rollup_hourly", "bucket, event_type, event_category, event_outcome, severity",
 			hour + ", event_type, event_category, event_outcome, severity"},
-		{"audit_rollup_correlations", "bucket, correlation_id, namespace, cluster_id",
+		{"audit_rollup_correlations_all", "bucket, correlation_id, namespace, cluster_id",
 			hour + ", correlation_id, coalesce(namespace, '') AS namespace, coalesce(cluster_id, '') AS cluster_id"},
 	} {
 		var n int64
