@@ -173,6 +173,11 @@ func TestOpenCellsKeepCorrelationCountsExactOnEveryPath(t *testing.T) {
 		{"same cell", []cell{{-3, "a"}}},
 		{"other namespace", []cell{{-3, "b"}}},
 		{"next hour", []cell{{-2, "b"}}},
+		{"other namespace again", []cell{{-2, "a"}}},
+		{"back to a cell that has a rollup row", []cell{{-2, "b"}}},
+		// The stored cell and the commit's first one are the same key,
+		// which has a rollup row: an UPDATE … FROM with its two counts
+		// as two source rows would add only one of them.
 		{"several hours, the stored cell among them", []cell{{-2, "b"}, {0, "a"}, {-1, "b"}}},
 		{"older than the open cell", []cell{{-3, "a"}}},
 	}
