@@ -17,8 +17,9 @@ import (
 // UPDATE … FROM with two source rows for one target row applies one of
 // them).
 //
-// Exactness. The statement reads the stored cell (the CTE cur) and updates
-// the head only if the head still holds that very cell (cellUnchanged): in
+// Exactness. The statement reads the stored cell (the head joined to
+// itself as o: the row its snapshot sees) and updates the head only if the
+// head still holds that very cell (cellUnchanged): in
 // READ COMMITTED an UPDATE that finds its row changed since its snapshot
 // re-checks its WHERE on the newest version, so a cell changed meanwhile
 // (by a writer that did not move the head) fails the update instead of
@@ -30,10 +31,15 @@ import (
 // violation of the head's INSERT in commitSQL, the guard in smallSQL and
 // loneSQL), and nothing of it is written.
 
-// cellUnchanged is the condition, on the head a being updated and the
-// cell o the statement read (columns b, ns, cl, n), that the head still
-// holds the cell read.
-const cellUnchanged = `(a.cell_bucket, a.cell_namespace, a.cell_cluster, a.cell_events) IS NOT DISTINCT FROM (o.b, o.ns, o.cl, o.n)`
+// cellUnchanged is the condition, on the head a being updated and the same
+// head o as the statement's snapshot has it, that the head still holds the
+// cell read. (In an UPDATE's re-check, a table joined in FROM keeps the row
+// version it first found, the target gets its newest.)
+const cellUnchanged = `(a.cell_bucket, a.cell_namespace, a.cell_cluster, a.cell_events) IS NOT DISTINCT FROM (o.cell_bucket, o.cell_namespace, o.cell_cluster, o.cell_events)`
+
+// cellReturning is the RETURNING list of a head's UPDATE that closedCell
+// reads: the stored cell (b, ns, cl, n) before the update.
+const cellReturning = `o.cell_bucket AS b, o.cell_namespace AS ns, o.cell_cluster AS cl, o.cell_events AS n`
 
 // cellSet is the SET list that leaves the cell (b, ns, cl) with n events of
 // the commit open on head a: added to the stored count when it is the

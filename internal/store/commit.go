@@ -67,17 +67,11 @@ func commitSQL(withEvents bool) string {
 		idArgs = []string{arg("uuid[]"), arg("date[]")}
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	// cur is each chain's head as the statement found it: the guard
-	// checks it, the head's UPDATE closes its cell (cells.go).
-	p("WITH cur AS MATERIALIZED (")
-	p("	SELECT correlation_id AS c, last_seq AS s, last_hash AS h,")
-	p("		cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
-	p("	FROM audit_chain_heads WHERE correlation_id = ANY(%s)", corrs)
-	p("), ok AS (")
+	p("WITH ok AS (")
 	p("	SELECT NOT EXISTS (")
 	p("		SELECT 1 FROM unnest(%s, %s, %s) AS x(c, s, h)", corrs, expSeq, expHash)
-	p("		LEFT JOIN cur a ON a.c = x.c")
-	p("		WHERE x.s IS NOT NULL AND (coalesce(a.s, 0) <> x.s OR coalesce(a.h, '') <> x.h))")
+	p("		LEFT JOIN audit_chain_heads a ON a.correlation_id = x.c")
+	p("		WHERE x.s IS NOT NULL AND (coalesce(a.last_seq, 0) <> x.s OR coalesce(a.last_hash, '') <> x.h))")
 	p("	AND NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = ANY(%s)) AS ok", check)
 	p("), ids AS (")
 	p("	INSERT INTO audit_event_ids (event_id, event_date)")
@@ -100,9 +94,13 @@ func commitSQL(withEvents bool) string {
 	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s, %s)", corrs, newSeq, newHash, ob, ons, ocl, on)
 	p("), heads AS (")
 	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h, %s", cellSet("n.b", "n.ns", "n.cl", "n.n"))
-	p("	FROM heads_new n JOIN cur o ON o.c = n.c")
+	// o is the head as the statement's snapshot has it: its cell is the
+	// one to close (cells.go). A join, not a CTE of the heads: the generic
+	// plan cannot size a CTE and joined it to the commit's chains in a
+	// nested loop, quadratic in the chains (160,000 comparisons for 400).
+	p("	FROM heads_new n JOIN audit_chain_heads o ON o.correlation_id = n.c")
 	p("	WHERE a.correlation_id = n.c AND %s AND (SELECT ok FROM ok)", cellUnchanged)
-	p("	RETURNING a.correlation_id, o.b, o.ns, o.cl, o.n, n.b AS nb, n.ns AS nns, n.cl AS ncl")
+	p("	RETURNING a.correlation_id, %s, n.b AS nb, n.ns AS nns, n.cl AS ncl", cellReturning)
 	p("), heads_added AS (")
 	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
 	p("	SELECT * FROM heads_new n WHERE (SELECT ok FROM ok) AND NOT EXISTS (SELECT 1 FROM heads WHERE correlation_id = n.c)")

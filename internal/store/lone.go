@@ -93,18 +93,15 @@ func loneSQL(newChain bool) string {
 		p("	ON CONFLICT (correlation_id) DO NOTHING")
 		p("	RETURNING 1")
 	} else {
-		// The head's open cell as the statement's snapshot has it: the
-		// UPDATE re-checks it on the newest version (cellUnchanged,
+		// o is the head as the statement's snapshot has it: the UPDATE
+		// re-checks its cell on the newest version (cellUnchanged,
 		// cells.go), and closes it when the event is in another cell.
-		p("), cur AS MATERIALIZED (")
-		p("	SELECT cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
-		p("	FROM audit_chain_heads WHERE correlation_id = %s", corr)
 		p("), head AS (")
 		p("	UPDATE audit_chain_heads a SET last_seq = %s, last_hash = %s, %s", seq, newHash, cellSet(bucket, ns, cluster, "1"))
-		p("	FROM cur o")
-		p("	WHERE a.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s AND %s", corr, expSeq, expHash, cellUnchanged)
+		p("	FROM audit_chain_heads o")
+		p("	WHERE a.correlation_id = %s AND o.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s AND %s", corr, corr, expSeq, expHash, cellUnchanged)
 		p("	AND EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)")
-		p("	RETURNING o.b, o.ns, o.cl, o.n, %s AS nb, %s AS nns, %s AS ncl", bucket, ns, cluster)
+		p("	RETURNING %s, %s AS nb, %s AS nns, %s AS ncl", cellReturning, bucket, ns, cluster)
 	}
 	p("), event AS (")
 	p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))

@@ -81,17 +81,14 @@ var smallSQL = func() string {
 	p("	SELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = ANY(%s)) AS ok", ids)
 	p("), chains(c, es, eh, s, h, b, ns, cl, n) AS (")
 	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s, %s, %s, %s)", corrs, expSeq, expHash, newSeq, newHash, ob, ons, ocl, on)
-	// The open cells as the statement's snapshot has them: the UPDATE
-	// re-checks them on the newest version (cellUnchanged, cells.go).
-	p("), cur AS MATERIALIZED (")
-	p("	SELECT correlation_id AS c, cell_bucket AS b, cell_namespace AS ns, cell_cluster AS cl, cell_events AS n")
-	p("	FROM audit_chain_heads WHERE correlation_id = ANY(%s)", corrs)
+	// o is the head as the statement's snapshot has it: the UPDATE
+	// re-checks its cell on the newest version (cellUnchanged, cells.go).
 	p("), moved AS (")
 	p("	UPDATE audit_chain_heads a SET last_seq = n.s, last_hash = n.h, %s", cellSet("n.b", "n.ns", "n.cl", "n.n"))
-	p("	FROM chains n JOIN cur o ON o.c = n.c")
+	p("	FROM chains n JOIN audit_chain_heads o ON o.correlation_id = n.c")
 	p("	WHERE a.correlation_id = n.c AND n.es > 0 AND a.last_seq = n.es AND a.last_hash = n.eh AND %s", cellUnchanged)
 	p("	AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
-	p("	RETURNING a.correlation_id, o.b, o.ns, o.cl, o.n, n.b AS nb, n.ns AS nns, n.cl AS ncl")
+	p("	RETURNING a.correlation_id, %s, n.b AS nb, n.ns AS nns, n.cl AS ncl", cellReturning)
 	p("), started AS (")
 	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
 	p("	SELECT n.c, n.s, n.h, n.b, n.ns, n.cl, n.n FROM chains n WHERE n.es = 0 AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
