@@ -107,13 +107,14 @@ func (e *env) query(sql string, args ...any) map[string]int64 {
 	return out
 }
 
-// rollupsNow reads the rollup tables.
+// rollupsNow reads the rollups (the correlation counts with the chain
+// heads' open cells, migration 00012).
 func (e *env) rollupsNow() rollups {
 	return rollups{
 		Hourly: e.query(`SELECT concat_ws('|', bucket, event_type, event_category, event_outcome, severity), sum(events)::bigint
 			FROM audit_rollup_hourly GROUP BY 1 HAVING sum(events) <> 0`),
 		Correlations: e.query(`SELECT concat_ws('|', bucket, correlation_id, namespace, cluster_id), sum(events)::bigint
-			FROM audit_rollup_correlations GROUP BY 1 HAVING sum(events) <> 0`),
+			FROM audit_rollup_correlations_all GROUP BY 1 HAVING sum(events) <> 0`),
 	}
 }
 
