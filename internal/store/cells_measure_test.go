@@ -30,7 +30,9 @@ import (
 //     before now (so over two UTC hours);
 //   - remediation: each correlation in one namespace and cluster (a
 //     remediation acts on one workload), stamped when it is written, as
-//     the platform's buffered clients send them.
+//     the platform's buffered clients send them;
+//   - fixed-ns: each correlation in one namespace and cluster, stamped
+//     anywhere in the hour before now as dsbench stamps them.
 //
 // It only uses what every version of the store has (InsertEvents), so the
 // same file measures a tree before migration 00012 and after: run it in
@@ -60,9 +62,13 @@ func TestMeasureCorrelationRows(t *testing.T) {
 	namespaces := []string{"payments", "checkout", "inventory", "search", "auth", "ledger", "edge", "batch"}
 	clusters := []string{"prod-eu-1", "prod-us-1", "prod-us-2", "staging-1"}
 	const corrs = 1000
-	for _, spread := range []string{"dsbench", "remediation"} {
-		for _, shape := range []struct{ batch, writers, commits int }{{1, 1, 1500}, {14, 4, 400}, {500, 2, 40}} {
-			url, err := pg.CreateDatabase(ctx, fmt.Sprintf("cells_%s_%d", spread, shape.batch))
+	spreads := []string{"dsbench", "remediation", "fixed-ns"}
+	if v := os.Getenv("DATASTORAGE_CELLS_SPREADS"); v != "" {
+		spreads = strings.Split(v, ",")
+	}
+	for _, spread := range spreads {
+		for _, shape := range []struct{ batch, writers, commits int }{{1, 1, 3000}, {14, 4, 800}, {500, 2, 100}} {
+			url, err := pg.CreateDatabase(ctx, fmt.Sprintf("cells_%s_%d", strings.ReplaceAll(spread, "-", "_"), shape.batch))
 			require.NoError(t, err)
 			rng := rand.New(rand.NewPCG(uint64(shape.batch), 5))
 			next := func(n int) []*audit.Event {
@@ -73,9 +79,12 @@ func TestMeasureCorrelationRows(t *testing.T) {
 					corr := fmt.Sprintf("rr-%08x-%04d", uint64(c)*104729, c)
 					ts := now.Add(-time.Duration(rng.IntN(2000)) * time.Millisecond)
 					ns, cl := namespaces[c%len(namespaces)], clusters[c/len(namespaces)%len(clusters)]
-					if spread == "dsbench" {
+					switch spread {
+					case "dsbench":
 						ts = now.Add(-time.Duration(rng.IntN(3600_000)) * time.Millisecond)
 						ns, cl = namespaces[rng.IntN(len(namespaces))], clusters[rng.IntN(len(clusters))]
+					case "fixed-ns":
+						ts = now.Add(-time.Duration(rng.IntN(3600_000)) * time.Millisecond)
 					}
 					e := overlapEvent(corr, ts)
 					e.ID = audit.NewServerID(audit.NewTime(ts))

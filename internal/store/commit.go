@@ -100,7 +100,7 @@ func commitSQL(withEvents bool) string {
 	// nested loop, quadratic in the chains (160,000 comparisons for 400).
 	p("	FROM heads_new n JOIN audit_chain_heads o ON o.correlation_id = n.c")
 	p("	WHERE a.correlation_id = n.c AND %s AND (SELECT ok FROM ok)", cellUnchanged)
-	p("	RETURNING a.correlation_id, %s, n.b AS nb, n.ns AS nns, n.cl AS ncl", cellReturning)
+	p("	RETURNING a.correlation_id, %s", cellReturning("n.b", "n.ns", "n.cl", "n.n"))
 	p("), heads_added AS (")
 	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
 	p("	SELECT * FROM heads_new n WHERE (SELECT ok FROM ok) AND NOT EXISTS (SELECT 1 FROM heads WHERE correlation_id = n.c)")
@@ -118,7 +118,7 @@ func commitSQL(withEvents bool) string {
 	// The cells closed and the counts no cell keeps, one row per key.
 	p("), correlations_new(b, c, ns, cl, n) AS (")
 	p("	SELECT b, c, ns, cl, sum(n)::bigint FROM (")
-	p("		SELECT b, correlation_id, ns, cl, n FROM heads WHERE %s", closedCell)
+	p("		%s", closedCells("heads", "correlation_id"))
 	p("		UNION ALL SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
 	p("	) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4")
 	p("), correlations AS (")

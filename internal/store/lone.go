@@ -101,7 +101,7 @@ func loneSQL(newChain bool) string {
 		p("	FROM audit_chain_heads o")
 		p("	WHERE a.correlation_id = %s AND o.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s AND %s", corr, corr, expSeq, expHash, cellUnchanged)
 		p("	AND EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)")
-		p("	RETURNING %s, %s AS nb, %s AS nns, %s AS ncl", cellReturning, bucket, ns, cluster)
+		p("	RETURNING %s", cellReturning(bucket, ns, cluster, "1"))
 	}
 	p("), event AS (")
 	p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))
@@ -121,7 +121,7 @@ func loneSQL(newChain bool) string {
 		// The event counts in the head's cell; only a cell it closed goes
 		// to audit_rollup_correlations.
 		p("), closed AS (")
-		p("	SELECT b, ns, cl, n FROM head WHERE %s", closedCell)
+		p("	SELECT b, ns, cl, n FROM (%s) AS x(b, c, ns, cl, n)", closedCells("head", "NULL::text"))
 		p("), correlations AS (")
 		p("	UPDATE audit_rollup_correlations r SET events = r.events + c.n FROM closed c")
 		p("	WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (c.b, %s, c.ns, c.cl)", corr)

@@ -88,7 +88,7 @@ var smallSQL = func() string {
 	p("	FROM chains n JOIN audit_chain_heads o ON o.correlation_id = n.c")
 	p("	WHERE a.correlation_id = n.c AND n.es > 0 AND a.last_seq = n.es AND a.last_hash = n.eh AND %s", cellUnchanged)
 	p("	AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
-	p("	RETURNING a.correlation_id, %s, n.b AS nb, n.ns AS nns, n.cl AS ncl", cellReturning)
+	p("	RETURNING a.correlation_id, %s", cellReturning("n.b", "n.ns", "n.cl", "n.n"))
 	p("), started AS (")
 	p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
 	p("	SELECT n.c, n.s, n.h, n.b, n.ns, n.cl, n.n FROM chains n WHERE n.es = 0 AND (SELECT locked FROM lock) > 0 AND (SELECT ok FROM free)")
@@ -118,7 +118,7 @@ var smallSQL = func() string {
 	// row per key.
 	p("), correlations_new(b, c, ns, cl, n) AS (")
 	p("	SELECT b, c, ns, cl, sum(n)::bigint FROM (")
-	p("		SELECT b, correlation_id, ns, cl, n FROM moved WHERE %s", closedCell)
+	p("		%s", closedCells("moved", "correlation_id"))
 	p("		UNION ALL SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
 	p("	) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4")
 	p("), correlations AS (")
