@@ -23,7 +23,8 @@ var insertColumnArrayTypes = []string{"uuid[]", "date[]", "timestamptz[]", "text
 
 // commitSQL writes everything a commit of linked events writes, in one
 // statement: the events (unless they went by COPY), their ids
-// (audit_event_ids), the new chain heads and both rollups. One statement
+// (audit_event_ids), the new chain heads with their open cells (cells.go)
+// and both rollups. One statement
 // instead of five saves PostgreSQL a parse, bind, executor start and end
 // and a snapshot per statement, which for a commit of one event was most of
 // its work beyond the row itself (bench/results/writepath-2026-12-07.md).
@@ -88,8 +89,9 @@ func commitSQL(withEvents bool) string {
 	// under the chain locks, hourly counts under this commit's shard; when
 	// one does (another replica drew the same shard, retention), the
 	// primary key refuses the INSERT and the commit is retried
-	// (isDuplicateEvent). A head whose cell changed since cur read it is
-	// not updated, so its INSERT fails the same way.
+	// (isDuplicateEvent). A head whose open cell changed since the
+	// statement's snapshot (cellUnchanged) is not updated, so its INSERT
+	// fails the same way.
 	p("), heads_new(c, s, h, b, ns, cl, n) AS (")
 	p("	SELECT * FROM unnest(%s, %s, %s, %s, %s, %s, %s)", corrs, newSeq, newHash, ob, ons, ocl, on)
 	p("), heads AS (")
