@@ -96,7 +96,7 @@ func collectFacts(ctx context.Context, e *harness.Env) facts {
 		})
 		return err
 	})
-	f.pool = fmt.Sprintf("defaults: database.maxConns %d (4 × CPUs), ingest.writers 2, ingest.maxBatch 2000, ingest.queueSize 20000", 4*f.cpus)
+	f.pool = fmt.Sprintf("defaults: database.maxConns %d (4 × CPUs), ingest.writers 2, ingest.smallCommits 1, ingest.maxBatch 2000, ingest.queueSize 20000", 4*f.cpus)
 	return f
 }
 
