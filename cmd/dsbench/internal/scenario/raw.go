@@ -41,7 +41,7 @@ func rawCopy(ctx context.Context, e *harness.Env, gen *loadgen.Generator, rows i
 	if err != nil {
 		return copyResult{}, err
 	}
-	conn, err := pgx.Connect(ctx, e.DBURL)
+	conn, err := pgx.Connect(ctx, measuredURL(e))
 	if err != nil {
 		return copyResult{}, err
 	}

@@ -85,6 +85,7 @@ type deepDive struct {
 func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadgen.Spec, bodies [][]byte) (loadResult, error) {
 	deep := spec.Name == "single c=64" || spec.Name == "batch500 c=4"
 	srv, pgPID := e.ServerPID(), e.PostmasterPID()
+	r.awaitPublished(ctx, spec.Warmup)
 	waitQuiet(ctx, e, 30*time.Second)
 	harness.ResetPeakRSS(srv)
 
@@ -178,6 +179,7 @@ func runScenario(ctx context.Context, e *harness.Env, r *writeReport, spec loadg
 		res.deep = &dd
 	}
 	res.work = ww.result(dd.waits.samples)
+	r.loadEnded = ww.ended
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}

@@ -129,7 +129,7 @@ func RunWrite(ctx context.Context, o Options) error {
 		return finishReport(ctx, e, r, o)
 	}
 	harness.Logf("raw limit: COPY of %d rows straight into audit_events", rows)
-	if r.wp.copyWork, err = measureWork(ctx, e, func() (err error) {
+	if r.wp.copyWork, err = measureWork(ctx, e, r.loadEnded, func() (err error) {
 		r.copy, err = rawCopy(ctx, e, gen, rows)
 		return err
 	}); err != nil {
@@ -138,7 +138,7 @@ func RunWrite(ctx context.Context, o Options) error {
 	harness.Logf("COPY: %.0f rows/s", r.copy.rowsPerSec())
 
 	harness.Logf("chains on vs off, rollups on in both (writepath.go)")
-	if r.wp.chains, err = runChainsOnOff(ctx, e, gen); err != nil {
+	if r.wp.chains, err = runChainsOnOff(ctx, e, gen, r.loadEnded); err != nil {
 		r.wp.chainsErr = err.Error()
 	}
 	harness.Logf("EXPLAIN at 36 partitions (after the load)")

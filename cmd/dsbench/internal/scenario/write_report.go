@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"kubernaut.ai/datastorage/cmd/dsbench/internal/harness"
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
 	"kubernaut.ai/datastorage/cmd/dsbench/internal/report"
 )
 
@@ -34,6 +35,17 @@ type writeReport struct {
 	wp                writepathReport // writepath.go
 	spoolWait         spoolWaitResult // spoolwait.go
 	sync              syncLatency     // disksync.go
+	// loadEnded is when the last load through the server ended: the
+	// next reading of PostgreSQL's counters waits statsIdleFlush after it.
+	loadEnded time.Time
+}
+
+// awaitPublished waits until the counters of the last load are all
+// published before a scenario whose window starts after warmup.
+func (r *writeReport) awaitPublished(ctx context.Context, warmup time.Duration) {
+	if !r.loadEnded.IsZero() {
+		loadgen.SleepUntil(ctx, r.loadEnded.Add(statsIdleFlush-warmup))
+	}
 }
 
 type facts struct {

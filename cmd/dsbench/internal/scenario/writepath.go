@@ -36,10 +36,28 @@ import (
 	"kubernaut.ai/datastorage/internal/store"
 )
 
-// statsSettle is how long PostgreSQL 15 may keep a backend's table and WAL
-// counters before it publishes them (PGSTAT_MIN_INTERVAL, 1 s), plus a
-// margin: counters read that long after the load stopped hold all of it.
+// statsSettle is how long after an HTTP scenario's window its end reading
+// is taken. A busy PostgreSQL 15 backend publishes its table and WAL
+// counters at most once a second (PGSTAT_MIN_INTERVAL), so the end reading
+// misses up to a second of the window's tail, as the start reading missed
+// up to a second of the warm-up before it: at the same rate, a shift of the
+// window, not an error in the ratios per event.
 const statsSettle = 1500 * time.Millisecond
+
+// statsIdleFlush is how long PostgreSQL 15 may keep an idle backend's
+// counters unpublished: one that goes idle within a second of its last
+// publication waits PGSTAT_IDLE_INTERVAL (10 s) before the next, plus a
+// margin. A reading taken sooner after a load counts part of that load in
+// whatever it measures next: the 1.5 s this benchmark waited before
+// 2026-12-07 put the tail of batch500 c=4 into the naive writer's window
+// (1.6 events per commit for a writer that commits every event) and shifted
+// the counters of the chains on/off runs from one run to the next. A
+// backend that exits publishes at once (measureWork relies on that).
+const statsIdleFlush = 11 * time.Second
+
+// measuredApp is the application_name of the connections whose work
+// measureWork measures, so that it can wait for their backends to exit.
+const measuredApp = "dsbench-measured"
 
 // pgSnap is one reading of PostgreSQL's cumulative counters and of the CPU
 // time of PostgreSQL's processes and the server.
@@ -153,17 +171,55 @@ func (s pgSnap) sub(o pgSnap) pgWork {
 	}}
 }
 
-// measureWork runs f between two settled readings: for the runs that have
-// PostgreSQL to themselves from start to end (raw COPY, the naive writer,
-// chains on and off).
-func measureWork(ctx context.Context, e *harness.Env, f func() error) (pgWork, error) {
-	loadgen.SleepUntil(ctx, time.Now().Add(statsSettle))
+// measureWork runs f between two exact readings, for the runs that have
+// PostgreSQL to themselves from start to end (raw COPY, chains on and off).
+// The first is taken once every backend of the load that ended at
+// lastLoad has published its counters (statsIdleFlush). f does its work
+// on connections to measuredURL and closes them before it returns; the
+// second reading waits until their backends have exited, which publishes
+// everything they counted.
+func measureWork(ctx context.Context, e *harness.Env, lastLoad time.Time, f func() error) (pgWork, error) {
+	loadgen.SleepUntil(ctx, lastLoad.Add(statsIdleFlush))
 	s0 := readPGSnap(ctx, e)
 	err := f()
-	loadgen.SleepUntil(ctx, time.Now().Add(statsSettle))
+	awaitMeasuredExit(ctx, e)
 	w := readPGSnap(ctx, e).sub(s0)
 	w.readWALByRM(ctx, e)
 	return w, err
+}
+
+// measuredURL is the database's URL for the connections measureWork
+// measures.
+func measuredURL(e *harness.Env) string {
+	sep := "?"
+	if strings.Contains(e.DBURL, "?") {
+		sep = "&"
+	}
+	return e.DBURL + sep + "application_name=" + measuredApp
+}
+
+// awaitMeasuredExit waits until no backend of measuredApp is left. A
+// backend leaves pg_stat_activity just before it publishes its counters on
+// exit, so a short margin follows.
+func awaitMeasuredExit(ctx context.Context, e *harness.Env) {
+	deadline := time.Now().Add(statsIdleFlush)
+	for {
+		n := -1
+		withConn(ctx, e, func(c *pgx.Conn) error {
+			return c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, measuredApp).Scan(&n)
+		})
+		if n == 0 {
+			loadgen.SleepUntil(ctx, time.Now().Add(250*time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			// Those still there publish within statsIdleFlush.
+			harness.Logf("%d measured backends still open; waiting %s for their counters", n, statsIdleFlush)
+			loadgen.SleepUntil(ctx, time.Now().Add(statsIdleFlush))
+			return
+		}
+		loadgen.SleepUntil(ctx, time.Now().Add(20*time.Millisecond))
+	}
 }
 
 // per divides by the events the counters saw.
@@ -202,6 +258,9 @@ type windowWork struct {
 	s0   pgSnap
 	cpu1 [2]float64
 	done bool
+	// ended is when the window ended: the load's backends may keep their
+	// counters until statsIdleFlush after it.
+	ended time.Time
 }
 
 func (w *windowWork) wrap(probe func(string)) func(string) {
@@ -212,7 +271,7 @@ func (w *windowWork) wrap(probe func(string)) func(string) {
 			w.s0 = readPGSnap(w.ctx, w.e)
 		case "end":
 			w.cpu1 = [2]float64{harness.TreeCPU(w.e.PostmasterPID()), harness.ProcCPU(w.e.ServerPID())}
-			w.done = true
+			w.done, w.ended = true, time.Now()
 		}
 	}
 }
@@ -399,6 +458,7 @@ func runNaiveComparison(ctx context.Context, e *harness.Env, r *writeReport, sin
 	naivePID := proc.Process.Pid
 	for range naiveRounds {
 		spec := loadgen.Spec{Name: "naive c=1", Batch: 1, Concurrency: 1, ParentEvery: 4, Warmup: r.opts.Warmup, Duration: r.opts.Duration}
+		r.awaitPublished(ctx, spec.Warmup)
 		waitQuiet(ctx, e, 30*time.Second)
 		ww := &windowWork{ctx: ctx, e: e}
 		var split cpuSplit
@@ -418,6 +478,7 @@ func runNaiveComparison(ctx context.Context, e *harness.Env, r *writeReport, sin
 		res.cpu = split
 		res.srv = srvWork{ctxVol: vol1 - vol0, ctxInvol: invol1 - invol0} // the naive writer has no /metrics
 		res.work = ww.result(0)
+		r.loadEnded = ww.ended
 		r.wp.naive = append(r.wp.naive, res)
 		harness.Logf("%-13s %8.0f events/s  p50 %s  p99 %s  errors %d", spec.Name, res.EventsPerSec(),
 			report.Dur(res.Percentile(.5)), report.Dur(res.Percentile(.99)), res.ErrorCount())
@@ -483,32 +544,36 @@ func (c chainOnOff) rowsPerSec() float64 {
 // rate of its runs, so that a drift of the machine's load does not favour
 // either: with one off run before and one after a single on run, the two
 // off runs of one report differed by up to 2.2× on a shared machine
-// (bench/results/writepath-2026-12-07d.md).
-func runChainsOnOff(ctx context.Context, e *harness.Env, gen *loadgen.Generator) ([]chainOnOff, error) {
-	rt := &roundTripCounter{}
-	st, err := store.Open(ctx, e.DBURL, store.Options{MaxConns: 4, Tracer: rt})
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
+// (bench/results/writepath-2026-12-07d.md). One off and one on run of each
+// shape go first, unrecorded: the first run of a shape was up to 1.4×
+// slower than the later ones of the same kind (bench/results/latest.md of
+// 2026-12-07 10:08).
+func runChainsOnOff(ctx context.Context, e *harness.Env, gen *loadgen.Generator, lastLoad time.Time) ([]chainOnOff, error) {
 	var out []chainOnOff
 	for _, shape := range []struct{ batch, writers, total int }{{500, 1, 25_000}, {32, 2, 10_000}} {
-		for _, chain := range []bool{false, true, false, true, false} {
-			rt0 := rt.n.Load()
-			c, err := chainOnOffOnce(ctx, e, st, gen, shape.batch, shape.writers, shape.total, chain)
+		for i, chain := range []bool{false, true, false, true, false, true, false} {
+			c, err := chainOnOffOnce(ctx, e, gen, shape.batch, shape.writers, shape.total, chain, lastLoad)
 			if err != nil {
 				return out, err
 			}
-			c.roundTrips = rt.n.Load() - rt0
-			harness.Logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s, PostgreSQL %.0f µs/row", c.batch, c.writers, c.chain,
-				c.rowsPerSec(), c.work.pgMicros())
-			out = append(out, c)
+			warm := i < 2
+			what := ""
+			if warm {
+				what = " (warm-up, not counted)"
+			}
+			harness.Logf("  batch %3d × %d writer(s), chain %-5v %8.0f rows/s, PostgreSQL %.0f µs/row%s", c.batch, c.writers, c.chain,
+				c.rowsPerSec(), c.work.pgMicros(), what)
+			if !warm {
+				out = append(out, c)
+			}
 		}
 	}
 	return out, nil
 }
 
-func chainOnOffOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *loadgen.Generator, batch, writers, total int, chain bool) (chainOnOff, error) {
+// chainOnOffOnce is one run, on a store of its own that is closed before
+// the second reading of the counters, so that they hold exactly this run.
+func chainOnOffOnce(ctx context.Context, e *harness.Env, gen *loadgen.Generator, batch, writers, total int, chain bool, lastLoad time.Time) (chainOnOff, error) {
 	bodies := make([][]byte, total)
 	for i := range bodies {
 		bodies[i] = gen.Body()
@@ -525,19 +590,25 @@ func chainOnOffOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *l
 		work <- i
 	}
 	close(work)
-	var pipe *ingest.Pipeline
-	if chain {
-		pipe = ingest.New(st, nil, ingest.Options{Writers: writers, MaxBatch: 2000}, nil, slog.New(slog.DiscardHandler))
-		if err := pipe.Start(ctx); err != nil {
-			return chainOnOff{}, err
-		}
-		defer pipe.Stop(context.Background())
-	}
 	res := chainOnOff{batch: batch, writers: writers, chain: chain}
 	var mu sync.Mutex
 	var first error
-	res.work, err = measureWork(ctx, e, func() error {
-		go0 := harness.SelfCPU()
+	res.work, err = measureWork(ctx, e, lastLoad, func() error {
+		rt := &roundTripCounter{}
+		st, err := store.Open(ctx, measuredURL(e), store.Options{MaxConns: 4, Tracer: rt})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		var pipe *ingest.Pipeline
+		if chain {
+			pipe = ingest.New(st, nil, ingest.Options{Writers: writers, MaxBatch: 2000}, nil, slog.New(slog.DiscardHandler))
+			if err := pipe.Start(ctx); err != nil {
+				return err
+			}
+			defer pipe.Stop(context.Background())
+		}
+		go0, rt0 := harness.SelfCPU(), rt.n.Load()
 		deadline := time.Now().Add(time.Minute)
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -569,6 +640,7 @@ func chainOnOffOnce(ctx context.Context, e *harness.Env, st *store.Store, gen *l
 		}
 		wg.Wait()
 		res.elapsed, res.goCPU = time.Since(start), harness.SelfCPU()-go0
+		res.roundTrips = rt.n.Load() - rt0
 		return first
 	})
 	if err != nil {
