@@ -111,9 +111,10 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	reg.MustRegister(spool.NewCollector(sp))
 
 	pipeline := ingest.New(st, sp, ingest.Options{
-		Writers:   cfg.Ingest.Writers,
-		MaxBatch:  cfg.Ingest.MaxBatch,
-		QueueSize: cfg.Ingest.QueueSize,
+		Writers:      cfg.Ingest.Writers,
+		SmallCommits: cfg.Ingest.SmallCommits,
+		MaxBatch:     cfg.Ingest.MaxBatch,
+		QueueSize:    cfg.Ingest.QueueSize,
 	}, ingest.NewMetrics(reg), log)
 	// The writers start now, before the replay worker and the API that feed
 	// them, so they stop after both.

@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
 	"kubernaut.ai/datastorage/cmd/dsbench/internal/scenario"
 )
 
@@ -95,6 +96,10 @@ func parseArgs(args []string, output io.Writer) (config, error) {
 	})
 	fs.StringVar(&o.Only, "only", "", "run only the HTTP scenarios whose name contains this (e.g. c=64); tuning runs")
 	fs.BoolVar(&o.SkipRaw, "skip-raw", false, "skip the raw COPY, chain-cost and after-load EXPLAIN parts; tuning runs")
+	fs.Func("spread", "how the write benchmark's events spread: remediation (default: each correlation in one namespace and cluster, stamped within 2 s) or scattered (every event in a random namespace and cluster, stamped within the hour)", func(v string) (err error) {
+		o.Spread, err = loadgen.ParseSpread(v)
+		return err
+	})
 	fs.BoolVar(&o.SkipSpool, "skip-spool", false, "skip the spool scenario (spooled writes with PostgreSQL stopped, redis.minReplicas 0 vs 1: what WAIT costs); tuning runs")
 	fs.StringVar(&o.Standby, "standby", "", "write benchmark with a streaming standby of PostgreSQL: async, or sync (every commit waits for it)")
 	fs.BoolVar(&historyCost, "history-index-cost", false, "moved: the read models' index cost is BenchmarkIndexCost in internal/store (make bench-store)")

@@ -168,6 +168,10 @@ type Ingest struct {
 	MaxClockSkew Duration `yaml:"maxClockSkew"`
 	// Writers is the number of group-commit writer goroutines.
 	Writers int `yaml:"writers"`
+	// SmallCommits is the number of small commits (under 200 events) the
+	// writers run at once; 0 means as many as Writers. Fewer small commits
+	// in flight make each one larger under load (ingest.Options).
+	SmallCommits int `yaml:"smallCommits"`
 	// MaxBatch is the number of events written in one commit.
 	MaxBatch int `yaml:"maxBatch"`
 	// QueueSize is the number of events that may wait for a writer.
@@ -340,6 +344,7 @@ func Default() Config {
 			MaxEventAge:  Duration{168 * time.Hour},
 			MaxClockSkew: Duration{60 * time.Minute},
 			Writers:      2,
+			SmallCommits: 1,
 			MaxBatch:     2000,
 			QueueSize:    20000,
 		},

@@ -138,6 +138,7 @@ ingest:
   maxEventAge: 24h
   maxClockSkew: 0s
   writers: 4
+  smallCommits: 3
   maxBatch: 500
   queueSize: 500
 retention:
@@ -188,7 +189,7 @@ logging:
 		ClaimIdle: Duration{5 * time.Second}, ReplayBatch: 100, MaxDeliveries: 3,
 		Sentinel:    RedisSentinel{MasterName: "spool", Addrs: AddrList{"sentinel-0.redis:26379", "sentinel-1.redis:26379"}, PasswordKey: "password"},
 		MinReplicas: 2, WaitTimeout: Duration{250 * time.Millisecond}}
-	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, MaxBatch: 500, QueueSize: 500}
+	want.Ingest = Ingest{MaxEventAge: Duration{24 * time.Hour}, Writers: 4, SmallCommits: 3, MaxBatch: 500, QueueSize: 500}
 	want.Retention = Retention{Enabled: true, DefaultDays: 30, Interval: Duration{15 * time.Minute},
 		BatchSize: 100, BatchTimeout: Duration{5 * time.Second}}
 	want.Integrity = Integrity{HMACKeyFile: hmac, HMACKey: []byte("s3cret-key"),
@@ -365,6 +366,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "max event age zero", yaml: "ingest:\n  maxEventAge: 0s\n", want: []string{"config: ingest.maxEventAge: must be greater than 0"}},
 		{name: "negative clock skew", yaml: "ingest:\n  maxClockSkew: -1m\n", want: []string{"config: ingest.maxClockSkew: must not be negative, got -1m0s"}},
 		{name: "writers", yaml: "ingest:\n  writers: 65\n", want: []string{"config: ingest.writers: must be between 1 and 64, got 65"}},
+		{name: "small commits", yaml: "ingest:\n  smallCommits: -1\n", want: []string{"config: ingest.smallCommits: must be between 0 and 64, got -1"}},
 		{name: "max batch", yaml: "ingest:\n  maxBatch: 0\n", want: []string{"config: ingest.maxBatch: must be between 1 and 100000, got 0"}},
 		{name: "queue smaller than batch", yaml: "ingest:\n  maxBatch: 100\n  queueSize: 99\n", want: []string{"config: ingest.queueSize: must be at least ingest.maxBatch (100), got 99"}},
 		{name: "retention interval", yaml: "retention:\n  interval: 0s\n", want: []string{"config: retention.interval: must be greater than 0, got 0s"}},

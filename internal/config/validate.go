@@ -118,6 +118,7 @@ func (c Config) validate() []error {
 		p.add("ingest.maxClockSkew", "must not be negative, got %s", in.MaxClockSkew)
 	}
 	between(&p, "ingest.writers", in.Writers, 1, 64)
+	between(&p, "ingest.smallCommits", in.SmallCommits, 0, 64)
 	between(&p, "ingest.maxBatch", in.MaxBatch, 1, 100_000)
 	// A queue smaller than one batch would stop batches from ever filling.
 	if in.QueueSize < in.MaxBatch {

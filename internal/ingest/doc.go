@@ -14,6 +14,18 @@
 // the hand-over to the writer and back. Concurrent single-event requests and
 // large client batches share the same commits.
 //
+// Small commits (under 200 events) run one at a time across the writers by
+// default ([Options].SmallCommits, ingest.smallCommits): a writer with a
+// small batch waits for the small commit in flight to end and then takes
+// along everything that queued for it meanwhile. A small commit's cost to
+// PostgreSQL has a large share that does not grow with its size (the
+// statement's set-up, the commit record and its flush, the per-commit rows
+// of chains and rollups), and where the service, PostgreSQL and its clients
+// share few CPUs two small commits at once only halve each other's size
+// (bench/results/wpgroup-2026-12-07.md). A lone request finds no commit in
+// flight and is committed at once; large commits are not held by the bound,
+// so client batches still overlap (store/overlap.go).
+//
 // # One request, one transaction
 //
 // Each writer owns the correlations that hash to it, so requests of one

@@ -138,6 +138,12 @@ type Options struct {
 	MaxBatch int
 	// QueueSize bounds the events waiting for a writer.
 	QueueSize int
+	// SmallCommits bounds the small commits (fewer than smallRequest
+	// events) in flight at once across the writers; 0 means Writers (no
+	// bound beyond theirs). A small commit that would exceed it waits for
+	// one in flight to end, and takes along what queued for its writer
+	// meanwhile (see smallTurn). Large commits are not bounded by it.
+	SmallCommits int
 	// CommitTimeout bounds one commit of up to MaxBatch events, and one
 	// spool append after it; a commit of more events (a client batch of up
 	// to server.maxBatchSize) gets CommitTimeout per MaxBatch events started
@@ -166,6 +172,16 @@ type Pipeline struct {
 	turns []chan struct{}
 	seed  maphash.Seed
 	slots *semaphore.Weighted
+	// smallTurn holds a token per small commit in flight when
+	// Options.SmallCommits bounds them below Writers; nil otherwise.
+	// Under load every small commit costs PostgreSQL a share that does not
+	// depend on its size (the statement's set-up, the commit record and its
+	// flush, per-commit rows of the chains and rollups), and on a machine
+	// where the service, PostgreSQL and the clients share few CPUs two small
+	// commits at once only halve each other's size: one at a time, a
+	// writer's commit carries everything that queued during the other's.
+	// A lone request finds no commit in flight and never waits for it.
+	smallTurn chan struct{}
 	// claims are the correlations of the requests each writer has queued
 	// or is committing (place).
 	claims *claims
@@ -223,6 +239,9 @@ func New(st Store, spool Spool, opts Options, metrics *Metrics, log *slog.Logger
 		seed:    maphash.MakeSeed(),
 		slots:   semaphore.NewWeighted(int64(opts.QueueSize)),
 		claims:  newClaims(opts.Writers),
+	}
+	if opts.SmallCommits > 0 && opts.SmallCommits < opts.Writers {
+		p.smallTurn = make(chan struct{}, opts.SmallCommits)
 	}
 	for i := range p.queues {
 		// Every pending holds at least one event and the slots bound the
@@ -318,12 +337,16 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 	k, c := p.place(events)
 	defer p.claims.release(c)
 	pd := &pending{events: events, done: done, replay: replay}
-	if p.takeIdle(k) {
+	small := len(events) < smallRequest && p.smallTurn != nil
+	if p.takeIdle(k, small) {
 		// Counted like a writer, so that Stop waits for this commit too;
 		// Stop cannot be waiting yet, as it sets closed before it waits.
 		p.wg.Add(1)
 		p.mu.RUnlock()
 		p.commit([]*pending{pd}, pd.events)
+		if small {
+			<-p.smallTurn
+		}
 		<-p.turns[k]
 		p.wg.Done()
 		r := <-done
@@ -343,8 +366,11 @@ func (p *Pipeline) enqueue(ctx context.Context, events []*audit.Event, replay bo
 // two wake-ups that on a busy machine each wait for a CPU. What arrives
 // meanwhile queues, and the writer commits it all at once when the turn is
 // free: under load, where the writer is rarely idle, group commit is
-// unchanged.
-func (p *Pipeline) takeIdle(k int) bool {
+// unchanged. With small set the request also needs a small commit's turn
+// (smallTurn) at once: when the small commits in flight are at their
+// bound it queues, to be committed with what else queues until one of
+// them ends.
+func (p *Pipeline) takeIdle(k int, small bool) bool {
 	select {
 	case p.turns[k] <- struct{}{}:
 	default:
@@ -353,6 +379,14 @@ func (p *Pipeline) takeIdle(k int) bool {
 	if len(p.queues[k]) > 0 {
 		<-p.turns[k]
 		return false
+	}
+	if small {
+		select {
+		case p.smallTurn <- struct{}{}:
+		default:
+			<-p.turns[k]
+			return false
+		}
 	}
 	return true
 }
@@ -427,19 +461,13 @@ func (p *Pipeline) writer(queue chan *pending, turn chan struct{}) {
 	for first := range queue {
 		turn <- struct{}{} // wait for a caller's commit (commitIdle) to end
 		batch = append(batch[:0], first)
-		n := len(first.events)
-	gather:
-		for n < p.opts.MaxBatch {
-			select {
-			case next, ok := <-queue:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, next)
-				n += len(next.events)
-			default:
-				break gather
-			}
+		n := p.gather(queue, &batch, len(first.events))
+		small := n < smallRequest && p.smallTurn != nil
+		if small {
+			// Wait for a small commit in flight to end, then take along
+			// what queued meanwhile.
+			p.smallTurn <- struct{}{}
+			n = p.gather(queue, &batch, n)
 		}
 		p.metrics.QueueDepth.Sub(float64(n))
 		events = events[:0]
@@ -447,10 +475,31 @@ func (p *Pipeline) writer(queue chan *pending, turn chan struct{}) {
 			events = append(events, pd.events...)
 		}
 		p.commit(batch, events)
+		if small {
+			<-p.smallTurn
+		}
 		<-turn
 		clear(batch) // drop references so finished requests can be collected
 		clear(events)
 	}
+}
+
+// gather appends to batch what is queued, without waiting, until it holds
+// MaxBatch events or more, and returns the events it holds (n before).
+func (p *Pipeline) gather(queue chan *pending, batch *[]*pending, n int) int {
+	for n < p.opts.MaxBatch {
+		select {
+		case next, ok := <-queue:
+			if !ok {
+				return n
+			}
+			*batch = append(*batch, next)
+			n += len(next.events)
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // commit writes the events of batch (events is their concatenation) and

@@ -13,16 +13,53 @@ import (
 // nested target and a few scalars), spread over a fixed set of correlation
 // ids so the hash chains are as long and as contended as in production.
 type Generator struct {
-	rng   *rand.Rand
-	corrs []string
-	now   time.Time
+	rng    *rand.Rand
+	corrs  []string
+	now    time.Time
+	spread Spread
+}
+
+// Spread is how a Generator spreads the events of a correlation over
+// namespaces, clusters and time.
+type Spread int
+
+const (
+	// SpreadRemediation keeps each correlation in one namespace and one
+	// cluster, as a remediation acts on one workload, and stamps events
+	// within the 2 s before the generator's now, as the platform's clients
+	// send them (buffered, flushed every second).
+	SpreadRemediation Spread = iota
+	// SpreadScattered puts every event in a random one of 8 namespaces and
+	// 4 clusters, stamped anywhere in the hour before now: the generator
+	// before 2026-12-07, and the worst case for the chain heads' open cells
+	// (store/cells.go), which it closes at nearly every commit.
+	SpreadScattered
+)
+
+// ParseSpread reads a Spread by its name: remediation or scattered.
+func ParseSpread(name string) (Spread, error) {
+	switch name {
+	case "remediation":
+		return SpreadRemediation, nil
+	case "scattered":
+		return SpreadScattered, nil
+	}
+	return 0, fmt.Errorf("spread %q: want remediation or scattered", name)
+}
+
+// String is the Spread's name, as ParseSpread reads it.
+func (s Spread) String() string {
+	if s == SpreadScattered {
+		return "scattered"
+	}
+	return "remediation"
 }
 
 // NewGenerator returns a generator of events over the given number of
-// correlation ids, stamped within the hour before now; the same seed gives
+// correlation ids, spread as spread says around now; the same seed gives
 // the same events.
-func NewGenerator(seed uint64, correlations int, now time.Time) *Generator {
-	g := &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now}
+func NewGenerator(seed uint64, correlations int, now time.Time, spread Spread) *Generator {
+	g := &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now, spread: spread}
 	for i := range correlations {
 		g.corrs = append(g.corrs, fmt.Sprintf("rr-%08x-%04d", seed*7919+uint64(i)*104729, i))
 	}
@@ -72,8 +109,12 @@ type requestJSON struct {
 func (g *Generator) Body() []byte {
 	r := g.rng
 	k := kinds[r.IntN(len(kinds))]
-	corr := g.corrs[r.IntN(len(g.corrs))]
-	ns := namespaces[r.IntN(len(namespaces))]
+	ci := r.IntN(len(g.corrs))
+	corr := g.corrs[ci]
+	ns, cluster := namespaces[r.IntN(len(namespaces))], clusters[r.IntN(len(clusters))]
+	if g.spread == SpreadRemediation {
+		ns, cluster = namespaces[ci%len(namespaces)], clusters[ci/len(namespaces)%len(clusters)]
+	}
 	outcome := "success"
 	switch n := r.IntN(20); {
 	case n == 0:
@@ -81,10 +122,14 @@ func (g *Generator) Body() []byte {
 	case n < 3:
 		outcome = "pending"
 	}
-	// Within the last hour: always inside the accepted window, in the
-	// current month's partition (or the previous one just after midnight
-	// on the first).
-	ts := g.now.Add(-time.Duration(r.IntN(3600_000)) * time.Millisecond).UTC()
+	// Within the last hour (scattered) or 2 s: always inside the accepted
+	// window, in the current month's partition (or the previous one just
+	// after midnight on the first).
+	window := 2_000
+	if g.spread == SpreadScattered {
+		window = 3600_000
+	}
+	ts := g.now.Add(-time.Duration(r.IntN(window)) * time.Millisecond).UTC()
 	req := requestJSON{
 		Version:        "1.0",
 		EventType:      k.typ,
@@ -94,7 +139,7 @@ func (g *Generator) Body() []byte {
 		EventOutcome:   outcome,
 		CorrelationID:  corr,
 		Namespace:      ns,
-		ClusterID:      clusters[r.IntN(len(clusters))],
+		ClusterID:      cluster,
 		Severity:       severities[r.IntN(len(severities))],
 		DurationMS:     r.IntN(30_000),
 		EventData: map[string]any{

@@ -39,7 +39,7 @@ func TestResultFigures(t *testing.T) {
 }
 
 func TestGeneratorMakesEventsTheAPIAccepts(t *testing.T) {
-	g := NewGenerator(1, 10, time.Now())
+	g := NewGenerator(1, 10, time.Now(), SpreadRemediation)
 	bodies := make([][]byte, 200)
 	corrs := map[string]bool{}
 	for i := range bodies {
@@ -62,7 +62,7 @@ func TestGeneratorMakesEventsTheAPIAccepts(t *testing.T) {
 
 func TestGeneratorIsReproducibleFromItsSeed(t *testing.T) {
 	now := time.Now()
-	a, b, c := NewGenerator(3, 100, now), NewGenerator(3, 100, now), NewGenerator(4, 100, now)
+	a, b, c := NewGenerator(3, 100, now, SpreadRemediation), NewGenerator(3, 100, now, SpreadRemediation), NewGenerator(4, 100, now, SpreadRemediation)
 	assert.Equal(t, a.Body(), b.Body())
 	assert.NotEqual(t, a.Body(), c.Body())
 }
@@ -73,7 +73,7 @@ func TestDecodeEventsRefusesAnInvalidEvent(t *testing.T) {
 }
 
 func TestStampUnchainedGivesFreshIDsAndChainPositions(t *testing.T) {
-	g := NewGenerator(1, 10, time.Now())
+	g := NewGenerator(1, 10, time.Now(), SpreadRemediation)
 	events, err := DecodeEvents([][]byte{g.Body(), g.Body(), g.Body()})
 	require.NoError(t, err)
 	StampUnchained(events, func(i int) int64 { return int64(10 + i) })
@@ -90,7 +90,7 @@ func TestStampUnchainedGivesFreshIDsAndChainPositions(t *testing.T) {
 }
 
 func TestWithParentAddsTheParentToABody(t *testing.T) {
-	body := NewGenerator(1, 1, time.Now()).Body()
+	body := NewGenerator(1, 1, time.Now(), SpreadRemediation).Body()
 	out := withParent(nil, body, "0190f5d6-0000-7000-8000-000000000001")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(out, &m))
@@ -143,7 +143,7 @@ func TestRunCountsAnsweredEventsAndErrorsByStatus(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
 	var phases []string
-	g := NewGenerator(1, 10, time.Now())
+	g := NewGenerator(1, 10, time.Now(), SpreadRemediation)
 	bodies := [][]byte{g.BatchBody(3), g.BatchBody(3)}
 	res := Run(context.Background(), addr, Spec{Name: "t", Batch: 3, Concurrency: 2, Duration: 300 * time.Millisecond},
 		bodies, func(phase string) { phases = append(phases, phase) })
@@ -170,7 +170,7 @@ func TestRunCountsAcceptedOnlyWhenQueued(t *testing.T) {
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	body := [][]byte{NewGenerator(1, 10, time.Now()).Body()}
+	body := [][]byte{NewGenerator(1, 10, time.Now(), SpreadRemediation).Body()}
 	spec := Spec{Name: "t", Batch: 1, Concurrency: 1, Duration: 100 * time.Millisecond}
 
 	plain := Run(context.Background(), addr, spec, body, nil)
@@ -188,4 +188,52 @@ func TestRunRefusesAnAddressOffLoopback(t *testing.T) {
 		[][]byte{[]byte(`{}`)}, nil)
 	assert.Zero(t, res.Requests)
 	assert.Contains(t, res.FirstErr, "127.0.0.1 only")
+}
+
+func TestSpreadsKeepOrScatterACorrelationsNamespaceAndTime(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 30, 0, time.UTC)
+	type where struct{ ns, cluster string }
+	seen := func(spread Spread) (map[string]map[where]bool, time.Duration) {
+		g := NewGenerator(5, 20, now, spread)
+		cells := map[string]map[where]bool{}
+		var oldest time.Duration
+		for range 2000 {
+			var e requestJSON
+			require.NoError(t, json.Unmarshal(g.Body(), &e))
+			if cells[e.CorrelationID] == nil {
+				cells[e.CorrelationID] = map[where]bool{}
+			}
+			cells[e.CorrelationID][where{e.Namespace, e.ClusterID}] = true
+			ts, err := time.Parse(time.RFC3339Nano, e.EventTimestamp)
+			require.NoError(t, err)
+			require.False(t, ts.After(now))
+			oldest = max(oldest, now.Sub(ts))
+		}
+		return cells, oldest
+	}
+	cells, oldest := seen(SpreadRemediation)
+	require.Len(t, cells, 20)
+	namespaces := map[string]bool{}
+	for corr, c := range cells {
+		require.Len(t, c, 1, "correlation %s", corr)
+		for w := range c {
+			namespaces[w.ns] = true
+		}
+	}
+	assert.Greater(t, len(namespaces), 4, "correlations still spread over the namespaces")
+	assert.Less(t, oldest, 2*time.Second)
+
+	cells, oldest = seen(SpreadScattered)
+	for corr, c := range cells {
+		assert.Greater(t, len(c), 10, "correlation %s", corr)
+	}
+	assert.Greater(t, oldest, 30*time.Minute)
+
+	for _, s := range []Spread{SpreadRemediation, SpreadScattered} {
+		got, err := ParseSpread(s.String())
+		require.NoError(t, err)
+		assert.Equal(t, s, got)
+	}
+	_, err := ParseSpread("random")
+	require.Error(t, err)
 }

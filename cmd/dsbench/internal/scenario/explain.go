@@ -89,7 +89,7 @@ func hotStatements(ctx context.Context, conn *pgx.Conn, loaded bool) ([]explainS
 		}
 		copy(ids, got)
 	}
-	gen := loadgen.NewGenerator(99, 1000, time.Now())
+	gen := loadgen.NewGenerator(99, 1000, time.Now(), loadgen.SpreadRemediation)
 	bodies := make([][]byte, 32)
 	for i := range bodies {
 		bodies[i] = gen.Body()

@@ -5,7 +5,11 @@
 // come from package harness, the HTTP load from package loadgen.
 package scenario
 
-import "time"
+import (
+	"time"
+
+	"kubernaut.ai/datastorage/cmd/dsbench/internal/loadgen"
+)
 
 // Options are dsbench's flags as the scenarios read them (cmd/dsbench's
 // main parses and checks them; its -help describes each).
@@ -23,6 +27,9 @@ type Options struct {
 	SkipRaw    bool          // skip the raw COPY, chain-cost and after-load EXPLAIN parts
 	Standby    string        // write benchmark with a streaming standby: "", async or sync (harness.AddStandby)
 	SkipSpool  bool          // skip the spool scenario (what WAIT costs; spoolwait.go)
+	// Spread is how the write benchmark's events spread over namespaces,
+	// clusters and time (loadgen.Spread).
+	Spread loadgen.Spread
 
 	ReadEvents      int64         // events the read benchmark loads
 	ReadRequests    int           // timed requests per read shape

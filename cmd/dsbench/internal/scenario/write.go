@@ -61,7 +61,7 @@ func RunWrite(ctx context.Context, o Options) error {
 		return fmt.Errorf("explain: %w", err)
 	}
 
-	gen := loadgen.NewGenerator(1, 1000, time.Now())
+	gen := loadgen.NewGenerator(1, 1000, time.Now(), o.Spread)
 	single := make([][]byte, 4096)
 	var size int
 	for i := range single {

@@ -108,7 +108,7 @@ func collectFacts(ctx context.Context, e *harness.Env) facts {
 		})
 		return err
 	})
-	f.pool = fmt.Sprintf("defaults: database.maxConns %d (4 × CPUs), ingest.writers 2, ingest.maxBatch 2000, ingest.queueSize 20000", 4*f.cpus)
+	f.pool = fmt.Sprintf("defaults: database.maxConns %d (4 × CPUs), ingest.writers 2, ingest.smallCommits 1, ingest.maxBatch 2000, ingest.queueSize 20000", 4*f.cpus)
 	return f
 }
 
@@ -172,7 +172,7 @@ func (r *writeReport) markdown() string {
 	p("| machine load at start | %s (load average 1, 5, 15 min; anything well above 0 means other work shared the CPUs, see *others* below) |", f.loadAvg)
 	p("| server | `datastorage serve`, %s; logging.level warn |", f.pool)
 	p("| partitions | %d monthly partitions of audit_events during the load (the server made %d, the benchmark added the rest) |", r.partitions, r.partitionsBefore)
-	p("| events | ~%d bytes of JSON each, server-assigned ids (UUIDv7), 1,000 distinct correlation ids; every 4th single event names the worker's previous event as parent |", r.eventBytes)
+	p("| events | ~%d bytes of JSON each, server-assigned ids (UUIDv7), 1,000 distinct correlation ids, spread %s (%s); every 4th single event names the worker's previous event as parent |", r.eventBytes, r.opts.Spread, spreadText(r.opts.Spread))
 	p("| rows at the end | %d in audit_events |", r.rowsInTable)
 	p("")
 	p("Server, PostgreSQL and the load generator share the same %d CPUs: every figure below is bounded by that, and the CPU columns say who used what.", f.cpus)
@@ -363,4 +363,12 @@ func (r *writeReport) serverWorkMarkdown() string {
 	}
 	p("")
 	return b.String()
+}
+
+// spreadText says what a loadgen.Spread does, for the report.
+func spreadText(s loadgen.Spread) string {
+	if s == loadgen.SpreadScattered {
+		return "every event in a random one of 8 namespaces and 4 clusters, stamped anywhere in the hour before the run"
+	}
+	return "each correlation in one namespace and cluster, as a remediation acts on one workload; stamped within the 2 s before the run"
 }
