@@ -42,6 +42,10 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 	// then commitSQL and COMMIT for a big batch, one pipeline for a small.
 	// Without the chain locks two commits may add the same new rollup key
 	// at once; the loser is retried, as InsertEvents retries (isDuplicateEvent).
+	// Nor is there a lock order between two commits' rollup rows: one may
+	// wait on the other's new key while the other waits on a row it
+	// updated, which PostgreSQL ends as a deadlock (40P01) after
+	// deadlock_timeout; that commit is retried too (isRetryable).
 	once := func() error {
 		rest := commitArgs(chainHeads{}, nil, nil, newRollupDelta(events), shard)
 		b := &pgx.Batch{}
@@ -72,7 +76,7 @@ func (s *Store) InsertUnchained(ctx context.Context, events []*audit.Event) (int
 			break
 		}
 		rollback(conn.Conn())
-		if !isDuplicateEvent(err) {
+		if !isDuplicateEvent(err) && !isRetryable(err) {
 			break
 		}
 	}
