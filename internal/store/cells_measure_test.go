@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/testenv"
 )
 
 // TestMeasureCorrelationRows measures, per event, the rows a commit
@@ -44,20 +41,8 @@ func TestMeasureCorrelationRows(t *testing.T) {
 		t.Skip("set DATASTORAGE_CELLS_MEASURE=1 to measure the rows a commit writes per correlation")
 	}
 	ctx := context.Background()
-	var opts []testenv.PostgresOption
-	for _, s := range [][2]string{
-		{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}, {"wal_level", "replica"},
-		{"shared_buffers", "512MB"}, {"max_wal_size", "4GB"}, {"checkpoint_timeout", "30min"}, {"autovacuum", "off"},
-	} {
-		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
-	}
-	pg, err := testenv.StartPostgres(opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pg.Close() })
-	pidFile, err := os.ReadFile(filepath.Join(pg.DataDir, "postmaster.pid"))
-	require.NoError(t, err)
-	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
-	require.NoError(t, err)
+	pg, postmaster := startMeasuredPostgres(t, [2]string{"shared_buffers", "512MB"}, [2]string{"checkpoint_timeout", "30min"},
+		[2]string{"autovacuum", "off"})
 
 	namespaces := []string{"payments", "checkout", "inventory", "search", "auth", "ledger", "edge", "batch"}
 	clusters := []string{"prod-eu-1", "prod-us-1", "prod-us-2", "staging-1"}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,17 +44,7 @@ func TestMeasureChainCost(t *testing.T) {
 		t.Skip("set DATASTORAGE_CHAIN_MEASURE=1 to measure what the chains cost")
 	}
 	ctx := context.Background()
-	var opts []testenv.PostgresOption
-	for _, s := range [][2]string{
-		{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}, {"wal_level", "replica"},
-		{"shared_buffers", "1GB"}, {"wal_buffers", "16MB"}, {"max_wal_size", "4GB"}, {"checkpoint_timeout", "15min"},
-		{"shared_preload_libraries", "pg_stat_statements"}, {"pg_stat_statements.track", "all"},
-	} {
-		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
-	}
-	pg, err := testenv.StartPostgres(opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pg.Close() })
+	pg, postmaster := startMeasuredPostgres(t)
 	url, err := pg.CreateDatabase(ctx, "chaincost")
 	require.NoError(t, err)
 	rt := &roundTrips{}
@@ -70,10 +59,6 @@ func TestMeasureChainCost(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { admin.Close(context.Background()) })
 	_, err = admin.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
-	require.NoError(t, err)
-	pidFile, err := os.ReadFile(filepath.Join(pg.DataDir, "postmaster.pid"))
-	require.NoError(t, err)
-	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
 	require.NoError(t, err)
 
 	gen := newChainEvents(1000)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/testenv"
 )
 
 // TestMeasureCommitFixedCost breaks down what PostgreSQL spends on a commit
@@ -48,17 +46,7 @@ func TestMeasureCommitFixedCost(t *testing.T) {
 		t.Skip("set DATASTORAGE_COMMIT_MEASURE=1 to measure a commit's fixed cost")
 	}
 	ctx := context.Background()
-	var opts []testenv.PostgresOption
-	for _, s := range [][2]string{
-		{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}, {"wal_level", "replica"},
-		{"shared_buffers", "1GB"}, {"wal_buffers", "16MB"}, {"max_wal_size", "4GB"}, {"checkpoint_timeout", "15min"},
-		{"shared_preload_libraries", "pg_stat_statements"}, {"pg_stat_statements.track", "all"},
-	} {
-		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
-	}
-	pg, err := testenv.StartPostgres(opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pg.Close() })
+	pg, postmaster := startMeasuredPostgres(t)
 	rounds, err := strconv.Atoi(envOr("DATASTORAGE_COMMIT_ROUNDS", "3"))
 	require.NoError(t, err)
 	perRound, err := strconv.Atoi(envOr("DATASTORAGE_COMMIT_COMMITS", "150"))
@@ -94,10 +82,6 @@ func TestMeasureCommitFixedCost(t *testing.T) {
 	many, manyAdmin, manyParts := open("many", true)
 	few, _, fewParts := open("few", false)
 	t.Logf("partitions of audit_events: %d and %d", manyParts, fewParts)
-	pidFile, err := os.ReadFile(filepath.Join(pg.DataDir, "postmaster.pid"))
-	require.NoError(t, err)
-	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
-	require.NoError(t, err)
 
 	type variant struct {
 		name string

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kubernaut.ai/datastorage/internal/audit"
-	"kubernaut.ai/datastorage/internal/testenv"
 )
 
 // TestMeasureSmallCommit measures what PostgreSQL does for commits of a few
@@ -46,17 +44,7 @@ func TestMeasureSmallCommit(t *testing.T) {
 		t.Skip("set DATASTORAGE_SMALL_MEASURE=1 to measure small commits")
 	}
 	ctx := context.Background()
-	var opts []testenv.PostgresOption
-	for _, s := range [][2]string{
-		{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}, {"wal_level", "replica"},
-		{"shared_buffers", "1GB"}, {"wal_buffers", "16MB"}, {"max_wal_size", "4GB"}, {"checkpoint_timeout", "15min"},
-		{"shared_preload_libraries", "pg_stat_statements"}, {"pg_stat_statements.track", "all"},
-	} {
-		opts = append(opts, testenv.WithPostgresSetting(s[0], s[1]))
-	}
-	pg, err := testenv.StartPostgres(opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pg.Close() })
+	pg, postmaster := startMeasuredPostgres(t)
 	url, err := pg.CreateDatabase(ctx, "smallcommit")
 	require.NoError(t, err)
 	writers, err := strconv.Atoi(envOr("DATASTORAGE_SMALL_WRITERS", "2"))
@@ -99,10 +87,6 @@ func TestMeasureSmallCommit(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { admin.Close(context.Background()) })
 	_, err = admin.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
-	require.NoError(t, err)
-	pidFile, err := os.ReadFile(filepath.Join(pg.DataDir, "postmaster.pid"))
-	require.NoError(t, err)
-	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
 	require.NoError(t, err)
 	commits := func() int64 {
 		var n int64
