@@ -2,6 +2,7 @@ package store
 
 import (
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,18 @@ func cellSet(b, ns, cl, n string) string {
 func closedCells(from, corr string) string {
 	return "SELECT b, " + corr + ", ns, cl, n FROM " + from + " WHERE NOT kept AND n <> 0 AND (b, ns, cl) IS DISTINCT FROM (nb, nns, ncl)" +
 		" UNION ALL SELECT nb, " + corr + ", nns, ncl, nn FROM " + from + " WHERE kept"
+}
+
+// correlationsNewSQL is the query of a commit statement's correlations_new
+// CTE: the cells the head UPDATE from closed (closedCells) and the
+// commit's counts no cell keeps (the arrays cb, ci, cn, cc, cnt: bucket,
+// correlation, namespace, cluster, count), summed per key, so that the
+// UPDATE … FROM audit_rollup_correlations after it meets each key once.
+func correlationsNewSQL(from, cb, ci, cn, cc, cnt string) string {
+	return "\tSELECT b, c, ns, cl, sum(n)::bigint FROM (\n" +
+		"\t\t" + closedCells(from, "correlation_id") + "\n" +
+		"\t\tUNION ALL SELECT * FROM unnest(" + strings.Join([]string{cb, ci, cn, cc, cnt}, ", ") + ")\n" +
+		"\t) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4"
 }
 
 // cells splits the correlation counts of a commit for the chains corrs

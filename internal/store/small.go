@@ -117,10 +117,7 @@ var smallSQL = func() string {
 	// As in commitSQL: the cells closed and the counts no cell keeps, one
 	// row per key.
 	p("), correlations_new(b, c, ns, cl, n) AS (")
-	p("	SELECT b, c, ns, cl, sum(n)::bigint FROM (")
-	p("		%s", closedCells("moved", "correlation_id"))
-	p("		UNION ALL SELECT * FROM unnest(%s, %s, %s, %s, %s)", cb, ci, cn, cc, cnt)
-	p("	) AS x(b, c, ns, cl, n) GROUP BY 1, 2, 3, 4")
+	p("%s", correlationsNewSQL("moved", cb, ci, cn, cc, cnt))
 	p("), correlations AS (")
 	p("	UPDATE audit_rollup_correlations r SET events = r.events + n.n FROM correlations_new n")
 	p("	WHERE (r.bucket, r.correlation_id, r.namespace, r.cluster_id) = (n.b, n.c, n.ns, n.cl) AND (SELECT ok FROM guard)")
