@@ -203,23 +203,26 @@ func measuredURL(e *harness.Env) string {
 // exit, so a short margin follows.
 func awaitMeasuredExit(ctx context.Context, e *harness.Env) {
 	deadline := time.Now().Add(statsIdleFlush)
-	for {
-		n := -1
-		withConn(ctx, e, func(c *pgx.Conn) error {
-			return c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, measuredApp).Scan(&n)
-		})
-		if n == 0 {
-			loadgen.SleepUntil(ctx, time.Now().Add(250*time.Millisecond))
-			return
+	n := -1
+	// One connection for all the polls: each new one would be a backend
+	// more, publishing counters of its own.
+	withConn(ctx, e, func(c *pgx.Conn) error {
+		for {
+			if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, measuredApp).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 || time.Now().After(deadline) || !loadgen.SleepUntil(ctx, time.Now().Add(20*time.Millisecond)) {
+				return nil
+			}
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			// Those still there publish within statsIdleFlush.
-			harness.Logf("%d measured backends still open; waiting %s for their counters", n, statsIdleFlush)
-			loadgen.SleepUntil(ctx, time.Now().Add(statsIdleFlush))
-			return
-		}
-		loadgen.SleepUntil(ctx, time.Now().Add(20*time.Millisecond))
+	})
+	if n == 0 {
+		loadgen.SleepUntil(ctx, time.Now().Add(250*time.Millisecond))
+		return
 	}
+	// Those still there (or an unanswered poll) publish within statsIdleFlush.
+	harness.Logf("%d measured backends still open; waiting %s for their counters", n, statsIdleFlush)
+	loadgen.SleepUntil(ctx, time.Now().Add(statsIdleFlush))
 }
 
 // per divides by the events the counters saw.
