@@ -217,6 +217,9 @@ type cachedHead struct {
 	// owner is the optimistic commit in flight that will leave this head
 	// (overlap.go); nil once a commit left it.
 	owner *flight
+	// cell is the open cell the head holds, when a lone commit left it
+	// (putLone); the zero value, not known, after any other commit.
+	cell headCell
 }
 
 // maxCachedHeads bounds the cache: some 100 bytes an entry, 6 MB at most.
@@ -249,6 +252,28 @@ func (c *headCache) put(h chainHeads) {
 	for i, id := range h.ids {
 		c.heads[id] = cachedHead{seq: h.seqs[i], hash: h.hashes[i]}
 	}
+}
+
+// putLone records the head a lone commit left, with the open cell it left
+// (the zero headCell when not known).
+func (c *headCache) putLone(h chainHeads, cell headCell) {
+	c.put(h)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.heads[h.ids[0]]; ok {
+		ch.cell = cell
+		c.heads[h.ids[0]] = ch
+	}
+}
+
+// inCell reports whether the head remembered for corr is a committed one
+// (no optimistic commit in flight will move it) whose open cell is cell.
+func (c *headCache) inCell(corr string, cell headCell) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.heads[corr]
+	return ok && ch.owner == nil && !ch.cell.bucket.IsZero() && ch.cell.bucket.Equal(cell.bucket) &&
+		ch.cell.ns == cell.ns && ch.cell.cluster == cell.cluster
 }
 
 // forget drops correlations whose head is not known any more.

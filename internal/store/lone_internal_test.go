@@ -49,16 +49,19 @@ func TestALoneEventThatLostTheRaceForItsHeadWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 
 	for _, c := range []struct {
-		corr             string
-		guarded, trigger bool
-	}{{"rr-race-guarded", true, true}, {"rr-race-unguarded", false, true}, {"rr-race-nothing", false, false}} {
+		corr                       string
+		guarded, trigger, sameCell bool
+	}{{"rr-race-guarded", true, true, false}, {"rr-race-same-cell", true, true, true},
+		{"rr-race-unguarded", false, true, false}, {"rr-race-nothing", false, false, false}} {
 		corr, guarded := c.corr, c.guarded
 		if !c.trigger {
 			_, err := st.pool.Exec(ctx, `ALTER TABLE audit_chain_heads DISABLE TRIGGER audit_chain_heads_forward`)
 			require.NoError(t, err)
 		}
 		// A head to race for.
-		first := overlapEvent(corr, time.Now().Add(-time.Minute))
+		// All three in one hour: one open cell.
+		hour := time.Now().Truncate(time.Hour)
+		first := overlapEvent(corr, hour)
 		_, err = st.InsertEvents(ctx, []*audit.Event{first})
 		require.NoError(t, err)
 		expected := st.heads.get([]string{corr})
@@ -70,18 +73,28 @@ func TestALoneEventThatLostTheRaceForItsHeadWritesNothing(t *testing.T) {
 			heads := linkEvents(st.hasher, expected, []*audit.Event{e}, [][]byte{canon})
 			sql, args, err := loneArgs(e, expected, heads, 1)
 			require.NoError(t, err)
-			if !guarded {
+			switch {
+			case c.sameCell:
+				// The winner counts in the hourly row of shard 1 first.
+				sql = loneSameCellSQL
+			case !guarded:
 				sql = unguarded(t)
 			}
 			return sql, args
 		}
-		winner, loser := overlapEvent(corr, time.Now()), overlapEvent(corr, time.Now())
+		winner, loser := overlapEvent(corr, hour.Add(time.Second)), overlapEvent(corr, hour.Add(time.Second))
 		tx, err := st.pool.Begin(ctx)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 		sql, args := statement(winner)
-		var n int64
-		require.NoError(t, tx.QueryRow(ctx, sql, args...).Scan(&n))
+		if c.sameCell {
+			// loneSameCellSQL adds to an hourly row that exists.
+			_, err := tx.Exec(ctx, `INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)
+				VALUES ($1, $2, $3, $4, $5, 1, 0) ON CONFLICT DO NOTHING`, rollupBucket(winner), winner.Type, winner.Category, winner.Outcome, winner.Severity)
+			require.NoError(t, err)
+		}
+		n, err := loneCount(ctx, tx, sql, args)
+		require.NoError(t, err)
 		require.EqualValues(t, 1, n)
 
 		conn, err := st.pool.Acquire(ctx)
@@ -91,8 +104,7 @@ func TestALoneEventThatLostTheRaceForItsHeadWritesNothing(t *testing.T) {
 		done := make(chan insertResult, 1)
 		go func() {
 			sql, args := statement(loser)
-			var n int64
-			err := conn.QueryRow(ctx, sql, args...).Scan(&n)
+			n, err := loneCount(ctx, conn, sql, args)
 			done <- insertResult{n, err}
 		}()
 		require.Eventually(t, func() bool {
@@ -131,6 +143,25 @@ func TestALoneEventThatLostTheRaceForItsHeadWritesNothing(t *testing.T) {
 			assert.Equal(t, 2, seqs, "forked: two events share a chain_seq")
 		}
 	}
+}
+
+// loneCount runs a lone statement (loneSQL, loneSameCellSQL) and returns
+// its first column: the events it wrote.
+func loneCount(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args []any) (int64, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	return pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (int64, error) {
+		var n int64
+		vals, err := r.Values()
+		if err == nil {
+			n = vals[0].(int64)
+		}
+		return n, err
+	})
 }
 
 // storedRollupsMatch checks both rollups against the events stored.
@@ -225,3 +256,140 @@ func (c *sqlCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Trace
 	c.count(d.SQL)
 }
 func (c *sqlCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// attemptTracer records every lone statement sent and how it ended.
+type attemptTracer struct {
+	mu       sync.Mutex
+	attempts []loneAttempt
+}
+
+type loneAttempt struct {
+	sql string
+	err error
+}
+
+func (a *attemptTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, sqlKey{}, d.SQL)
+}
+
+func (a *attemptTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	sql, _ := ctx.Value(sqlKey{}).(string)
+	if sql != loneStartSQL && sql != loneExtendSQL && sql != loneSameCellSQL {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.attempts = append(a.attempts, loneAttempt{sql, d.Err})
+}
+
+// take returns the attempts since the last call.
+func (a *attemptTracer) take() []loneAttempt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.attempts
+	a.attempts = nil
+	return out
+}
+
+// A lone event in its head's open cell goes by loneSameCellSQL, which only
+// adds to an hourly rollup row this process met before. RebuildRollups
+// deletes the hour's rows and recounts them under shard 0: the next such
+// event finds its row gone. The statement must then fail and leave nothing
+// (its head, event and id would otherwise be written with the event
+// uncounted), and loneSQL follow, which inserts the row: one event
+// stored, counted once. With the failure taken away (the statement
+// answering 1 when the row is missing), the event is stored and the hourly
+// rollup misses it.
+func TestALoneEventWhoseHourlyRowWasRebuiltAwayIsCountedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tracer := &attemptTracer{}
+	st := cellStore(t, Options{MaxConns: 2, Tracer: tracer})
+	hour := time.Now().UTC().Truncate(time.Hour)
+	corr := "rr-same-cell-rebuilt"
+	write := func(minute int) {
+		t.Helper()
+		n, err := st.InsertEvents(ctx, []*audit.Event{cellEvent(corr, hour.Add(time.Duration(minute)*time.Minute), "a")})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n)
+		storedRollupsMatch(t, st)
+	}
+	sqls := func(as []loneAttempt) (out []string) {
+		for _, a := range as {
+			name := map[string]string{loneStartSQL: "start", loneExtendSQL: "extend", loneSameCellSQL: "same-cell"}[a.sql]
+			if a.err != nil {
+				require.True(t, hourlyRowMissing(a.err), "%s: %v", name, a.err)
+				name += " (row missing)"
+			}
+			out = append(out, name)
+		}
+		return out
+	}
+
+	write(1)
+	assert.Equal(t, []string{"start"}, sqls(tracer.take()))
+	write(2)
+	assert.Equal(t, []string{"same-cell"}, sqls(tracer.take()))
+
+	counted, err := st.RebuildRollups(ctx, hour, hour.Add(time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, counted)
+
+	write(3)
+	assert.Equal(t, []string{"same-cell (row missing)", "extend"}, sqls(tracer.take()))
+	write(4)
+	assert.Equal(t, []string{"same-cell"}, sqls(tracer.take()))
+
+	var stored, hourly, cell int64
+	require.NoError(t, st.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE correlation_id = $1`, corr).Scan(&stored))
+	require.NoError(t, st.pool.QueryRow(ctx, `SELECT sum(events) FROM audit_rollup_hourly WHERE bucket = $1`, hour).Scan(&hourly))
+	_, _, cell, _ = openCell(t, st, corr)
+	assert.EqualValues(t, 4, stored)
+	assert.EqualValues(t, 4, hourly)
+	assert.EqualValues(t, 2, cell, "the open cell after the rebuild emptied it")
+}
+
+// The head cache knows a head's open cell only from a lone commit, and
+// forgets it when any other commit (which does not say what cell it left)
+// or an optimistic one in flight moves the head: the same-cell statement
+// is then not tried. hourlyRows starts over when full.
+func TestTheHeadCacheKnowsAnOpenCellOnlyFromALoneCommit(t *testing.T) {
+	hour := time.Date(2026, 12, 7, 13, 0, 0, 0, time.UTC)
+	cell := headCell{bucket: hour, ns: "a", cluster: "east"}
+	heads := func(seq int64) chainHeads {
+		return chainHeads{ids: []string{"c"}, seqs: []int64{seq}, hashes: []string{fmt.Sprint("h", seq)}}
+	}
+	c := newHeadCache()
+	assert.False(t, c.inCell("c", cell), "no head")
+	c.putLone(heads(1), cell)
+	assert.True(t, c.inCell("c", cell))
+	assert.True(t, c.inCell("c", headCell{bucket: hour.In(time.FixedZone("x", 3600)), ns: "a", cluster: "east"}), "the same hour in another zone")
+	for _, other := range []headCell{{hour.Add(time.Hour), "a", "east"}, {hour, "b", "east"}, {hour, "a", "west"}, {}} {
+		assert.False(t, c.inCell("c", other), "%v", other)
+	}
+	c.putLone(heads(2), headCell{})
+	assert.False(t, c.inCell("c", cell), "a lone commit that kept an older cell open")
+	c.putLone(heads(3), cell)
+	c.put(heads(4))
+	assert.False(t, c.inCell("c", cell), "another path moved the head")
+	c.putLone(heads(5), cell)
+	r, busy := c.reserve(audit.NewHasher(nil), []string{"c"}, []*audit.Event{overlapEvent("c", hour)}, [][]byte{[]byte("{}")}, nil)
+	require.Nil(t, busy)
+	assert.False(t, c.inCell("c", cell), "an optimistic commit in flight")
+	c.settle(r, []*audit.Event{overlapEvent("c", hour)}, true)
+	assert.False(t, c.inCell("c", cell), "the optimistic commit's cell is not known")
+
+	var h hourlyRows
+	first := hourlyRow{hourlyKey{bucket: hour, typ: "t0"}, 1}
+	h.add(first)
+	assert.True(t, h.has(first))
+	assert.False(t, h.has(hourlyRow{first.key, 2}), "another shard")
+	for i := 1; i < maxHourlyRows; i++ {
+		h.add(hourlyRow{hourlyKey{bucket: hour, typ: fmt.Sprint("t", i)}, 1})
+	}
+	assert.True(t, h.has(first))
+	h.add(hourlyRow{hourlyKey{bucket: hour, typ: "one more"}, 1})
+	assert.False(t, h.has(first), "full: started over")
+	h.forget(hourlyRow{hourlyKey{bucket: hour, typ: "one more"}, 1})
+	assert.False(t, h.has(hourlyRow{hourlyKey{bucket: hour, typ: "one more"}, 1}))
+}

@@ -288,7 +288,8 @@ func TestExplainLoneCommit(t *testing.T) {
 	for range 8 {
 		plans = nil
 		var n int64
-		require.NoError(t, conn.QueryRow(ctx, loneExtendSQL, catcher.lone...).Scan(&n))
+		var kept bool
+		require.NoError(t, conn.QueryRow(ctx, loneExtendSQL, catcher.lone...).Scan(&n, &kept))
 		require.Zero(t, n)
 	}
 	t.Logf("loneSQL:\n%s", strings.Join(plans, "\n"))

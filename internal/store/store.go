@@ -25,6 +25,7 @@ type Store struct {
 	shards  *shardSet     // rollup shards of concurrent inserts (rollup.go)
 	recent  *recentEvents // dates of events committed lately, for parents (recent.go)
 	heads   *headCache    // chain heads this process committed last (commit.go)
+	hourly  *hourlyRows   // hourly rollup rows this process's lone commits met (lone.go)
 	// arrayLone sends a lone event through commitEventsSQL instead of
 	// loneSQL, as before lone.go: set only by the measurements and tests
 	// that compare the two (lone_measure_test.go).
@@ -68,7 +69,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache()}
+	s := &Store{pool: pool, fenced: fenced, hasher: opts.Hasher, shards: newShardSet(), recent: newRecentEvents(), heads: newHeadCache(), hourly: &hourlyRows{}}
 	ro := readroute.Options{MaxLag: opts.MaxReplicaLag, Registerer: opts.Registerer, Log: opts.Log}
 	standbys := &standbyConns{}
 	if opts.ReplicaURL != "" {
