@@ -48,13 +48,7 @@ func TestMeasureChainCost(t *testing.T) {
 	url, err := pg.CreateDatabase(ctx, "chaincost")
 	require.NoError(t, err)
 	rt := &roundTrips{}
-	st, err := Open(ctx, url, Options{MaxConns: 4, Tracer: rt})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, url, Options{MaxConns: 4, Tracer: rt})
 	admin, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(func() { admin.Close(context.Background()) })
@@ -429,13 +423,7 @@ func TestExplainBatchCommit(t *testing.T) {
 	}
 	url := testenv.NewDatabase(t)
 	catcher := &argsOf{sql: sql}
-	st, err := Open(ctx, url, Options{MaxConns: 2, Tracer: catcher})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, url, Options{MaxConns: 2, Tracer: catcher})
 	gen := newChainEvents(1000)
 	for range 20000 / batch {
 		_, err := st.InsertEvents(ctx, gen.next(batch))

@@ -32,13 +32,7 @@ func TestMeasureServerIDs(t *testing.T) {
 		t.Skip("set DATASTORAGE_IDS_MEASURE=1 to measure server-made ids")
 	}
 	ctx := context.Background()
-	st, err := Open(ctx, testenv.NewDatabase(t), Options{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, testenv.NewDatabase(t), Options{MaxConns: 4})
 	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
 	seq := 0
 	make1 := func(server bool) *audit.Event {

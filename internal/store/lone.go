@@ -68,10 +68,7 @@ func loneSQL(newChain bool) string {
 
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("WITH lock AS MATERIALIZED (")
-	p("	SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), set_config('plan_cache_mode', 'force_generic_plan', true)", corr)
-	p("), free AS MATERIALIZED (")
-	p("	SELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = %s) AS ok", id)
+	b.WriteString(lonePrologue(id))
 	if newChain {
 		p("), head AS (")
 		p("	INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash, cell_bucket, cell_namespace, cell_cluster, cell_events)")
@@ -155,10 +152,7 @@ func sameCellSQL() string {
 	expSeq, expHash, newHash, id, bucket, shard, ns, cluster := lp.expSeq, lp.expHash, lp.newHash, lp.id, lp.bucket, lp.shard, lp.ns, lp.cluster
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("WITH lock AS MATERIALIZED (")
-	p("	SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), set_config('plan_cache_mode', 'force_generic_plan', true)", corr)
-	p("), free AS MATERIALIZED (")
-	p("	SELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = %s) AS ok", id)
+	b.WriteString(lonePrologue(id))
 	p("), head AS (")
 	p("	UPDATE audit_chain_heads a SET last_seq = %s, last_hash = %s, cell_events = a.cell_events + 1", seq, newHash)
 	p("	WHERE a.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s", corr, expSeq, expHash)
@@ -191,6 +185,16 @@ const hourlyMissingMarker = "datastorage: hourly rollup row missing"
 func hourlyRowMissing(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, hourlyMissingMarker)
+}
+
+// lonePrologue is how every lone statement starts: the chain's advisory
+// lock, with the transaction's plan_cache_mode (loneSQL), and whether the
+// id (the parameter id) is free.
+func lonePrologue(id string) string {
+	return "WITH lock AS MATERIALIZED (\n" +
+		"\tSELECT pg_advisory_xact_lock(hashtextextended(" + loneCorr + ", 0)), set_config('plan_cache_mode', 'force_generic_plan', true)\n" +
+		"), free AS MATERIALIZED (\n" +
+		"\tSELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = " + id + ") AS ok\n"
 }
 
 // loneEventValues returns the event's 29 columns as loneSQL's first

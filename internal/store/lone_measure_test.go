@@ -36,13 +36,7 @@ func TestMeasureLoneCommit(t *testing.T) {
 	}
 	ctx := context.Background()
 	url := testenv.NewDatabase(t)
-	st, err := Open(ctx, url, Options{MaxConns: 1})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, url, Options{MaxConns: 1})
 	naive, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(func() { naive.Close(context.Background()) })
@@ -225,13 +219,7 @@ func TestExplainLoneCommit(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NewDatabase(t)
 	catcher := &argsCatcher{}
-	st, err := Open(ctx, url, Options{MaxConns: 1, Tracer: catcher})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, url, Options{MaxConns: 1, Tracer: catcher})
 	v := &audit.Validator{MaxAge: 7 * 24 * time.Hour, MaxSkew: time.Hour, DefaultRetentionDays: 30}
 	for i := range 6000 {
 		// The first half by commitEventsSQL (as before lone.go), the

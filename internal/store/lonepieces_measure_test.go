@@ -57,13 +57,7 @@ func TestMeasureLonePieces(t *testing.T) {
 	require.NoError(t, err)
 	url, err := pg.CreateDatabase(ctx, "lonepieces")
 	require.NoError(t, err)
-	st, err := Open(ctx, url, Options{MaxConns: 2})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx, nil)
-	require.NoError(t, err)
-	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
-	require.NoError(t, err)
+	st := measuredStore(t, url, Options{MaxConns: 2})
 
 	// The pieces, cut out of loneExtendSQL so that they stay what the store
 	// sends. A cut leaves parameters unused, which PostgreSQL cannot type:

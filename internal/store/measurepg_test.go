@@ -1,11 +1,13 @@
 package store
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -40,4 +42,21 @@ func startMeasuredPostgres(t *testing.T, override ...[2]string) (*testenv.Postgr
 	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
 	require.NoError(t, err)
 	return pg, postmaster
+}
+
+// measuredStore opens a store on url for a measurement test, closed when
+// the test ends, migrated, with 36 monthly partitions before this month's
+// (as dsbench's database has during its load: what a partitioned lookup
+// or a foreign-key check costs depends on them).
+func measuredStore(t *testing.T, url string, opts Options) *Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := Open(ctx, url, opts)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(ctx, nil)
+	require.NoError(t, err)
+	_, err = st.EnsurePartitions(ctx, time.Now().AddDate(0, -35, 0), 37)
+	require.NoError(t, err)
+	return st
 }
