@@ -18,13 +18,27 @@ import (
 )
 
 // commitTracer records the commit statements that succeeded, so a test
-// knows which write path a commit took.
+// knows which write path a commit took, and every lone statement sent
+// with how it ended.
 type commitTracer struct {
-	mu sync.Mutex
-	ok map[string]int
+	mu       sync.Mutex
+	ok       map[string]int
+	attempts []loneAttempt
+}
+
+// loneAttempt is a lone statement sent (loneSQL, loneSameCellSQL) and its
+// error.
+type loneAttempt struct {
+	sql string
+	err error
 }
 
 func (c *commitTracer) record(sql string, err error) {
+	if sql == loneStartSQL || sql == loneExtendSQL || sql == loneSameCellSQL {
+		c.mu.Lock()
+		c.attempts = append(c.attempts, loneAttempt{sql, err})
+		c.mu.Unlock()
+	}
 	if err != nil {
 		return
 	}
@@ -39,6 +53,15 @@ func (c *commitTracer) record(sql string, err error) {
 		c.ok = map[string]int{}
 	}
 	c.ok[sql]++
+}
+
+// takeAttempts returns the lone statements sent since the last call.
+func (c *commitTracer) takeAttempts() []loneAttempt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.attempts
+	c.attempts = nil
+	return out
 }
 
 // take returns the statements recorded since the last call.

@@ -257,40 +257,6 @@ func (c *sqlCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Trace
 }
 func (c *sqlCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
-// attemptTracer records every lone statement sent and how it ended.
-type attemptTracer struct {
-	mu       sync.Mutex
-	attempts []loneAttempt
-}
-
-type loneAttempt struct {
-	sql string
-	err error
-}
-
-func (a *attemptTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	return context.WithValue(ctx, sqlKey{}, d.SQL)
-}
-
-func (a *attemptTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
-	sql, _ := ctx.Value(sqlKey{}).(string)
-	if sql != loneStartSQL && sql != loneExtendSQL && sql != loneSameCellSQL {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.attempts = append(a.attempts, loneAttempt{sql, d.Err})
-}
-
-// take returns the attempts since the last call.
-func (a *attemptTracer) take() []loneAttempt {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := a.attempts
-	a.attempts = nil
-	return out
-}
-
 // A lone event in its head's open cell goes by loneSameCellSQL, which only
 // adds to an hourly rollup row this process met before. RebuildRollups
 // deletes the hour's rows and recounts them under shard 0: the next such
@@ -303,7 +269,7 @@ func (a *attemptTracer) take() []loneAttempt {
 func TestALoneEventWhoseHourlyRowWasRebuiltAwayIsCountedOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tracer := &attemptTracer{}
+	tracer := &commitTracer{}
 	st := cellStore(t, Options{MaxConns: 2, Tracer: tracer})
 	hour := time.Now().UTC().Truncate(time.Hour)
 	corr := "rr-same-cell-rebuilt"
@@ -327,18 +293,18 @@ func TestALoneEventWhoseHourlyRowWasRebuiltAwayIsCountedOnce(t *testing.T) {
 	}
 
 	write(1)
-	assert.Equal(t, []string{"start"}, sqls(tracer.take()))
+	assert.Equal(t, []string{"start"}, sqls(tracer.takeAttempts()))
 	write(2)
-	assert.Equal(t, []string{"same-cell"}, sqls(tracer.take()))
+	assert.Equal(t, []string{"same-cell"}, sqls(tracer.takeAttempts()))
 
 	counted, err := st.RebuildRollups(ctx, hour, hour.Add(time.Hour))
 	require.NoError(t, err)
 	require.EqualValues(t, 2, counted)
 
 	write(3)
-	assert.Equal(t, []string{"same-cell (row missing)", "extend"}, sqls(tracer.take()))
+	assert.Equal(t, []string{"same-cell (row missing)", "extend"}, sqls(tracer.takeAttempts()))
 	write(4)
-	assert.Equal(t, []string{"same-cell"}, sqls(tracer.take()))
+	assert.Equal(t, []string{"same-cell"}, sqls(tracer.takeAttempts()))
 
 	var stored, hourly, cell int64
 	require.NoError(t, st.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE correlation_id = $1`, corr).Scan(&stored))
