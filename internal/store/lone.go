@@ -61,10 +61,9 @@ import (
 // record (NULL for an id the server made), the rollup hour, the hourly
 // shard, namespace and cluster as the rollups key them.
 func loneSQL(newChain bool) string {
-	vals := loneEventValues()
 	lp := newLoneParams(newChain)
 	const corr, seq, typ, category, outcome, severity = loneCorr, loneSeq, loneType, loneCategory, loneOutcome, loneSeverity
-	expSeq, expHash, newHash, id, date, bucket, shard, ns, cluster := lp.expSeq, lp.expHash, lp.newHash, lp.id, "$2::date", lp.bucket, lp.shard, lp.ns, lp.cluster
+	expSeq, expHash, newHash, id, bucket, shard, ns, cluster := lp.expSeq, lp.expHash, lp.newHash, lp.id, lp.bucket, lp.shard, lp.ns, lp.cluster
 
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -86,17 +85,7 @@ func loneSQL(newChain bool) string {
 		p("	AND EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)")
 		p("	RETURNING %s", cellReturning(bucket, ns, cluster, "1"))
 	}
-	p("), event AS (")
-	p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))
-	p("	SELECT %s WHERE EXISTS (SELECT FROM head)", strings.Join(vals, ", "))
-	p("), ids AS (")
-	p("	INSERT INTO audit_event_ids (event_id, event_date)")
-	p("	SELECT %s, %s WHERE %s IS NOT NULL AND EXISTS (SELECT FROM head)", id, date, id)
-	p("), hourly AS (")
-	p("	UPDATE audit_rollup_hourly SET events = events + 1")
-	p("	WHERE (bucket, event_type, event_category, event_outcome, severity, shard) = (%s, %s, %s, %s, %s, %s)", bucket, typ, category, outcome, severity, shard)
-	p("	AND EXISTS (SELECT FROM head)")
-	p("	RETURNING 1")
+	b.WriteString(loneRows(lp))
 	p("), hourly_added AS (")
 	p("	INSERT INTO audit_rollup_hourly (bucket, event_type, event_category, event_outcome, severity, shard, events)")
 	p("	SELECT %s, %s, %s, %s, %s, %s, 1 WHERE EXISTS (SELECT FROM head) AND NOT EXISTS (SELECT FROM hourly)", bucket, typ, category, outcome, severity, shard)
@@ -146,30 +135,18 @@ func loneSQL(newChain bool) string {
 // which inserts the row. As in commitAfterCopySQL, the input of the cast is
 // not a constant, so that it is evaluated only when the row is missing.
 func sameCellSQL() string {
-	vals := strings.Join(loneEventValues(), ", ")
 	lp := newLoneParams(false)
-	const corr, seq, typ, category, outcome, severity = loneCorr, loneSeq, loneType, loneCategory, loneOutcome, loneSeverity
-	expSeq, expHash, newHash, id, bucket, shard, ns, cluster := lp.expSeq, lp.expHash, lp.newHash, lp.id, lp.bucket, lp.shard, lp.ns, lp.cluster
+	expSeq, expHash, newHash, bucket, ns, cluster := lp.expSeq, lp.expHash, lp.newHash, lp.bucket, lp.ns, lp.cluster
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	b.WriteString(lonePrologue(id))
+	b.WriteString(lonePrologue(lp.id))
 	p("), head AS (")
-	p("	UPDATE audit_chain_heads a SET last_seq = %s, last_hash = %s, cell_events = a.cell_events + 1", seq, newHash)
-	p("	WHERE a.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s", corr, expSeq, expHash)
+	p("	UPDATE audit_chain_heads a SET last_seq = %s, last_hash = %s, cell_events = a.cell_events + 1", loneSeq, newHash)
+	p("	WHERE a.correlation_id = %s AND a.last_seq = %s AND a.last_hash = %s", loneCorr, expSeq, expHash)
 	p("	AND (a.cell_bucket, a.cell_namespace, a.cell_cluster) = (%s, %s, %s)", bucket, ns, cluster)
 	p("	AND EXISTS (SELECT FROM lock) AND (SELECT ok FROM free)")
 	p("	RETURNING 1")
-	p("), event AS (")
-	p("	INSERT INTO audit_events (%s)", strings.Join(insertColumns, ", "))
-	p("	SELECT %s WHERE EXISTS (SELECT FROM head)", vals)
-	p("), ids AS (")
-	p("	INSERT INTO audit_event_ids (event_id, event_date)")
-	p("	SELECT %s, $2::date WHERE %s IS NOT NULL AND EXISTS (SELECT FROM head)", id, id)
-	p("), hourly AS (")
-	p("	UPDATE audit_rollup_hourly SET events = events + 1")
-	p("	WHERE (bucket, event_type, event_category, event_outcome, severity, shard) = (%s, %s, %s, %s, %s, %s)", bucket, typ, category, outcome, severity, shard)
-	p("	AND EXISTS (SELECT FROM head)")
-	p("	RETURNING 1")
+	b.WriteString(loneRows(lp))
 	p(")")
 	fmt.Fprintf(&b, "SELECT (CASE WHEN NOT EXISTS (SELECT FROM head) THEN '0' WHEN EXISTS (SELECT FROM hourly) THEN '1' ELSE '%s' END)::int8", hourlyMissingMarker)
 	return b.String()
@@ -195,6 +172,26 @@ func lonePrologue(id string) string {
 		"\tSELECT pg_advisory_xact_lock(hashtextextended(" + loneCorr + ", 0)), set_config('plan_cache_mode', 'force_generic_plan', true)\n" +
 		"), free AS MATERIALIZED (\n" +
 		"\tSELECT NOT EXISTS (SELECT 1 FROM audit_event_ids WHERE event_id = " + id + ") AS ok\n"
+}
+
+// loneRows is the part every lone statement shares after its head: the
+// event, its id row (for a client-given id) and its count in the hourly
+// rollup row, each written only if the head CTE returned a row. A hourly
+// row that is not there yet is the caller's to insert (loneSQL) or to
+// fail on (loneSameCellSQL).
+func loneRows(lp loneParams) string {
+	return "), event AS (\n" +
+		"\tINSERT INTO audit_events (" + strings.Join(insertColumns, ", ") + ")\n" +
+		"\tSELECT " + strings.Join(loneEventValues(), ", ") + " WHERE EXISTS (SELECT FROM head)\n" +
+		"), ids AS (\n" +
+		"\tINSERT INTO audit_event_ids (event_id, event_date)\n" +
+		"\tSELECT " + lp.id + ", $2::date WHERE " + lp.id + " IS NOT NULL AND EXISTS (SELECT FROM head)\n" +
+		"), hourly AS (\n" +
+		"\tUPDATE audit_rollup_hourly SET events = events + 1\n" +
+		"\tWHERE (bucket, event_type, event_category, event_outcome, severity, shard) = (" +
+		strings.Join([]string{lp.bucket, loneType, loneCategory, loneOutcome, loneSeverity, lp.shard}, ", ") + ")\n" +
+		"\tAND EXISTS (SELECT FROM head)\n" +
+		"\tRETURNING 1\n"
 }
 
 // loneEventValues returns the event's 29 columns as loneSQL's first
@@ -265,7 +262,7 @@ func (s *Store) insertLone(ctx context.Context, conn *pgx.Conn, e *audit.Event, 
 		return 0, false, err
 	}
 	cell := headCell{bucket: rollupBucket(e), ns: e.Namespace, cluster: e.ClusterID}
-	row := hourlyRow{hourlyKey{cell.bucket, e.Type, e.Category, e.Outcome, e.Severity}, shard}
+	row := hourlyRow{hourlyKeyOf(e, cell.bucket), shard}
 	fail := func(err error) (int64, bool, error) {
 		s.heads.forget(corrs)
 		if isDuplicateEvent(err) {
@@ -274,7 +271,7 @@ func (s *Store) insertLone(ctx context.Context, conn *pgx.Conn, e *audit.Event, 
 		return 0, false, err
 	}
 	var n int64
-	kept := false
+	kept, sent := false, false
 	if sql == loneExtendSQL && s.heads.inCell(e.CorrelationID, cell) && s.hourly.has(row) {
 		err = conn.QueryRow(ctx, loneSameCellSQL, args...).Scan(&n)
 		switch {
@@ -283,10 +280,10 @@ func (s *Store) insertLone(ctx context.Context, conn *pgx.Conn, e *audit.Event, 
 		case err != nil:
 			return fail(err)
 		default:
-			sql = ""
+			sent = true
 		}
 	}
-	if sql != "" {
+	if !sent {
 		if err := conn.QueryRow(ctx, sql, args...).Scan(&n, &kept); err != nil {
 			return fail(err)
 		}

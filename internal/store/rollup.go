@@ -43,6 +43,12 @@ type hourlyKey struct {
 	typ, category, outcome, severity string
 }
 
+// hourlyKeyOf is the hourly rollup row e counts in, less its shard; b is
+// its hour (rollupBucket).
+func hourlyKeyOf(e *audit.Event, b time.Time) hourlyKey {
+	return hourlyKey{b, e.Type, e.Category, e.Outcome, e.Severity}
+}
+
 // correlationKey is a row of audit_rollup_correlations.
 type correlationKey struct {
 	bucket                   time.Time
@@ -78,7 +84,7 @@ func newRollupDelta(events []*audit.Event) rollupDelta {
 	}
 	for _, e := range events {
 		b := rollupBucket(e)
-		d.hourly[hourlyKey{b, e.Type, e.Category, e.Outcome, e.Severity}]++
+		d.hourly[hourlyKeyOf(e, b)]++
 		k := correlationKey{b, e.CorrelationID, e.Namespace, e.ClusterID}
 		d.correlations[k]++
 		at := e.Timestamp.Std()
